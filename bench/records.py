@@ -1,0 +1,179 @@
+"""Typed records shared by the client, the runner and the store.
+
+``ChatResult`` is what one HTTP exchange produced (client level, clocks in
+``perf_counter_ns``). ``RequestRow`` is one planned request as stored: the
+runner fills it from a ChatResult (or from an error) and the store writes it.
+Names carry units; a missing measurement is ``None``, never 0 (METRICS.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+NS_PER_MS = 1_000_000
+
+OUTCOMES = (
+    "ok",
+    "rate_limited",
+    "insufficient_credits",
+    "auth",
+    "timeout",
+    "provider_error",
+    "bad_request",
+    "network",
+    "cancelled",
+    "budget_skipped",
+    "not_run",
+    "skipped",
+)
+"""Every outcome a row may end in. ``not_run`` = the run stopped before it
+(402, 401); ``skipped`` = its model x provider was dropped after N failures in a row."""
+
+
+@dataclass
+class Usage:
+    """Token counts and cost from the server's final ``usage`` object."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    total_tokens: int | None = None
+    cost_usd: Decimal | None = None
+    is_byok: bool | None = None
+
+
+@dataclass
+class ToolCall:
+    """A complete tool call assembled from streamed fragments."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str  # JSON text as the model produced it (may be invalid JSON)
+
+
+@dataclass
+class Clocks:
+    """perf_counter_ns stamps of one request (METRICS.md 'Clocks')."""
+
+    t0: int
+    t_headers: int | None = None
+    t_first_byte: int | None = None
+    t_first_token: int | None = None
+    t_first_answer: int | None = None
+    t_last_token: int | None = None
+    t_done: int | None = None
+    chunk_gaps_ms: list[float] = field(default_factory=list)
+    """Gaps between successive output-carrying events ('inter-chunk gap', not ITL)."""
+
+    def ms(self, t: int | None) -> float | None:
+        return None if t is None else (t - self.t0) / NS_PER_MS
+
+
+@dataclass
+class ChatResult:
+    """Everything one successful (or partly successful) chat exchange produced."""
+
+    clocks: Clocks
+    http_status: int | None = None
+    generation_id: str | None = None
+    served_model: str | None = None
+    provider: str | None = None
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+    native_finish_reason: str | None = None
+    usage: Usage | None = None
+    server_timings: dict[str, Any] | None = None  # llama.cpp ``timings``
+    system_fingerprint: str | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    attempts: int = 1
+    stream_error: dict[str, Any] | None = None  # the in-stream ``error`` object, if any
+    events: int = 0  # data events seen (not tokens!)
+
+
+def derive_times(clocks: Clocks, output_tokens: int | None) -> dict[str, float | None]:
+    """METRICS.md derived times in ms and rates in tokens/s; None when undefined."""
+    t0 = clocks.t0
+    first, last = clocks.t_first_token, clocks.t_last_token
+    out: dict[str, float | None] = {
+        "ttfb_ms": clocks.ms(clocks.t_first_byte),
+        "ttft_ms": clocks.ms(first),
+        "ttfa_ms": clocks.ms(clocks.t_first_answer),
+        "e2e_ms": clocks.ms(last),
+        "tpot_ms": None,
+        "decode_tps": None,
+        "e2e_tps": None,
+    }
+    if output_tokens is not None and last is not None and last > t0 and output_tokens > 0:
+        out["e2e_tps"] = output_tokens / ((last - t0) / 1e9)
+    if output_tokens is not None and output_tokens >= 2 and first is not None and last is not None:
+        span_ns = last - first
+        out["tpot_ms"] = span_ns / NS_PER_MS / (output_tokens - 1)
+        if span_ns > 0:
+            out["decode_tps"] = (output_tokens - 1) / (span_ns / 1e9)
+    return out
+
+
+@dataclass
+class RequestRow:
+    """One planned request as stored in the ``requests`` table.
+
+    The store's columns are exactly these fields, in this order.
+    """
+
+    run_id: str
+    request_idx: int  # position in the run's plan; (run_id, request_idx) is the key
+    model: str
+    provider_variant: str  # name of the routing variant ("default" when none)
+    endpoint: str  # "openrouter" or a named OpenAI-compatible endpoint
+    case_id: str
+    repeat: int  # -1 for the warm-up request
+    is_warmup: bool
+    outcome: str | None = None  # None while planned but not finished
+    served_model: str | None = None
+    provider: str | None = None
+    http_status: int | None = None
+    attempts: int | None = None
+    started_at: str | None = None  # ISO-8601 UTC
+    t_start_ms: float | None = None  # t0 relative to the run's start (timeline)
+    ttfb_ms: float | None = None
+    ttft_ms: float | None = None
+    ttfa_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+    done_ms: float | None = None
+    decode_tps: float | None = None
+    e2e_tps: float | None = None
+    chunk_gaps_ms: list[float] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    token_source: str | None = None  # usage | generation | estimate
+    cost_usd: Decimal | None = None
+    list_cost_usd: Decimal | None = None
+    cost_source: str | None = None  # reported | list | None
+    max_cost_usd: Decimal | None = None  # the ceiling reserved for the budget
+    generation_id: str | None = None
+    finish_reason: str | None = None
+    native_finish_reason: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    server_latency_ms: float | None = None  # /generation latency or llama.cpp prompt_ms
+    server_generation_ms: float | None = None  # /generation generation_time or predicted_ms
+    output_text: str | None = None
+    tool_calls_json: str | None = None
+    passed: bool | None = None
+    score: float | None = None
+    check_detail: str | None = None  # JSON list of per-check results
+
+
+REQUEST_COLUMNS = [f.name for f in dataclasses.fields(RequestRow)]
