@@ -174,6 +174,7 @@ class RequestRow:
     passed: bool | None = None
     score: float | None = None
     check_detail: str | None = None  # JSON list of per-check results
+    session: int = 0  # 0 = the original run, k = the k-th --resume; the newest row of a request_idx wins
 
 
 REQUEST_COLUMNS = [f.name for f in dataclasses.fields(RequestRow)]

@@ -1,0 +1,158 @@
+"""The ``orbench`` command line: one click group, verbs as commands.
+
+Data goes to stdout, progress and notes to stderr. Expected failures (BenchError)
+are one line on stderr and exit 1; a run whose CI gates fail exits 3. Set
+``ORBENCH_RAISE_ERRORS=1`` to see tracebacks instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench import __version__
+from bench.config import Settings
+from bench.errors import BenchError, ConfigError
+
+EXIT_GATE = 3
+
+
+# ------------------------------------------------------------------- helpers
+def note(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def fail(msg: str) -> None:
+    raise click.ClickException(msg)
+
+
+class OrbenchGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BenchError as exc:
+            if os.environ.get("ORBENCH_RAISE_ERRORS"):
+                raise
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def api_options(f: Any) -> Any:
+    f = click.option("--sandbox", is_flag=True, help="Start the simulated sandbox in-process and use it.")(f)
+    f = click.option("--base-url", default=None, help="API base URL (default OPENROUTER_BASE_URL or OpenRouter).")(f)
+    return f
+
+
+def db_option(f: Any) -> Any:
+    return click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False),
+                        help="DuckDB file (default ORBENCH_DB or data/orbench.duckdb).")(f)
+
+
+@contextlib.contextmanager
+def api_settings(base_url: str | None, sandbox: bool, db_path: str | None = None,
+                 need_key: bool = False) -> Iterator[Settings]:
+    """Resolve settings; with --sandbox start the simulated server for the duration."""
+    if sandbox and base_url:
+        fail("use either --sandbox or --base-url, not both")
+    if sandbox:
+        from bench.sandbox import start_sandbox
+
+        with start_sandbox() as sb:
+            note(f"sandbox: simulated OpenRouter at {sb.base_url} (no key, no network, not real data)")
+            yield Settings.from_env(base_url=sb.base_url, sandbox=True, db_path=db_path,
+                                    api_key=os.environ.get("OPENROUTER_API_KEY") and None)
+        return
+    settings = Settings.from_env(base_url=base_url, db_path=db_path)
+    if need_key and settings.api_key is None and settings.is_openrouter:
+        fail("set OPENROUTER_API_KEY, or use --sandbox")
+    yield settings
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def emit_table(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=_json_default))
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _cell(r.get(k)) for k in columns})
+        click.echo(buf.getvalue(), nl=False)
+        return
+    click.echo(format_table(rows, columns))
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e6 else f"{v:.0f}"
+    if isinstance(v, Decimal):
+        return format(v.normalize(), "f")
+    if isinstance(v, (list, tuple)):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return str(v)
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return str(v)
+
+
+def parse_usd(value: str | None, flag: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise ConfigError(f"{flag} {value!r}: not a number of USD") from None
+    if d < 0:
+        raise ConfigError(f"{flag} must not be negative")
+    return d
+
+
+# --------------------------------------------------------------------- group
+@click.group(cls=OrbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="orbench")
+def cli() -> None:
+    """Benchmark LLMs and providers on your own prompts: latency, tokens, cost, quality."""
+
+
+def main() -> None:
+    cli(prog_name="orbench")
+
+
+# Commands live in their own modules to keep this one small; importing them
+# registers them on the group.
+from bench import cli_catalog as _cli_catalog  # noqa: E402,F401
+from bench import cli_run as _cli_run  # noqa: E402,F401
+from bench import cli_results as _cli_results  # noqa: E402,F401

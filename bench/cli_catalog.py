@@ -1,0 +1,198 @@
+"""CLI commands that read the API without running anything: models, endpoints, credits, sandbox."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import click
+
+from bench.catalog import Model
+from bench.cli import (
+    api_options,
+    api_settings,
+    cli,
+    emit_table,
+    fail,
+    note,
+    parse_usd,
+    run_async,
+)
+from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+from bench.config import Settings
+from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
+
+PER_M = Decimal(1_000_000)
+
+
+def _client(settings: Settings) -> OpenRouterClient:
+    return OpenRouterClient(build_http_client(settings, 4), api_key=settings.api_key,
+                            retry=RetryPolicy(max_attempts=3, max_total_s=20))
+
+
+async def _call(settings: Settings, fn: Any) -> Any:
+    client = _client(settings)
+    try:
+        return await fn(client)
+    except NetworkError as exc:
+        raise ConfigError(f"cannot reach {settings.base_url}: {exc.message}") from None
+    except AuthError as exc:
+        raise ConfigError(f"the API key was rejected by {settings.base_url} ({exc.status}): {exc.message}") from None
+    finally:
+        await client.aclose()
+
+
+def _per_m(p: Decimal | None, variable: bool) -> str | None:
+    if variable or p is None:
+        return None
+    return format((p * PER_M).normalize(), "f")
+
+
+def model_row(m: Model) -> dict[str, Any]:
+    pr = m.pricing
+    return {
+        "id": m.id,
+        "name": m.name,
+        "context_length": m.context_length,
+        "input_modalities": ",".join(m.input_modalities or []),
+        "output_modalities": ",".join(m.output_modalities or []),
+        "prompt_usd_per_token": None if pr.variable else str(pr.prompt),
+        "completion_usd_per_token": None if pr.variable else str(pr.completion),
+        "prompt_usd_per_m": _per_m(pr.prompt, pr.variable),
+        "completion_usd_per_m": _per_m(pr.completion, pr.variable),
+        "variable_price": pr.variable,
+        "supported_parameters": ",".join(m.supported_parameters or []),
+    }
+
+
+def filter_models(models: list[Model], text: str | None, modality: str | None,
+                  max_price: Decimal | None, min_context: int | None) -> list[Model]:
+    out = []
+    for m in models:
+        if text and text.lower() not in f"{m.id} {m.name}".lower():
+            continue
+        if modality and modality not in (m.input_modalities or []) + (m.output_modalities or []):
+            continue
+        if max_price is not None and (m.pricing.variable or m.pricing.prompt * PER_M > max_price):
+            continue
+        if min_context is not None and (m.context_length or 0) < min_context:
+            continue
+        out.append(m)
+    return out
+
+
+@cli.command("models")
+@api_options
+@click.option("--search", "text", default=None, help="Substring of the id or name.")
+@click.option("--modality", default=None, help="Input or output modality, e.g. image.")
+@click.option("--max-price", default=None, help="Maximum prompt price, USD per 1M tokens.")
+@click.option("--min-context", type=int, default=None, help="Minimum context length (tokens).")
+@click.option("--sort", "sort_by", type=click.Choice(["id", "price", "context"]), default="id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+def models_cmd(base_url: str | None, sandbox: bool, text: str | None, modality: str | None,
+               max_price: str | None, min_context: int | None, sort_by: str, as_json: bool,
+               as_csv: bool) -> None:
+    """List the model catalog with per-token prices (public, no key needed)."""
+    limit = parse_usd(max_price, "--max-price")
+    with api_settings(base_url, sandbox) as settings:
+        models = run_async(_call(settings, lambda c: c.models()))
+    models = filter_models(models, text, modality, limit, min_context)
+    if sort_by == "price":
+        models.sort(key=lambda m: (m.pricing.variable, m.pricing.prompt + m.pricing.completion, m.id))
+    elif sort_by == "context":
+        models.sort(key=lambda m: (-(m.context_length or 0), m.id))
+    else:
+        models.sort(key=lambda m: m.id)
+    rows = [model_row(m) for m in models]
+    cols = ["id", "context_length", "prompt_usd_per_m", "completion_usd_per_m", "input_modalities"]
+    if as_json or as_csv:
+        cols = list(rows[0].keys()) if rows else cols
+    emit_table(rows, cols, "json" if as_json else "csv" if as_csv else "table")
+    note(f"{len(rows)} models; prices in USD (per token in --json/--csv, per 1M tokens in the table)")
+
+
+@cli.command("endpoints")
+@click.argument("model")
+@api_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def endpoints_cmd(model: str, base_url: str | None, sandbox: bool, as_json: bool) -> None:
+    """The providers serving MODEL, with prices, quantization, uptime and advertised latency."""
+    with api_settings(base_url, sandbox) as settings:
+        try:
+            eps = run_async(_call(settings, lambda c: c.endpoints(model)))
+        except ProviderError as exc:
+            if exc.status == 404:
+                fail(f"unknown model {model!r} at {settings.base_url}")
+            raise
+    rows = []
+    for e in eps.endpoints:
+        lat = e.latency_last_30m or {}
+        thr = e.throughput_last_30m or {}
+        rows.append({
+            "provider": e.provider_name, "tag": e.tag, "quantization": e.quantization,
+            "context_length": e.context_length,
+            "prompt_usd_per_m": _per_m(e.pricing.prompt, e.pricing.variable),
+            "completion_usd_per_m": _per_m(e.pricing.completion, e.pricing.variable),
+            "uptime_30m": e.uptime_last_30m, "latency_p50_ms": lat.get("p50"),
+            "throughput_p50_tps": thr.get("p50"),
+        })
+    emit_table(rows, list(rows[0].keys()) if rows else ["provider"], "json" if as_json else "table")
+
+
+@cli.command("credits")
+@api_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
+    """Key usage, limit and remaining; account credits where the key allows it."""
+    with api_settings(base_url, sandbox, need_key=not sandbox) as settings:
+        async def both(c: OpenRouterClient) -> tuple[Any, Any, str | None]:
+            key = await c.key_info()
+            try:
+                credits = await c.credits()
+                why = None
+            except AuthError as exc:
+                credits, why = None, f"account credits need a management key ({exc.status})"
+            return key, credits, why
+
+        key, credits, why = run_async(_call(settings, both))
+    row: dict[str, Any] = {
+        "label": key.label, "usage_usd": key.usage, "limit_usd": key.limit,
+        "limit_remaining_usd": key.limit_remaining, "limit_reset": key.limit_reset,
+        "usage_daily_usd": key.usage_daily, "usage_monthly_usd": key.usage_monthly,
+        "is_free_tier": key.is_free_tier,
+        "total_credits_usd": getattr(credits, "total_credits", None),
+        "total_usage_usd": getattr(credits, "total_usage", None),
+        "balance_usd": getattr(credits, "balance", None),
+    }
+    if as_json:
+        emit_table([row], list(row), "json")  # type: ignore[arg-type]
+    else:
+        for k, v in row.items():
+            click.echo(f"{k:22} {'' if v is None else v}")
+    if why:
+        note(why)
+    if settings.sandbox:
+        note("simulated: these are the sandbox's numbers, not a real account")
+
+
+@cli.command("sandbox")
+@click.option("--port", type=int, default=8765, show_default=True, help="Port on 127.0.0.1 (0 = any).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--time-scale", type=float, default=1.0, show_default=True,
+              help="Multiply every simulated delay (0 = no delays).")
+def sandbox_cmd(port: int, seed: int, time_scale: float) -> None:
+    """Serve the simulated OpenRouter-compatible API on 127.0.0.1 until Ctrl-C."""
+    from bench.sandbox import start_sandbox
+
+    sb = start_sandbox(port=port, seed=seed, time_scale=time_scale)
+    note(f"sandbox (simulated) listening: {sb.base_url}")
+    note(f"use it with: orbench models --base-url {sb.base_url}")
+    try:
+        import threading
+
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sb.stop()

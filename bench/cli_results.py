@@ -1,0 +1,155 @@
+"""CLI commands over stored results: runs, show, compare, export, dashboard."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench import export, report, stats
+from bench.cli import cli, db_option, emit_table, note
+from bench.config import Settings
+from bench.errors import ConfigError
+from bench.store import Store
+
+
+def _store(db_path: str | None) -> Store:
+    settings = Settings.from_env(db_path=db_path)
+    if not Path(settings.db_path).exists():
+        raise ConfigError(f"{settings.db_path}: no database yet; run `orbench run SUITE` first")
+    return Store(settings.db_path)
+
+
+@cli.command("runs")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runs_cmd(db_path: str | None, as_json: bool) -> None:
+    """List stored runs, newest first."""
+    store = _store(db_path)
+    frame = store.list_runs()
+    rows = frame.to_dicts()
+    cols = ["run_id", "name", "status", "started_at", "planned", "simulated", "status_reason"]
+    cols = [c for c in cols if c in frame.columns]
+    emit_table(rows, cols, "json" if as_json else "table")
+
+
+@cli.command("show")
+@click.argument("run", default="latest")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show_cmd(run: str, db_path: str | None, as_json: bool) -> None:
+    """Per model x provider: n, errors, TTFT percentiles with 95% CI, TPOT, tokens, cost."""
+    store = _store(db_path)
+    run_id = store.resolve_run(run)
+    summary = report.run_summary(store, run_id)
+    meta = store.get_run(run_id)
+    if as_json:
+        emit_table(summary, list(summary[0].keys()) if summary else [], "json")
+        return
+    click.echo(report.summary_text(summary, meta))
+
+
+COMPARE_METRICS = [("ttft_ms", "TTFT ms"), ("e2e_ms", "e2e ms"), ("tpot_ms", "TPOT ms"),
+                   ("decode_tps", "decode tok/s")]
+
+
+@cli.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+def compare_cmd(run_a: str, run_b: str, db_path: str | None, as_json: bool, seed: int) -> None:
+    """Change per metric from RUN_A to RUN_B per model x provider, and whether it beats the noise."""
+    store = _store(db_path)
+    a_id, b_id = store.resolve_run(run_a), store.resolve_run(run_b)
+    a = report.current_rows(store.requests_frame(a_id))
+    b = report.current_rows(store.requests_frame(b_id))
+    rows: list[dict[str, Any]] = []
+    keys = sorted(set(zip(a["model"], a["provider_variant"])) & set(zip(b["model"], b["provider_variant"])))
+    for model, variant in keys:
+        ga = a.filter((a["model"] == model) & (a["provider_variant"] == variant) & (a["outcome"] == "ok"))
+        gb = b.filter((b["model"] == model) & (b["provider_variant"] == variant) & (b["outcome"] == "ok"))
+        for col, label in COMPARE_METRICS:
+            va = [v for v in ga[col].to_list() if v is not None]
+            vb = [v for v in gb[col].to_list() if v is not None]
+            if not va or not vb:
+                continue
+            c = stats.compare(va, vb, seed=seed)
+            rows.append({
+                "group": f"{model} [{variant}]", "metric": label, "n_a": len(va), "n_b": len(vb),
+                "p50_a": c.median_a, "p50_b": c.median_b, "change": c.diff,
+                "change_pct": None if c.rel_change is None else 100 * c.rel_change,
+                "ci_lo": c.ci_lo, "ci_hi": c.ci_hi,
+                "verdict": "beyond noise" if c.significant else "within noise",
+            })
+        ea = _err_rate(a, model, variant)
+        eb = _err_rate(b, model, variant)
+        rows.append({"group": f"{model} [{variant}]", "metric": "error rate", "p50_a": ea, "p50_b": eb,
+                     "change": None if ea is None or eb is None else eb - ea})
+    if not keys:
+        note("the two runs share no model x provider")
+    emit_table(rows, ["group", "metric", "n_a", "n_b", "p50_a", "p50_b", "change", "change_pct",
+                      "ci_lo", "ci_hi", "verdict"], "json" if as_json else "table")
+
+
+def _err_rate(frame: Any, model: str, variant: str) -> float | None:
+    g = frame.filter((frame["model"] == model) & (frame["provider_variant"] == variant))
+    sent = g.filter(g["outcome"].is_in(list(report_finished())))
+    if sent.height == 0:
+        return None
+    return sent.filter(sent["outcome"] != "ok").height / sent.height
+
+
+def report_finished() -> frozenset[str]:
+    from bench.runner import FINISHED_OUTCOMES
+
+    return FINISHED_OUTCOMES
+
+
+@cli.command("export")
+@click.argument("run", default="latest")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json", "md"]), default="csv",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Output file (default stdout; required for parquet).")
+@click.option("--summary", is_flag=True, help="Export the summary table instead of per-request rows.")
+@click.option("--include-warmup", is_flag=True, help="Keep warm-up rows in per-request exports.")
+@db_option
+def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_warmup: bool,
+               db_path: str | None) -> None:
+    """Write RUN's per-request rows (or --summary) as CSV, Parquet, JSON or Markdown."""
+    store = _store(db_path)
+    run_id = store.resolve_run(run)
+    if summary:
+        frame = export.summary_frame(report.run_summary(store, run_id))
+    else:
+        frame = export.request_frame(store.requests_frame(run_id), include_warmup)
+    if fmt == "parquet" and output is None:
+        raise ConfigError("--format parquet needs -o FILE")
+    data = export.render(frame, fmt)
+    if output is None:
+        sys.stdout.write(data if isinstance(data, str) else data.decode())
+    else:
+        Path(output).write_bytes(data.encode() if isinstance(data, str) else data)
+        note(f"wrote {frame.height} rows to {output}")
+
+
+@cli.command("dashboard")
+@click.option("--port", type=int, default=8501, show_default=True)
+@db_option
+def dashboard_cmd(port: int, db_path: str | None) -> None:
+    """Start the Streamlit dashboard on 127.0.0.1."""
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    env = dict(os.environ)
+    if db_path:
+        env["ORBENCH_DB"] = db_path
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false"]
+    note(f"dashboard: http://127.0.0.1:{port}")
+    sys.exit(subprocess.call(cmd, env=env))

@@ -1,0 +1,194 @@
+"""``orbench run``: plan, estimate, guard the budget, execute, summarise, gate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench import engine, gates, report
+from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note, parse_usd
+from bench.client import OpenRouterClient
+from bench.config import Settings
+from bench.errors import AuthError, ConfigError, NetworkError
+from bench.runner import Progress, Runner
+from bench.store import Store
+
+
+class ProgressPrinter:
+    """A live bar on a terminal, plain lines (at most one a second) otherwise."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        final = p.done >= p.total
+        if not final and now - self._last < (0.1 if self.tty else 1.0):
+            return
+        self._last = now
+        frac = p.done / p.total if p.total else 1.0
+        text = (f"{p.done}/{p.total} done, {p.in_flight} in flight, {p.errors} errors "
+                f"({p.rate_limited} rate-limited), spent ${p.spent_usd:.6f}")
+        if self.tty:
+            bar = "#" * int(frac * 24)
+            self.stream.write(f"\r[{bar:<24}] {text}\x1b[K")
+            if final:
+                self.stream.write("\n")
+        else:
+            self.stream.write(f"progress: {text}\n")
+        self.stream.flush()
+
+
+def _plan_text(prep: engine.Prepared) -> str:
+    lines = [f"suite {prep.suite.name!r}: {len(prep.targets)} targets x "
+             f"{len({p.case_id for p in prep.plan})} cases x {prep.suite.repeats} repeats = "
+             f"{prep.measured} requests (+{len(prep.plan) - prep.measured} warm-up)"]
+    for t in prep.targets:
+        lines.append(f"  {t.model} [{t.variant}] via {t.endpoint}")
+    if prep.estimate_usd is not None:
+        lines.append(f"estimated worst case (prompt estimate + max_tokens at list price): "
+                     f"${prep.estimate_usd:.6f}")
+    else:
+        lines.append(f"estimated worst case: unknown (no price for {', '.join(prep.unpriced)})")
+    return "\n".join(lines)
+
+
+async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: str | None,
+               dry_run: bool, printer: ProgressPrinter | None) -> tuple[str | None, Any]:
+    boot = engine.make_clients(settings, None, spec.concurrency)
+    try:
+        if resume:
+            prep = await engine.prepare_resume(settings, store, resume, spec, boot["openrouter"])
+        else:
+            prep = await engine.prepare(settings, spec, boot["openrouter"])
+        if settings.api_key and settings.is_openrouter and not settings.sandbox:
+            key = await boot["openrouter"].key_info()  # a 401 here stops before any spend
+            engine.check_key(settings, prep, key)
+    except NetworkError as exc:
+        raise ConfigError(f"cannot reach {settings.base_url}: {exc.message}") from None
+    except AuthError as exc:
+        raise ConfigError(f"the API key was rejected ({exc.status}): {exc.message}") from None
+    finally:
+        await engine.close_clients(boot)
+    note(_plan_text(prep))
+    if dry_run:
+        note("dry run: nothing was sent")
+        return None, prep
+    if not resume:
+        engine.check_budget(prep)
+    store.init()  # only now: a bad suite or flag must leave the database untouched
+    clients = engine.make_clients(settings, prep.suite, spec.concurrency,
+                                  keys=engine.endpoint_keys(prep.suite, os.environ))
+    loop = asyncio.get_running_loop()
+
+    def hook(runner: Runner) -> None:
+        try:
+            loop.add_signal_handler(signal.SIGINT, runner.cancel)
+            loop.add_signal_handler(signal.SIGTERM, runner.cancel)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    try:
+        run_id, state = await engine.execute(settings, store, prep, clients,
+                                             on_progress=printer, on_runner=hook)
+    finally:
+        await engine.close_clients(clients)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+    return run_id, state
+
+
+@cli.command("run")
+@click.argument("suite", required=False, type=click.Path(dir_okay=False))
+@click.option("--model", "-m", "models", multiple=True, help="Model id (repeatable); overrides the suite.")
+@click.option("--provider", "-p", "providers", multiple=True,
+              help="Provider variant name from the suite, or a JSON provider object (repeatable).")
+@click.option("--repeat", "repeats", type=int, default=None, help="Repeats per case (overrides the suite).")
+@click.option("--concurrency", "-c", type=int, default=4, show_default=True, help="Requests in flight.")
+@click.option("--rate", type=float, default=None, help="Open loop: Poisson arrivals per second.")
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
+              help="Per-request timeout, seconds.")
+@click.option("--no-warmup", is_flag=True, help="Skip the warm-up request per model x provider.")
+@click.option("--budget", default=None, help="USD ceiling for the whole run.")
+@click.option("--allow-partial", is_flag=True, help="Start even if the worst case exceeds --budget.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and the estimate; send nothing.")
+@click.option("--resume", default=None, metavar="RUN", help="Resume RUN (id, prefix or 'latest').")
+@click.option("--lookup-generation", is_flag=True, help="Fill provider and server latency from /generation.")
+@click.option("--max-failures", type=int, default=5, show_default=True,
+              help="Skip a model x provider after this many failures in a row (0 = never).")
+@click.option("--fail-on", "fail_on", multiple=True, help="CI gate, e.g. 'ttft_p95_ms>1500' (repeatable).")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write gate results as JUnit XML.")
+@click.option("--summary-md", type=click.Path(dir_okay=False), default=None, help="Write a Markdown summary.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for arrivals and bootstraps.")
+@click.option("--name", default=None, help="A name for the run.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (with run_id) to stdout.")
+@db_option
+@api_options
+def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ...],
+            repeats: int | None, concurrency: int, rate: float | None, timeout_s: float,
+            no_warmup: bool, budget: str | None, allow_partial: bool, dry_run: bool,
+            resume: str | None, lookup_generation: bool, max_failures: int,
+            fail_on: tuple[str, ...], junit: str | None, summary_md: str | None, seed: int,
+            name: str | None, as_json: bool, db_path: str | None, base_url: str | None,
+            sandbox: bool) -> None:
+    """Run SUITE across models x providers x cases x repeats and store every request."""
+    if not suite and not resume:
+        raise click.UsageError("give a SUITE file, or --resume RUN")
+    if concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    if rate is not None and rate <= 0:
+        raise ConfigError("--rate must be positive")
+    if timeout_s <= 0:
+        raise ConfigError("--timeout must be positive")
+    gate_list = [gates.parse_gate(g) for g in fail_on]
+    spec = engine.RunSpec(
+        suite_path=Path(suite) if suite else Path("."), models=list(models),
+        providers=list(providers), repeats=repeats, concurrency=concurrency, rate=rate,
+        timeout_s=timeout_s, stall_timeout_s=min(60.0, timeout_s), warmup=not no_warmup,
+        budget_usd=parse_usd(budget, "--budget"), allow_partial=allow_partial,
+        lookup_generation=lookup_generation, max_consecutive_failures=max_failures,
+        seed=seed, name=name,
+    )
+    if suite and not Path(suite).is_file():
+        raise ConfigError(f"{suite}: no such suite file")
+    with api_settings(base_url, sandbox, db_path, need_key=not sandbox) as settings:
+        store = Store(settings.db_path)
+        printer = ProgressPrinter()
+        run_id, _ = asyncio.run(_run(settings, spec, store, resume, dry_run, printer))
+    if run_id is None:
+        return
+    summary = report.run_summary(store, run_id)
+    results = gates.evaluate(gate_list, report.gate_groups(summary))
+    run = store.get_run(run_id)
+    note(report.summary_text(summary, run))
+    if results:
+        failed = [r for r in results if r.failed]
+        note(f"gates: {len(results) - len(failed)} passed, {len(failed)} failed")
+        for r in failed:
+            obs = "unmeasured" if r.observed is None else f"{r.observed:g}"
+            note(f"  FAIL {r.group}: {r.gate.metric} = {obs} ({r.gate.text})")
+    if junit:
+        Path(junit).write_text(gates.junit_xml(results, run["suite_name"] or "orbench"))
+    if summary_md:
+        Path(summary_md).write_text(report.summary_markdown(summary, run) + "\n" +
+                                    gates.results_markdown(results))
+    if as_json:
+        click.echo(json.dumps(report.summary_json(summary, run, results), indent=2,
+                              default=str))
+    if run["status"] in ("failed",):
+        raise ConfigError(f"run {run_id} {run['status']}: {run['status_reason']}")
+    if any(r.failed for r in results):
+        sys.exit(EXIT_GATE)

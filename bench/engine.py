@@ -1,0 +1,423 @@
+"""Ties a suite, the catalog, the store and the runner into one run (CLI and dashboard).
+
+``prepare()`` does everything that can fail on bad input before anything is sent
+or written: load and validate the suite, fetch the catalog, check model ids,
+build the plan and its cost estimate. ``execute()`` records the run and drives the
+runner; ``prepare_resume()`` rebuilds the stored plan minus the finished requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
+
+from bench import __version__
+from bench.budget import Budget
+from bench.catalog import Model, Pricing, find_model, list_cost_usd, max_cost_usd
+from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+from bench.config import Settings
+from bench.errors import ConfigError, ProviderError
+from bench.plan import CaseRequest, PlannedRequest, Target, make_plan
+from bench.records import ChatResult, RequestRow
+from bench.runner import FINISHED_OUTCOMES, Progress, Runner, RunOptions, RunState
+from bench.sink import StoreSink
+from bench.judge import JudgeLedger, make_judge_fn
+from bench.store import Store
+from bench.suites import Suite, load_suite
+from bench import suites as suites_mod
+from bench import checks as checks_mod
+
+OPENROUTER = "openrouter"
+
+
+@dataclass
+class RunSpec:
+    """What the user asked for (flags or dashboard widgets)."""
+
+    suite_path: Path
+    models: list[str] = field(default_factory=list)  # overrides the suite's models
+    providers: list[str] = field(default_factory=list)  # names from the suite or JSON objects
+    repeats: int | None = None
+    concurrency: int = 4
+    rate: float | None = None
+    timeout_s: float = 120.0
+    stall_timeout_s: float | None = 60.0
+    warmup: bool = True
+    budget_usd: Decimal | None = None
+    allow_partial: bool = False
+    lookup_generation: bool = False
+    max_consecutive_failures: int = 5
+    seed: int = 0
+    name: str | None = None
+
+
+@dataclass
+class Prepared:
+    spec: RunSpec
+    suite: Suite
+    targets: list[Target]
+    plan: list[PlannedRequest]
+    models: dict[str, Model]  # catalog entries by the id the user wrote
+    estimate_usd: Decimal | None  # sum of ceilings; None when some price is unknown
+    unpriced: list[str]
+    catalog: list[Model]
+    key_remaining_usd: float | None = None
+    run_id: str | None = None  # set for a resume
+    session: int = 0
+
+    @property
+    def measured(self) -> int:
+        return sum(1 for p in self.plan if not p.is_warmup)
+
+
+# ------------------------------------------------------------------- clients
+def endpoint_keys(suite: Suite | None, env: Mapping[str, str]) -> dict[str, str | None]:
+    """Resolve each named endpoint's key from the environment variable the suite names.
+
+    Called at the edge (CLI, dashboard) so library code never reads the environment.
+    """
+    keys: dict[str, str | None] = {}
+    for name, ep in (suite.endpoints.items() if suite is not None else []):
+        keys[name] = env.get(ep.api_key_env) if ep.api_key_env else None
+    return keys
+
+
+def make_clients(settings: Settings, suite: Suite | None, concurrency: int,
+                 keys: Mapping[str, str | None] | None = None) -> dict[str, OpenRouterClient]:
+    clients = {
+        OPENROUTER: OpenRouterClient(
+            build_http_client(settings, concurrency), api_key=settings.api_key,
+            retry=RetryPolicy(),
+        )
+    }
+    for name, ep in (suite.endpoints.items() if suite is not None else []):
+        ep_settings = Settings(base_url=ep.base_url, api_key=(keys or {}).get(name),
+                               db_path=settings.db_path, referer=None, title=None)
+        # Keep-alive stays on (a fresh TCP+TLS handshake per request would inflate
+        # TTFT on remote servers); a reused connection that the server had closed
+        # fails before any byte and is retried by the client as a transport error.
+        clients[name] = OpenRouterClient(
+            build_http_client(ep_settings, concurrency),
+            api_key=ep_settings.api_key, retry=RetryPolicy(), openai_compatible=True,
+        )
+    return clients
+
+
+async def close_clients(clients: dict[str, OpenRouterClient]) -> None:
+    for c in clients.values():
+        await c.aclose()
+
+
+# ------------------------------------------------------------------- prepare
+def parse_provider_arg(text: str, suite: Suite) -> tuple[str, dict[str, Any] | None]:
+    """``--provider NAME`` (a variant of the suite) or ``--provider '{json}'``."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--provider {text!r}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise ConfigError(f"--provider {text!r}: expected a JSON object")
+        suites_mod.validate_provider_object(obj, f"--provider {text}")
+        name = _variant_name(obj)
+        return name, obj
+    if text == "default":
+        return "default", None
+    if text not in suite.providers:
+        known = ", ".join(sorted(suite.providers)) or "none"
+        raise ConfigError(f"--provider {text!r}: not a provider variant of the suite (known: {known})")
+    return text, suite.providers[text]
+
+
+def _variant_name(obj: dict[str, Any]) -> str:
+    for key in ("only", "order"):
+        if obj.get(key):
+            return "+".join(str(x) for x in obj[key])
+    if obj.get("sort"):
+        s = obj["sort"]
+        return f"sort:{s['by'] if isinstance(s, dict) else s}"
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def build_targets(suite: Suite, spec: RunSpec) -> list[Target]:
+    model_specs = suite.model_specs(spec.models or None)
+    if spec.providers:
+        variants = [parse_provider_arg(p, suite) for p in spec.providers]
+    elif suite.providers:
+        variants = list(suite.providers.items())
+    else:
+        variants = [("default", None)]
+    targets: list[Target] = []
+    for m in model_specs:
+        endpoint, api_model = suite.route(m.id)
+        if endpoint != OPENROUTER:
+            targets.append(Target(m.id, endpoint, api_model, "default", None, dict(m.params)))
+            continue
+        for name, obj in variants:
+            targets.append(Target(m.id, OPENROUTER, api_model, name, obj, dict(m.params)))
+    return targets
+
+
+def endpoint_pricing(suite: Suite, endpoint: str) -> Pricing | None:
+    ep = suite.endpoints.get(endpoint)
+    if ep is None or ep.prices is None:
+        return None
+    return Pricing.from_dict(ep.prices)
+
+
+async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -> Prepared:
+    suite = load_suite(spec.suite_path)
+    if spec.repeats is not None:
+        if spec.repeats < 1:
+            raise ConfigError("--repeat must be at least 1")
+        suite.repeats = spec.repeats
+    targets = build_targets(suite, spec)
+    catalog = await client.models()
+    suites_mod.validate_models(
+        suite,
+        {m.id for m in catalog} | {m.canonical_slug for m in catalog if m.canonical_slug},
+        models=[t.model for t in targets if t.endpoint == OPENROUTER],
+    )
+    models = {}
+    for t in targets:
+        if t.endpoint == OPENROUTER:
+            found = find_model(catalog, t.model)
+            if found is not None:
+                models[t.model] = found
+    cases = [CaseRequest(c.case_id, c.body, c.prompt_tokens_est) for c in suite.expand_cases()]
+    if len({t.key for t in targets}) != len(targets):
+        raise ConfigError("the same model and provider variant is listed twice")
+    plan = make_plan(targets, cases, suite.repeats, warmup=spec.warmup and suite.warmup)
+    estimate, unpriced = _price_plan(plan, models, suite)
+    return Prepared(spec, suite, targets, plan, models, estimate, unpriced, catalog)
+
+
+def _pricing_for(target: Target, models: dict[str, Model], suite: Suite) -> Pricing | None:
+    if target.endpoint != OPENROUTER:
+        return endpoint_pricing(suite, target.endpoint)
+    m = models.get(target.model)
+    return None if m is None else m.pricing
+
+
+def _price_plan(
+    plan: list[PlannedRequest], models: dict[str, Model], suite: Suite
+) -> tuple[Decimal | None, list[str]]:
+    total = Decimal(0)
+    unpriced: set[str] = set()
+    for item in plan:
+        pricing = _pricing_for(item.target, models, suite)
+        max_tokens = item.max_tokens
+        if max_tokens is None:
+            m = models.get(item.target.model)
+            max_tokens = (m.top_provider_max_completion_tokens or m.context_length) if m else None
+        if pricing is None or pricing.variable or max_tokens is None:
+            if item.target.endpoint != OPENROUTER and pricing is None:
+                item.max_cost_usd = Decimal(0)  # a local server with no prices costs nothing
+                continue
+            unpriced.add(item.target.model)
+            continue
+        item.max_cost_usd = max_cost_usd(pricing, item.prompt_tokens_est, max_tokens)
+        if item.max_cost_usd is None:
+            unpriced.add(item.target.model)
+        else:
+            total += item.max_cost_usd
+    return (None if unpriced else total), sorted(unpriced)
+
+
+def check_budget(prep: Prepared) -> None:
+    """Refuse a run whose ceiling exceeds --budget (unless --allow-partial) or the key's limit."""
+    spec = prep.spec
+    if spec.budget_usd is not None and not spec.allow_partial:
+        if prep.estimate_usd is None:
+            raise ConfigError(
+                f"cannot guarantee --budget {spec.budget_usd}: no price for "
+                f"{', '.join(prep.unpriced)}; use --allow-partial to run what fits"
+            )
+        if prep.estimate_usd > spec.budget_usd:
+            raise ConfigError(
+                f"estimated worst case ${prep.estimate_usd:.6f} exceeds --budget ${spec.budget_usd}; "
+                "raise the budget, lower max_tokens/repeats, or use --allow-partial"
+            )
+    rem = prep.key_remaining_usd
+    if rem is not None and prep.estimate_usd is not None and prep.estimate_usd > Decimal(str(rem)):
+        raise ConfigError(
+            f"estimated worst case ${prep.estimate_usd:.6f} exceeds the key's remaining limit ${rem:.6f}"
+        )
+
+
+# ------------------------------------------------------------------- execute
+def _price_fn(prep: Prepared) -> Callable[[Target, ChatResult], tuple[Decimal | None, str | None]]:
+    def price(target: Target, res: ChatResult) -> tuple[Decimal | None, str | None]:
+        pricing = _pricing_for(target, prep.models, prep.suite)
+        u = res.usage
+        if pricing is None or u is None or u.prompt_tokens is None or u.completion_tokens is None:
+            return None, None
+        return list_cost_usd(
+            pricing, u.prompt_tokens, u.completion_tokens, cached_tokens=u.cached_tokens or 0,
+            cache_write_tokens=u.cache_write_tokens or 0,
+        ), None
+
+    return price
+
+
+def _settings_json(settings: Settings, prep: Prepared) -> dict[str, Any]:
+    s = prep.spec
+    return {
+        "base_url": settings.base_url,  # never the key
+        "sandbox": settings.sandbox,
+        "models": [t.model for t in prep.targets],
+        "providers": sorted({t.variant for t in prep.targets}),
+        "repeats": prep.suite.repeats,
+        "concurrency": s.concurrency,
+        "rate": s.rate,
+        "timeout_s": s.timeout_s,
+        "warmup": s.warmup and prep.suite.warmup,
+        "budget_usd": None if s.budget_usd is None else str(s.budget_usd),
+        "allow_partial": s.allow_partial,
+        "lookup_generation": s.lookup_generation,
+        "seed": s.seed,
+        "endpoints": {k: v.base_url for k, v in prep.suite.endpoints.items()},
+    }
+
+
+def record_run(settings: Settings, store: Store, prep: Prepared) -> str:
+    run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    snapshot_id = store.save_catalog_snapshot(prep.catalog, settings.base_url, settings.sandbox)
+    store.create_run(
+        run_id=run_id,
+        name=prep.spec.name or prep.suite.name,
+        suite_name=prep.suite.name,
+        suite_path=str(prep.spec.suite_path),
+        suite_hash=prep.suite.content_hash,
+        tool_version=__version__,
+        settings=_settings_json(settings, prep),
+        catalog_snapshot_id=snapshot_id,
+        simulated=settings.sandbox,
+        plan=[p.to_json() for p in prep.plan],
+    )
+    return run_id
+
+
+def make_check_fn(prep: Prepared, clients: dict[str, OpenRouterClient],
+                  ledger: JudgeLedger) -> Any:
+    cases = {c.case_id: c for c in prep.suite.expand_cases()}
+    if not any(c.checks for c in cases.values()):
+        return None
+    judge_fn = make_judge_fn(clients[OPENROUTER], prep.suite.judge.model, ledger)
+
+    async def check(item: PlannedRequest, row: RequestRow, res: ChatResult | None) -> None:
+        case = cases.get(item.case_id)
+        if case is None or not case.checks:
+            return
+        outcome = await checks_mod.evaluate_checks_async(
+            case.checks, output_text=row.output_text,
+            tool_calls=res.tool_calls if res is not None else (),
+            ttft_ms=row.ttft_ms, e2e_ms=row.e2e_ms, cost_usd=row.cost_usd or row.list_cost_usd,
+            completion_tokens=row.completion_tokens, threshold=case.pass_threshold,
+            judge_fn=judge_fn,
+        )
+        row.passed, row.score = outcome.passed, outcome.score
+        row.check_detail = checks_mod.results_json(outcome)
+
+    return check
+
+
+async def execute(
+    settings: Settings,
+    store: Store,
+    prep: Prepared,
+    clients: dict[str, OpenRouterClient],
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_runner: Callable[[Runner], None] | None = None,
+) -> tuple[str, RunState]:
+    """Record the run (unless resuming) and run it to the end; returns (run_id, state)."""
+    run_id = prep.run_id or record_run(settings, store, prep)
+    store.update_run(run_id, status="running", status_reason=None)
+    sink = StoreSink(store)
+    ledger = JudgeLedger()
+    spec = prep.spec
+    budget = Budget(spec.budget_usd)
+    if prep.run_id is not None and spec.budget_usd is not None:
+        budget.spent_usd = store.run_spend(run_id)
+    runner = Runner(
+        run_id, clients, sink,  # type: ignore[arg-type]
+        options=RunOptions(
+            concurrency=spec.concurrency, rate=spec.rate, timeout_s=spec.timeout_s,
+            stall_timeout_s=spec.stall_timeout_s,
+            max_consecutive_failures=spec.max_consecutive_failures, seed=spec.seed,
+            session=prep.session, lookup_generation=spec.lookup_generation,
+        ),
+        budget=budget, price_fn=_price_fn(prep), check_fn=make_check_fn(prep, clients, ledger),
+        generation_fn=clients[OPENROUTER].generation if settings.is_openrouter else None,
+        on_progress=on_progress,
+    )
+    if on_runner is not None:
+        on_runner(runner)
+    try:
+        state = await runner.run(prep.plan)
+    except BaseException:
+        runner.state.status = "failed" if runner.state.status == "running" else runner.state.status
+        runner.state.reason = runner.state.reason or "the run crashed; resume with --resume"
+        raise
+    finally:
+        await asyncio.to_thread(sink.close)
+        store.update_run(
+            run_id, status=runner.state.status, status_reason=runner.state.reason,
+            finished_at=datetime.now(UTC),
+        )
+    return run_id, state
+
+
+async def prepare_resume(settings: Settings, store: Store, run_ref: str, spec: RunSpec,
+                         client: OpenRouterClient) -> Prepared:
+    """The stored plan minus every request that already has a finished row."""
+    run_id = store.resolve_run(run_ref)
+    run = store.get_run(run_id)
+    store.ingest_journal(run_id)
+    done = store.finished_keys(run_id)
+    plan = [PlannedRequest.from_json(d) for d in run["plan"]]
+    todo = [p for p in plan if p.request_idx not in done]
+    suite = load_suite(Path(run["suite_path"]))
+    if suite.content_hash != run["suite_hash"]:
+        # The plan is stored, so the run can still resume; checks use the new file.
+        pass
+    catalog = await client.models()
+    models = {m: found for m in {p.target.model for p in todo}
+              if (found := find_model(catalog, m)) is not None}
+    settings_json = run.get("settings") or {}
+    spec.concurrency = spec.concurrency or int(settings_json.get("concurrency", 4))
+    targets = list({p.target.key: p.target for p in todo}.values())
+    prep = Prepared(spec, suite, targets, todo,
+                    models, None, [], catalog, run_id=run_id,
+                    session=store.next_session(run_id))
+    if spec.budget_usd is None and settings_json.get("budget_usd"):
+        spec.budget_usd = Decimal(settings_json["budget_usd"])
+    return prep
+
+
+def finished(outcome: str | None) -> bool:
+    return outcome in FINISHED_OUTCOMES
+
+
+def check_key(settings: Settings, prep: Prepared, key: Any) -> None:
+    """Store the key's remaining limit on the plan (real OpenRouter only)."""
+    if key is not None and key.limit_remaining is not None:
+        prep.key_remaining_usd = float(key.limit_remaining)
+
+
+def catalog_models_for(prep: Prepared) -> list[Model]:
+    return list(prep.models.values())
+
+
+def ensure_known_error(exc: ProviderError) -> str:
+    return exc.message
