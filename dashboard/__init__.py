@@ -1,0 +1,1 @@
+"""The orbench Streamlit dashboard: ``streamlit run dashboard/app.py`` (or ``orbench dashboard``)."""

@@ -1,0 +1,34 @@
+"""Entrypoint: page config, settings, the simulated banner, navigation. Nothing else.
+
+``streamlit run dashboard/app.py`` puts only this folder on ``sys.path``; the
+project root is added so ``bench`` and ``dashboard`` import without installing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import data, ui  # noqa: E402
+
+st.set_page_config(page_title="orbench", page_icon=":material/speed:", layout="wide")
+
+PAGES = [
+    st.Page("app_pages/results.py", title="Results", icon=":material/monitoring:", default=True),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("app_pages/catalog.py", title="Catalog", icon=":material/menu_book:"),
+    st.Page("app_pages/credits.py", title="Credits", icon=":material/account_balance_wallet:"),
+    st.Page("app_pages/run.py", title="Run", icon=":material/play_circle:"),
+    st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
+]
+
+page = st.navigation(PAGES)
+ui.banner(data.current_settings())
+ui.refresh_button()
+page.run()

@@ -1,0 +1,109 @@
+"""Compare: cost vs latency (Pareto), one model across providers, run A vs run B, measured vs advertised."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from bench import analytics
+from bench.errors import BenchError
+from dashboard import charts, data, ui
+
+settings = data.current_settings()
+db = str(settings.db_path)
+st.title("Compare")
+
+with ui.store_errors():
+    runs = data.runs(db)
+if runs.is_empty():
+    ui.empty_state(settings, db)
+    st.stop()
+labels = ui.run_labels(runs)
+ids = list(labels)
+
+# ------------------------------------------------------------ cost vs latency
+st.subheader("Cost vs latency")
+left, right = st.columns([3, 1])
+with right:
+    run_ids = st.multiselect("Runs", ids, default=ids[:1], format_func=labels.__getitem__, key="cmp-runs")
+    provider_by = st.radio("Provider means", list(ui.PROVIDER_BY_LABELS),
+                           format_func=ui.PROVIDER_BY_LABELS.__getitem__, key="cmp-provider-by")
+    metric = st.radio("Latency", ["ttft_ms", "e2e_ms"], format_func=analytics.METRICS.__getitem__,
+                      key="cmp-metric")
+if not run_ids:
+    st.info("Pick at least one run.")
+    st.stop()
+with ui.store_errors():
+    groups = data.group_stats(db, tuple(run_ids), provider_by=provider_by)
+points = analytics.pareto_points(groups, metric)
+with left:
+    st.altair_chart(charts.pareto_chart(points, analytics.METRICS[metric]), width="stretch", key="chart-pareto")
+st.dataframe(
+    points.select("group", "n_ok", "p50_ms", "cost_per_request_usd", "pass_rate", "on_frontier")
+    if points.height else points,
+    hide_index=True, key="table-pareto",
+    column_config={"p50_ms": st.column_config.NumberColumn(f"p50 {analytics.METRICS[metric]}", format="%.1f"),
+                   "cost_per_request_usd": st.column_config.NumberColumn("USD / request", format="$%.8f"),
+                   "pass_rate": st.column_config.NumberColumn("pass rate", format="percent")},
+)
+
+# ------------------------------------------------------------ one model across providers
+st.subheader("One model across providers")
+models = groups["model"].unique(maintain_order=True).to_list() if groups.height else []
+if models:
+    model = st.selectbox("Model", models, key="cmp-model")
+    with ui.store_errors():
+        ttft = data.percentile_table(db, "ttft_ms", tuple(run_ids), (model,), provider_by=provider_by)
+        e2e = data.percentile_table(db, "e2e_ms", tuple(run_ids), (model,), provider_by=provider_by)
+    mine = groups.filter(pl.col("model") == model)
+    side = pl.concat([
+        t.select("provider", pl.lit(label).alias("metric"), pl.col("p50").alias("p50_ms"),
+                 pl.col("p50_ci_lo").alias("ci_lo_ms"), pl.col("p50_ci_hi").alias("ci_hi_ms"), "n")
+        for t, label in ((ttft, "TTFT"), (e2e, "end-to-end"))
+    ]).join(mine.select("provider", "sent", "error_rate", "rate_limited_rate"), on="provider", how="left")
+    st.altair_chart(charts.provider_bars(side, model), key="chart-providers")
+
+# ------------------------------------------------------------ run A vs run B
+st.subheader("Run A vs run B")
+if len(ids) < 2:
+    st.info("Two runs are needed for a comparison.")
+else:
+    a_col, b_col = st.columns(2)
+    run_a = a_col.selectbox("Run A (before)", ids, index=1, format_func=labels.__getitem__, key="cmp-a")
+    run_b = b_col.selectbox("Run B (after)", ids, index=0, format_func=labels.__getitem__, key="cmp-b")
+    with ui.store_errors(), st.spinner("Bootstrapping medians..."):
+        diff = data.run_comparison(db, run_a, run_b, provider_by)
+    st.altair_chart(charts.diff_chart(diff), width="stretch", key="chart-diff")
+    st.dataframe(diff, hide_index=True, key="table-diff",
+                 column_config={"change_pct": st.column_config.NumberColumn("change %", format="%+.1f"),
+                                "ci_lo_pct": st.column_config.NumberColumn("CI lo %", format="%+.1f"),
+                                "ci_hi_pct": st.column_config.NumberColumn("CI hi %", format="%+.1f")})
+    st.caption(f"Median of up to {data.COMPARE_CAP} ok requests per group and run (a fixed sample); 95 % "
+               f"bootstrap interval of the difference ({data.COMPARE_RESAMPLES} resamples, seeded). "
+               "*Beyond noise* = the interval excludes 0.")
+
+# ------------------------------------------------------------ measured vs advertised
+st.subheader("Measured vs advertised latency")
+all_models = data.filter_options(db, tuple(run_ids)).get("models", [])
+if all_models:
+    adv_model = st.selectbox("Model", all_models, key="cmp-adv-model")
+    with ui.store_errors():
+        served = data.group_stats(db, tuple(run_ids), (adv_model,), provider_by="served")
+    try:
+        eps = data.endpoints(settings.base_url, adv_model)
+    except BenchError as exc:
+        eps = None
+        st.warning(f"Could not load {adv_model}'s endpoints: {exc}")
+    rows = [{"provider": r["provider"], "source": "measured TTFT p50", "ms": r["ttft_median"], "n": r["ok"]}
+            for r in served.iter_rows(named=True)]
+    for e in eps.endpoints if eps else []:
+        p50 = (e.latency_last_30m or {}).get("p50")
+        rows.append({"provider": e.provider_name or e.tag or "?", "source": "advertised p50 (last 30 min)",
+                     "ms": float(p50) if p50 is not None else None, "n": None})
+    frame = pl.DataFrame(rows, schema={"provider": pl.String, "source": pl.String, "ms": pl.Float64,
+                                       "n": pl.Int64})
+    st.altair_chart(charts.advertised_chart(frame, adv_model), width="stretch", key="chart-advertised")
+    if eps and all(e.latency_last_30m is None for e in eps.endpoints):
+        st.caption("OpenRouter sends no latency statistics without an API key.")
+    st.caption("Advertised = the endpoints API's `latency_last_30m.p50` (time to first token, ms, all "
+               "OpenRouter traffic); measured = this database's TTFT p50 per served-by provider.")

@@ -1,0 +1,67 @@
+"""Export: filtered per-request rows and the summary as CSV/Parquet; charts as PNG/SVG (offline)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from bench import analytics, export
+from dashboard import charts, data, ui
+
+settings = data.current_settings()
+db = str(settings.db_path)
+st.title("Export")
+
+with ui.store_errors():
+    runs = data.runs(db)
+if runs.is_empty():
+    ui.empty_state(settings, db)
+    st.stop()
+choice = ui.filters(db, runs, key="export")
+if not choice.run_ids:
+    st.info("Pick at least one run in the sidebar.")
+    st.stop()
+with ui.store_errors():
+    n_rows = data.count_rows(db, *choice.args)
+    groups = data.group_stats(db, *choice.args)
+
+st.subheader("Per-request rows")
+st.write(f"{n_rows:,} rows match (warm-ups excluded). Money stays exact: decimal text in CSV, "
+         "DECIMAL in Parquet.")
+c1, c2 = st.columns(2)
+c1.download_button("Rows as CSV", lambda: export.render(data.export_rows(db, *choice.args), "csv"),
+                   file_name="orbench-requests.csv", mime="text/csv", icon=":material/table:",
+                   key="dl-rows-csv", on_click="ignore")
+c2.download_button("Rows as Parquet", lambda: export.render(data.export_rows(db, *choice.args), "parquet"),
+                   file_name="orbench-requests.parquet", mime="application/vnd.apache.parquet",
+                   icon=":material/table:", key="dl-rows-parquet", on_click="ignore")
+
+st.subheader("Summary per model × provider")
+summary = groups.drop("token_sources") if "token_sources" in groups.columns else groups
+st.dataframe(ui.summary_display(groups), hide_index=True, column_config=ui.SUMMARY_FORMATS,
+             key="table-export-summary")
+c1, c2 = st.columns(2)
+c1.download_button("Summary as CSV", export.render(summary, "csv"), file_name="orbench-summary.csv",
+                   mime="text/csv", key="dl-summary-csv", on_click="ignore")
+c2.download_button("Summary as Parquet", export.render(summary, "parquet"), file_name="orbench-summary.parquet",
+                   mime="application/vnd.apache.parquet", key="dl-summary-parquet", on_click="ignore")
+
+st.subheader("A chart as an image")
+rates = analytics.rates(groups)
+builders = {
+    "TTFT by model × provider": lambda: charts.latency_with_errors(
+        analytics.box_stats(groups, "ttft_ms"), rates, "TTFT ms", "Time to first token"),
+    "End-to-end latency": lambda: charts.latency_with_errors(
+        analytics.box_stats(groups, "e2e_ms"), rates, "end-to-end ms", "End to end"),
+    "Cost per 1,000 requests": lambda: charts.cost_chart(analytics.cost_frame(groups)),
+    "Cost vs latency (Pareto)": lambda: charts.pareto_chart(analytics.pareto_points(groups), "TTFT"),
+}
+which = st.selectbox("Chart", list(builders), key="export-chart")
+chart = builders[which]()
+st.altair_chart(chart, key="chart-export-preview")
+stem = "orbench-" + which.split(" ")[0].lower()
+c1, c2 = st.columns(2)
+c1.download_button("PNG", lambda: charts.chart_image(chart, "png"), file_name=f"{stem}.png",
+                   mime="image/png", icon=":material/image:", key="dl-chart-png", on_click="ignore")
+c2.download_button("SVG", lambda: charts.chart_image(chart, "svg"), file_name=f"{stem}.svg",
+                   mime="image/svg+xml", icon=":material/image:", key="dl-chart-svg", on_click="ignore")
+st.caption("Images are rendered on the server by vl-convert's bundled Vega; nothing is fetched from a CDN.")

@@ -1,0 +1,97 @@
+"""Results: latency distributions, percentiles with CIs, decode speed, cost, timeline, responses."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from bench import analytics
+from dashboard import charts, data, ui
+
+settings = data.current_settings()
+db = str(settings.db_path)
+st.title("Results")
+
+with ui.store_errors():
+    runs = data.runs(db)
+if runs.is_empty():
+    ui.empty_state(settings, db)
+    st.stop()
+
+choice = ui.filters(db, runs, key="results")
+if not choice.run_ids:
+    st.info("Pick at least one run in the sidebar.")
+    st.stop()
+with ui.store_errors():
+    groups = data.group_stats(db, *choice.args)
+if groups.is_empty():
+    st.info("No measured requests match these filters.")
+    st.stop()
+if runs.filter(runs["run_id"].is_in(list(choice.run_ids)))["simulated"].any():
+    st.caption(":material/science: The selected runs include **simulated** (sandbox) runs.")
+
+sent, ok = int(groups["sent"].sum()), int(groups["ok"].sum())
+cols = st.columns(5)
+cols[0].metric("Requests (excl. warm-up)", f"{int(groups['n'].sum()):,}")
+cols[1].metric("OK", f"{ok:,}")
+cols[2].metric("Error rate", f"{(sent - ok) / sent:.1%}" if sent else "—")
+cols[3].metric("429 rate", f"{int(groups['rate_limited'].sum()) / sent:.1%}" if sent else "—")
+cols[4].metric("Billed", ui.money(groups["billed_usd"].sum()))
+
+st.subheader("Latency by model × provider")
+st.caption("Box p25–p75, line p5–p95, tick median; ok requests only. Error and 429 rates "
+           "(of requests sent) beside each chart.")
+rates = analytics.rates(groups)
+st.altair_chart(charts.latency_with_errors(analytics.box_stats(groups, "ttft_ms"), rates, "TTFT ms",
+                                           "Time to first token"), key="chart-ttft")
+st.altair_chart(charts.latency_with_errors(analytics.box_stats(groups, "e2e_ms"), rates,
+                                           "end-to-end ms", "End to end (last token)"), key="chart-e2e")
+
+st.subheader("Percentiles with 95% confidence intervals")
+metric = st.radio("Metric", ["ttft_ms", "e2e_ms", "decode_tps"], format_func=analytics.METRICS.__getitem__,
+                  horizontal=True, key="results-pct-metric")
+with ui.store_errors():
+    pct = data.percentile_table(db, metric, *choice.args)
+st.dataframe(ui.percentile_display(pct), hide_index=True, key="table-percentiles")
+st.caption("Intervals are distribution-free (order statistics). p99 needs at least 368 ok requests "
+           "and p50 at least 6; below that the table says *n too small* instead of passing off the max.")
+
+st.subheader("Decode speed")
+st.altair_chart(charts.latency_with_errors(
+    analytics.box_stats(groups, "decode_tps"), rates,
+    "decode tokens/s = (output tokens − 1) / (last − first token time)",
+    "Decode tokens/s (excludes the wait for the first token)"), key="chart-decode")
+
+st.subheader("Cost")
+st.altair_chart(charts.cost_chart(analytics.cost_frame(groups)), width="stretch", key="chart-cost")
+st.dataframe(ui.summary_display(groups), hide_index=True, column_config=ui.SUMMARY_FORMATS,
+             key="table-summary")
+st.caption("Billed = cost OpenRouter reported; list = catalog price × tokens from the snapshot taken "
+           "at run start. Per request = over requests sent (failed ones can be billed too).")
+
+st.subheader("Timeline of one run")
+labels = ui.run_labels(runs)
+run_id = st.selectbox("Run", list(choice.run_ids), format_func=labels.__getitem__, key="results-timeline-run")
+with ui.store_errors():
+    tl, total = data.timeline(db, run_id, 0, *choice.args[1:])
+first = 0
+if total > data.TIMELINE_WINDOW:
+    first = st.slider("Window start (request number, in start order)", 0, total - 1, 0,
+                      step=data.TIMELINE_WINDOW, key="results-timeline-first")
+    if first:
+        with ui.store_errors():
+            tl, total = data.timeline(db, run_id, first, *choice.args[1:])
+st.altair_chart(charts.timeline_chart(tl, total, first), width="stretch", key="chart-timeline")
+st.caption("One bar per request from send to stream end, packed into in-flight slots. Idle gaps "
+           "and bursts of simultaneous starts show queueing; the chart below shows drift.")
+with ui.store_errors():
+    st.altair_chart(charts.drift_chart(data.drift(db, run_id, *choice.args[1:])), width="stretch",
+                    key="chart-drift")
+
+with st.expander("Responses (plain text)"):
+    with ui.store_errors():
+        out = data.outputs(db, *choice.args)
+    st.dataframe(out.drop("output_text"), hide_index=True, key="table-outputs")
+    if out.height:
+        idx = st.selectbox("Show the full text of request", range(out.height), key="results-output-row",
+                           format_func=lambda i: f"{out['model'][i]} · {out['case_id'][i]} · #{out['request_idx'][i]}")
+        st.text(out["output_text"][idx] or out["error"][idx] or "(no text)")

@@ -1,0 +1,114 @@
+"""Run: pick a suite, models, providers, repeats, concurrency and budget; estimate; start; watch."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from bench.engine import RunSpec
+from bench.errors import BenchError
+from dashboard import data, jobs, ui
+
+settings = data.current_settings()
+db = str(settings.db_path)
+st.title("Run a benchmark")
+st.caption(f"Same engine as `orbench run`; results go to `{db}` and appear on the Results page. "
+           + ("Requests go to the **simulated** sandbox." if settings.sandbox else
+              f"Requests go to `{settings.base_url}` and cost real money."))
+
+suites = data.list_suites()
+source = st.radio("Suite", ["bundled", "upload"], horizontal=True, key="run-source",
+                  format_func={"bundled": "from data/suites", "upload": "upload a YAML file"}.__getitem__)
+path = None
+if source == "bundled":
+    if suites:
+        names = {p.name: p for p in suites}
+        default = list(names).index("smoke.yaml") if "smoke.yaml" in names else 0
+        path = names[st.selectbox("Suite file", list(names), index=default, key="run-suite")]
+    else:
+        st.info("No suites in data/suites; upload one.")
+else:
+    upload = st.file_uploader("Suite YAML", type=["yaml", "yml"], key="run-upload")
+    if upload is not None:
+        path = data.save_upload(upload.name, upload.getvalue())
+if path is None:
+    st.stop()
+
+with ui.store_errors():
+    suite = data.load_suite(path)
+st.caption(suite.description or "")
+variants = list(suite.providers) or ["default"]
+c1, c2 = st.columns(2)
+models = c1.multiselect("Models", [m.id for m in suite.models], default=[m.id for m in suite.models],
+                        key="run-models")
+providers = c2.multiselect("Provider variants", variants, default=variants, key="run-providers")
+c3, c4, c5 = st.columns(3)
+repeats = c3.number_input("Repeats per case", min_value=1, max_value=1000, value=suite.repeats, key="run-repeats")
+concurrency = c4.number_input("Concurrency (requests in flight)", min_value=1, max_value=256, value=4,
+                              key="run-concurrency")
+budget_text = c5.text_input("Budget, USD (empty = none)", key="run-budget")
+name = st.text_input("Run name (optional)", key="run-name")
+
+with ui.store_errors():
+    spec = RunSpec(suite_path=path, models=list(models), providers=list(providers) if suite.providers else [],
+                   repeats=int(repeats), concurrency=int(concurrency),
+                   budget_usd=jobs.parse_budget(budget_text), name=name or None)
+
+job = st.session_state.get("run_job")
+busy = job is not None and job.snapshot().active
+b1, b2, _ = st.columns([1, 1, 4])
+if b1.button("Estimate", icon=":material/calculate:", key="run-estimate", disabled=not models):
+    try:
+        with st.spinner("Fetching the catalog and pricing the plan..."):
+            prep = jobs.estimate(settings, spec)
+        st.session_state["run_estimate"] = {
+            "requests": prep.measured, "warmups": len(prep.plan) - prep.measured,
+            "targets": [f"{t.model} [{t.variant}] via {t.endpoint}" for t in prep.targets],
+            "usd": prep.estimate_usd, "unpriced": prep.unpriced,
+        }
+        st.session_state["last_estimate_usd"] = prep.estimate_usd
+    except BenchError as exc:
+        st.error(str(exc))
+if b2.button("Start run", type="primary", icon=":material/play_arrow:", key="run-start",
+             disabled=busy or not models):
+    st.session_state["run_job"] = jobs.start_run(settings, spec)
+    st.session_state.pop("run_job_seen_end", None)
+
+est = st.session_state.get("run_estimate")
+if est:
+    cost = ("unknown (no price for " + ", ".join(est["unpriced"]) + ")" if est["usd"] is None
+            else ui.money(est["usd"], 6))
+    st.info(f"**Plan:** {est['requests']} requests (+{est['warmups']} warm-up) over {len(est['targets'])} "
+            f"targets. **Worst case** (prompt estimate + max_tokens at list price): {cost}.")
+    st.text("\n".join(est["targets"]))
+
+
+@st.fragment(run_every=1.0)
+def progress() -> None:
+    job = st.session_state.get("run_job")
+    if job is None:
+        return
+    s = job.snapshot()
+    st.subheader("Progress")
+    st.progress(s.done / s.total if s.total else 0.0,
+                text=f"{s.phase}: {s.done}/{s.total} done in {s.elapsed_s:.1f} s")
+    c = st.columns(5)
+    c[0].metric("Done", s.done)
+    c[1].metric("In flight", s.in_flight)
+    c[2].metric("Errors", s.errors)
+    c[3].metric("Rate-limited", s.rate_limited)
+    c[4].metric("Spent", ui.money(s.spent_usd, 6))
+    if s.active:
+        if st.button("Cancel the run", icon=":material/stop:", key="run-cancel"):
+            job.cancel()
+        return
+    if not st.session_state.get("run_job_seen_end"):
+        st.session_state["run_job_seen_end"] = True
+        data.clear_caches()  # the new rows should show on Results right away
+    if s.phase == "finished":
+        st.success(f"Run `{s.run_id}` finished.")
+        st.page_link("app_pages/results.py", label="See it on the Results page", icon=":material/monitoring:")
+    else:
+        st.error(f"Run {s.run_id or ''} ended {s.phase}: {s.message or 'no reason given'}")
+
+
+progress()

@@ -1,0 +1,414 @@
+"""Altair chart builders: a small polars frame in, a chart out; no Streamlit here.
+
+Every frame these functions take is already aggregated (box-plot statistics,
+rates, sums) or capped (timeline, scatter) by ``bench.analytics``, so no chart
+ever carries more than a few thousand rows and Altair's 5,000-row limit holds
+without switching transformers. Box plots are drawn from precomputed stats
+(rule p5-p95, bar q1-q3, tick median) with ``n`` printed beside each box, and
+every latency chart is concatenated with its group's error and 429 rates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import polars as pl
+import vl_convert as vlc
+
+MAX_ROWS = 5000
+"""Altair's default row limit; builders refuse (not silently trim) bigger frames."""
+
+BOX_HEIGHT = 26
+RATE_WIDTH = 170
+LABEL_LIMIT = 300  # px of a y-axis label before it is cut ("model · provider" is long)
+
+
+def _check_rows(frame: pl.DataFrame, what: str) -> None:
+    if frame.height > MAX_ROWS:
+        raise ValueError(f"{what}: {frame.height} rows; aggregate or sample to <= {MAX_ROWS} first")
+
+
+def _height(frame: pl.DataFrame, key: str = "group") -> int:
+    groups = frame[key].n_unique() if key in frame.columns and frame.height else 1
+    return max(60, BOX_HEIGHT * groups)
+
+
+def empty_chart(message: str) -> alt.Chart:
+    """A placeholder with a message, for filters that leave nothing to draw."""
+    return (
+        alt.Chart(pl.DataFrame({"message": [message]}))
+        .mark_text(size=14, color="gray")
+        .encode(text="message:N")
+        .properties(height=60, width="container")
+    )
+
+
+# ------------------------------------------------------------------- box plots
+def box_chart(stats: pl.DataFrame, unit_label: str, title: str) -> alt.LayerChart | alt.Chart:
+    """Horizontal box plots per group from precomputed stats.
+
+    ``stats`` columns: group, model, n, p05, q1, median, q3, p95 (rows with n == 0 dropped).
+    Whiskers span p5-p95 (said in the axis title); ``n`` is printed right of each box.
+    """
+    stats = stats.filter(pl.col("n") > 0) if stats.height else stats
+    if stats.is_empty():
+        return empty_chart(f"{title}: no ok requests with this metric")
+    _check_rows(stats, "box_chart")
+    order = stats["group"].to_list()
+    y = alt.Y("group:N", sort=order, title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT))
+    base = alt.Chart(stats).encode(y=y)
+    tooltip = [
+        alt.Tooltip("group:N"),
+        alt.Tooltip("n:Q", title="n (ok)"),
+        alt.Tooltip("p05:Q", format=",.1f", title="p5"),
+        alt.Tooltip("q1:Q", format=",.1f", title="p25"),
+        alt.Tooltip("median:Q", format=",.1f", title="p50"),
+        alt.Tooltip("q3:Q", format=",.1f", title="p75"),
+        alt.Tooltip("p95:Q", format=",.1f", title="p95"),
+    ]
+    whisker = base.mark_rule(color="#666").encode(
+        x=alt.X("p05:Q", title=f"{unit_label} (box p25-p75, line p5-p95)"), x2="p95:Q"
+    )
+    box = base.mark_bar(size=16).encode(
+        x="q1:Q", x2="q3:Q", color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
+        tooltip=tooltip,
+    )
+    median = base.mark_tick(color="black", thickness=2, size=18).encode(x="median:Q", tooltip=tooltip)
+    n_text = base.mark_text(align="left", dx=4, fontSize=11, color="#333").encode(
+        x="p95:Q", text=alt.Text("n_label:N")
+    ).transform_calculate(n_label="'n=' + datum.n")
+    return alt.layer(whisker, box, median, n_text).properties(
+        title=title, height=_height(stats), width="container"
+    )
+
+
+def rate_chart(rates: pl.DataFrame, order: list[str] | None = None) -> alt.Chart:
+    """Error and 429 rates per group (of requests sent), as grouped horizontal bars."""
+    if rates.is_empty():
+        return empty_chart("no requests")
+    _check_rows(rates, "rate_chart")
+    long = rates.select(
+        "group",
+        "sent",
+        pl.col("error_rate").fill_null(0.0).alias("errors (all)"),
+        pl.col("rate_limited_rate").fill_null(0.0).alias("429 rate-limited"),
+    ).unpivot(index=["group", "sent"], variable_name="kind", value_name="rate")
+    # A 0-100 % axis would hide a 2 % error rate; zoom to the data but never below 0-5 %.
+    top = max(0.05, float(long["rate"].max() or 0.0) * 1.15)
+    return (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            y=alt.Y("group:N", sort=order or rates["group"].to_list(), title=None, axis=None),
+            yOffset=alt.YOffset("kind:N"),
+            x=alt.X("rate:Q", title="error / 429 rate", axis=alt.Axis(format="%", tickCount=3),
+                    scale=alt.Scale(domain=[0, min(1.0, top)])),
+            color=alt.Color("kind:N", scale=alt.Scale(domain=["errors (all)", "429 rate-limited"],
+                                                      range=["#d62728", "#ff7f0e"]),
+                            legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=[alt.Tooltip("group:N"), alt.Tooltip("kind:N"),
+                     alt.Tooltip("rate:Q", format=".1%"), alt.Tooltip("sent:Q", title="sent")],
+        )
+        .properties(width=RATE_WIDTH, height=_height(rates), title="errors beside it")
+    )
+
+
+def latency_with_errors(stats: pl.DataFrame, rates: pl.DataFrame, unit_label: str,
+                        title: str) -> alt.HConcatChart | alt.Chart:
+    """A box-plot chart with the same groups' error and 429 rates beside it."""
+    box = box_chart(stats, unit_label, title)
+    if stats.is_empty():
+        return box
+    order = stats["group"].to_list()
+    rates = rates.filter(pl.col("group").is_in(order)) if rates.height else rates
+    # hconcat cannot use width="container"; give the box a fixed width.
+    box = box.properties(width=520)
+    return alt.hconcat(box, rate_chart(rates, order)).resolve_scale(color="independent")
+
+
+# ------------------------------------------------------------------- cost
+def cost_chart(costs: pl.DataFrame) -> alt.Chart:
+    """USD per 1,000 requests per group: billed (reported) beside list (catalog price x tokens).
+
+    ``costs`` columns: group, model, billed_per_1k_usd, list_per_1k_usd, sent.
+    """
+    if costs.is_empty():
+        return empty_chart("no cost data")
+    _check_rows(costs, "cost_chart")
+    long = costs.select(
+        "group", "sent",
+        pl.col("billed_per_1k_usd").alias("billed (reported)"),
+        pl.col("list_per_1k_usd").alias("list (catalog x tokens)"),
+    ).unpivot(index=["group", "sent"], variable_name="kind", value_name="usd_per_1k")
+    return (
+        alt.Chart(long.drop_nulls("usd_per_1k"))
+        .mark_bar()
+        .encode(
+            y=alt.Y("group:N", sort=costs["group"].to_list(), title=None,
+                    axis=alt.Axis(labelLimit=LABEL_LIMIT)),
+            yOffset="kind:N",
+            x=alt.X("usd_per_1k:Q", title="USD per 1,000 requests"),
+            color=alt.Color("kind:N", legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=[alt.Tooltip("group:N"), alt.Tooltip("kind:N"),
+                     alt.Tooltip("usd_per_1k:Q", format="$,.6f", title="USD / 1k requests"),
+                     alt.Tooltip("sent:Q")],
+        )
+        .properties(title="Cost per 1,000 requests: billed vs list", height=36 * costs.height,
+                    width="container")
+    )
+
+
+# ------------------------------------------------------------------- timeline
+def timeline_chart(rows: pl.DataFrame, total: int, first: int = 0) -> alt.Chart:
+    """Requests as bars from send to stream end, one row per concurrency slot, coloured by model.
+
+    ``rows`` columns: slot, request_idx, model, provider, case_id, outcome, t_start_ms,
+    t_end_ms, ttft_ms (see ``bench.analytics.timeline``). Gaps in a slot are idle
+    capacity; bars that all start at once after a gap are queueing; bars that grow
+    along the run are drift. ``total``/``first`` say which window of the run this is.
+    """
+    if rows.is_empty():
+        return empty_chart("no timed requests in this run")
+    _check_rows(rows, "timeline_chart")
+    last = first + rows.height
+    shown = f"all {total}" if rows.height >= total else f"requests {first + 1:,}–{last:,} of {total:,}"
+    frame = rows.with_columns(
+        (pl.col("t_start_ms") / 1000).alias("start_s"), (pl.col("t_end_ms") / 1000).alias("end_s")
+    )
+    slots = int(frame["slot"].max() or 0) + 1
+    return (
+        alt.Chart(frame)
+        .mark_bar(height={"band": 0.8}, cornerRadius=2)
+        .encode(
+            x=alt.X("start_s:Q", title="seconds since run start", scale=alt.Scale(zero=False)),
+            x2="end_s:Q",
+            y=alt.Y("slot:O", title="in-flight slot", axis=alt.Axis(labels=slots <= 40)),
+            color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
+            stroke=alt.condition("datum.outcome != 'ok'", alt.value("#d62728"), alt.value(None)),
+            strokeWidth=alt.value(1.5),
+            tooltip=["request_idx:Q", "model:N", "provider:N", "case_id:N", "outcome:N",
+                     alt.Tooltip("start_s:Q", format=".3f"), alt.Tooltip("end_s:Q", format=".3f"),
+                     alt.Tooltip("ttft_ms:Q", format=",.1f")],
+        )
+        .properties(title=f"Run timeline: {shown} (red outline = not ok)",
+                    height=min(640, max(120, 16 * slots)), width="container")
+    )
+
+
+def drift_chart(bins: pl.DataFrame) -> alt.Chart:
+    """Median TTFT and end-to-end per model over the run's wall time (binned by start time).
+
+    ``bins`` columns: start_s, model, metric, median_ms, n.
+    """
+    if bins.is_empty():
+        return empty_chart("no ok requests to show drift")
+    _check_rows(bins, "drift_chart")
+    return (
+        alt.Chart(bins)
+        .mark_line(point=alt.OverlayMarkDef(size=18))
+        .encode(
+            x=alt.X("start_s:Q", title="request start, seconds since run start"),
+            y=alt.Y("median_ms:Q", title="median ms of requests started in the bin"),
+            color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
+            strokeDash=alt.StrokeDash("metric:N", legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=["model:N", "metric:N", alt.Tooltip("start_s:Q", format=",.0f"),
+                     alt.Tooltip("median_ms:Q", format=",.1f"), "n:Q"],
+        )
+        .properties(title="Drift over the run: median latency per time bin", height=260, width="container")
+    )
+
+
+# ------------------------------------------------------------------- compare
+def pareto_chart(points: pl.DataFrame, latency_label: str) -> alt.LayerChart | alt.Chart:
+    """Cost per request vs p50 latency per group, the Pareto frontier drawn as a step line.
+
+    ``points`` columns: group, model, provider, p50_ms, cost_per_request_usd, on_frontier,
+    n_ok, and optionally pass_rate (then the point size shows it).
+    """
+    pts = points.drop_nulls(["p50_ms", "cost_per_request_usd"]) if points.height else points
+    if pts.is_empty():
+        return empty_chart("no group has both a latency and a cost")
+    _check_rows(pts, "pareto_chart")
+    has_pass = "pass_rate" in pts.columns and pts["pass_rate"].null_count() < pts.height
+    tooltip = [alt.Tooltip("group:N"), alt.Tooltip("n_ok:Q", title="n ok"),
+               alt.Tooltip("p50_ms:Q", format=",.1f", title=f"p50 {latency_label} ms"),
+               alt.Tooltip("cost_per_request_usd:Q", format="$,.8f", title="USD / request"),
+               alt.Tooltip("on_frontier:N", title="on frontier")]
+    enc: dict[str, Any] = {
+        "x": alt.X("p50_ms:Q", title=f"p50 {latency_label} (ms)", scale=alt.Scale(zero=False)),
+        "y": alt.Y("cost_per_request_usd:Q", title="USD per request", scale=alt.Scale(zero=False)),
+        "color": alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
+        "shape": alt.Shape("provider:N", legend=alt.Legend(orient="bottom")),
+    }
+    if has_pass:
+        enc["size"] = alt.Size("pass_rate:Q", title="pass rate", scale=alt.Scale(domain=[0, 1], range=[40, 400]))
+        tooltip.append(alt.Tooltip("pass_rate:Q", format=".0%", title="pass rate"))
+    dots = alt.Chart(pts).mark_point(filled=True, opacity=0.85).encode(**enc, tooltip=tooltip)
+    if not has_pass:
+        dots = dots.encode(size=alt.value(120))
+    frontier = pts.filter(pl.col("on_frontier")).sort("p50_ms")
+    line = alt.Chart(frontier).mark_line(interpolate="step-after", color="black", strokeDash=[4, 3]).encode(
+        x="p50_ms:Q", y="cost_per_request_usd:Q"
+    )
+    return alt.layer(line, dots).properties(
+        title="Cost vs latency (dashed: Pareto frontier, lower-left is better)", height=480, width="container"
+    )
+
+
+def provider_bars(frame: pl.DataFrame, model: str) -> alt.HConcatChart | alt.Chart:
+    """One model across providers: p50 TTFT and e2e with CI whiskers, error rates beside.
+
+    ``frame`` columns: provider, metric, p50_ms, ci_lo_ms, ci_hi_ms, n, error_rate,
+    rate_limited_rate, sent.
+    """
+    if frame.is_empty():
+        return empty_chart(f"{model}: no ok requests")
+    _check_rows(frame, "provider_bars")
+    order = frame["provider"].unique(maintain_order=True).to_list()
+    base = alt.Chart(frame).encode(y=alt.Y("provider:N", sort=order, title=None), yOffset="metric:N")
+    bars = base.mark_bar().encode(
+        x=alt.X("p50_ms:Q", title="p50 ms (whisker: 95% CI)"),
+        color=alt.Color("metric:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["provider:N", "metric:N", "n:Q", alt.Tooltip("p50_ms:Q", format=",.1f"),
+                 alt.Tooltip("ci_lo_ms:Q", format=",.1f"), alt.Tooltip("ci_hi_ms:Q", format=",.1f")],
+    )
+    err = base.mark_rule(color="black").encode(x="ci_lo_ms:Q", x2="ci_hi_ms:Q")
+    n_text = base.mark_text(align="left", dx=4, fontSize=10).encode(
+        x="p50_ms:Q", text=alt.Text("n_label:N")).transform_calculate(n_label="'n=' + datum.n")
+    left = alt.layer(bars, err, n_text).properties(
+        title=f"{model} across providers", width=480, height=max(80, 44 * len(order)))
+    rates = frame.unique(subset=["provider"], maintain_order=True).select(
+        pl.col("provider").alias("group"), "sent", "error_rate", "rate_limited_rate")
+    return alt.hconcat(left, rate_chart(rates, order)).resolve_scale(color="independent")
+
+
+def diff_chart(diff: pl.DataFrame) -> alt.Chart:
+    """Run A -> run B: median change in % per group and metric, with its CI; beyond-noise coloured.
+
+    ``diff`` columns: group, metric, change_pct, ci_lo_pct, ci_hi_pct, verdict.
+    """
+    d = diff.drop_nulls("change_pct") if diff.height else diff
+    if d.is_empty():
+        return empty_chart("the two runs share no group with measurements")
+    _check_rows(d, "diff_chart")
+    base = alt.Chart(d).encode(y=alt.Y("group:N", title=None), yOffset="metric:N")
+    color = alt.Color("verdict:N", scale=alt.Scale(domain=["beyond noise", "within noise"],
+                                                   range=["#d62728", "#9e9e9e"]),
+                      legend=alt.Legend(orient="bottom", title=None))
+    pts = base.mark_point(filled=True, size=80).encode(
+        x=alt.X("change_pct:Q", title="median change B vs A, % (whisker: 95% CI)"),
+        color=color, shape=alt.Shape("metric:N", legend=alt.Legend(orient="bottom")),
+        tooltip=["group:N", "metric:N", alt.Tooltip("change_pct:Q", format="+.1f"),
+                 alt.Tooltip("ci_lo_pct:Q", format="+.1f"), alt.Tooltip("ci_hi_pct:Q", format="+.1f"),
+                 "verdict:N"],
+    )
+    ci = base.mark_rule().encode(x="ci_lo_pct:Q", x2="ci_hi_pct:Q", color=color)
+    zero = alt.Chart(pl.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[3, 3], color="black").encode(x="x:Q")
+    return alt.layer(zero, ci, pts).properties(
+        title="Run B vs run A (red: change larger than the noise)",
+        height=max(100, 30 * d["group"].n_unique() * max(1, d["metric"].n_unique())), width="container")
+
+
+def advertised_chart(frame: pl.DataFrame, model: str) -> alt.Chart:
+    """Measured TTFT p50 next to OpenRouter's advertised latency_last_30m p50, per provider.
+
+    ``frame`` columns: provider, source ("measured TTFT p50" / "advertised p50 (last 30 min)"), ms, n.
+    """
+    f = frame.drop_nulls("ms") if frame.height else frame
+    if f.is_empty():
+        return empty_chart(f"{model}: nothing measured or advertised")
+    return (
+        alt.Chart(f)
+        .mark_bar()
+        .encode(
+            y=alt.Y("provider:N", title=None),
+            yOffset="source:N",
+            x=alt.X("ms:Q", title="time to first token, ms"),
+            color=alt.Color("source:N", legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=["provider:N", "source:N", alt.Tooltip("ms:Q", format=",.0f"), "n:Q"],
+        )
+        .properties(title=f"{model}: measured vs advertised TTFT", width="container",
+                    height=max(80, 40 * f["provider"].n_unique()))
+    )
+
+
+# ------------------------------------------------------------------- catalog, credits
+def price_history_chart(history: pl.DataFrame, model: str) -> alt.Chart:
+    """Prompt and completion price per 1M tokens over catalog snapshots.
+
+    ``history`` columns: taken_at, kind, usd_per_m, simulated.
+    """
+    if history.is_empty():
+        return empty_chart(f"{model}: no stored catalog snapshot has this model yet")
+    return (
+        alt.Chart(history)
+        .mark_line(point=True, interpolate="step-after")
+        .encode(
+            x=alt.X("taken_at:T", title="snapshot taken"),
+            y=alt.Y("usd_per_m:Q", title="USD per 1M tokens"),
+            color=alt.Color("kind:N", legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=[alt.Tooltip("taken_at:T", format="%Y-%m-%d %H:%M"), "kind:N",
+                     alt.Tooltip("usd_per_m:Q", format="$,.4f")],
+        )
+        .properties(title=f"{model}: list price history (from snapshots taken by runs)", height=260,
+                    width="container")
+    )
+
+
+def monthly_cost_chart(costs: pl.DataFrame) -> alt.Chart:
+    """Monthly cost per model from the calculator. ``costs`` columns: model, monthly_usd."""
+    f = costs.drop_nulls("monthly_usd") if costs.height else costs
+    if f.is_empty():
+        return empty_chart("pick models with a fixed price")
+    return (
+        alt.Chart(f)
+        .mark_bar()
+        .encode(
+            y=alt.Y("model:N", sort="x", title=None),
+            x=alt.X("monthly_usd:Q", title="USD per month (30 days)"),
+            tooltip=["model:N", alt.Tooltip("monthly_usd:Q", format="$,.2f")],
+        )
+        .properties(title="Estimated monthly cost", height=max(80, 28 * f.height), width="container")
+    )
+
+
+def spend_chart(spend: pl.DataFrame, key: str, title: str) -> alt.Chart:
+    """Spend bars: billed and list USD per ``key`` (run or model). Columns: key, billed_usd, list_usd."""
+    if spend.is_empty():
+        return empty_chart("nothing spent yet")
+    _check_rows(spend, "spend_chart")
+    long = spend.select(
+        pl.col(key).alias("key"),
+        pl.col("billed_usd").cast(pl.Float64).alias("billed (reported)"),
+        pl.col("list_usd").cast(pl.Float64).alias("list (catalog x tokens)"),
+    ).unpivot(index="key", variable_name="kind", value_name="usd")
+    return (
+        alt.Chart(long.drop_nulls("usd"))
+        .mark_bar()
+        .encode(
+            y=alt.Y("key:N", sort=spend[key].to_list(), title=None),
+            yOffset="kind:N",
+            x=alt.X("usd:Q", title="USD"),
+            color=alt.Color("kind:N", legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=["key:N", "kind:N", alt.Tooltip("usd:Q", format="$,.6f")],
+        )
+        .properties(title=title, height=max(80, 30 * spend.height), width="container")
+    )
+
+
+# ------------------------------------------------------------------- images
+def chart_image(chart: alt.TopLevelMixin, fmt: str, scale: float = 2.0) -> bytes:
+    """PNG or SVG bytes rendered offline by vl-convert (bundled Vega; no URL is ever fetched)."""
+    spec = chart.to_dict()
+    if spec.get("width") == "container":
+        spec["width"] = 700
+    # "container" width means nothing outside a page; give every sub-chart a width.
+    for sub in spec.get("hconcat", []) + spec.get("vconcat", []):
+        if sub.get("width") == "container":
+            sub["width"] = 520
+    if fmt == "svg":
+        return vlc.vegalite_to_svg(spec, vl_version="6.4", allowed_base_urls=[]).encode()
+    if fmt == "png":
+        return vlc.vegalite_to_png(spec, vl_version="6.4", scale=scale, allowed_base_urls=[])
+    raise ValueError(f"unknown image format {fmt!r}")

@@ -1,0 +1,267 @@
+"""Read-only data access for the pages: cached functions over plain arguments.
+
+Pages never open the database or call the API themselves; they call these. Each
+function takes plain, hashable arguments (the database path as a string, tuples
+of ids) so ``st.cache_data`` can key on them, and returns small polars frames or
+records. TTLs are short: results may change under a running benchmark (10 s),
+the catalog and credits are live API data (5 min / 1 min).
+
+The settings are resolved here, at the dashboard's edge: the API key comes from
+``OPENROUTER_API_KEY`` or ``st.secrets`` and is only ever put in the client's
+Authorization header; with no key the simulated sandbox is started in-process
+(once per server, ``st.cache_resource``) and every page says "simulated".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import polars as pl
+import streamlit as st
+
+from bench import analytics
+from bench.analytics import Filters
+from bench.catalog import Model, ModelEndpoints
+from bench.client import Credits, KeyInfo, OpenRouterClient, RetryPolicy, build_http_client
+from bench.config import OPENROUTER_BASE_URL, Settings
+from bench.errors import AuthError
+from bench.store import Store
+
+T = TypeVar("T")
+
+RESULTS_TTL_S = 10
+CATALOG_TTL_S = 300
+CREDITS_TTL_S = 60
+COMPARE_CAP = 300  # ok values per group and run fed to the bootstrap
+COMPARE_RESAMPLES = 400
+READ_TIMEOUT_S = 1.5  # how long a read waits for a writer before StoreBusy
+KEY_NAME = "OPENROUTER_API_KEY"
+ROOT = Path(__file__).resolve().parent.parent
+SUITES_DIR = ROOT / "data" / "suites"
+
+
+# ------------------------------------------------------------------- settings
+def _secret_key() -> str | None:
+    try:
+        value = st.secrets.get(KEY_NAME)
+    except Exception:  # noqa: BLE001 - no secrets file is the normal case
+        return None
+    return str(value) if value else None
+
+
+@st.cache_resource(show_spinner="Starting the simulated sandbox...")
+def _sandbox() -> Any:
+    """The in-process sandbox, started once per server (thread-safe, never mutated here)."""
+    from bench.sandbox import start_sandbox
+
+    return start_sandbox(port=0, seed=0)
+
+
+def current_settings() -> Settings:
+    """Settings for this session: real API with a key, else the sandbox (simulated)."""
+    env = Settings.from_env()
+    key = env.api_key or _secret_key()
+    if key:
+        return replace(env, api_key=key)
+    if env.base_url != OPENROUTER_BASE_URL:
+        return replace(env, sandbox=True)  # a sandbox started elsewhere (tests, `orbench sandbox`)
+    return replace(env, base_url=_sandbox().base_url, sandbox=True)
+
+
+def sandbox_settings(db_path: Path) -> Settings:
+    """Settings for the one-click demo: always the sandbox, never a real key."""
+    env = Settings.from_env()
+    if env.api_key is None and env.base_url != OPENROUTER_BASE_URL:
+        return replace(env, db_path=db_path, sandbox=True)
+    return Settings(base_url=_sandbox().base_url, db_path=db_path, sandbox=True)
+
+
+def store(db: str) -> Store:
+    return Store(db, read_timeout_s=READ_TIMEOUT_S)
+
+
+def db_exists(db: str) -> bool:
+    return Path(db).exists()
+
+
+# ------------------------------------------------------------------- results
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def runs(db: str) -> pl.DataFrame:
+    return analytics.runs(store(db))
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def filter_options(db: str, run_ids: tuple[str, ...]) -> dict[str, list[str]]:
+    return analytics.filter_options(store(db), run_ids)
+
+
+def _filters(run_ids: tuple[str, ...], models: tuple[str, ...], providers: tuple[str, ...],
+             cases: tuple[str, ...], provider_by: str) -> Filters:
+    return Filters(run_ids, models, providers, cases, provider_by)
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def group_stats(db: str, run_ids: tuple[str, ...], models: tuple[str, ...] = (),
+                providers: tuple[str, ...] = (), cases: tuple[str, ...] = (),
+                provider_by: str = "variant") -> pl.DataFrame:
+    return analytics.group_stats(store(db), _filters(run_ids, models, providers, cases, provider_by))
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def percentile_table(db: str, metric: str, run_ids: tuple[str, ...], models: tuple[str, ...] = (),
+                     providers: tuple[str, ...] = (), cases: tuple[str, ...] = (),
+                     provider_by: str = "variant") -> pl.DataFrame:
+    groups = group_stats(db, run_ids, models, providers, cases, provider_by)
+    counts = analytics.percentile_counts(groups, metric)
+    f = _filters(run_ids, models, providers, cases, provider_by)
+    return analytics.percentile_table(store(db), f, metric, counts)
+
+
+TIMELINE_WINDOW = 2000  # requests drawn at once; a slider moves the window along bigger runs
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def timeline(db: str, run_id: str, first: int, models: tuple[str, ...] = (), providers: tuple[str, ...] = (),
+             cases: tuple[str, ...] = (), provider_by: str = "variant") -> tuple[pl.DataFrame, int]:
+    f = _filters((run_id,), models, providers, cases, provider_by)
+    return analytics.timeline(store(db), f, run_id, first, TIMELINE_WINDOW)
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def drift(db: str, run_id: str, models: tuple[str, ...] = (), providers: tuple[str, ...] = (),
+          cases: tuple[str, ...] = (), provider_by: str = "variant") -> pl.DataFrame:
+    f = _filters((run_id,), models, providers, cases, provider_by)
+    return analytics.drift(store(db), f, run_id)
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def outputs(db: str, run_ids: tuple[str, ...], models: tuple[str, ...] = (),
+            providers: tuple[str, ...] = (), cases: tuple[str, ...] = (),
+            provider_by: str = "variant", limit: int = 200) -> pl.DataFrame:
+    """A few responses (text as stored) to read; shown as plain text only."""
+    cols = ["run_id", "request_idx", "model", "provider_variant", "provider", "case_id", "outcome",
+            "passed", "ttft_ms", "e2e_ms", "output_text", "error"]
+    f = _filters(run_ids, models, providers, cases, provider_by)
+    return analytics.request_rows(store(db), f, cols, limit=limit)
+
+
+# ------------------------------------------------------------------- compare
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def run_comparison(db: str, run_a: str, run_b: str, provider_by: str, cap: int = COMPARE_CAP) -> pl.DataFrame:
+    """Median change per group from run A to run B, TTFT and e2e, with bootstrap CIs.
+
+    ``bench.stats.compare`` is pure Python, so each side is capped at ``cap`` ok
+    values per group (a fixed pseudo-random subset) to keep the page interactive.
+    """
+    s = store(db)
+    rows = []
+    for metric in ("ttft_ms", "e2e_ms"):
+        a = analytics.run_samples(s, run_a, metric, provider_by, cap)
+        b = analytics.run_samples(s, run_b, metric, provider_by, cap)
+        rows += analytics.compare_runs(a, b, analytics.METRICS[metric], n_resamples=COMPARE_RESAMPLES)
+    schema = {"group": pl.String, "metric": pl.String, "n_a": pl.Int64, "n_b": pl.Int64,
+              "p50_a": pl.Float64, "p50_b": pl.Float64, "change": pl.Float64,
+              "change_pct": pl.Float64, "ci_lo_pct": pl.Float64, "ci_hi_pct": pl.Float64,
+              "verdict": pl.String}
+    return pl.DataFrame(rows, schema=schema)
+
+
+# ------------------------------------------------------------------- catalog, credits (API)
+def _run(make: Callable[[OpenRouterClient], Awaitable[T]], base_url: str) -> T:
+    """One API call on a short-lived client (the script thread has no event loop of its own)."""
+    settings = current_settings()
+    settings = replace(settings, base_url=base_url)
+
+    async def go() -> T:
+        client = OpenRouterClient(build_http_client(settings, 2), api_key=settings.api_key,
+                                  retry=RetryPolicy(max_attempts=2, max_total_s=10))
+        try:
+            return await make(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+@st.cache_data(ttl=CATALOG_TTL_S, show_spinner="Loading the model catalog...")
+def catalog(base_url: str) -> list[Model]:
+    return _run(lambda c: c.models(output_modalities="all"), base_url)
+
+
+@st.cache_data(ttl=CATALOG_TTL_S, show_spinner=False)
+def endpoints(base_url: str, model_id: str) -> ModelEndpoints:
+    return _run(lambda c: c.endpoints(model_id), base_url)
+
+
+@st.cache_data(ttl=CREDITS_TTL_S, show_spinner=False)
+def key_info(base_url: str) -> KeyInfo:
+    return _run(lambda c: c.key_info(), base_url)
+
+
+@st.cache_data(ttl=CREDITS_TTL_S, show_spinner=False)
+def account_credits(base_url: str) -> tuple[Credits | None, str | None]:
+    """Account credits, or (None, why) when the key may not read them (401/403)."""
+    try:
+        return _run(lambda c: c.credits(), base_url), None
+    except AuthError as exc:
+        return None, f"Account credits are not available to this key (HTTP {exc.status}): {exc.message}"
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def price_history(db: str, model_id: str) -> pl.DataFrame:
+    return analytics.price_history(store(db), model_id)
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def spend(db: str, key: str) -> pl.DataFrame:
+    return analytics.spend_by(store(db), key)
+
+
+# ------------------------------------------------------------------- export
+def export_rows(db: str, run_ids: tuple[str, ...], models: tuple[str, ...], providers: tuple[str, ...],
+                cases: tuple[str, ...], provider_by: str) -> pl.DataFrame:
+    """All filtered per-request rows in the export column order (not cached: built on click)."""
+    from bench.export import EXTRA_COLUMNS, REQUIRED_COLUMNS
+
+    f = _filters(run_ids, models, providers, cases, provider_by)
+    return analytics.request_rows(store(db), f, REQUIRED_COLUMNS + EXTRA_COLUMNS)
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def count_rows(db: str, run_ids: tuple[str, ...], models: tuple[str, ...], providers: tuple[str, ...],
+               cases: tuple[str, ...], provider_by: str) -> int:
+    return analytics.count_rows(store(db), _filters(run_ids, models, providers, cases, provider_by))
+
+
+def list_suites() -> list[Path]:
+    return sorted(SUITES_DIR.glob("*.yaml")) + sorted(SUITES_DIR.glob("*.yml"))
+
+
+def clear_caches() -> None:
+    """Forget cached reads (after a run finished, or on the user's Refresh)."""
+    st.cache_data.clear()
+
+
+# ------------------------------------------------------------------- suites for the Run page
+def load_suite(path: Path) -> Any:
+    """A validated suite (``bench.suites.Suite``); SuiteError carries the one-line problem."""
+    from bench.suites import load_suite as load
+
+    return load(path)
+
+
+def save_upload(name: str, content: bytes) -> Path:
+    """Keep an uploaded suite in a temp folder (named by its hash) so the engine can read it."""
+    import hashlib
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / "orbench-uploaded-suites"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = Path(name).stem.replace(" ", "_") or "suite"
+    path = folder / f"{stem}-{hashlib.sha256(content).hexdigest()[:10]}.yaml"
+    path.write_bytes(content)
+    return path

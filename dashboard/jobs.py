@@ -1,0 +1,195 @@
+"""Runs started from the dashboard: the CLI's engine code in a background thread.
+
+A ``RunJob`` owns one thread with its own event loop that does what ``orbench
+run`` does (``engine.prepare``, ``check_budget``, ``execute`` with the same
+``Store``), and publishes progress under a lock. The Run page keeps the job in
+its session and polls ``snapshot()``; nothing here touches Streamlit, so the
+thread never calls into a script run. Errors end the job with a one-line
+message (``BenchError`` text, or the exception type for anything unexpected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bench import engine
+from bench.config import Settings
+from bench.errors import AuthError, BenchError, ConfigError, NetworkError
+from bench.runner import Progress, Runner
+from bench.store import Store
+
+DEMO_SUITE = "smoke.yaml"
+
+
+@dataclass
+class JobState:
+    """What the page shows; a copy is handed out so readers never see a half-update."""
+
+    phase: str = "preparing"  # preparing | running | finished | stopped | failed | cancelled
+    run_id: str | None = None
+    total: int = 0
+    done: int = 0
+    in_flight: int = 0
+    ok: int = 0
+    errors: int = 0
+    rate_limited: int = 0
+    spent_usd: Decimal = Decimal(0)
+    message: str | None = None
+    started_s: float = field(default_factory=time.monotonic)
+    ended_s: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ("preparing", "running")
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.ended_s or time.monotonic()) - self.started_s
+
+
+async def estimate_async(settings: Settings, spec: engine.RunSpec) -> engine.Prepared:
+    """``engine.prepare`` plus the key's remaining limit (real OpenRouter only)."""
+    boot = engine.make_clients(settings, None, spec.concurrency)
+    try:
+        prep = await engine.prepare(settings, spec, boot[engine.OPENROUTER])
+        if settings.api_key and settings.is_openrouter and not settings.sandbox:
+            engine.check_key(settings, prep, await boot[engine.OPENROUTER].key_info())
+        return prep
+    except NetworkError as exc:
+        raise ConfigError(f"cannot reach {settings.base_url}: {exc.message}") from None
+    except AuthError as exc:
+        raise ConfigError(f"the API key was rejected ({exc.status}): {exc.message}") from None
+    finally:
+        await engine.close_clients(boot)
+
+
+def estimate(settings: Settings, spec: engine.RunSpec) -> engine.Prepared:
+    """The plan and its worst-case cost, without sending a chat request or writing anything."""
+    return asyncio.run(estimate_async(settings, spec))
+
+
+class RunJob:
+    """One run executing in a daemon thread; ``snapshot()`` and ``cancel()`` are thread-safe."""
+
+    def __init__(self, settings: Settings, spec: engine.RunSpec) -> None:
+        self.settings = settings
+        self.spec = spec
+        self._state = JobState()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: Runner | None = None
+        self._cancel_requested = False
+        self.thread = threading.Thread(target=self._main, name="orbench-dashboard-run", daemon=True)
+
+    def start(self) -> RunJob:
+        self.thread.start()
+        return self
+
+    def snapshot(self) -> JobState:
+        with self._lock:
+            return replace(self._state)
+
+    def cancel(self) -> None:
+        """Like Ctrl-C: stop dispatching and cancel what is in flight (rows say ``cancelled``)."""
+        with self._lock:
+            self._cancel_requested = True
+            loop, runner = self._loop, self._runner
+        if loop is not None and runner is not None and loop.is_running():
+            loop.call_soon_threadsafe(runner.cancel)
+
+    def wait(self, timeout_s: float) -> JobState:
+        self.thread.join(timeout_s)
+        return self.snapshot()
+
+    # ----------------------------------------------------------------- thread side
+    def _update(self, **values: Any) -> None:
+        with self._lock:
+            for k, v in values.items():
+                setattr(self._state, k, v)
+
+    def _on_progress(self, p: Progress) -> None:
+        self._update(total=p.total, done=p.done, in_flight=p.in_flight, ok=p.ok, errors=p.errors,
+                     rate_limited=p.rate_limited, spent_usd=p.spent_usd)
+
+    def _on_runner(self, runner: Runner) -> None:
+        with self._lock:
+            self._runner = runner
+            self._state.run_id = runner.run_id
+            self._state.phase = "running"
+            cancel = self._cancel_requested
+        if cancel:
+            runner.cancel()
+
+    def _main(self) -> None:
+        try:
+            run_id, state = asyncio.run(self._run())
+            self._update(phase=state.status, run_id=run_id, message=state.reason)
+        except BenchError as exc:
+            self._update(phase="failed", message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - shown as one line, never a stack trace
+            self._update(phase="failed", message=f"unexpected {type(exc).__name__}: {exc}")
+        finally:
+            self._update(ended_s=time.monotonic(), in_flight=0)
+
+    async def _run(self) -> tuple[str, Any]:
+        self._loop = asyncio.get_running_loop()
+        prep = await estimate_async(self.settings, self.spec)
+        engine.check_budget(prep)
+        self._update(total=len(prep.plan))
+        store = Store(self.settings.db_path)
+        await asyncio.to_thread(store.init)
+        clients = engine.make_clients(self.settings, prep.suite, self.spec.concurrency)
+        try:
+            return await engine.execute(self.settings, store, prep, clients,
+                                        on_progress=self._on_progress, on_runner=self._on_runner)
+        finally:
+            await engine.close_clients(clients)
+            store.close()
+
+
+def start_run(settings: Settings, spec: engine.RunSpec) -> RunJob:
+    return RunJob(settings, spec).start()
+
+
+def demo_spec(suites_dir: Path) -> engine.RunSpec:
+    """The smallest suite that exists, once per case, run wide: done in a few seconds."""
+    path = suites_dir / DEMO_SUITE
+    if not path.exists():
+        found = sorted(suites_dir.glob("*.yaml"))
+        if not found:
+            raise ConfigError(f"no suite in {suites_dir} to run a demo with")
+        path = found[0]
+    return engine.RunSpec(suite_path=path, repeats=1, concurrency=8, timeout_s=30.0,
+                          stall_timeout_s=15.0, name="demo (sandbox)")
+
+
+def run_demo(settings: Settings, suites_dir: Path, timeout_s: float = 60.0) -> JobState:
+    """Run the demo to the end (the caller shows a spinner) and return its final state."""
+    job = start_run(settings, demo_spec(suites_dir))
+    state = job.wait(timeout_s)
+    if state.active:
+        job.cancel()
+        state = job.wait(10)
+    return state
+
+
+def parse_budget(text: str) -> Decimal | None:
+    """The budget field: empty = no budget; otherwise a non-negative USD amount."""
+    from decimal import InvalidOperation
+
+    text = text.strip().lstrip("$")
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError(f"budget {text!r}: not a number of USD") from None
+    if not value.is_finite() or value < 0:
+        raise ConfigError("the budget must be a non-negative number of USD")
+    return value
