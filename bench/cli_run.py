@@ -17,7 +17,7 @@ from bench import engine, gates, report
 from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note, parse_usd
 from bench.client import OpenRouterClient
 from bench.config import Settings
-from bench.errors import AuthError, ConfigError, NetworkError
+from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
 from bench.runner import Progress, Runner
 from bench.store import Store
 
@@ -71,8 +71,15 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
             prep = await engine.prepare_resume(settings, store, resume, spec, boot["openrouter"])
         else:
             prep = await engine.prepare(settings, spec, boot["openrouter"])
-        if settings.api_key and settings.is_openrouter and not settings.sandbox:
-            key = await boot["openrouter"].key_info()  # a 401 here stops before any spend
+        if settings.api_key and not settings.sandbox:
+            # A rejected key stops here, before anything is spent. Servers without
+            # a /key endpoint (generic OpenAI-compatible ones) answer 404: fine.
+            try:
+                key = await boot["openrouter"].key_info()
+            except AuthError:
+                raise
+            except ProviderError:
+                key = None
             engine.check_key(settings, prep, key)
     except NetworkError as exc:
         raise ConfigError(f"cannot reach {settings.base_url}: {exc.message}") from None
@@ -188,7 +195,10 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     if as_json:
         click.echo(json.dumps(report.summary_json(summary, run, results), indent=2,
                               default=str))
-    if run["status"] in ("failed",):
+    if run["status"] in ("failed", "stopped"):
         raise ConfigError(f"run {run_id} {run['status']}: {run['status_reason']}")
+    if run["status"] == "cancelled":
+        note(f"run {run_id} cancelled; continue it with: orbench run --resume {run_id}")
+        sys.exit(130)
     if any(r.failed for r in results):
         sys.exit(EXIT_GATE)

@@ -67,6 +67,7 @@ class FakeState:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # each SSE event must leave when written
     server: "FakeServer"
 
     def log_message(self, *args: Any) -> None:  # quiet
@@ -155,8 +156,12 @@ class Handler(BaseHTTPRequestHandler):
             self._event({**base, "choices": [{"index": 0, "delta": {"content": f"w{i} "},
                                               "finish_reason": None}]})
             if i == 1 and step == "reset":
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                # SO_LINGER 0 + shutdown: the kernel sends a RST mid-stream
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                self.connection.shutdown(socket.SHUT_RDWR)
                 self.connection.close()
+                self.close_connection = True
                 return
             if i == 1 and step == "stall":
                 time.sleep(st.stall_s)

@@ -187,7 +187,11 @@ def test_budget_refuses_then_partial_run_never_exceeds_it(env: Path, tmp_path: P
     server = start_fake(ttft_s=0.005, token_gap_s=0.0005)
     suite = write_suite(tmp_path, ["acme/beta"], repeats=10, cases=2, max_tokens=200)
     code, _, err = invoke("run", str(suite), "--base-url", server.base_url, "--budget", "0.0001")
-    assert code == 1 and "exceeds --budget" in err and len(err.strip().splitlines()) == 1
+    assert code == 1
+    # the plan and the estimate are printed first, then one line of error
+    assert "estimated worst case" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "exceeds --budget" in last
     assert server.state.received == []
     budget = Decimal("0.004")
     code, out, err = invoke("run", str(suite), "--base-url", server.base_url, "--budget", str(budget),
