@@ -181,11 +181,13 @@ def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--time-scale", type=float, default=1.0, show_default=True,
               help="Multiply every simulated delay (0 = no delays).")
-def sandbox_cmd(port: int, seed: int, time_scale: float) -> None:
+@click.option("--catalog", "catalog_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Another sandbox catalog file (default data/sandbox/catalog.json).")
+def sandbox_cmd(port: int, seed: int, time_scale: float, catalog_path: str | None) -> None:
     """Serve the simulated OpenRouter-compatible API on 127.0.0.1 until Ctrl-C."""
     from bench.sandbox import start_sandbox
 
-    sb = start_sandbox(port=port, seed=seed, time_scale=time_scale)
+    sb = start_sandbox(port=port, seed=seed, time_scale=time_scale, catalog_path=catalog_path)
     note(f"sandbox (simulated) listening: {sb.base_url}")
     note(f"use it with: orbench models --base-url {sb.base_url}")
     try:

@@ -153,3 +153,42 @@ def dashboard_cmd(port: int, db_path: str | None) -> None:
            "--browser.gatherUsageStats", "false"]
     note(f"dashboard: http://127.0.0.1:{port}")
     sys.exit(subprocess.call(cmd, env=env))
+
+
+@cli.command("check")
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--run", "run_ref", default="latest", show_default=True, help="The stored run to re-score.")
+@db_option
+@click.option("--base-url", default=None, help="API for judge checks (default OPENROUTER_BASE_URL).")
+@click.option("--sandbox", is_flag=True, help="Send judge checks to the in-process sandbox.")
+@click.option("--fail-on", "fail_on", multiple=True, help="Gate on the new scores, e.g. 'pass_rate<0.9'.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new summary as JSON.")
+def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | None, sandbox: bool,
+              fail_on: tuple[str, ...], as_json: bool) -> None:
+    """Re-score RUN with SUITE's current checks; sends nothing to the benchmarked models."""
+    import asyncio
+
+    from bench import gates, rescore
+    from bench.cli import api_settings
+
+    gate_list = [gates.parse_gate(g) for g in fail_on]
+    store = _store(db_path)
+    run_id = store.resolve_run(run_ref)
+    with api_settings(base_url, sandbox, db_path) as settings:
+        n = asyncio.run(rescore.rescore_run(settings, store, Path(suite), run_id))
+    note(f"re-scored {n} requests of run {run_id}")
+    summary = report.run_summary(store, run_id)
+    results = gates.evaluate(gate_list, report.gate_groups(summary))
+    meta = store.get_run(run_id)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(report.summary_json(summary, meta, results), indent=2, default=str))
+    else:
+        click.echo(report.summary_text(summary, meta))
+    if any(r.failed for r in results):
+        for r in results:
+            if r.failed:
+                obs = "unmeasured" if r.observed is None else f"{r.observed:g}"
+                note(f"  FAIL {r.group}: {r.gate.metric} = {obs} ({r.gate.text})")
+        sys.exit(3)

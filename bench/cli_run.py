@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,24 @@ from bench.config import Settings
 from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
 from bench.runner import Progress, Runner
 from bench.store import Store
+
+
+@contextlib.contextmanager
+def _local_endpoint(spec: engine.RunSpec) -> Any:
+    """Start llama-server with the real local model and register it as endpoint ``local``."""
+    from bench import local
+    from bench.suites import Endpoint
+
+    ok, message = local.local_extra_status()
+    if not ok:
+        note(message)
+        raise ConfigError("--local needs the orbench[local] extra (see above for the one command)")
+    with local.LocalServer(local.ensure_gguf()) as server:
+        note(f"local: llama-server ready at {server.base_url} (real, on this machine)")
+        spec.extra_endpoints[local.LOCAL_ENDPOINT] = Endpoint(
+            name=local.LOCAL_ENDPOINT, base_url=server.base_url, fresh_connections=True)
+        spec.add_models.append(f"{local.LOCAL_ENDPOINT}/{server.model_id}")
+        yield server
 
 
 class ProgressPrinter:
@@ -142,6 +161,8 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for arrivals and bootstraps.")
 @click.option("--name", default=None, help="A name for the run.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (with run_id) to stdout.")
+@click.option("--local", "use_local", is_flag=True,
+              help="Start the real local model (llama.cpp, Gemma 3 270M) and add local/gemma3-270m.")
 @db_option
 @api_options
 def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ...],
@@ -149,8 +170,8 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
             no_warmup: bool, budget: str | None, allow_partial: bool, dry_run: bool,
             resume: str | None, lookup_generation: bool, max_failures: int,
             fail_on: tuple[str, ...], junit: str | None, summary_md: str | None, seed: int,
-            name: str | None, as_json: bool, db_path: str | None, base_url: str | None,
-            sandbox: bool) -> None:
+            name: str | None, as_json: bool, use_local: bool, db_path: str | None,
+            base_url: str | None, sandbox: bool) -> None:
     """Run SUITE across models x providers x cases x repeats and store every request."""
     if not suite and not resume:
         raise click.UsageError("give a SUITE file, or --resume RUN")
@@ -171,7 +192,10 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     )
     if suite and not Path(suite).is_file():
         raise ConfigError(f"{suite}: no such suite file")
-    with api_settings(base_url, sandbox, db_path, need_key=not sandbox) as settings:
+    with contextlib.ExitStack() as stack:
+        if use_local:
+            stack.enter_context(_local_endpoint(spec))
+        settings = stack.enter_context(api_settings(base_url, sandbox, db_path, need_key=not sandbox))
         store = Store(settings.db_path)
         printer = ProgressPrinter()
         run_id, _ = asyncio.run(_run(settings, spec, store, resume, dry_run, printer))

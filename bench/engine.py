@@ -57,6 +57,8 @@ class RunSpec:
     max_consecutive_failures: int = 5
     seed: int = 0
     name: str | None = None
+    extra_endpoints: dict[str, Any] = field(default_factory=dict)  # e.g. the --local server
+    add_models: list[str] = field(default_factory=list)  # appended to the suite's (or --model) list
 
 
 @dataclass
@@ -105,7 +107,7 @@ def make_clients(settings: Settings, suite: Suite | None, concurrency: int,
         # TTFT on remote servers); a reused connection that the server had closed
         # fails before any byte and is retried by the client as a transport error.
         clients[name] = OpenRouterClient(
-            build_http_client(ep_settings, concurrency),
+            build_http_client(ep_settings, concurrency, fresh_connections=ep.fresh_connections),
             api_key=ep_settings.api_key, retry=RetryPolicy(), openai_compatible=True,
         )
     return clients
@@ -150,6 +152,9 @@ def _variant_name(obj: dict[str, Any]) -> str:
 
 def build_targets(suite: Suite, spec: RunSpec) -> list[Target]:
     model_specs = suite.model_specs(spec.models or None)
+    known = {m.id for m in model_specs}
+    if spec.add_models:
+        model_specs += [m for m in suite.model_specs(spec.add_models) if m.id not in known]
     if spec.providers:
         variants = [parse_provider_arg(p, suite) for p in spec.providers]
     elif suite.providers:
@@ -176,6 +181,7 @@ def endpoint_pricing(suite: Suite, endpoint: str) -> Pricing | None:
 
 async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -> Prepared:
     suite = load_suite(spec.suite_path)
+    suite.endpoints.update(spec.extra_endpoints)
     if spec.repeats is not None:
         if spec.repeats < 1:
             raise ConfigError("--repeat must be at least 1")
@@ -388,6 +394,7 @@ async def prepare_resume(settings: Settings, store: Store, run_ref: str, spec: R
     plan = [PlannedRequest.from_json(d) for d in run["plan"]]
     todo = [p for p in plan if p.request_idx not in done]
     suite = load_suite(Path(run["suite_path"]))
+    suite.endpoints.update(spec.extra_endpoints)
     if suite.content_hash != run["suite_hash"]:
         # The plan is stored, so the run can still resume; checks use the new file.
         pass

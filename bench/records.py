@@ -91,6 +91,7 @@ class ChatResult:
     native_finish_reason: str | None = None
     usage: Usage | None = None
     server_timings: dict[str, Any] | None = None  # llama.cpp ``timings``
+    sandbox_clock: dict[str, Any] | None = None  # the sandbox's true first/last-token stamps
     system_fingerprint: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     attempts: int = 1

@@ -298,6 +298,9 @@ class StreamAccumulator:
         timings = payload.get("timings")
         if isinstance(timings, dict):
             r.server_timings = timings
+        truth = payload.get("x_orbench")  # the sandbox's own clocks (benchmarks compare with them)
+        if isinstance(truth, dict):
+            r.sandbox_clock = truth
         error = payload.get("error")
         if error is not None:
             r.stream_error = error if isinstance(error, dict) else {"message": str(error)}

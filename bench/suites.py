@@ -137,6 +137,9 @@ class Endpoint:
     base_url: str
     api_key_env: str | None = None  # the environment variable holding its key
     prices: dict[str, str] | None = None  # OpenRouter pricing shape: USD per token strings
+    # A new connection per request (llama-server may drop a reused one after a stream);
+    # set for the built-in ``local`` endpoint, not a YAML key.
+    fresh_connections: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Engine performance figures (a script that prints numbers, not a test).
+
+The sandbox runs in its own process (``orbench sandbox``) so the client's
+numbers are not inflated by sharing a GIL with the server. perf_counter_ns is
+CLOCK_MONOTONIC on Linux, shared by both processes, so the server's true
+first-token stamp (sent in the sandbox's usage chunk as ``x_orbench``) can be
+subtracted from the client's own first-token stamp: that is the client overhead.
+
+    .venv/bin/python scripts/bench_engine.py            # all scenarios
+    .venv/bin/python scripts/bench_engine.py overhead   # one of: overhead, stream128, throughput, engine
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.client import OpenRouterClient, RetryPolicy, build_http_client  # noqa: E402
+from bench.config import Settings  # noqa: E402
+
+MODEL = "bench/steady"
+
+
+def bench_catalog(ttft_ms: float, decode_tps: float) -> Path:
+    """A one-model catalog: fixed TTFT, exact decode speed, one token per event."""
+    base = json.loads((ROOT / "data" / "sandbox" / "catalog.json").read_text())
+    src = next(m for m in base["models"] if m["id"] == "openai/gpt-4o-mini")
+    model = dict(src, id=MODEL, canonical_slug=MODEL, name="Bench: steady")
+    model["endpoints"] = [{"tag": "openai", "pricing": src["pricing"], "ttft_ms": ttft_ms,
+                           "prefill_ms_per_token": 0.0, "decode_tps": decode_tps, "jitter_ms": 0}]
+    base["models"] = [model]
+    base["routers"] = []
+    base["aliases"] = []
+    path = Path(tempfile.mkdtemp()) / "catalog.json"
+    path.write_text(json.dumps(base))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SandboxProcess:
+    def __init__(self, catalog: Path, time_scale: float = 1.0) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench", "sandbox", "--port", str(self.port), "--catalog",
+             str(catalog), "--time-scale", str(time_scale)],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        self.proc.stderr.readline()  # "listening" line
+        self.base_url = f"http://127.0.0.1:{self.port}/api/v1"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+async def fire(base_url: str, n: int, concurrency: int, max_tokens: int) -> tuple[list, float]:
+    settings = Settings(base_url=base_url, api_key=None)
+    client = OpenRouterClient(build_http_client(settings, concurrency), retry=RetryPolicy())
+    sem = asyncio.Semaphore(concurrency)
+    results = []
+
+    async def one(i: int) -> None:
+        async with sem:
+            body = {"model": MODEL, "stream": True, "max_tokens": max_tokens,
+                    "messages": [{"role": "user", "content": f"request {i} [[answer: {' '.join(['w'] * 400)}]]"}]}
+            results.append(await client.chat(body))
+
+    t = time.perf_counter()
+    try:
+        await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        await client.aclose()
+    return results, time.perf_counter() - t
+
+
+def overheads(results: list) -> list[float]:
+    out = []
+    for r in results:
+        truth = (r.sandbox_clock or {}).get("t_first_token_perf_ns")
+        if truth and r.clocks.t_first_token:
+            out.append((r.clocks.t_first_token - truth) / 1e6)
+    return out
+
+
+def scenario_overhead() -> None:
+    sb = SandboxProcess(bench_catalog(ttft_ms=30, decode_tps=200))
+    try:
+        asyncio.run(fire(sb.base_url, 5, 1, 10))  # warm the connection
+        res, _ = asyncio.run(fire(sb.base_url, 200, 1, 10))
+        ov = overheads(res)
+        print(f"[overhead] concurrency 1, n={len(ov)}: TTFT overhead p50 {pct(ov, 50):.3f} ms, "
+              f"p90 {pct(ov, 90):.3f} ms, p99 {pct(ov, 99):.3f} ms (target p50 <= 1 ms)")
+    finally:
+        sb.stop()
+
+
+def scenario_stream128() -> None:
+    sb = SandboxProcess(bench_catalog(ttft_ms=200, decode_tps=50))
+    try:
+        asyncio.run(fire(sb.base_url, 128, 128, 10))  # open the 128 connections
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        res, wall = asyncio.run(fire(sb.base_url, 128, 128, 100))
+        ov = overheads(res)
+        # decode speed measured by the client vs the simulated one (server stamps)
+        devs = []
+        for r in res:
+            c = r.clocks
+            sc = r.sandbox_clock or {}
+            toks = r.usage.completion_tokens
+            client_tps = (toks - 1) / ((c.t_last_token - c.t_first_token) / 1e9)
+            devs.append(abs(client_tps - 50.0) / 50.0 * 100)
+        events = sum(r.events for r in res)
+        print(f"[stream128] 128 streams x 100 tokens at 50 tok/s: wall {wall:.2f} s, "
+              f"{events / wall:.0f} events/s; TTFT overhead p50 {pct(ov, 50):.2f} ms, "
+              f"p99 {pct(ov, 99):.2f} ms (target p99 <= 5 ms); decode speed deviation from 50 tok/s: "
+              f"max {max(devs):.2f} %, p50 {pct(devs, 50):.2f} % (target <= 2 %); "
+              f"client max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+              f"(before: {rss0:.0f} MB)")
+    finally:
+        sb.stop()
+
+
+def scenario_throughput() -> None:
+    sb = SandboxProcess(bench_catalog(ttft_ms=0, decode_tps=1000), time_scale=0)
+    try:
+        asyncio.run(fire(sb.base_url, 64, 64, 50))
+        res, wall = asyncio.run(fire(sb.base_url, 2000, 64, 50))
+        ok = sum(1 for r in res if r.usage and r.usage.completion_tokens == 50)
+        print(f"[throughput] zero delay, 50-token streams, concurrency 64: {len(res)} requests in "
+              f"{wall:.2f} s = {len(res) / wall:.0f} requests/s ({ok} complete) (target >= 200/s)")
+    finally:
+        sb.stop()
+
+
+def scenario_engine() -> None:
+    """The whole engine (plan, runner, journal, DuckDB writer) at zero delay and at c=128."""
+    from bench import engine
+    from bench.store import Store
+
+    sb = SandboxProcess(bench_catalog(ttft_ms=0, decode_tps=1000), time_scale=0)
+    tmp = Path(tempfile.mkdtemp())
+    suite = tmp / "s.yaml"
+    suite.write_text(f"name: bench\nmodels: [{MODEL}]\nrepeats: 1000\ndefaults: {{max_tokens: 50}}\n"
+                     "cases:\n  - id: a\n    prompt: hello\n  - id: b\n    prompt: world\n")
+    try:
+        settings = Settings(base_url=sb.base_url, db_path=tmp / "db.duckdb")
+        store = Store(settings.db_path)
+        store.init()
+        for conc in (64, 128):
+            spec = engine.RunSpec(suite_path=suite, concurrency=conc, warmup=False)
+
+            async def go() -> str:
+                boot = engine.make_clients(settings, None, conc)
+                prep = await engine.prepare(settings, spec, boot["openrouter"])
+                await engine.close_clients(boot)
+                clients = engine.make_clients(settings, prep.suite, conc)
+                try:
+                    run_id, _ = await engine.execute(settings, store, prep, clients)
+                finally:
+                    await engine.close_clients(clients)
+                return run_id
+
+            t = time.perf_counter()
+            run_id = asyncio.run(go())
+            wall = time.perf_counter() - t
+            n = store.requests_frame(run_id).height
+            print(f"[engine] full engine, concurrency {conc}, zero delay, 50 tokens: {n} rows in "
+                  f"{wall:.2f} s = {n / wall:.0f} requests/s incl. journal + DuckDB; max RSS "
+                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 400 MB)")
+    finally:
+        sb.stop()
+
+
+SCENARIOS = {"overhead": scenario_overhead, "stream128": scenario_stream128,
+             "throughput": scenario_throughput, "engine": scenario_engine}
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or list(SCENARIOS)
+    print(f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}")
+    for name in names:
+        SCENARIOS[name]()
