@@ -396,18 +396,27 @@ def test_key_never_appears_in_error_messages_or_reprs() -> None:
 
 
 def test_http_limits_follow_concurrency() -> None:
+    """The lean transport gets a connection cap of 2x concurrency; keep-alive off on request."""
+    from bench.transport import LeanTransport
+
     big = build_http_client(settings(), 128)
     transport = big._transport  # type: ignore[attr-defined]
-    assert isinstance(transport, ShardedTransport) and len(transport.shards) == 16
-    pools = [shard._pool for shard in transport.shards]  # type: ignore[attr-defined]
-    assert sum(p._max_connections for p in pools) == 256
-    assert all(p._max_keepalive_connections == p._max_connections == 16 for p in pools)
+    assert isinstance(transport, LeanTransport)
+    assert transport._slots is not None and transport._slots._value == 256  # type: ignore[attr-defined]
+    assert transport._keepalive  # type: ignore[attr-defined]
     fresh = build_http_client(settings(), 2, fresh_connections=True)
-    pool2 = fresh._transport._pool  # type: ignore[attr-defined]
-    assert pool2._max_connections == 16 and pool2._max_keepalive_connections == 0
+    assert not fresh._transport._keepalive  # type: ignore[attr-defined]
     assert big.timeout.read == 120 and big.timeout.connect == 10
     run(big.aclose())
     run(fresh.aclose())
+
+
+def test_sharded_transport_splits_a_big_pool() -> None:
+    """The fallback used when a proxy is configured (httpx's own pools, sharded)."""
+    t = ShardedTransport(256)
+    pools = [shard._pool for shard in t.shards]  # type: ignore[attr-defined]
+    assert len(pools) == 16 and sum(p._max_connections for p in pools) == 256
+    run(t.aclose())
 
 
 # ---------------------------------------------------------------- OpenRouter-only endpoints
