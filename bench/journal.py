@@ -1,0 +1,262 @@
+"""Append-only JSON-lines journal of finished requests, one file per run.
+
+Why it exists: DuckDB allows one read-write process per file, so a run cannot
+count on reaching the database the moment a (paid) request finishes; the
+dashboard or another run may hold the file. The journal can always be written:
+``data/journal/<run_id>.jsonl`` next to the database, one ``RequestRow`` per
+line, each batch flushed and ``os.fsync``'d before ``append`` returns. A row is
+durable from then on; ``bench.store`` moves journaled rows into DuckDB and
+records how far each journal has been ingested.
+
+Shape of a line: every ``RequestRow`` field by name; money (``Decimal``) as a
+plain decimal string so no JSON reader turns it into a float; ``chunk_gaps_ms``
+as a list. Encoding and decoding go through polars (``write_ndjson`` /
+``read_ndjson`` with a fixed schema) because per-row ``json.dumps`` is too slow
+for 100k-row batches. The same "wire frame" (money and ``started_at`` as text) is
+what the store inserts, letting DuckDB cast text to DECIMAL/TIMESTAMPTZ.
+
+One process appends to a run's journal at a time (the run's process). A line cut
+short by a crash was never acknowledged: readers stop at the last newline, and
+the next ``Journal`` opened on that file truncates the torn tail before appending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import re
+import threading
+from decimal import Decimal
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+try:  # installed with streamlit; only used to build list columns faster
+    import pyarrow as pa
+except ImportError:  # pragma: no cover
+    pa = None
+
+from bench.errors import ConfigError
+from bench.records import REQUEST_COLUMNS, RequestRow
+
+# RequestRow annotation -> polars dtype of the wire frame. Unknown annotations
+# fail at import, so a new field type cannot silently be written as text.
+_WIRE_TYPES: dict[str, Any] = {
+    "str": pl.String,
+    "str | None": pl.String,
+    "int": pl.Int64,
+    "int | None": pl.Int64,
+    "float | None": pl.Float64,
+    "bool": pl.Boolean,
+    "bool | None": pl.Boolean,
+    "Decimal | None": pl.String,  # money travels as exact text
+    "list[float] | None": pl.List(pl.Float64),
+}
+
+
+def _wire_schema() -> dict[str, Any]:
+    schema = {}
+    for f in dataclasses.fields(RequestRow):
+        annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if annotation not in _WIRE_TYPES:
+            raise TypeError(f"RequestRow.{f.name}: no journal type for {annotation!r}")
+        schema[f.name] = _WIRE_TYPES[annotation]
+    return schema
+
+
+WIRE_SCHEMA: dict[str, Any] = _wire_schema()
+MONEY_COLUMNS = [
+    f.name for f in dataclasses.fields(RequestRow) if f.type in ("Decimal | None", Decimal)
+]
+_SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def journal_path(journal_dir: Path, run_id: str) -> Path:
+    """Where a run's journal lives; the run id must be a safe file name."""
+    if not _SAFE_RUN_ID.match(run_id):
+        raise ConfigError(f"run id {run_id!r} is not a safe file name")
+    return journal_dir / f"{run_id}.jsonl"
+
+
+def _money_text(value: Decimal | None) -> str | None:
+    """Plain decimal text; str() is fast, format(..., "f") only undoes exponent notation."""
+    if value is None:
+        return None
+    text = str(value)
+    return format(value, "f") if "E" in text else text
+
+
+def _column(name: str, values: list[Any]) -> pl.Series:
+    dtype = WIRE_SCHEMA[name]
+    if dtype == pl.List(pl.Float64) and pa is not None:
+        # polars builds list columns from Python lists ~20x slower than pyarrow
+        return pl.Series(name, pa.array(values, type=pa.list_(pa.float64())))
+    series = pl.Series(name, values, dtype=dtype)
+    if dtype == pl.Float64:  # NaN/inf is no measurement; JSON would turn it into null anyway
+        series = series.to_frame().select(pl.when(pl.col(name).is_finite()).then(pl.col(name))).to_series()
+    return series
+
+
+def rows_frame(rows: list[RequestRow]) -> pl.DataFrame:
+    """RequestRows -> wire frame, column by column (fast: no per-row dicts)."""
+    columns = []
+    for name in REQUEST_COLUMNS:
+        values = list(map(attrgetter(name), rows))
+        if name in MONEY_COLUMNS:
+            values = list(map(_money_text, values))
+        columns.append(_column(name, values))
+    return pl.DataFrame(columns)
+
+
+def frame_rows(frame: pl.DataFrame) -> list[RequestRow]:
+    """Wire frame -> RequestRows (money back to Decimal)."""
+    rows = []
+    for record in frame.select(REQUEST_COLUMNS).iter_rows(named=True):
+        for name in MONEY_COLUMNS:
+            if record[name] is not None:
+                record[name] = Decimal(record[name])
+        rows.append(RequestRow(**record))
+    return rows
+
+
+def empty_frame() -> pl.DataFrame:
+    return pl.DataFrame(schema=WIRE_SCHEMA)
+
+
+def encode(frame: pl.DataFrame) -> bytes:
+    """Wire frame -> JSON lines, each ending in a newline."""
+    buf = io.BytesIO()
+    frame.select(REQUEST_COLUMNS).write_ndjson(buf)
+    data = buf.getvalue()
+    return data if not data or data.endswith(b"\n") else data + b"\n"
+
+
+def decode(data: bytes) -> tuple[pl.DataFrame, int]:
+    """Complete JSON lines -> (wire frame, number of unreadable lines skipped)."""
+    if not data.strip():
+        return empty_frame(), 0
+    try:
+        frame = pl.read_ndjson(io.BytesIO(data), schema=WIRE_SCHEMA)
+        bad = 0
+    except pl.exceptions.PolarsError:
+        frame, bad = _decode_line_by_line(data)
+    keyed = frame.filter(pl.col("run_id").is_not_null() & pl.col("request_idx").is_not_null())
+    return keyed, bad + frame.height - keyed.height
+
+
+def _decode_line_by_line(data: bytes) -> tuple[pl.DataFrame, int]:
+    """Slow path for a journal with a damaged line: keep every line that parses."""
+    frames, bad = [], 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            frames.append(pl.read_ndjson(io.BytesIO(line), schema=WIRE_SCHEMA))
+        except pl.exceptions.PolarsError:
+            bad += 1
+    return (pl.concat(frames) if frames else empty_frame()), bad
+
+
+def read_journal(path: Path, offset: int = 0) -> tuple[pl.DataFrame, int, int]:
+    """Rows of the complete lines from ``offset``: (frame, end offset, bad lines).
+
+    A missing file is empty. The end offset is just past the last newline, so a
+    line being written right now (or torn by a crash) is left for later.
+    """
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return empty_frame(), offset, 0
+    cut = data.rfind(b"\n") + 1
+    frame, bad = decode(data[:cut])
+    return frame, offset + cut, bad
+
+
+def read_rows(path: Path) -> list[RequestRow]:
+    """Every readable row of a journal, in the order written."""
+    return frame_rows(read_journal(path)[0])
+
+
+class Journal:
+    """Appender for one run's journal file. Thread-safe; one process per file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def append(self, frame: pl.DataFrame) -> tuple[int, int]:
+        """Write the rows as JSON lines and fsync; return the (start, end) byte span."""
+        data = encode(frame)
+        with self._lock:
+            fd = self._open()
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, start)  # no half batch for the next append to extend
+                raise
+            return start, start + len(data)
+
+    def append_rows(self, rows: list[RequestRow]) -> tuple[int, int]:
+        return self.append(rows_frame(rows))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            created = not self.path.exists()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            _drop_torn_tail(fd)
+            if created:
+                _fsync_dir(self.path.parent)  # make the new name itself durable
+            self._fd = fd
+        return self._fd
+
+
+def _drop_torn_tail(fd: int) -> None:
+    """Truncate an unterminated last line (a crash mid-write; never acknowledged)."""
+    size = os.fstat(fd).st_size
+    pos, block = size, 64 * 1024
+    while pos > 0:
+        start = max(0, pos - block)
+        chunk = os.pread(fd, pos - start, start)
+        if pos == size and chunk.endswith(b"\n"):
+            return
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            os.ftruncate(fd, start + newline + 1)
+            return
+        pos = start
+    if size:
+        os.ftruncate(fd, 0)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def dumps_row(row: RequestRow) -> str:
+    """One row as a journal line (without the newline); for tools and tests."""
+    record = dataclasses.asdict(row)
+    for name in MONEY_COLUMNS:
+        record[name] = _money_text(record[name])
+    return json.dumps(record)

@@ -1,0 +1,243 @@
+"""Ordered, append-only schema steps for the orbench DuckDB file.
+
+Each step is a function ``mNNN_<what>(con)``; ``migrate`` applies the missing ones
+in order, each in its own transaction together with its row in
+``_orbench_migrations``, so a crash mid-step leaves the step unapplied rather than
+half-applied. Applied steps are never edited or renumbered: a schema change is a
+new step at the end (quality tables, for instance, will be ``m006_...``). A file
+that names a step this code does not know was written by a newer orbench, and
+``migrate`` refuses it with ``SchemaTooNew`` instead of guessing.
+
+The ``requests`` columns are spelled out here, not derived from ``RequestRow``:
+a migration must mean the same thing forever. A test checks that the table's
+columns equal ``REQUEST_COLUMNS``, so adding a field to ``RequestRow`` without a
+new step fails loudly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from bench.errors import SchemaTooNew
+
+Migration = Callable[[duckdb.DuckDBPyConnection], None]
+
+MIGRATIONS_TABLE = "_orbench_migrations"
+
+
+def m001_create_runs(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,       -- sortable id, also the journal file name
+            name VARCHAR,                     -- the user's label for the run
+            suite_name VARCHAR,               -- which prompt suite was run
+            suite_path VARCHAR,               -- where it was loaded from (provenance)
+            suite_hash VARCHAR,               -- content hash: same name, different prompts?
+            tool_version VARCHAR,             -- orbench version that measured it
+            settings JSON,                    -- concurrency, rate, repeats, models, providers,
+                                              -- budget, timeout, warmup, base_url; never a key
+            status VARCHAR NOT NULL,          -- planned|running|finished|stopped|failed|cancelled
+                                              -- (checked in Python: a CHECK cannot grow later)
+            status_reason VARCHAR,            -- why it stopped/failed, one line for the user
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),  -- orders runs not yet started
+            started_at TIMESTAMPTZ,           -- first request sent
+            finished_at TIMESTAMPTZ,          -- reached a terminal status
+            catalog_snapshot_id VARCHAR,      -- prices used for list_cost_usd
+            simulated BOOLEAN NOT NULL DEFAULT false,  -- sandbox server: numbers are not real
+            planned INTEGER,                  -- planned requests, for progress and resume
+            plan JSON                         -- the planned requests (request_idx, model,
+                                              -- provider_variant, endpoint, case_id, repeat,
+                                              -- is_warmup) so a resume replays the same plan
+        )
+        """
+    )
+
+
+def m002_create_requests(con: duckdb.DuckDBPyConnection) -> None:
+    # No PRIMARY KEY on (run_id, request_idx): an ART index slows bulk inserts and
+    # makes a re-run of an unfinished request an error. Uniqueness is kept by the
+    # one write path (Store._merge_rows: dedupe + anti-join under the file lock).
+    con.execute(
+        """
+        CREATE TABLE requests (
+            run_id VARCHAR NOT NULL,          -- the run this request belongs to
+            request_idx BIGINT NOT NULL,      -- position in the run's plan; key with run_id
+            model VARCHAR NOT NULL,           -- model id asked for
+            provider_variant VARCHAR NOT NULL,  -- routing variant name ("default" when none)
+            endpoint VARCHAR NOT NULL,        -- "openrouter" or a named compatible endpoint
+            case_id VARCHAR NOT NULL,         -- which suite case was sent
+            repeat BIGINT NOT NULL,           -- repeat number; -1 for the warm-up
+            is_warmup BOOLEAN NOT NULL,       -- warm-ups are stored but never counted
+            outcome VARCHAR,                  -- ok|rate_limited|...; NULL while planned
+            served_model VARCHAR,             -- the model that answered (auto, dated slugs)
+            provider VARCHAR,                 -- provider that served it
+            http_status BIGINT,               -- final HTTP status
+            attempts BIGINT,                  -- attempts made (retries included)
+            started_at TIMESTAMPTZ,           -- wall clock of t0, for humans
+            t_start_ms DOUBLE,                -- t0 relative to run start (timeline)
+            ttfb_ms DOUBLE,                   -- first body byte
+            ttft_ms DOUBLE,                   -- first generated output
+            ttfa_ms DOUBLE,                   -- first visible answer / tool call
+            tpot_ms DOUBLE,                   -- (last - first token) / (tokens - 1)
+            e2e_ms DOUBLE,                    -- last generated output
+            done_ms DOUBLE,                   -- stream closed
+            decode_tps DOUBLE,                -- decode speed, excludes the wait
+            e2e_tps DOUBLE,                   -- what a user feels
+            chunk_gaps_ms DOUBLE[],           -- raw inter-chunk gaps (not ITL)
+            prompt_tokens BIGINT,             -- from the server's usage
+            completion_tokens BIGINT,
+            reasoning_tokens BIGINT,
+            cached_tokens BIGINT,
+            cache_write_tokens BIGINT,
+            token_source VARCHAR,             -- usage|generation|estimate
+            cost_usd DECIMAL(38,18),          -- cost OpenRouter reported (money: exact)
+            list_cost_usd DECIMAL(38,18),     -- catalog price x tokens, the cross-check
+            cost_source VARCHAR,              -- reported|list
+            max_cost_usd DECIMAL(38,18),      -- ceiling reserved against the budget
+            generation_id VARCHAR,            -- for the /generation lookup
+            finish_reason VARCHAR,
+            native_finish_reason VARCHAR,
+            error VARCHAR,                    -- message of a failed request (failures are data)
+            error_code VARCHAR,
+            server_latency_ms DOUBLE,         -- server-side latency when reported
+            server_generation_ms DOUBLE,      -- server-side generation time when reported
+            output_text VARCHAR,              -- the answer, for quality checks
+            tool_calls_json VARCHAR,          -- assembled tool calls as JSON text
+            passed BOOLEAN,                   -- quality check verdict
+            score DOUBLE,                     -- quality score
+            check_detail VARCHAR,             -- JSON list of per-check results
+            session BIGINT NOT NULL DEFAULT 0  -- 0 = first pass, k = k-th resume: a newer
+                                              -- session's result replaces an unfinished row
+        )
+        """
+    )
+
+
+def m003_create_catalog(con: duckdb.DuckDBPyConnection) -> None:
+    # One snapshot per catalog fetch so price history accumulates and every run
+    # can name the prices its list_cost_usd was computed with.
+    con.execute(
+        """
+        CREATE TABLE catalog_snapshots (
+            snapshot_id VARCHAR PRIMARY KEY,
+            taken_at TIMESTAMPTZ NOT NULL,    -- when the catalog was fetched
+            source VARCHAR,                   -- base_url it came from (no credentials)
+            simulated BOOLEAN NOT NULL DEFAULT false,  -- sandbox catalog, not real prices
+            model_count INTEGER               -- sanity check on the fetch
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE catalog_prices (
+            snapshot_id VARCHAR NOT NULL,     -- which fetch
+            model_id VARCHAR NOT NULL,
+            canonical_slug VARCHAR,           -- the dated slug behind an alias
+            provider VARCHAR,                 -- NULL: the model-level price
+            -- USD per token (request/image: per unit), exact decimals from the API strings
+            prompt DECIMAL(38,18),
+            completion DECIMAL(38,18),
+            request DECIMAL(38,18),
+            image DECIMAL(38,18),
+            internal_reasoning DECIMAL(38,18),
+            input_cache_read DECIMAL(38,18),
+            input_cache_write DECIMAL(38,18),
+            variable BOOLEAN,                 -- price varies (router models): list cost is a guess
+            context_length BIGINT
+        )
+        """
+    )
+
+
+def m004_create_credit_snapshots(con: duckdb.DuckDBPyConnection) -> None:
+    # Balances over time: what a run really cost from the account's point of view.
+    con.execute(
+        """
+        CREATE TABLE credit_snapshots (
+            taken_at TIMESTAMPTZ NOT NULL,
+            source VARCHAR NOT NULL,          -- "key" (/key) or "credits" (/credits)
+            label VARCHAR,                    -- the key's label, never the key
+            limit_usd DECIMAL(38,18),
+            limit_remaining_usd DECIMAL(38,18),
+            usage_usd DECIMAL(38,18),
+            total_credits_usd DECIMAL(38,18),
+            total_usage_usd DECIMAL(38,18),
+            run_id VARCHAR                    -- taken before/after this run, if any
+        )
+        """
+    )
+
+
+def m005_create_journal_offsets(con: duckdb.DuckDBPyConnection) -> None:
+    # How far each run's journal (data/journal/<run_id>.jsonl) is known to be in
+    # the database, so recovery reads only the tail instead of every old journal.
+    # One row per run, kept unique by the store under the file lock (no index:
+    # this table is written on every batch).
+    con.execute(
+        """
+        CREATE TABLE _orbench_journal (
+            run_id VARCHAR NOT NULL,
+            ingested_bytes BIGINT NOT NULL,   -- every complete line before this offset is in
+            updated_at TIMESTAMPTZ NOT NULL
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    m001_create_runs,
+    m002_create_requests,
+    m003_create_catalog,
+    m004_create_credit_snapshots,
+    m005_create_journal_offsets,
+]
+
+
+def migration_names() -> list[str]:
+    return [m.__name__ for m in MIGRATIONS]
+
+
+def applied_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Names recorded in the file, in order; [] for a blank file."""
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+        "(name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+    )
+    rows = con.sql(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").fetchall()
+    return [r[0] for r in rows]
+
+
+def check_not_newer(applied: list[str], where: Path | str) -> None:
+    """Refuse a file that names steps this code does not know."""
+    unknown = sorted(set(applied) - set(migration_names()))
+    if unknown:
+        raise SchemaTooNew(
+            f"{where} was written by a newer orbench (migration {unknown[-1]}); upgrade orbench"
+        )
+
+
+def migrate(con: duckdb.DuckDBPyConnection, where: Path | str = "database") -> list[str]:
+    """Apply the missing steps in order; return the names applied now."""
+    applied = applied_migrations(con)
+    check_not_newer(applied, where)
+    done: list[str] = []
+    for step in MIGRATIONS:
+        if step.__name__ in applied:
+            continue
+        con.begin()
+        try:
+            step(con)
+            con.execute(
+                f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, now())",
+                [step.__name__],
+            )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        done.append(step.__name__)
+    return done

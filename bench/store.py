@@ -1,0 +1,912 @@
+"""The DuckDB store: runs, per-request rows, catalog prices and credit balances.
+
+Concurrency design
+------------------
+DuckDB lets one process open a file read-write, or any number read-only, never
+both; a conflicting open fails at once with ``IOException: Could not set lock``.
+orbench needs a run to write while the dashboard (another process) reads, two
+runs in two processes to share a file, and a crash or ``kill -9`` to lose at most
+the requests in flight. So nothing holds a connection:
+
+1. **Journal first.** ``write_rows`` appends each finished row to
+   ``<db dir>/journal/<run_id>.jsonl`` and fsyncs (``bench.journal``). From then
+   on the row is durable, whatever happens to the database or the process.
+2. **Short write transactions.** It then opens the file read-write, inserts the
+   batch from a polars frame in one ``INSERT ... SELECT`` (never executemany),
+   commits and closes. A lock conflict is retried with jittered backoff for up to
+   ``write_timeout_s`` (30 s); if the file stays busy the rows simply wait in the
+   journal (``lagging_runs``) and the next write or ``flush()`` moves them.
+3. **Idempotent ingest.** Every insert goes through one merge: dedupe the batch
+   per (run_id, request_idx), replace a stored row only if it was unfinished
+   (``RERUNNABLE_OUTCOMES``, so a resumed request's result lands), and insert
+   the rest with an anti-join on (run_id, request_idx). The table has no primary
+   key (it would slow bulk inserts); this merge under the file lock (plus an
+   in-process lock per file) is what keeps the key unique. ``_orbench_journal``
+   records, in the same transaction, how many bytes of each journal are in, so
+   ``ingest_journal`` (run by ``init()``) reads only journal tails and a crashed
+   run's rows are recovered by the next process that opens the store to write.
+4. **Read-only readers.** Every read opens ``read_only=True`` for one query and
+   closes, retrying a lock conflict for ``read_timeout_s`` and then raising
+   ``StoreBusy``. A missing (or not yet migrated) file reads as an empty result
+   with the right columns.
+5. Inside one process a read-write and a read-only connection to the same file
+   cannot coexist either ("different configuration"); that is retried the same way.
+6. **Taking turns cheaply.** Before opening DuckDB, orbench processes take an
+   advisory ``flock`` on ``<db dir>/journal/<db name>.lock`` (shared for reads,
+   exclusive for writes), polled every 2 ms. Waiting costs a syscall instead of
+   a failed DuckDB open (~40 ms of CPU each), which shortens the queue under
+   contention. DuckDB's own lock stays the authority: other tools holding the
+   file are still met by the retry loop of points 2 and 4.
+
+Costs on a 2-core box (see scripts/bench_store.py): a read-write open + 20-row
+merge + close is ~50-90 ms, a read-only open ~20-45 ms, most of it DuckDB start-up
+and the checkpoint on close, so batches should be small but not tiny.
+
+Every connection turns off extension auto-install/auto-load, so nothing tries
+to download. SQL lives here and in ``bench.migrations`` only, always with
+parameters; identifiers interpolated into SQL come from fixed whitelists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import random
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import duckdb
+import polars as pl
+
+from bench import journal
+from bench.errors import ConfigError, StoreBusy
+from bench.migrations import MIGRATIONS_TABLE, migrate
+from bench.records import REQUEST_COLUMNS, RequestRow
+
+DEFAULT_WRITE_TIMEOUT_S = 30.0
+DEFAULT_READ_TIMEOUT_S = 5.0
+RUN_STATUSES = ("planned", "running", "finished", "stopped", "failed", "cancelled")
+TERMINAL_STATUSES = ("finished", "stopped", "failed", "cancelled")
+RERUNNABLE_OUTCOMES = ("not_run", "cancelled", "skipped", "budget_skipped")
+"""Outcomes of requests that were never really measured: a resume runs them again."""
+PLAN_KEYS = ("request_idx", "model", "provider_variant", "endpoint", "case_id", "repeat", "is_warmup")
+PRICE_FIELDS = (
+    "prompt",
+    "completion",
+    "request",
+    "image",
+    "internal_reasoning",
+    "input_cache_read",
+    "input_cache_write",
+)
+_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+_RUN_FIELDS = (
+    "name", "suite_name", "suite_path", "suite_hash", "tool_version", "settings", "status",
+    "status_reason", "started_at", "finished_at", "catalog_snapshot_id", "simulated", "planned",
+    "plan",
+)  # fmt: skip
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|key|token|secret|password|authorization)$", re.I)
+
+# One lock per database file for this process: two Store objects (or threads)
+# writing the same file must not run their merges concurrently.
+_FILE_LOCKS: dict[str, threading.Lock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.Lock:
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(str(path.resolve()), threading.Lock())
+
+
+@dataclass
+class RunRecord:
+    """One row of ``runs``, JSON columns decoded."""
+
+    run_id: str
+    status: str
+    name: str | None = None
+    suite_name: str | None = None
+    suite_path: str | None = None
+    suite_hash: str | None = None
+    tool_version: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    status_reason: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    catalog_snapshot_id: str | None = None
+    simulated: bool = False
+    planned: int | None = None
+    plan: list[dict[str, Any]] | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        """``run["plan"]``: callers may treat the record as a read-only mapping."""
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default) if key in self.__dataclass_fields__ else default
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable and prefix-friendly: ``20261130-143501-3fa2c1``."""
+    return f"{(now or utcnow()):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def redact_url(url: str) -> str:
+    """Drop user:password and secret-looking query parameters from a URL."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if not _SECRET_KEY.search(k)])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_settings(value: Any) -> Any:
+    """Settings as stored: no key-like entries, no credentials inside URLs."""
+    if isinstance(value, Mapping):
+        return {str(k): redact_settings(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [redact_settings(v) for v in value]
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return redact_url(value)
+    return value
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def _plan_records(plan: Sequence[Any]) -> list[dict[str, Any]]:
+    """Planned requests as JSON-ready dicts: a mapping is kept whole (the runner
+    decides what a resume needs), an object gives ``to_json()`` or PLAN_KEYS."""
+    out = []
+    for item in plan:
+        if isinstance(item, Mapping):
+            out.append(dict(item))
+        elif callable(getattr(item, "to_json", None)):
+            out.append(dict(item.to_json()))
+        else:
+            out.append({k: getattr(item, k) for k in PLAN_KEYS})
+    return out
+
+
+def _check_status(status: str) -> None:
+    if status not in RUN_STATUSES:
+        raise ConfigError(f"unknown run status {status!r}; expected one of {', '.join(RUN_STATUSES)}")
+
+
+def _is_lock_conflict(exc: Exception) -> bool:
+    text = str(exc)
+    if isinstance(exc, duckdb.ConnectionException):
+        return "different configuration" in text  # same process, other access mode
+    return isinstance(exc, duckdb.IOException) and "lock" in text.lower()
+
+
+def _busy(path: Path, timeout_s: float) -> StoreBusy:
+    return StoreBusy(f"{path} is locked by another orbench process (waited {timeout_s:g} s); try again")
+
+
+@contextmanager
+def _turn(lock_path: Path, exclusive: bool, deadline: float, busy: StoreBusy) -> Iterator[None]:
+    """Design point 6: wait for our turn on the advisory lock file (cheap polling).
+
+    Without the file (no journal directory yet, read-only media) go straight to
+    DuckDB's own lock, which stays the authority either way.
+    """
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise busy from None
+                time.sleep(0.002)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _empty_result(sql: str, params: Any) -> pl.DataFrame:
+    """Run a read against a blank, fully migrated in-memory database: right columns, no rows."""
+    con = duckdb.connect(":memory:", config=_CONFIG)
+    try:
+        migrate(con)
+        return con.sql(sql, params=params).pl()
+    finally:
+        con.close()
+
+
+def _quoted(columns: Sequence[str]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+_COLS = _quoted(REQUEST_COLUMNS)
+_C_COLS = ", ".join(f'c."{c}"' for c in REQUEST_COLUMNS)
+
+# The merge (design point 3). The batch is first reduced to one row per key in
+# polars (_one_per_key). An anti-join inserts the keys the table lacks; only if
+# some keys were already there, a stored row that is still unfinished (NULL or
+# RERUNNABLE_OUTCOMES) is deleted when the batch has a final row or a newer
+# session's row for it, and the anti-join runs again. A final (answered, maybe
+# paid) row is never replaced. Both ? are RERUNNABLE_OUTCOMES.
+_MERGE_REPLACE_UNFINISHED = """
+DELETE FROM requests AS r USING _orbench_batch AS c
+WHERE r.run_id = c.run_id AND r.request_idx = c.request_idx
+  AND (r.outcome IS NULL OR list_contains(?, r.outcome))
+  AND ((c.outcome IS NOT NULL AND NOT list_contains(?, c.outcome)) OR c.session > r.session)
+"""
+_MERGE_INSERT_NEW = f"""
+INSERT INTO requests ({_COLS})
+SELECT {_C_COLS} FROM _orbench_batch AS c
+ANTI JOIN (SELECT run_id, request_idx FROM requests
+           WHERE run_id IN (SELECT DISTINCT run_id FROM _orbench_batch)) AS r
+  ON r.run_id = c.run_id AND r.request_idx = c.request_idx
+"""
+
+_SUMMARY = """
+WITH base AS (
+    SELECT *,
+        NOT is_warmup AND outcome IS NOT NULL AND NOT list_contains($rerunnable, outcome) AS counted,
+        NOT is_warmup AND outcome = 'ok' AS ok_row
+    FROM requests WHERE run_id = $run_id
+), agg AS (
+    SELECT model, provider_variant, endpoint,
+        count(*) FILTER (WHERE counted) AS n,
+        count(*) FILTER (WHERE ok_row) AS ok,
+        count(*) FILTER (WHERE counted AND outcome = 'rate_limited') AS rate_limited,
+        count(*) FILTER (WHERE NOT is_warmup AND NOT counted) AS not_attempted,
+        quantile_cont(ttft_ms, 0.50) FILTER (WHERE ok_row) AS ttft_p50_ms,
+        quantile_cont(ttft_ms, 0.90) FILTER (WHERE ok_row) AS ttft_p90_ms,
+        quantile_cont(ttft_ms, 0.95) FILTER (WHERE ok_row) AS ttft_p95_ms,
+        quantile_cont(ttft_ms, 0.99) FILTER (WHERE ok_row) AS ttft_p99_ms,
+        quantile_cont(tpot_ms, 0.50) FILTER (WHERE ok_row) AS tpot_p50_ms,
+        quantile_cont(decode_tps, 0.50) FILTER (WHERE ok_row) AS decode_tps_p50,
+        quantile_cont(e2e_ms, 0.50) FILTER (WHERE ok_row) AS e2e_p50_ms,
+        quantile_cont(e2e_ms, 0.95) FILTER (WHERE ok_row) AS e2e_p95_ms,
+        CAST(sum(prompt_tokens) FILTER (WHERE NOT is_warmup) AS BIGINT) AS prompt_tokens,
+        CAST(sum(completion_tokens) FILTER (WHERE NOT is_warmup) AS BIGINT) AS completion_tokens,
+        sum(cost_usd) FILTER (WHERE NOT is_warmup) AS cost_usd,
+        count(cost_usd) FILTER (WHERE NOT is_warmup) AS n_cost,
+        sum(list_cost_usd) FILTER (WHERE NOT is_warmup) AS list_cost_usd,
+        sum(cost_usd - list_cost_usd) FILTER (WHERE NOT is_warmup) AS billed_minus_list_usd,
+        sum(cost_usd) FILTER (WHERE is_warmup) AS warmup_cost_usd,
+        list_sort(list(DISTINCT provider) FILTER (WHERE NOT is_warmup AND provider IS NOT NULL))
+            AS providers
+    FROM base GROUP BY model, provider_variant, endpoint
+)
+SELECT model, provider_variant, endpoint, n, ok, n - ok AS errors,
+    (n - ok) / nullif(n, 0) AS error_rate,
+    rate_limited, rate_limited / nullif(n, 0) AS rate_limited_rate, not_attempted,
+    ttft_p50_ms, ttft_p90_ms, ttft_p95_ms, ttft_p99_ms, tpot_p50_ms, decode_tps_p50,
+    e2e_p50_ms, e2e_p95_ms, prompt_tokens, completion_tokens,
+    cost_usd, n_cost,
+    CAST(cost_usd / nullif(n_cost, 0) AS DECIMAL(38,18)) AS cost_per_request_usd,
+    CAST(cost_usd * 1000 / nullif(n_cost, 0) AS DECIMAL(38,18)) AS cost_per_1k_requests_usd,
+    list_cost_usd, billed_minus_list_usd, warmup_cost_usd,
+    coalesce(providers, []::VARCHAR[]) AS providers
+FROM agg ORDER BY model, provider_variant, endpoint
+"""
+
+
+class Store:
+    """Access to one orbench DuckDB file (and its journal directory). Thread-safe."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+    ) -> None:
+        self.path = Path(path)
+        self.journal_dir = self.path.parent / "journal"
+        self.write_timeout_s = write_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.lagging_runs: set[str] = set()
+        """Runs whose journal is ahead of the database (the file was busy); see flush()."""
+        self.recovered_rows = 0
+        """Journaled rows the last init() moved into the database."""
+        self.skipped_journal_lines = 0
+        """Unreadable (not torn) journal lines seen by ingest; should stay 0."""
+        self._journals: dict[str, journal.Journal] = {}
+        self._guard = threading.Lock()
+        self._ready = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def init(self) -> list[str]:
+        """Create or migrate the file, then recover rows left in any journal.
+
+        Returns the migration steps applied now (``recovered_rows`` says how many
+        journaled rows it moved in). Raises SchemaTooNew for a file from a newer
+        orbench and StoreBusy if it stays locked.
+        """
+        applied, self.recovered_rows = self._init()
+        return applied
+
+    def _init(self) -> tuple[list[str], int]:
+        with self._writing() as con:
+            applied = migrate(con, self.path)
+            self._ready = True
+            files = self._journal_files(None)
+            recovered = self._in_transaction(con, lambda: self._ingest(con, files))
+        return applied, int(recovered)
+
+    def close(self) -> None:
+        """Close journal files. The database itself is never held open."""
+        with self._guard:
+            for j in self._journals.values():
+                j.close()
+            self._journals.clear()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs --------------------------------------------------------------------
+
+    def create_run(
+        self,
+        run_id: str | None = None,
+        *,
+        name: str | None = None,
+        suite_name: str | None = None,
+        suite_path: str | None = None,
+        suite_hash: str | None = None,
+        tool_version: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+        plan: Sequence[Any] | None = None,
+        status: str = "planned",
+        started_at: datetime | None = None,
+        catalog_snapshot_id: str | None = None,
+        simulated: bool = False,
+    ) -> str:
+        """Insert a run row; return its id (generated when not given).
+
+        ``settings`` is stored with key-like entries and URL credentials removed;
+        ``plan`` items are mappings or objects with PLAN_KEYS.
+        """
+        run_id = run_id or new_run_id()
+        journal.journal_path(self.journal_dir, run_id)  # the id must be a safe file name
+        _check_status(status)
+        plan_json = None if plan is None else _json(_plan_records(plan))
+        values = [
+            run_id, name, suite_name, None if suite_path is None else str(suite_path), suite_hash,
+            tool_version, _json(redact_settings(settings or {})), status, started_at,
+            catalog_snapshot_id, simulated, None if plan is None else len(plan), plan_json,
+        ]  # fmt: skip
+        sql = (
+            "INSERT INTO runs (run_id, name, suite_name, suite_path, suite_hash, tool_version, "
+            "settings, status, started_at, catalog_snapshot_id, simulated, planned, plan) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        try:
+            self._write(sql, values)
+        except duckdb.ConstraintException as exc:
+            raise ConfigError(f"run {run_id} already exists") from exc
+        return run_id
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set run columns. A terminal status stamps finished_at, 'running' started_at."""
+        unknown = set(fields) - set(_RUN_FIELDS)
+        if unknown:
+            raise TypeError(f"update_run: unknown field(s) {', '.join(sorted(unknown))}")
+        if "status" in fields:
+            _check_status(fields["status"])
+            if fields["status"] in TERMINAL_STATUSES:
+                fields.setdefault("finished_at", utcnow())
+        if "settings" in fields:
+            fields["settings"] = _json(redact_settings(fields["settings"] or {}))
+        if fields.get("plan") is not None:
+            records = _plan_records(fields["plan"])
+            fields["plan"] = _json(records)
+            fields.setdefault("planned", len(records))
+        sets = [f'"{k}" = ?' for k in fields]
+        if fields.get("status") == "running" and "started_at" not in fields:
+            sets.append("started_at = coalesce(started_at, now())")
+        if not sets:
+            return
+        sql = f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?"
+        if self._write(sql, [*fields.values(), run_id])[0][0] == 0:
+            raise ConfigError(f"no run {run_id} in {self.path}")
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        columns = _quoted([f.name for f in dataclasses.fields(RunRecord)])
+        frame = self._read(f"SELECT {columns} FROM runs WHERE run_id = ?", [run_id])
+        if frame.is_empty():
+            return None
+        row = frame.row(0, named=True)
+        row["settings"] = json.loads(row["settings"]) if row["settings"] else {}
+        row["plan"] = json.loads(row["plan"]) if row["plan"] else None
+        return RunRecord(**row)
+
+    def latest_run_id(self) -> str | None:
+        frame = self._read(
+            "SELECT run_id FROM runs "
+            "ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, run_id DESC LIMIT 1"
+        )
+        return None if frame.is_empty() else str(frame.item())
+
+    def resolve_run(self, ref: str) -> str:
+        """'latest', a full run id or a unique prefix -> run id; ConfigError otherwise."""
+        ref = ref.strip()
+        if ref in ("", "latest"):
+            latest = self.latest_run_id()
+            if latest is None:
+                raise ConfigError(f"no runs in {self.path} yet")
+            return latest
+        ids = self._read(
+            "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id", [ref]
+        )["run_id"].to_list()
+        if ref in ids or len(ids) == 1:
+            return ref if ref in ids else str(ids[0])
+        if not ids:
+            raise ConfigError(f"no run matches {ref!r} in {self.path}")
+        shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+        raise ConfigError(f"run {ref!r} is ambiguous ({len(ids)} runs: {shown}); give more characters")
+
+    def list_runs(self) -> pl.DataFrame:
+        """Runs, newest first, with row counts and reported cost (plan left out)."""
+        return self._read(
+            """
+            SELECT r.* EXCLUDE (plan),
+                   coalesce(q.n_rows, 0) AS n_rows, coalesce(q.n_ok, 0) AS n_ok, q.cost_usd
+            FROM runs AS r LEFT JOIN (
+                SELECT run_id, count(*) AS n_rows, count(*) FILTER (WHERE outcome = 'ok') AS n_ok,
+                       sum(cost_usd) AS cost_usd
+                FROM requests GROUP BY run_id) AS q ON q.run_id = r.run_id
+            ORDER BY coalesce(r.started_at, r.created_at) DESC, r.created_at DESC, r.run_id DESC
+            """
+        )
+
+    # -- requests: write path ------------------------------------------------------
+
+    def write_rows(self, rows: Sequence[RequestRow]) -> int:
+        """Journal the rows (durable on return), then merge them into the database.
+
+        Returns the rows inserted now. If the file stays locked for
+        ``write_timeout_s`` the rows stay in the journal, their run is added to
+        ``lagging_runs``, and the next write_rows/flush/init moves them; this never
+        raises StoreBusy, so a busy dashboard cannot stop a run.
+        """
+        if not rows:
+            return 0
+        frame = journal.rows_frame(list(rows))
+        spans = {}
+        for (run_id,), part in frame.group_by("run_id", maintain_order=True):
+            start, end = self._journal(str(run_id)).append(part)
+            spans[str(run_id)] = (part, start, end)
+        try:
+            recovered = self._ensure_ready()
+            with self._writing() as con:
+                merged = self._in_transaction(con, lambda: self._merge_spans(con, spans))
+        except StoreBusy:
+            self.lagging_runs.update(spans)
+            return 0
+        self.lagging_runs.difference_update(spans)
+        return recovered + int(merged)
+
+    def journal_rows(self, run_id: str, rows: Sequence[RequestRow]) -> None:
+        """First half of a two-phase write: make rows durable in the journal only."""
+        if any(r.run_id != run_id for r in rows):
+            raise ValueError(f"journal_rows({run_id!r}) got rows of another run")
+        if rows:
+            self._journal(run_id).append(journal.rows_frame(list(rows)))
+
+    def insert_rows(self, rows: Sequence[RequestRow]) -> int:
+        """Second half: merge the rows and the unread tail of their runs' journals.
+
+        Idempotent, so rows that were (or were not) journaled first are both safe.
+        Raises StoreBusy if the file stays locked (the journal keeps the rows).
+        """
+        if not rows:
+            return 0
+        frame = journal.rows_frame(list(rows))
+        files = [f for r in frame["run_id"].unique().sort() for f in self._journal_files(r)]
+        recovered = self._ensure_ready()
+        with self._writing() as con:
+            return recovered + self._in_transaction(  # type: ignore[no-any-return]
+                con, lambda: _merge_rows(con, frame) + self._ingest(con, files)
+            )
+
+    def flush(self) -> int:
+        """Move journaled rows of this Store's runs that the database lacks; StoreBusy if locked."""
+        with self._guard:
+            run_ids = sorted(set(self._journals) | self.lagging_runs)
+        inserted = sum(self.ingest_journal(r) for r in run_ids)
+        self.lagging_runs.difference_update(run_ids)
+        return inserted
+
+    def ingest_journal(self, run_id: str | None = None) -> int:
+        """Insert journaled rows not yet in the database (one run, or all); idempotent."""
+        files = self._journal_files(run_id)
+        if not files:
+            return 0
+        recovered = self._ensure_ready()
+        with self._writing() as con:
+            return recovered + self._in_transaction(con, lambda: self._ingest(con, files))  # type: ignore[no-any-return]
+
+    # -- requests: read path -------------------------------------------------------
+
+    def finished_keys(self, run_id: str) -> set[int]:
+        """request_idx values with a final outcome, from the database and the journal.
+
+        The journal counts too: after a crash it may hold results the database
+        lacks, and a resume must not pay for them twice.
+        """
+        stored = self._read(
+            "SELECT request_idx FROM requests WHERE run_id = ? "
+            "AND outcome IS NOT NULL AND NOT list_contains(?, outcome)",
+            [run_id, list(RERUNNABLE_OUTCOMES)],
+        )
+        journaled, _, _ = journal.read_journal(journal.journal_path(self.journal_dir, run_id))
+        final = journaled.filter(
+            pl.col("outcome").is_not_null() & ~pl.col("outcome").is_in(RERUNNABLE_OUTCOMES)
+        )
+        return set(stored["request_idx"].to_list()) | set(final["request_idx"].to_list())
+
+    def run_spend(self, run_id: str) -> Decimal:
+        """Money a run has used so far: reported cost, else list cost, warm-ups included.
+
+        Database rows only: call ingest_journal(run_id) first after a crash.
+        """
+        frame = self._read(
+            "SELECT CAST(coalesce(sum(coalesce(cost_usd, list_cost_usd)), 0) AS DECIMAL(38,18)) "
+            "AS spent FROM requests WHERE run_id = ?",
+            [run_id],
+        )
+        return Decimal(frame.item()) if not frame.is_empty() else Decimal(0)
+
+    def next_session(self, run_id: str) -> int:
+        """Session number for the next resume of a run (1 for the first resume)."""
+        stored = self._read("SELECT max(session) AS s FROM requests WHERE run_id = ?", [run_id])
+        journaled, _, _ = journal.read_journal(journal.journal_path(self.journal_dir, run_id))
+        found = [v for v in (stored.item() if not stored.is_empty() else None,
+                             journaled["session"].max()) if v is not None]  # fmt: skip
+        return max([0, *found]) + 1  # type: ignore[type-var]
+
+    def requests_frame(
+        self,
+        run_id: str,
+        *,
+        include_warmup: bool = True,
+        outcomes: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """Stored rows of a run ordered by request_idx (money as Decimal, started_at UTC)."""
+        cols = list(columns or REQUEST_COLUMNS)
+        bad = set(cols) - set(REQUEST_COLUMNS)
+        if bad:
+            raise ConfigError(f"unknown request column(s): {', '.join(sorted(bad))}")
+        where, params = ["run_id = $run_id"], {"run_id": run_id}
+        if not include_warmup:
+            where.append("NOT is_warmup")
+        if outcomes is not None:
+            where.append("list_contains($outcomes, outcome)")
+            params["outcomes"] = list(outcomes)  # type: ignore[assignment]
+        sql = f"SELECT {_quoted(cols)} FROM requests WHERE {' AND '.join(where)} ORDER BY request_idx"
+        return self._read(sql, params)
+
+    def summary(self, run_id: str) -> pl.DataFrame:
+        """Per model x provider_variant x endpoint, computed in DuckDB.
+
+        Warm-ups never count. ``n`` = requests attempted (an outcome other than
+        RERUNNABLE_OUTCOMES); error and rate-limit rates are over ``n``; latency
+        percentiles (quantile_cont) use ``ok`` rows only; tokens and money sum all
+        non-warm-up rows (failed requests can be billed). ``cost_per_request_usd``
+        divides by ``n_cost``, the rows with a reported cost.
+        """
+        return self._read(_SUMMARY, {"run_id": run_id, "rerunnable": list(RERUNNABLE_OUTCOMES)})
+
+    # -- catalog and credits -------------------------------------------------------
+
+    def save_catalog_snapshot(
+        self, models: Sequence[Any], base_url: str, simulated: bool = False
+    ) -> str:
+        """Store one catalog fetch (model-level prices) and return its snapshot id.
+
+        Duck-typed: each model has .id, .canonical_slug, .pricing (Decimal fields
+        PRICE_FIELDS) and .variable/.context_length (on the model or its pricing).
+        """
+        taken_at = utcnow()
+        snapshot_id = f"cat-{taken_at:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        prices = _price_frame(snapshot_id, models)
+        self._ensure_ready()
+        with self._writing() as con:
+
+            def insert() -> None:
+                con.execute(
+                    "INSERT INTO catalog_snapshots VALUES (?, ?, ?, ?, ?)",
+                    [snapshot_id, taken_at, redact_url(base_url), simulated, len(models)],
+                ).fetchall()
+                con.register("_orbench_prices", prices)
+                con.execute(
+                    f"INSERT INTO catalog_prices ({_quoted(prices.columns)}) "
+                    f"SELECT {_quoted(prices.columns)} FROM _orbench_prices"
+                ).fetchall()
+                con.unregister("_orbench_prices")
+
+            self._in_transaction(con, insert)
+        return snapshot_id
+
+    def catalog_prices(self, snapshot_id: str) -> pl.DataFrame:
+        return self._read(
+            "SELECT * FROM catalog_prices WHERE snapshot_id = ? ORDER BY model_id, provider NULLS FIRST",
+            [snapshot_id],
+        )
+
+    def catalog_snapshots(self) -> pl.DataFrame:
+        return self._read("SELECT * FROM catalog_snapshots ORDER BY taken_at DESC")
+
+    def save_credit_snapshot(
+        self,
+        *,
+        source: str,
+        label: str | None = None,
+        limit_usd: Decimal | None = None,
+        limit_remaining_usd: Decimal | None = None,
+        usage_usd: Decimal | None = None,
+        total_credits_usd: Decimal | None = None,
+        total_usage_usd: Decimal | None = None,
+        run_id: str | None = None,
+        taken_at: datetime | None = None,
+    ) -> None:
+        """Record a balance reading from /key or /credits (money as Decimal)."""
+        money = [limit_usd, limit_remaining_usd, usage_usd, total_credits_usd, total_usage_usd]
+        self._write(
+            "INSERT INTO credit_snapshots (taken_at, source, label, limit_usd, limit_remaining_usd, "
+            "usage_usd, total_credits_usd, total_usage_usd, run_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [taken_at or utcnow(), source, label, *map(_money, money), run_id],
+        )
+
+    def credit_snapshots(self) -> pl.DataFrame:
+        return self._read("SELECT * FROM credit_snapshots ORDER BY taken_at")
+
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """Run one parameterized read-only query (for the dashboard's data module)."""
+        return self._read(sql, params)
+
+    # -- internals -----------------------------------------------------------------
+
+    def _ensure_ready(self) -> int:
+        """Init once per Store (writers only); returns the journaled rows it recovered."""
+        return 0 if self._ready else self._init()[1]
+
+    def _journal(self, run_id: str) -> journal.Journal:
+        with self._guard:
+            if run_id not in self._journals:
+                path = journal.journal_path(self.journal_dir, run_id)
+                self._journals[run_id] = journal.Journal(path)
+            return self._journals[run_id]
+
+    def _journal_files(self, run_id: str | None) -> list[Path]:
+        if run_id is not None:
+            path = journal.journal_path(self.journal_dir, run_id)
+            return [path] if path.exists() else []
+        return sorted(self.journal_dir.glob("*.jsonl")) if self.journal_dir.is_dir() else []
+
+    @contextmanager
+    def _connection(self, read_only: bool, timeout_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Our turn on the advisory lock, then a DuckDB connection; both released on exit."""
+        deadline = time.monotonic() + timeout_s
+        lock_path = self.journal_dir / f"{self.path.name}.lock"
+        with _turn(lock_path, not read_only, deadline, _busy(self.path, timeout_s)):
+            con = self._connect(read_only, deadline, timeout_s)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    def _connect(self, read_only: bool, deadline: float, timeout_s: float) -> duckdb.DuckDBPyConnection:
+        """Open the file, retrying lock conflicts (e.g. a non-orbench holder) until the deadline."""
+        delay = 0.005
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only, config=_CONFIG)
+                break
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                if not _is_lock_conflict(exc):
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _busy(self.path, timeout_s) from exc
+                # Short, jittered sleeps: holders keep the lock for tens of ms, and
+                # a long sleep leaves the file idle while every waiter naps.
+                time.sleep(min(left, delay * (0.5 + random.random())))
+                delay = min(delay * 1.5, 0.025)
+        if read_only:  # present TIMESTAMPTZ as UTC whatever the machine's zone
+            con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    @contextmanager
+    def _writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        lock = _file_lock(self.path)
+        if not lock.acquire(timeout=self.write_timeout_s):
+            raise _busy(self.path, self.write_timeout_s)
+        try:
+            self.journal_dir.mkdir(parents=True, exist_ok=True)  # also holds the lock file
+            with self._connection(read_only=False, timeout_s=self.write_timeout_s) as con:
+                yield con
+        finally:
+            lock.release()
+
+    @staticmethod
+    def _in_transaction(con: duckdb.DuckDBPyConnection, work: Any) -> Any:
+        con.begin()
+        try:
+            result = work()
+            con.commit()
+            return result
+        except BaseException:
+            con.rollback()
+            raise
+
+    def _write(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """One statement in its own short transaction."""
+        self._ensure_ready()
+        with self._writing() as con:
+            return self._in_transaction(con, lambda: con.execute(sql, params).fetchall())  # type: ignore[no-any-return]
+
+    def _read(self, sql: str, params: Any = None) -> pl.DataFrame:
+        if not self.path.exists():
+            return _empty_result(sql, params)
+        try:
+            with self._connection(read_only=True, timeout_s=self.read_timeout_s) as con:
+                try:
+                    return con.sql(sql, params=params).pl()
+                except duckdb.CatalogException:
+                    if _has_table(con, MIGRATIONS_TABLE):
+                        raise
+            return _empty_result(sql, params)  # created but not yet migrated
+        except duckdb.IOException:
+            if not self.path.exists():  # removed between the check and the open
+                return _empty_result(sql, params)
+            raise
+
+    # -- the merge -----------------------------------------------------------------
+
+    def _merge_spans(
+        self, con: duckdb.DuckDBPyConnection, spans: dict[str, tuple[pl.DataFrame, int, int]]
+    ) -> int:
+        """Insert freshly journaled batches; catch up from the journal when it is ahead."""
+        inserted = 0
+        for run_id, (part, start, end) in spans.items():
+            done = _ingested_bytes(con, run_id)
+            if done >= end:  # another process already ingested this batch
+                continue
+            if done != start:  # older rows wait in the journal: read from where the DB stops
+                path = journal.journal_path(self.journal_dir, run_id)
+                part, end, bad = journal.read_journal(path, done)
+                self.skipped_journal_lines += bad
+            inserted += _merge_rows(con, part)
+            _set_ingested(con, run_id, end)
+        return inserted
+
+    def _ingest(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
+        inserted = 0
+        for path in files:
+            run_id, size = path.stem, path.stat().st_size
+            done = _ingested_bytes(con, run_id)
+            if size == done:
+                continue
+            part, end, bad = journal.read_journal(path, done if size > done else 0)
+            self.skipped_journal_lines += bad
+            inserted += _merge_rows(con, part)
+            _set_ingested(con, run_id, end)
+        return inserted
+
+
+def _one_per_key(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per (run_id, request_idx): a final row if any, then the newest session, then the last written."""
+    if frame.select(pl.struct("run_id", "request_idx").n_unique()).item() == frame.height:
+        return frame  # the usual batch: nothing to choose
+    final = pl.col("outcome").is_not_null() & ~pl.col("outcome").is_in(RERUNNABLE_OUTCOMES)
+    return (
+        frame.with_row_index("_seq")
+        .sort([final, pl.col("session"), pl.col("_seq")], descending=True)
+        .unique(["run_id", "request_idx"], keep="first", maintain_order=True)
+        .drop("_seq")
+    )
+
+
+def _merge_rows(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> int:
+    """Design point 3: one row per key, anti-join insert, replace unfinished rows.
+
+    Returns rows written: new keys plus replacements of unfinished rows.
+    """
+    if frame.is_empty():
+        return 0
+    batch = _one_per_key(frame)
+    rerun = list(RERUNNABLE_OUTCOMES)
+    con.register("_orbench_batch", batch)
+    try:
+        inserted = int(con.execute(_MERGE_INSERT_NEW).fetchall()[0][0])
+        if inserted < batch.height:  # some keys were stored: replace the unfinished ones
+            replaced = int(con.execute(_MERGE_REPLACE_UNFINISHED, [rerun, rerun]).fetchall()[0][0])
+            if replaced:
+                inserted += int(con.execute(_MERGE_INSERT_NEW).fetchall()[0][0])
+        return inserted
+    finally:
+        con.unregister("_orbench_batch")
+
+
+def _ingested_bytes(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    rows = con.execute(
+        "SELECT ingested_bytes FROM _orbench_journal WHERE run_id = ?", [run_id]
+    ).fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+def _set_ingested(con: duckdb.DuckDBPyConnection, run_id: str, offset: int) -> None:
+    updated = con.execute(
+        "UPDATE _orbench_journal SET ingested_bytes = ?, updated_at = now() WHERE run_id = ?",
+        [offset, run_id],
+    ).fetchall()
+    if updated[0][0] == 0:
+        con.execute(
+            "INSERT INTO _orbench_journal (run_id, ingested_bytes, updated_at) VALUES (?, ?, now())",
+            [run_id, offset],
+        ).fetchall()
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    rows = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+    ).fetchall()
+    return bool(rows[0][0])
+
+
+def _price_frame(snapshot_id: str, models: Sequence[Any]) -> pl.DataFrame:
+    """Model-level price rows (provider NULL), money as exact text for DuckDB to cast."""
+    records = []
+    for m in models:
+        pricing = getattr(m, "pricing", None)
+        record: dict[str, Any] = {
+            "snapshot_id": snapshot_id,
+            "model_id": m.id,
+            "canonical_slug": getattr(m, "canonical_slug", None),
+            "provider": None,
+        }
+        for name in PRICE_FIELDS:
+            record[name] = _money(getattr(pricing, name, None))
+        for name in ("variable", "context_length"):
+            record[name] = getattr(m, name, getattr(pricing, name, None))
+        records.append(record)
+    schema = {
+        "snapshot_id": pl.String, "model_id": pl.String, "canonical_slug": pl.String,
+        "provider": pl.String, **{n: pl.String for n in PRICE_FIELDS},
+        "variable": pl.Boolean, "context_length": pl.Int64,
+    }  # fmt: skip
+    return pl.DataFrame(records, schema=schema)
