@@ -1,68 +1,65 @@
-"""Where finished rows go: journaled at once, written to DuckDB in small batches.
+"""Where finished rows go: journaled at once, moved into DuckDB in small batches.
 
 ``add()`` is called on the event loop for every finished request. The row is
-appended to the run's journal immediately (a finished, paid result must survive a
-``kill -9`` a moment later); a background thread moves batches into DuckDB with
-short-lived connections so the dashboard (another process) can read in between.
+written to the run's journal immediately (a finished, paid result must survive a
+``kill -9`` a moment later: once ``os.write`` returns, the kernel has it). A
+background thread fsyncs the journal and ingests its new lines into DuckDB with a
+short-lived connection every ``interval_s``, so the dashboard (another process)
+can read in between and a locked database never stalls the run.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 
+from bench.errors import StoreBusy
 from bench.records import RequestRow
 
 
 class StoreSink:
-    def __init__(self, store: object, *, batch_size: int = 50, interval_s: float = 0.25) -> None:
+    def __init__(self, store: object, *, interval_s: float = 0.25) -> None:
         self.store = store
-        self.batch_size = batch_size
         self.interval_s = interval_s
-        self._pending: list[RequestRow] = []
+        self._runs: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
-        self.written = 0
+        self.added = 0
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="orbench-writer", daemon=True)
         self._thread.start()
 
     def add(self, row: RequestRow) -> None:
-        self.store.journal_rows(row.run_id, [row])  # type: ignore[attr-defined]
+        self.store.journal_line(row)  # type: ignore[attr-defined]
         with self._lock:
-            self._pending.append(row)
-            if len(self._pending) >= self.batch_size:
-                self._wake.set()
-
-    def _take(self) -> list[RequestRow]:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        return batch
+            self._runs.add(row.run_id)
+            self.added += 1
 
     def _loop(self) -> None:
         while True:
             self._wake.wait(self.interval_s)
             self._wake.clear()
-            batch = self._take()
-            if batch:
-                self._write(batch)
-            if self._closed:
-                rest = self._take()
-                if rest:
-                    self._write(rest)
+            closing = self._closed
+            self._move()
+            if closing:
                 return
 
-    def _write(self, batch: list[RequestRow]) -> None:
-        try:
-            self.store.insert_rows(batch)  # type: ignore[attr-defined]
-            self.written += len(batch)
-        except BaseException as exc:  # noqa: BLE001 - rows stay in the journal
-            # Nothing is lost: the rows are journaled and the next open ingests them.
-            self.error = exc
-            time.sleep(0.05)
+    def _move(self) -> None:
+        with self._lock:
+            runs = sorted(self._runs)
+        for run_id in runs:
+            try:
+                self.store.sync_journal(run_id)  # type: ignore[attr-defined]
+                self.store.ingest_journal(run_id)  # type: ignore[attr-defined]
+            except StoreBusy as exc:
+                # Nothing is lost: the rows wait in the journal for the next pass
+                # (or the next open of the database).
+                self.error = exc
+            except BaseException as exc:  # noqa: BLE001 - keep the run going; rows are journaled
+                self.error = exc
 
     def close(self) -> None:
+        """Move everything that is journaled into the database, then stop."""
         self._closed = True
         self._wake.set()
         self._thread.join()

@@ -524,6 +524,14 @@ class Store:
         if rows:
             self._journal(run_id).append(journal.rows_frame(list(rows)))
 
+    def journal_line(self, row: RequestRow) -> None:
+        """Journal one finished row at once (no fsync: survives kill -9, see Journal.write_line)."""
+        self._journal(row.run_id).write_line(journal.encode_row(row))
+
+    def sync_journal(self, run_id: str) -> None:
+        """fsync a run's journal (the batch half of ``journal_line``)."""
+        self._journal(run_id).sync()
+
     def insert_rows(self, rows: Sequence[RequestRow]) -> int:
         """Second half: merge the rows and the unread tail of their runs' journals.
 
