@@ -377,6 +377,9 @@ async def execute(
         raise
     finally:
         await asyncio.to_thread(sink.close)
+        if ledger.calls:
+            store.add_judge_cost(run_id, ledger.calls, ledger.prompt_tokens,
+                                 ledger.completion_tokens, ledger.cost_usd)
         store.update_run(
             run_id, status=runner.state.status, status_reason=runner.state.reason,
             finished_at=datetime.now(UTC),

@@ -188,12 +188,21 @@ def m005_create_journal_offsets(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m006_add_judge_costs(con: duckdb.DuckDBPyConnection) -> None:
+    # Judge checks call another model; what that costs is kept apart from the
+    # benchmarked requests' cost_usd (it is not what the benchmarked model costs).
+    for column, kind in (("judge_calls", "BIGINT"), ("judge_prompt_tokens", "BIGINT"),
+                         ("judge_completion_tokens", "BIGINT"), ("judge_cost_usd", "DECIMAL(38,18)")):
+        con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind} DEFAULT 0")
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_runs,
     m002_create_requests,
     m003_create_catalog,
     m004_create_credit_snapshots,
     m005_create_journal_offsets,
+    m006_add_judge_costs,
 ]
 
 

@@ -524,6 +524,49 @@ class Store:
         if rows:
             self._journal(run_id).append(journal.rows_frame(list(rows)))
 
+    def update_checks(
+        self, run_id: str, updates: Sequence[tuple[int, int, bool | None, float | None, str | None]]
+    ) -> int:
+        """Set passed/score/check_detail for (request_idx, session) rows of a run (re-scoring).
+
+        Rows that are still only in the journal are ingested first, so a re-score
+        never misses a result.
+        """
+        self.ingest_journal(run_id)
+        frame = pl.DataFrame(
+            {
+                "request_idx": [u[0] for u in updates],
+                "session": [u[1] for u in updates],
+                "passed": [u[2] for u in updates],
+                "score": [u[3] for u in updates],
+                "check_detail": [u[4] for u in updates],
+            },
+            schema={"request_idx": pl.Int64, "session": pl.Int64, "passed": pl.Boolean,
+                    "score": pl.Float64, "check_detail": pl.String},
+        )
+        self._ensure_ready()
+        with self._writing() as con:
+            con.register("_orbench_checks", frame)
+            try:
+                return int(self._in_transaction(con, lambda: con.execute(
+                    "UPDATE requests SET passed = c.passed, score = c.score, "
+                    "check_detail = c.check_detail FROM _orbench_checks AS c "
+                    "WHERE requests.run_id = ? AND requests.request_idx = c.request_idx "
+                    "AND requests.session = c.session", [run_id]).fetchall()[0][0]))
+            finally:
+                con.unregister("_orbench_checks")
+
+    def add_judge_cost(self, run_id: str, calls: int, prompt_tokens: int,
+                       completion_tokens: int, cost_usd: Decimal) -> None:
+        """Book what judge checks cost, apart from the benchmarked requests."""
+        self._write(
+            "UPDATE runs SET judge_calls = coalesce(judge_calls, 0) + ?, "
+            "judge_prompt_tokens = coalesce(judge_prompt_tokens, 0) + ?, "
+            "judge_completion_tokens = coalesce(judge_completion_tokens, 0) + ?, "
+            "judge_cost_usd = coalesce(judge_cost_usd, 0) + CAST(? AS DECIMAL(38,18)) WHERE run_id = ?",
+            [calls, prompt_tokens, completion_tokens, str(cost_usd), run_id],
+        )
+
     def journal_line(self, row: RequestRow) -> None:
         """Journal one finished row at once (no fsync: survives kill -9, see Journal.write_line)."""
         self._journal(row.run_id).write_line(journal.encode_row(row))

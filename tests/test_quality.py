@@ -1,0 +1,108 @@
+"""Quality checks end to end: known answers give exact pass rates; re-scoring sends nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import cli
+from bench.sandbox import start_sandbox
+from bench.store import Store
+
+QUESTIONS = {"q1": ("2+2", "4"), "q2": ("3*3", "9"), "q3": ("10-7", "3"), "q4": ("6/2", "3")}
+
+
+def answers_for(model_right: set[str]) -> Any:
+    def answer(body: dict[str, Any]) -> str:
+        text = body["messages"][-1]["content"]
+        qid = text.split(":")[0]
+        right = QUESTIONS[qid][1]
+        return f"The answer is {right}." if qid in model_right else "The answer is 42."
+    return answer
+
+
+def suite_text(expect_q1: str = "4") -> str:
+    cases = []
+    for qid, (expr, right) in QUESTIONS.items():
+        value = expect_q1 if qid == "q1" else right
+        cases.append(f"  - id: {qid}\n    prompt: '{qid}: what is {expr}?'\n"
+                     f"    checks:\n      - numeric: {value}\n")
+    return ("name: arithmetic\nmodels: [openai/gpt-4o-mini, meta-llama/llama-3.3-70b-instruct]\n"
+            "repeats: 2\nwarmup: false\ndefaults: {max_tokens: 20}\ncases:\n" + "".join(cases))
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for k in list(os.environ):
+        if k.startswith(("OPENROUTER_", "ORBENCH_")):
+            monkeypatch.delenv(k)
+    db = tmp_path / "q.duckdb"
+    monkeypatch.setenv("ORBENCH_DB", str(db))
+    return db
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    res = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return res.exit_code, res.stdout, res.stderr
+
+
+def pass_rates(summary: dict[str, Any]) -> dict[str, float]:
+    return {g["model"]: g["pass_rate"] for g in summary["groups"]}
+
+
+def test_known_answers_give_exact_pass_rates_and_rescoring_sends_nothing(env: Path, tmp_path: Path) -> None:
+    answers = {"openai/gpt-4o-mini": answers_for({"q1", "q2", "q3", "q4"}),
+               "meta-llama/llama-3.3-70b-instruct": answers_for({"q1", "q2"})}
+    suite = tmp_path / "arith.yaml"
+    suite.write_text(suite_text())
+    with start_sandbox(time_scale=0.01, answers=answers) as sb:
+        code, out, err = invoke("run", str(suite), "--base-url", sb.base_url, "--json",
+                                "--fail-on", "pass_rate<0.9")
+        assert code == 3, err  # llama passes 50 % of its answers
+        rates = pass_rates(json.loads(out))
+        assert rates == {"openai/gpt-4o-mini": 1.0, "meta-llama/llama-3.3-70b-instruct": 0.5,
+                         "TOTAL": 0.75}
+        sent = sb.state.chat_requests
+        assert sent == 16
+
+        # the check for q1 changes: now "5" is expected, so q1 fails for everyone
+        suite.write_text(suite_text(expect_q1="5"))
+        code, out, err = invoke("check", str(suite), "--run", "latest", "--json",
+                                "--fail-on", "pass_rate<0.2")
+        assert code == 0, err
+        rates = pass_rates(json.loads(out))
+        assert rates == {"openai/gpt-4o-mini": 0.75, "meta-llama/llama-3.3-70b-instruct": 0.25,
+                         "TOTAL": 0.5}
+        assert sb.state.chat_requests == sent  # nothing was sent to any model
+
+        code, _, err = invoke("check", str(suite), "--run", "latest", "--fail-on", "pass_rate<0.5")
+        assert code == 3, err
+
+    rows = Store(env).requests_frame(Store(env).resolve_run("latest")).to_dicts()
+    failed = [r for r in rows if r["case_id"] == "q1"]
+    assert all(r["passed"] is False for r in failed)
+    detail = json.loads(failed[0]["check_detail"])
+    assert detail[0]["kind"] == "numeric" and "5" in detail[0]["reason"]
+    code, out, _ = invoke("export", "latest", "--format", "csv")
+    header = out.splitlines()[0].split(",")
+    assert "passed" in header and "score" in header
+    code, out, _ = invoke("export", "latest", "--format", "json", "--summary")
+    assert all("pass_rate" in g for g in json.loads(out))
+
+
+def test_a_bad_check_stops_before_any_request(env: Path, tmp_path: Path) -> None:
+    suite = tmp_path / "bad.yaml"
+    suite.write_text("name: x\nmodels: [openai/gpt-4o-mini]\ncases:\n  - id: a\n    prompt: hi\n"
+                     "    checks:\n      - regex: '([unclosed'\n")
+    with start_sandbox(time_scale=0.01) as sb:
+        code, _, err = invoke("run", str(suite), "--base-url", sb.base_url)
+        assert sb.state.chat_requests == 0
+    assert code == 1
+    line = err.strip().splitlines()[-1]
+    assert "bad.yaml" in line and "cases[0]" in line and "checks[0]" in line
+    assert not env.exists()
