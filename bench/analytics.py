@@ -101,8 +101,11 @@ def group_label(model: str, provider: str) -> str:
 
 # ------------------------------------------------------------------- runs and options
 def runs(store: Store) -> pl.DataFrame:
-    """Stored runs, newest first, with row counts and reported cost."""
-    return store.list_runs()
+    """Stored runs, newest first (the runs table only: ``Store.list_runs`` also scans every request)."""
+    return store.query(
+        "SELECT * EXCLUDE (plan) FROM runs "
+        "ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, run_id DESC"
+    )
 
 
 def filter_options(store: Store, run_ids: tuple[str, ...]) -> dict[str, list[str]]:
@@ -314,12 +317,9 @@ WITH cur AS (
     SELECT request_idx, model, {prov} AS provider, case_id, outcome, t_start_ms, ttft_ms,
            t_start_ms + coalesce(done_ms, e2e_ms, ttft_ms, ttfb_ms, 0) AS t_end_ms
     FROM requests WHERE {where} AND t_start_ms IS NOT NULL
-), numbered AS (
-    SELECT *, row_number() OVER (ORDER BY t_start_ms, request_idx) - 1 AS pos,
-           count(*) OVER () AS total
-    FROM cur
 )
-SELECT * FROM numbered WHERE pos >= $first AND pos < $first + $limit ORDER BY pos
+SELECT *, (SELECT count(*) FROM cur) AS total FROM cur
+ORDER BY t_start_ms, request_idx LIMIT $limit OFFSET $first
 """
 
 

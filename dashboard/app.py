@@ -17,7 +17,8 @@ import streamlit as st  # noqa: E402
 
 from dashboard import data, ui  # noqa: E402
 
-st.set_page_config(page_title="orbench", page_icon=":material/speed:", layout="wide")
+# A material page_icon would make the browser fetch the favicon from fonts.gstatic.com.
+st.set_page_config(page_title="orbench", page_icon="⏱️", layout="wide")
 
 PAGES = [
     st.Page("app_pages/results.py", title="Results", icon=":material/monitoring:", default=True),

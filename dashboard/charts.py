@@ -22,6 +22,9 @@ MAX_ROWS = 5000
 BOX_HEIGHT = 26
 RATE_WIDTH = 170
 LABEL_LIMIT = 300  # px of a y-axis label before it is cut ("model · provider" is long)
+FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
+"""Stretch to the page width but keep the height we ask for (Streamlit's default "fit" squeezes
+axes, legends and title into that height, flattening short charts)."""
 
 
 def _check_rows(frame: pl.DataFrame, what: str) -> None:
@@ -36,28 +39,25 @@ def _height(frame: pl.DataFrame, key: str = "group") -> int:
 
 def empty_chart(message: str) -> alt.Chart:
     """A placeholder with a message, for filters that leave nothing to draw."""
-    return (
-        alt.Chart(pl.DataFrame({"message": [message]}))
-        .mark_text(size=14, color="gray")
-        .encode(text="message:N")
-        .properties(height=60, width="container")
-    )
+    return alt.Chart(pl.DataFrame({"message": [message]}), height=60, width="container",
+                     autosize=FIT_X).mark_text(size=14, color="gray").encode(text=alt.Text("message:N"))
 
 
 # ------------------------------------------------------------------- box plots
-def box_chart(stats: pl.DataFrame, unit_label: str, title: str) -> alt.LayerChart | alt.Chart:
-    """Horizontal box plots per group from precomputed stats.
+def box_chart(stats: pl.DataFrame, unit_label: str, title: str,
+              width: int | None = None) -> alt.LayerChart | alt.Chart:
+    """Horizontal box plots per group from precomputed stats, ``n`` in each group's label.
 
     ``stats`` columns: group, model, n, p05, q1, median, q3, p95 (rows with n == 0 dropped).
-    Whiskers span p5-p95 (said in the axis title); ``n`` is printed right of each box.
+    Whiskers span p5-p95 (said in the axis title).
     """
     stats = stats.filter(pl.col("n") > 0) if stats.height else stats
     if stats.is_empty():
         return empty_chart(f"{title}: no ok requests with this metric")
     _check_rows(stats, "box_chart")
-    order = stats["group"].to_list()
-    y = alt.Y("group:N", sort=order, title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT))
-    base = alt.Chart(stats).encode(y=y)
+    stats = stats.with_columns(
+        pl.concat_str([pl.col("group"), pl.lit("  (n="), pl.col("n").cast(pl.String), pl.lit(")")]).alias("label"))
+    y = alt.Y("label:N", sort=stats["label"].to_list(), title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT))
     tooltip = [
         alt.Tooltip("group:N"),
         alt.Tooltip("n:Q", title="n (ok)"),
@@ -67,20 +67,20 @@ def box_chart(stats: pl.DataFrame, unit_label: str, title: str) -> alt.LayerChar
         alt.Tooltip("q3:Q", format=",.1f", title="p75"),
         alt.Tooltip("p95:Q", format=",.1f", title="p95"),
     ]
-    whisker = base.mark_rule(color="#666").encode(
-        x=alt.X("p05:Q", title=f"{unit_label} (box p25-p75, line p5-p95)"), x2="p95:Q"
+    # Each layer is built whole and the sizes go to the constructor: Altair deep-copies a
+    # composite chart on every .properties()/.resolve_scale(), which costs more than the data.
+    whisker = alt.Chart().mark_rule(color="#666").encode(
+        y=y, x=alt.X("p05:Q", title=f"{unit_label} (box p25-p75, line p5-p95)", scale=alt.Scale(zero=False)),
+        x2=alt.X2("p95:Q"),
     )
-    box = base.mark_bar(size=16).encode(
-        x="q1:Q", x2="q3:Q", color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
-        tooltip=tooltip,
+    box = alt.Chart().mark_bar(size=16).encode(
+        y=y, x=alt.X("q1:Q"), x2=alt.X2("q3:Q"), tooltip=tooltip,
+        color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
     )
-    median = base.mark_tick(color="black", thickness=2, size=18).encode(x="median:Q", tooltip=tooltip)
-    n_text = base.mark_text(align="left", dx=4, fontSize=11, color="#333").encode(
-        x="p95:Q", text=alt.Text("n_label:N")
-    ).transform_calculate(n_label="'n=' + datum.n")
-    return alt.layer(whisker, box, median, n_text).properties(
-        title=title, height=_height(stats), width="container"
-    )
+    median = alt.Chart().mark_tick(color="black", thickness=2, size=18).encode(
+        y=y, x=alt.X("median:Q"), tooltip=tooltip)
+    size: dict[str, Any] = {"width": width} if width else {"width": "container", "autosize": FIT_X}
+    return alt.layer(whisker, box, median, data=stats, title=title, height=_height(stats), **size)
 
 
 def rate_chart(rates: pl.DataFrame, order: list[str] | None = None) -> alt.Chart:
@@ -96,38 +96,40 @@ def rate_chart(rates: pl.DataFrame, order: list[str] | None = None) -> alt.Chart
     ).unpivot(index=["group", "sent"], variable_name="kind", value_name="rate")
     # A 0-100 % axis would hide a 2 % error rate; zoom to the data but never below 0-5 %.
     top = max(0.05, float(long["rate"].max() or 0.0) * 1.15)
-    return (
-        alt.Chart(long)
-        .mark_bar()
-        .encode(
-            y=alt.Y("group:N", sort=order or rates["group"].to_list(), title=None, axis=None),
-            yOffset=alt.YOffset("kind:N"),
-            x=alt.X("rate:Q", title="error / 429 rate", axis=alt.Axis(format="%", tickCount=3),
-                    scale=alt.Scale(domain=[0, min(1.0, top)])),
-            color=alt.Color("kind:N", scale=alt.Scale(domain=["errors (all)", "429 rate-limited"],
-                                                      range=["#d62728", "#ff7f0e"]),
-                            legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=[alt.Tooltip("group:N"), alt.Tooltip("kind:N"),
-                     alt.Tooltip("rate:Q", format=".1%"), alt.Tooltip("sent:Q", title="sent")],
-        )
-        .properties(width=RATE_WIDTH, height=_height(rates), title="errors beside it")
+    return alt.Chart(long, width=RATE_WIDTH, height=_height(rates), title="errors beside it").mark_bar().encode(
+        y=alt.Y("group:N", sort=order or rates["group"].to_list(), title=None, axis=None),
+        yOffset=alt.YOffset("kind:N"),
+        x=alt.X("rate:Q", title="error / 429 rate", axis=alt.Axis(format="%", tickCount=3),
+                scale=alt.Scale(domain=[0, min(1.0, top)])),
+        color=alt.Color("kind:N", scale=alt.Scale(domain=["errors (all)", "429 rate-limited"],
+                                                  range=["#d62728", "#ff7f0e"]),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[alt.Tooltip("group:N"), alt.Tooltip("kind:N"),
+                 alt.Tooltip("rate:Q", format=".1%"), alt.Tooltip("sent:Q", title="sent")],
     )
+
+
+INDEPENDENT_COLORS = alt.Resolve(scale=alt.ScaleResolveMap(color="independent"))
 
 
 def latency_with_errors(stats: pl.DataFrame, rates: pl.DataFrame, unit_label: str,
                         title: str) -> alt.HConcatChart | alt.Chart:
     """A box-plot chart with the same groups' error and 429 rates beside it."""
-    box = box_chart(stats, unit_label, title)
-    if stats.is_empty():
-        return box
-    order = stats["group"].to_list()
+    measured = stats.filter(pl.col("n") > 0) if stats.height else stats
+    if measured.is_empty():
+        return box_chart(stats, unit_label, title)
+    order = measured["group"].to_list()
     rates = rates.filter(pl.col("group").is_in(order)) if rates.height else rates
-    # hconcat cannot use width="container"; give the box a fixed width.
-    box = box.properties(width=520)
-    return alt.hconcat(box, rate_chart(rates, order)).resolve_scale(color="independent")
+    box = box_chart(measured, unit_label, title, width=520)
+    return alt.hconcat(box, rate_chart(rates, order), resolve=INDEPENDENT_COLORS)
 
 
 # ------------------------------------------------------------------- cost
+def _stretch(title: str, height: int) -> dict[str, Any]:
+    """Constructor arguments of a chart that fills the page width at a fixed height."""
+    return {"title": title, "height": height, "width": "container", "autosize": FIT_X}
+
+
 def cost_chart(costs: pl.DataFrame) -> alt.Chart:
     """USD per 1,000 requests per group: billed (reported) beside list (catalog price x tokens).
 
@@ -141,31 +143,25 @@ def cost_chart(costs: pl.DataFrame) -> alt.Chart:
         pl.col("billed_per_1k_usd").alias("billed (reported)"),
         pl.col("list_per_1k_usd").alias("list (catalog x tokens)"),
     ).unpivot(index=["group", "sent"], variable_name="kind", value_name="usd_per_1k")
-    return (
-        alt.Chart(long.drop_nulls("usd_per_1k"))
-        .mark_bar()
-        .encode(
-            y=alt.Y("group:N", sort=costs["group"].to_list(), title=None,
-                    axis=alt.Axis(labelLimit=LABEL_LIMIT)),
-            yOffset="kind:N",
-            x=alt.X("usd_per_1k:Q", title="USD per 1,000 requests"),
-            color=alt.Color("kind:N", legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=[alt.Tooltip("group:N"), alt.Tooltip("kind:N"),
-                     alt.Tooltip("usd_per_1k:Q", format="$,.6f", title="USD / 1k requests"),
-                     alt.Tooltip("sent:Q")],
-        )
-        .properties(title="Cost per 1,000 requests: billed vs list", height=36 * costs.height,
-                    width="container")
+    title = "Cost per 1,000 requests: billed vs list"
+    return alt.Chart(long.drop_nulls("usd_per_1k"), **_stretch(title, 36 * costs.height)).mark_bar().encode(
+        y=alt.Y("group:N", sort=costs["group"].to_list(), title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
+        yOffset=alt.YOffset("kind:N"),
+        x=alt.X("usd_per_1k:Q", title="USD per 1,000 requests"),
+        color=alt.Color("kind:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[alt.Tooltip("group:N"), alt.Tooltip("kind:N"),
+                 alt.Tooltip("usd_per_1k:Q", format="$,.6f", title="USD / 1k requests"),
+                 alt.Tooltip("sent:Q")],
     )
 
 
 # ------------------------------------------------------------------- timeline
 def timeline_chart(rows: pl.DataFrame, total: int, first: int = 0) -> alt.Chart:
-    """Requests as bars from send to stream end, one row per concurrency slot, coloured by model.
+    """Requests as bars from send to stream end, one row per in-flight slot, coloured by model.
 
     ``rows`` columns: slot, request_idx, model, provider, case_id, outcome, t_start_ms,
     t_end_ms, ttft_ms (see ``bench.analytics.timeline``). Gaps in a slot are idle
-    capacity; bars that all start at once after a gap are queueing; bars that grow
+    capacity; many bars starting together after a gap are queueing; bars that grow
     along the run are drift. ``total``/``first`` say which window of the run this is.
     """
     if rows.is_empty():
@@ -174,25 +170,26 @@ def timeline_chart(rows: pl.DataFrame, total: int, first: int = 0) -> alt.Chart:
     last = first + rows.height
     shown = f"all {total}" if rows.height >= total else f"requests {first + 1:,}–{last:,} of {total:,}"
     frame = rows.with_columns(
-        (pl.col("t_start_ms") / 1000).alias("start_s"), (pl.col("t_end_ms") / 1000).alias("end_s")
+        (pl.col("t_start_ms") / 1000).alias("start_s"), (pl.col("t_end_ms") / 1000).alias("end_s"),
+        (pl.col("outcome") != "ok").alias("not_ok"),
     )
     slots = int(frame["slot"].max() or 0) + 1
-    return (
-        alt.Chart(frame)
-        .mark_bar(height={"band": 0.8}, cornerRadius=2)
-        .encode(
-            x=alt.X("start_s:Q", title="seconds since run start", scale=alt.Scale(zero=False)),
-            x2="end_s:Q",
-            y=alt.Y("slot:O", title="in-flight slot", axis=alt.Axis(labels=slots <= 40)),
-            color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
-            stroke=alt.condition("datum.outcome != 'ok'", alt.value("#d62728"), alt.value(None)),
-            strokeWidth=alt.value(1.5),
-            tooltip=["request_idx:Q", "model:N", "provider:N", "case_id:N", "outcome:N",
-                     alt.Tooltip("start_s:Q", format=".3f"), alt.Tooltip("end_s:Q", format=".3f"),
-                     alt.Tooltip("ttft_ms:Q", format=",.1f")],
-        )
-        .properties(title=f"Run timeline: {shown} (red outline = not ok)",
-                    height=min(640, max(120, 16 * slots)), width="container")
+    title = f"Run timeline: {shown} (red outline = not ok)"
+    return alt.Chart(frame, **_stretch(title, min(640, max(120, 16 * slots)))).mark_bar(
+        height={"band": 0.8}, cornerRadius=2, strokeWidth=1.5
+    ).encode(
+        x=alt.X("start_s:Q", title="seconds since run start", scale=alt.Scale(zero=False)),
+        x2=alt.X2("end_s:Q"),
+        y=alt.Y("slot:O", title="in-flight slot", axis=alt.Axis(labels=slots <= 40)),
+        color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
+        # Typed channels, never alt.condition/alt.value or "field:T" strings: those go
+        # through from_dict, which rebuilds Altair's class table each time (~10 ms).
+        stroke=alt.Stroke("not_ok:N", legend=None,
+                          scale=alt.Scale(domain=[True, False], range=["#d62728", "transparent"])),
+        tooltip=[alt.Tooltip("request_idx:Q"), alt.Tooltip("model:N"), alt.Tooltip("provider:N"),
+                 alt.Tooltip("case_id:N"), alt.Tooltip("outcome:N"),
+                 alt.Tooltip("start_s:Q", format=".3f"), alt.Tooltip("end_s:Q", format=".3f"),
+                 alt.Tooltip("ttft_ms:Q", format=",.1f")],
     )
 
 
@@ -204,18 +201,14 @@ def drift_chart(bins: pl.DataFrame) -> alt.Chart:
     if bins.is_empty():
         return empty_chart("no ok requests to show drift")
     _check_rows(bins, "drift_chart")
-    return (
-        alt.Chart(bins)
-        .mark_line(point=alt.OverlayMarkDef(size=18))
-        .encode(
-            x=alt.X("start_s:Q", title="request start, seconds since run start"),
-            y=alt.Y("median_ms:Q", title="median ms of requests started in the bin"),
-            color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
-            strokeDash=alt.StrokeDash("metric:N", legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=["model:N", "metric:N", alt.Tooltip("start_s:Q", format=",.0f"),
-                     alt.Tooltip("median_ms:Q", format=",.1f"), "n:Q"],
-        )
-        .properties(title="Drift over the run: median latency per time bin", height=260, width="container")
+    title = "Drift over the run: median latency per time bin"
+    return alt.Chart(bins, **_stretch(title, 260)).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
+        x=alt.X("start_s:Q", title="request start, seconds since run start"),
+        y=alt.Y("median_ms:Q", title="median ms of requests started in the bin"),
+        color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
+        strokeDash=alt.StrokeDash("metric:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[alt.Tooltip("model:N"), alt.Tooltip("metric:N"), alt.Tooltip("start_s:Q", format=",.0f"),
+                 alt.Tooltip("median_ms:Q", format=",.1f"), alt.Tooltip("n:Q")],
     )
 
 
@@ -244,20 +237,16 @@ def pareto_chart(points: pl.DataFrame, latency_label: str) -> alt.LayerChart | a
     if has_pass:
         enc["size"] = alt.Size("pass_rate:Q", title="pass rate", scale=alt.Scale(domain=[0, 1], range=[40, 400]))
         tooltip.append(alt.Tooltip("pass_rate:Q", format=".0%", title="pass rate"))
-    dots = alt.Chart(pts).mark_point(filled=True, opacity=0.85).encode(**enc, tooltip=tooltip)
-    if not has_pass:
-        dots = dots.encode(size=alt.value(120))
+    dots = alt.Chart(pts).mark_point(filled=True, opacity=0.85, size=120).encode(**enc, tooltip=tooltip)
     frontier = pts.filter(pl.col("on_frontier")).sort("p50_ms")
     line = alt.Chart(frontier).mark_line(interpolate="step-after", color="black", strokeDash=[4, 3]).encode(
-        x="p50_ms:Q", y="cost_per_request_usd:Q"
-    )
-    return alt.layer(line, dots).properties(
-        title="Cost vs latency (dashed: Pareto frontier, lower-left is better)", height=480, width="container"
-    )
+        x=alt.X("p50_ms:Q"), y=alt.Y("cost_per_request_usd:Q"))
+    title = "Cost vs latency (dashed: Pareto frontier, lower-left is better)"
+    return alt.layer(line, dots, **_stretch(title, 480))
 
 
 def provider_bars(frame: pl.DataFrame, model: str) -> alt.HConcatChart | alt.Chart:
-    """One model across providers: p50 TTFT and e2e with CI whiskers, error rates beside.
+    """One model across providers: p50 TTFT and e2e with CI whiskers (n in the label), error rates beside.
 
     ``frame`` columns: provider, metric, p50_ms, ci_lo_ms, ci_hi_ms, n, error_rate,
     rate_limited_rate, sent.
@@ -266,24 +255,28 @@ def provider_bars(frame: pl.DataFrame, model: str) -> alt.HConcatChart | alt.Cha
         return empty_chart(f"{model}: no ok requests")
     _check_rows(frame, "provider_bars")
     order = frame["provider"].unique(maintain_order=True).to_list()
-    base = alt.Chart(frame).encode(y=alt.Y("provider:N", sort=order, title=None), yOffset="metric:N")
-    bars = base.mark_bar().encode(
+    y = alt.Y("provider:N", sort=order, title=None)
+    bars = alt.Chart().mark_bar().encode(
+        y=y, yOffset=alt.YOffset("metric:N"),
         x=alt.X("p50_ms:Q", title="p50 ms (whisker: 95% CI)"),
         color=alt.Color("metric:N", legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=["provider:N", "metric:N", "n:Q", alt.Tooltip("p50_ms:Q", format=",.1f"),
-                 alt.Tooltip("ci_lo_ms:Q", format=",.1f"), alt.Tooltip("ci_hi_ms:Q", format=",.1f")],
+        tooltip=[alt.Tooltip("provider:N"), alt.Tooltip("metric:N"), alt.Tooltip("n:Q"),
+                 alt.Tooltip("p50_ms:Q", format=",.1f"), alt.Tooltip("ci_lo_ms:Q", format=",.1f"),
+                 alt.Tooltip("ci_hi_ms:Q", format=",.1f")],
     )
-    err = base.mark_rule(color="black").encode(x="ci_lo_ms:Q", x2="ci_hi_ms:Q")
-    n_text = base.mark_text(align="left", dx=4, fontSize=10).encode(
-        x="p50_ms:Q", text=alt.Text("n_label:N")).transform_calculate(n_label="'n=' + datum.n")
-    left = alt.layer(bars, err, n_text).properties(
-        title=f"{model} across providers", width=480, height=max(80, 44 * len(order)))
+    err = alt.Chart().mark_rule(color="black").encode(
+        y=y, yOffset=alt.YOffset("metric:N"), x=alt.X("ci_lo_ms:Q"), x2=alt.X2("ci_hi_ms:Q"))
+    n_text = alt.Chart().mark_text(align="left", dx=4, fontSize=10).encode(
+        y=y, yOffset=alt.YOffset("metric:N"), x=alt.X("ci_hi_ms:Q"), text=alt.Text("n_label:N"))
+    data = frame.with_columns(pl.concat_str([pl.lit("n="), pl.col("n").cast(pl.String)]).alias("n_label"))
+    left = alt.layer(bars, err, n_text, data=data, title=f"{model} across providers", width=480,
+                     height=max(80, 44 * len(order)))
     rates = frame.unique(subset=["provider"], maintain_order=True).select(
         pl.col("provider").alias("group"), "sent", "error_rate", "rate_limited_rate")
-    return alt.hconcat(left, rate_chart(rates, order)).resolve_scale(color="independent")
+    return alt.hconcat(left, rate_chart(rates, order), resolve=INDEPENDENT_COLORS)
 
 
-def diff_chart(diff: pl.DataFrame) -> alt.Chart:
+def diff_chart(diff: pl.DataFrame) -> alt.LayerChart | alt.Chart:
     """Run A -> run B: median change in % per group and metric, with its CI; beyond-noise coloured.
 
     ``diff`` columns: group, metric, change_pct, ci_lo_pct, ci_hi_pct, verdict.
@@ -292,22 +285,24 @@ def diff_chart(diff: pl.DataFrame) -> alt.Chart:
     if d.is_empty():
         return empty_chart("the two runs share no group with measurements")
     _check_rows(d, "diff_chart")
-    base = alt.Chart(d).encode(y=alt.Y("group:N", title=None), yOffset="metric:N")
+    y = alt.Y("group:N", title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT))
     color = alt.Color("verdict:N", scale=alt.Scale(domain=["beyond noise", "within noise"],
                                                    range=["#d62728", "#9e9e9e"]),
                       legend=alt.Legend(orient="bottom", title=None))
-    pts = base.mark_point(filled=True, size=80).encode(
+    pts = alt.Chart(d).mark_point(filled=True, size=80).encode(
+        y=y, yOffset=alt.YOffset("metric:N"),
         x=alt.X("change_pct:Q", title="median change B vs A, % (whisker: 95% CI)"),
         color=color, shape=alt.Shape("metric:N", legend=alt.Legend(orient="bottom")),
-        tooltip=["group:N", "metric:N", alt.Tooltip("change_pct:Q", format="+.1f"),
+        tooltip=[alt.Tooltip("group:N"), alt.Tooltip("metric:N"), alt.Tooltip("change_pct:Q", format="+.1f"),
                  alt.Tooltip("ci_lo_pct:Q", format="+.1f"), alt.Tooltip("ci_hi_pct:Q", format="+.1f"),
-                 "verdict:N"],
+                 alt.Tooltip("verdict:N")],
     )
-    ci = base.mark_rule().encode(x="ci_lo_pct:Q", x2="ci_hi_pct:Q", color=color)
-    zero = alt.Chart(pl.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[3, 3], color="black").encode(x="x:Q")
-    return alt.layer(zero, ci, pts).properties(
-        title="Run B vs run A (red: change larger than the noise)",
-        height=max(100, 30 * d["group"].n_unique() * max(1, d["metric"].n_unique())), width="container")
+    ci = alt.Chart(d).mark_rule().encode(y=y, yOffset=alt.YOffset("metric:N"), x=alt.X("ci_lo_pct:Q"),
+                                         x2=alt.X2("ci_hi_pct:Q"), color=color)
+    zero = alt.Chart(pl.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[3, 3], color="black").encode(
+        x=alt.X("x:Q"))
+    height = max(100, 30 * d["group"].n_unique() * max(1, d["metric"].n_unique()))
+    return alt.layer(zero, ci, pts, **_stretch("Run B vs run A (red: change larger than the noise)", height))
 
 
 def advertised_chart(frame: pl.DataFrame, model: str) -> alt.Chart:
@@ -318,18 +313,14 @@ def advertised_chart(frame: pl.DataFrame, model: str) -> alt.Chart:
     f = frame.drop_nulls("ms") if frame.height else frame
     if f.is_empty():
         return empty_chart(f"{model}: nothing measured or advertised")
-    return (
-        alt.Chart(f)
-        .mark_bar()
-        .encode(
-            y=alt.Y("provider:N", title=None),
-            yOffset="source:N",
-            x=alt.X("ms:Q", title="time to first token, ms"),
-            color=alt.Color("source:N", legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=["provider:N", "source:N", alt.Tooltip("ms:Q", format=",.0f"), "n:Q"],
-        )
-        .properties(title=f"{model}: measured vs advertised TTFT", width="container",
-                    height=max(80, 40 * f["provider"].n_unique()))
+    height = max(80, 40 * f["provider"].n_unique())
+    return alt.Chart(f, **_stretch(f"{model}: measured vs advertised TTFT", height)).mark_bar().encode(
+        y=alt.Y("provider:N", title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
+        yOffset=alt.YOffset("source:N"),
+        x=alt.X("ms:Q", title="time to first token, ms"),
+        color=alt.Color("source:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[alt.Tooltip("provider:N"), alt.Tooltip("source:N"), alt.Tooltip("ms:Q", format=",.0f"),
+                 alt.Tooltip("n:Q")],
     )
 
 
@@ -341,18 +332,13 @@ def price_history_chart(history: pl.DataFrame, model: str) -> alt.Chart:
     """
     if history.is_empty():
         return empty_chart(f"{model}: no stored catalog snapshot has this model yet")
-    return (
-        alt.Chart(history)
-        .mark_line(point=True, interpolate="step-after")
-        .encode(
-            x=alt.X("taken_at:T", title="snapshot taken"),
-            y=alt.Y("usd_per_m:Q", title="USD per 1M tokens"),
-            color=alt.Color("kind:N", legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=[alt.Tooltip("taken_at:T", format="%Y-%m-%d %H:%M"), "kind:N",
-                     alt.Tooltip("usd_per_m:Q", format="$,.4f")],
-        )
-        .properties(title=f"{model}: list price history (from snapshots taken by runs)", height=260,
-                    width="container")
+    title = f"{model}: list price history (from snapshots taken by runs)"
+    return alt.Chart(history, **_stretch(title, 260)).mark_line(point=True, interpolate="step-after").encode(
+        x=alt.X("taken_at:T", title="snapshot taken"),
+        y=alt.Y("usd_per_m:Q", title="USD per 1M tokens"),
+        color=alt.Color("kind:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[alt.Tooltip("taken_at:T", format="%Y-%m-%d %H:%M"), alt.Tooltip("kind:N"),
+                 alt.Tooltip("usd_per_m:Q", format="$,.4f")],
     )
 
 
@@ -361,15 +347,10 @@ def monthly_cost_chart(costs: pl.DataFrame) -> alt.Chart:
     f = costs.drop_nulls("monthly_usd") if costs.height else costs
     if f.is_empty():
         return empty_chart("pick models with a fixed price")
-    return (
-        alt.Chart(f)
-        .mark_bar()
-        .encode(
-            y=alt.Y("model:N", sort="x", title=None),
-            x=alt.X("monthly_usd:Q", title="USD per month (30 days)"),
-            tooltip=["model:N", alt.Tooltip("monthly_usd:Q", format="$,.2f")],
-        )
-        .properties(title="Estimated monthly cost", height=max(80, 28 * f.height), width="container")
+    return alt.Chart(f, **_stretch("Estimated monthly cost", max(80, 28 * f.height))).mark_bar().encode(
+        y=alt.Y("model:N", sort="x", title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
+        x=alt.X("monthly_usd:Q", title="USD per month (30 days)"),
+        tooltip=[alt.Tooltip("model:N"), alt.Tooltip("monthly_usd:Q", format="$,.2f")],
     )
 
 
@@ -383,17 +364,12 @@ def spend_chart(spend: pl.DataFrame, key: str, title: str) -> alt.Chart:
         pl.col("billed_usd").cast(pl.Float64).alias("billed (reported)"),
         pl.col("list_usd").cast(pl.Float64).alias("list (catalog x tokens)"),
     ).unpivot(index="key", variable_name="kind", value_name="usd")
-    return (
-        alt.Chart(long.drop_nulls("usd"))
-        .mark_bar()
-        .encode(
-            y=alt.Y("key:N", sort=spend[key].to_list(), title=None),
-            yOffset="kind:N",
-            x=alt.X("usd:Q", title="USD"),
-            color=alt.Color("kind:N", legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=["key:N", "kind:N", alt.Tooltip("usd:Q", format="$,.6f")],
-        )
-        .properties(title=title, height=max(80, 30 * spend.height), width="container")
+    return alt.Chart(long.drop_nulls("usd"), **_stretch(title, max(80, 30 * spend.height))).mark_bar().encode(
+        y=alt.Y("key:N", sort=spend[key].to_list(), title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
+        yOffset=alt.YOffset("kind:N"),
+        x=alt.X("usd:Q", title="USD"),
+        color=alt.Color("kind:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[alt.Tooltip("key:N"), alt.Tooltip("kind:N"), alt.Tooltip("usd:Q", format="$,.6f")],
     )
 
 

@@ -208,7 +208,7 @@ def account_credits(base_url: str) -> tuple[Credits | None, str | None]:
     try:
         return _run(lambda c: c.credits(), base_url), None
     except AuthError as exc:
-        return None, f"Account credits are not available to this key (HTTP {exc.status}): {exc.message}"
+        return None, f"Account credits are not available to this key: {exc.message}"
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)

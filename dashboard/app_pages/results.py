@@ -51,7 +51,8 @@ metric = st.radio("Metric", ["ttft_ms", "e2e_ms", "decode_tps"], format_func=ana
                   horizontal=True, key="results-pct-metric")
 with ui.store_errors():
     pct = data.percentile_table(db, metric, *choice.args)
-st.dataframe(ui.percentile_display(pct), hide_index=True, key="table-percentiles")
+st.dataframe(ui.percentile_display(pct), hide_index=True, key="table-percentiles",
+             column_config={f"p{q}": st.column_config.NumberColumn(format="%.1f") for q in (50, 90, 95, 99)})
 st.caption("Intervals are distribution-free (order statistics). p99 needs at least 368 ok requests "
            "and p50 at least 6; below that the table says *n too small* instead of passing off the max.")
 
