@@ -48,6 +48,11 @@ def _per_m(p: Decimal | None, variable: bool) -> str | None:
     return format((p * PER_M).normalize(), "f")
 
 
+def _plain(d: Decimal) -> str:
+    """Decimal as positional text ('0.00000015', never '1.5E-7'), as the API sends it."""
+    return format(d, "f")
+
+
 def model_row(m: Model) -> dict[str, Any]:
     pr = m.pricing
     return {
@@ -56,8 +61,8 @@ def model_row(m: Model) -> dict[str, Any]:
         "context_length": m.context_length,
         "input_modalities": ",".join(m.input_modalities or []),
         "output_modalities": ",".join(m.output_modalities or []),
-        "prompt_usd_per_token": None if pr.variable else str(pr.prompt),
-        "completion_usd_per_token": None if pr.variable else str(pr.completion),
+        "prompt_usd_per_token": None if pr.variable else _plain(pr.prompt),
+        "completion_usd_per_token": None if pr.variable else _plain(pr.completion),
         "prompt_usd_per_m": _per_m(pr.prompt, pr.variable),
         "completion_usd_per_m": _per_m(pr.completion, pr.variable),
         "variable_price": pr.variable,
@@ -190,10 +195,12 @@ def sandbox_cmd(port: int, seed: int, time_scale: float, catalog_path: str | Non
     sb = start_sandbox(port=port, seed=seed, time_scale=time_scale, catalog_path=catalog_path)
     note(f"sandbox (simulated) listening: {sb.base_url}")
     note(f"use it with: orbench models --base-url {sb.base_url}")
-    try:
-        import threading
+    import threading
 
-        threading.Event().wait()
+    forever = threading.Event()
+    try:
+        while not forever.wait(0.5):  # short waits so Ctrl-C (SIGINT) is seen promptly
+            pass
     except KeyboardInterrupt:
         pass
     finally:

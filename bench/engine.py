@@ -364,7 +364,7 @@ async def execute(
             session=prep.session, lookup_generation=spec.lookup_generation,
         ),
         budget=budget, price_fn=_price_fn(prep), check_fn=make_check_fn(prep, clients, ledger),
-        generation_fn=clients[OPENROUTER].generation if settings.is_openrouter else None,
+        generation_fn=clients[OPENROUTER].generation,
         on_progress=on_progress,
     )
     if on_runner is not None:
@@ -380,9 +380,12 @@ async def execute(
         if ledger.calls:
             store.add_judge_cost(run_id, ledger.calls, ledger.prompt_tokens,
                                  ledger.completion_tokens, ledger.cost_usd)
+        extra: dict[str, Any] = {}
+        if not settings.sandbox and store.served_by_sandbox(run_id):
+            extra["simulated"] = True  # a sandbox reached through --base-url is still simulated
         store.update_run(
             run_id, status=runner.state.status, status_reason=runner.state.reason,
-            finished_at=datetime.now(UTC),
+            finished_at=datetime.now(UTC), **extra,
         )
     return run_id, state
 

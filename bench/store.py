@@ -524,6 +524,14 @@ class Store:
         if rows:
             self._journal(run_id).append(journal.rows_frame(list(rows)))
 
+    def served_by_sandbox(self, run_id: str) -> bool:
+        """The sandbox names every provider '... (simulated)': such a run is never passed off as real."""
+        found = self._read(
+            "SELECT count(*) AS n FROM requests WHERE run_id = ? AND provider LIKE '%(simulated)%'",
+            [run_id],
+        )
+        return not found.is_empty() and int(found.item()) > 0
+
     def update_checks(
         self, run_id: str, updates: Sequence[tuple[int, int, bool | None, float | None, str | None]]
     ) -> int:

@@ -1,0 +1,174 @@
+"""The CLI against real servers on loopback: the sandbox and the independent fake."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import cli
+from bench.sandbox import start_sandbox
+from bench.store import Store
+from tests.fake_openrouter import PRICES, start_fake
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for k in list(os.environ):
+        if k.startswith(("OPENROUTER_", "ORBENCH_")):
+            monkeypatch.delenv(k)
+    db = tmp_path / "cli.duckdb"
+    monkeypatch.setenv("ORBENCH_DB", str(db))
+    return db
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    res = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return res.exit_code, res.stdout, res.stderr
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("Error: ")
+    return lines[0]
+
+
+def test_models_sandbox_json_has_30_plus_models_with_per_token_prices() -> None:
+    code, out, err = invoke("models", "--sandbox", "--json")
+    assert code == 0, err
+    models = json.loads(out)
+    real = [m for m in models if not m["variable_price"] and not m["id"].startswith("sandbox/")]
+    assert len(real) >= 30
+    mini = next(m for m in models if m["id"] == "openai/gpt-4o-mini")
+    assert mini["prompt_usd_per_token"] == "0.00000015" and mini["prompt_usd_per_m"] == "0.15"
+    assert "simulated" in err
+
+
+def test_models_against_an_independent_server_lists_its_models() -> None:
+    server = start_fake()
+    code, out, err = invoke("models", "--base-url", server.base_url, "--json")
+    assert code == 0, err
+    assert sorted(m["id"] for m in json.loads(out)) == sorted(PRICES)
+    code, out, _ = invoke("models", "--base-url", server.base_url, "--csv", "--sort", "price")
+    assert out.splitlines()[0].startswith("id,") and out.splitlines()[1].startswith("acme/gamma,")
+    code, out, _ = invoke("models", "--base-url", server.base_url, "--search", "beta")
+    assert "acme/beta" in out and "acme/alpha" not in out
+
+
+def test_models_filters_by_modality_price_and_context() -> None:
+    code, out, _ = invoke("models", "--sandbox", "--json", "--modality", "image", "--max-price", "0.5",
+                          "--min-context", "100000")
+    models = json.loads(out)
+    assert models
+    for m in models:
+        assert "image" in m["input_modalities"] + m["output_modalities"]
+        assert float(m["prompt_usd_per_m"]) <= 0.5 and m["context_length"] >= 100000
+
+
+def test_credits_with_a_rejected_key_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = start_fake()
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-bad")
+    code, _, err = invoke("credits", "--base-url", server.base_url)
+    assert code == 1 and "rejected" in one_error_line(err)
+    assert "sk-or-v1-bad" not in err
+
+
+def test_credits_without_a_key_says_how_to_get_one() -> None:
+    code, _, err = invoke("credits")
+    assert code == 1 and "set OPENROUTER_API_KEY, or use --sandbox" in one_error_line(err)
+
+
+def test_credits_on_the_sandbox_reports_key_and_the_management_key_rule() -> None:
+    code, out, err = invoke("credits", "--sandbox", "--json")
+    assert code == 0, err
+    row = json.loads(out)[0]
+    assert float(row["limit_usd"]) > 0 and row["total_credits_usd"] is None
+    assert "management key" in err
+
+
+def test_no_network_is_one_line() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = invoke("models", "--base-url", f"http://127.0.0.1:{port}/api/v1")
+    assert code == 1 and "cannot reach" in one_error_line(err)
+
+
+def test_unknown_model_for_endpoints_is_one_line() -> None:
+    code, _, err = invoke("endpoints", "acme/nope", "--sandbox")
+    assert code == 1 and "unknown model" in one_error_line(err.strip().splitlines()[-1])
+    code, out, err = invoke("endpoints", "openai/gpt-4o-mini", "--sandbox", "--json")
+    assert code == 0, err
+    eps = json.loads(out)
+    assert len(eps) >= 2 and all("(simulated)" in e["provider"] for e in eps)
+
+
+def test_provider_variants_rate_lookup_show_compare_export(clean_env: Path, tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: variants\nmodels: [meta-llama/llama-3.3-70b-instruct]\nrepeats: 3\n"
+                     "defaults: {max_tokens: 12}\ncases:\n  - id: a\n    prompt: hello there\n")
+    with start_sandbox(time_scale=0.05) as sb:
+        args = ["run", str(suite), "--base-url", sb.base_url, "--json", "--lookup-generation",
+                "--provider", '{"only": ["groq"]}', "--provider", '{"only": ["deepinfra"]}']
+        code, out, err = invoke(*args)
+        assert code == 0, err
+        run_a = json.loads(out)["run_id"]
+        code, out, err = invoke(*args[:-4], "--provider", '{"only": ["groq"]}', "--rate", "20")
+        assert code == 0, err
+        run_b = json.loads(out)["run_id"]
+    rows = Store(clean_env).requests_frame(run_a).to_dicts()
+    by_variant: dict[str, set[str]] = {}
+    for r in rows:
+        by_variant.setdefault(r["provider_variant"], set()).add(r["provider"])
+        assert r["server_latency_ms"] is not None  # filled from /generation
+    assert by_variant == {"groq": {"Groq (simulated)"}, "deepinfra": {"DeepInfra (simulated)"}}
+    # interleaving: measured requests alternate between the two variants
+    measured = [r["provider_variant"] for r in sorted(rows, key=lambda r: r["request_idx"]) if not r["is_warmup"]]
+    assert measured[:2] != measured[2:4] or len(set(measured[:2])) == 2
+    code, out, _ = invoke("show", run_a)
+    assert "groq" in out and "deepinfra" in out and "SIMULATED" in out
+    code, out, _ = invoke("runs", "--json")
+    assert {r["run_id"] for r in json.loads(out)} == {run_a, run_b}
+    code, out, err = invoke("compare", run_a, run_b, "--json")
+    assert code == 0, err
+    cmp_rows = json.loads(out)
+    assert any(r["metric"] == "TTFT ms" and r["verdict"] in ("beyond noise", "within noise") for r in cmp_rows)
+    for fmt in ("csv", "json", "md"):
+        code, out, err = invoke("export", run_a, "--format", fmt)
+        assert code == 0 and "ttft_ms" in out, err
+    code, out, _ = invoke("export", run_a, "--format", "csv", "--summary")
+    assert out.splitlines()[0].startswith("model,")
+    code, _, err = invoke("export", run_a, "--format", "parquet")
+    assert code == 1 and "-o FILE" in one_error_line(err)
+    code, _, err = invoke("show", "nonexistent-run")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+
+
+def test_sandbox_command_serves_until_interrupted() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "sandbox", "--port", str(port)],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"127.0.0.1:{port}" in line and "simulated" in line
+        t0 = time.monotonic()
+        r = httpx.get(f"http://127.0.0.1:{port}/api/v1/models", timeout=5)
+        assert r.status_code == 200 and r.headers["x-orbench-simulated"] == "true"
+        assert time.monotonic() - t0 < 2
+    finally:
+        proc.send_signal(2)
+        proc.wait(10)
