@@ -635,3 +635,44 @@ def endpoints_frame(endpoints: Any) -> pl.DataFrame:
 
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# ------------------------------------------------------------------- page-level summaries
+def headline(groups: pl.DataFrame) -> dict[str, Any]:
+    """Totals over the selected groups: requests, ok, error and 429 rates (over sent), billed USD."""
+    sent, ok = int(groups["sent"].sum()), int(groups["ok"].sum())
+    return {
+        "requests": int(groups["n"].sum()), "ok": ok, "sent": sent,
+        "error_rate": (sent - ok) / sent if sent else None,
+        "rate_limited_rate": int(groups["rate_limited"].sum()) / sent if sent else None,
+        "billed_usd": groups["billed_usd"].sum() if groups["billed_usd"].null_count() < groups.height else None,
+    }
+
+
+def provider_comparison(groups: pl.DataFrame, ttft: pl.DataFrame, e2e: pl.DataFrame) -> pl.DataFrame:
+    """One model's providers side by side: p50 TTFT and e2e with CIs, plus each provider's rates.
+
+    ``ttft``/``e2e`` are percentile_table frames for that model; ``groups`` its group_stats.
+    """
+    parts = [t.select("provider", pl.lit(label).alias("metric"), pl.col("p50").alias("p50_ms"),
+                      pl.col("p50_ci_lo").alias("ci_lo_ms"), pl.col("p50_ci_hi").alias("ci_hi_ms"), "n")
+             for t, label in ((ttft, "TTFT"), (e2e, "end-to-end"))]
+    return pl.concat(parts).join(groups.select("provider", "sent", "error_rate", "rate_limited_rate"),
+                                 on="provider", how="left")
+
+
+def advertised_vs_measured(served: pl.DataFrame, endpoints: Any) -> pl.DataFrame:
+    """Measured TTFT p50 per served-by provider next to each endpoint's ``latency_last_30m.p50``.
+
+    ``served`` is group_stats with provider_by="served" for one model; ``endpoints`` a
+    ``bench.catalog.ModelEndpoints`` (or None when it could not be loaded).
+    """
+    rows: list[dict[str, Any]] = [
+        {"provider": r["provider"], "source": "measured TTFT p50", "ms": r["ttft_median"], "n": r["ok"]}
+        for r in served.iter_rows(named=True)
+    ]
+    for e in endpoints.endpoints if endpoints is not None else []:
+        rows.append({"provider": e.provider_name or e.tag or "?", "source": "advertised p50 (last 30 min)",
+                     "ms": _float((e.latency_last_30m or {}).get("p50")), "n": None})
+    return pl.DataFrame(rows, schema={"provider": pl.String, "source": pl.String, "ms": pl.Float64,
+                                      "n": pl.Int64})

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import duckdb
 import polars as pl
 import streamlit as st
 
@@ -46,6 +47,9 @@ def store_errors() -> Iterator[None]:
         st.stop()
     except BenchError as exc:
         st.error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        st.stop()
+    except duckdb.Error as exc:  # a damaged file or a schema this version cannot read
+        st.error(f"Could not read the database: {type(exc).__name__}: {str(exc).splitlines()[0]}")
         st.stop()
 
 

@@ -406,6 +406,45 @@ def test_locked_db_is_a_warning_with_retry(tmp_path: Path, monkeypatch: pytest.M
     assert chart(at, "Time to first token")
 
 
+WRITER = """
+import sys, time
+from bench.records import RequestRow
+from bench.store import Store
+store = Store(sys.argv[1], write_timeout_s=30)
+print("writing", flush=True)
+i = 10_000
+while True:
+    store.write_rows([RequestRow("run-a", i, "openai/gpt-4o-mini", "default", "openrouter", "hello", 0,
+                                 False, outcome="ok", ttft_ms=300.0, e2e_ms=900.0, t_start_ms=1.0 * i)])
+    i += 1
+    time.sleep(0.05)
+"""
+
+
+def test_pages_keep_working_while_a_run_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer in another process opens, inserts and closes in a loop; every read still lands."""
+    db = tmp_path / "busy.duckdb"
+    seed_results_db(db, runs=1)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(APP).parent.parent)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+        at = open_page(db, monkeypatch)
+        counts = []
+        for _ in range(2):
+            st.cache_data.clear()
+            at.run()
+            assert not at.exception and not at.error
+            busy = any("database is busy" in w for w in texts(at, "warning"))
+            if not busy:
+                counts.append(int(frame_with(chart(at, "Time to first token"), "median")["n"].sum()))
+        assert counts, "every read hit the lock"
+    finally:
+        writer.kill()
+        writer.wait()
+    assert writer.returncode is not None
+
+
 # ------------------------------------------------------------------- bench.analytics
 def test_ci_ranks_match_bench_stats() -> None:
     """The windowed ranks equal the exact ones, including n where the window matters."""

@@ -55,12 +55,7 @@ if models:
     with ui.store_errors():
         ttft = data.percentile_table(db, "ttft_ms", tuple(run_ids), (model,), provider_by=provider_by)
         e2e = data.percentile_table(db, "e2e_ms", tuple(run_ids), (model,), provider_by=provider_by)
-    mine = groups.filter(pl.col("model") == model)
-    side = pl.concat([
-        t.select("provider", pl.lit(label).alias("metric"), pl.col("p50").alias("p50_ms"),
-                 pl.col("p50_ci_lo").alias("ci_lo_ms"), pl.col("p50_ci_hi").alias("ci_hi_ms"), "n")
-        for t, label in ((ttft, "TTFT"), (e2e, "end-to-end"))
-    ]).join(mine.select("provider", "sent", "error_rate", "rate_limited_rate"), on="provider", how="left")
+    side = analytics.provider_comparison(groups.filter(pl.col("model") == model), ttft, e2e)
     st.altair_chart(charts.provider_bars(side, model), key="chart-providers")
 
 # ------------------------------------------------------------ run A vs run B
@@ -84,7 +79,8 @@ else:
 
 # ------------------------------------------------------------ measured vs advertised
 st.subheader("Measured vs advertised latency")
-all_models = data.filter_options(db, tuple(run_ids)).get("models", [])
+with ui.store_errors():
+    all_models = data.filter_options(db, tuple(run_ids)).get("models", [])
 if all_models:
     adv_model = st.selectbox("Model", all_models, key="cmp-adv-model")
     with ui.store_errors():
@@ -94,14 +90,7 @@ if all_models:
     except BenchError as exc:
         eps = None
         st.warning(f"Could not load {adv_model}'s endpoints: {exc}")
-    rows = [{"provider": r["provider"], "source": "measured TTFT p50", "ms": r["ttft_median"], "n": r["ok"]}
-            for r in served.iter_rows(named=True)]
-    for e in eps.endpoints if eps else []:
-        p50 = (e.latency_last_30m or {}).get("p50")
-        rows.append({"provider": e.provider_name or e.tag or "?", "source": "advertised p50 (last 30 min)",
-                     "ms": float(p50) if p50 is not None else None, "n": None})
-    frame = pl.DataFrame(rows, schema={"provider": pl.String, "source": pl.String, "ms": pl.Float64,
-                                       "n": pl.Int64})
+    frame = analytics.advertised_vs_measured(served, eps)
     st.altair_chart(charts.advertised_chart(frame, adv_model), width="stretch", key="chart-advertised")
     if eps and all(e.latency_last_30m is None for e in eps.endpoints):
         st.caption("OpenRouter sends no latency statistics without an API key.")

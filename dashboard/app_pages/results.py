@@ -29,13 +29,13 @@ if groups.is_empty():
 if runs.filter(runs["run_id"].is_in(list(choice.run_ids)))["simulated"].any():
     st.caption(":material/science: The selected runs include **simulated** (sandbox) runs.")
 
-sent, ok = int(groups["sent"].sum()), int(groups["ok"].sum())
+top = analytics.headline(groups)
 cols = st.columns(5)
-cols[0].metric("Requests (excl. warm-up)", f"{int(groups['n'].sum()):,}")
-cols[1].metric("OK", f"{ok:,}")
-cols[2].metric("Error rate", f"{(sent - ok) / sent:.1%}" if sent else "—")
-cols[3].metric("429 rate", f"{int(groups['rate_limited'].sum()) / sent:.1%}" if sent else "—")
-cols[4].metric("Billed", ui.money(groups["billed_usd"].sum()))
+cols[0].metric("Requests (excl. warm-up)", f"{top['requests']:,}")
+cols[1].metric("OK", f"{top['ok']:,}")
+cols[2].metric("Error rate", "—" if top["error_rate"] is None else f"{top['error_rate']:.1%}")
+cols[3].metric("429 rate", "—" if top["rate_limited_rate"] is None else f"{top['rate_limited_rate']:.1%}")
+cols[4].metric("Billed", ui.money(top["billed_usd"]))
 
 st.subheader("Latency by model × provider")
 st.caption("Box p25–p75, line p5–p95, tick median; ok requests only. Error and 429 rates "
