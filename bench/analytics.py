@@ -28,7 +28,6 @@ from typing import Any
 import polars as pl
 
 from bench import stats
-from bench.catalog import Model, list_cost_usd
 from bench.runner import FINISHED_OUTCOMES
 from bench.store import Store
 
@@ -172,14 +171,15 @@ def group_stats(store: Store, f: Filters) -> pl.DataFrame:
         for i, name in enumerate(BOX_NAMES):
             cols.append(pl.col(f"{prefix}_q").list.get(i, null_on_oob=True).alias(f"{prefix}_{name}"))
     sent = pl.col("sent")
+    sent_dec = sent.cast(pl.Decimal(38, 0))  # money stays DECIMAL through the division
     out = frame.with_columns(cols).drop([f"{p}_q" for p in _METRIC_PREFIX.values()])
     return out.with_columns(
         pl.concat_str([pl.col("model"), pl.lit(" · "), pl.col("provider")]).alias("group"),
         pl.when(sent > 0).then((sent - pl.col("ok")) / sent).alias("error_rate"),
         pl.when(sent > 0).then(pl.col("rate_limited") / sent).alias("rate_limited_rate"),
         pl.when(pl.col("n_checked") > 0).then(pl.col("n_passed") / pl.col("n_checked")).alias("pass_rate"),
-        pl.when(sent > 0).then(pl.col("billed_usd") / sent.cast(pl.Decimal(38, 0))).alias("cost_per_request_usd"),
-        pl.when(sent > 0).then(pl.col("list_usd") / sent.cast(pl.Decimal(38, 0))).alias("list_per_request_usd"),
+        pl.when(sent > 0).then(pl.col("billed_usd") / sent_dec).alias("cost_per_request_usd"),
+        pl.when(sent > 0).then(pl.col("list_usd") / sent_dec).alias("list_per_request_usd"),
     ).with_columns(
         (pl.col("cost_per_request_usd") * 1000).alias("cost_per_1k_usd"),
         (pl.col("list_per_request_usd") * 1000).alias("list_per_1k_usd"),
@@ -416,7 +416,8 @@ def pareto_points(groups: pl.DataFrame, metric: str = "ttft_ms") -> pl.DataFrame
     return pts.with_columns(pl.Series("on_frontier", flags, dtype=pl.Boolean))
 
 
-def run_samples(store: Store, run_id: str, metric: str, provider_by: str, cap: int) -> dict[tuple[str, str], list[float]]:
+def run_samples(store: Store, run_id: str, metric: str, provider_by: str,
+                cap: int) -> dict[tuple[str, str], list[float]]:
     """Up to ``cap`` ok values of ``metric`` per group of one run (a fixed pseudo-random subset)."""
     prov, metric = PROVIDER_COLUMNS[provider_by], _metric(metric)
     sql = f"""
@@ -517,26 +518,6 @@ def total_spend(store: Store) -> Decimal | None:
     return None if frame.is_empty() else frame["usd"][0]
 
 
-def monthly_costs(models: list[Model], prompt_tokens: int, completion_tokens: int,
-                  requests_per_day: int, days: int = 30) -> pl.DataFrame:
-    """List cost of a steady workload per model: per request and per month (Decimal -> float for charts).
-
-    Variable-price (router) models get no figure rather than a guess.
-    """
-    rows = []
-    for m in models:
-        per_request = list_cost_usd(m.pricing, prompt_tokens, completion_tokens)
-        monthly = None if per_request is None else per_request * requests_per_day * days
-        rows.append({
-            "model": m.id,
-            "usd_per_request": None if per_request is None else float(per_request),
-            "monthly_usd": None if monthly is None else float(monthly),
-            "note": "variable price (router)" if per_request is None else "",
-        })
-    return pl.DataFrame(rows, schema={"model": pl.String, "usd_per_request": pl.Float64,
-                                      "monthly_usd": pl.Float64, "note": pl.String})
-
-
 # ------------------------------------------------------------------- export
 def request_rows(store: Store, f: Filters, columns: list[str], limit: int | None = None) -> pl.DataFrame:
     """Filtered per-request rows (warm-ups excluded) with the given whitelisted columns."""
@@ -555,98 +536,28 @@ def count_rows(store: Store, f: Filters) -> int:
     return int(frame["n"][0]) if frame.height else 0
 
 
-# ------------------------------------------------------------------- the live catalog
-PER_M = Decimal(1_000_000)
-
-
-def _per_m(price: Decimal, variable: bool) -> float | None:
-    return None if variable else float(price * PER_M)
-
-
-def filter_models(models: list[Model], text: str = "", modalities: tuple[str, ...] = (),
-                  min_context: int = 0, max_prompt_per_m: float | None = None,
-                  authors: tuple[str, ...] = (), params: tuple[str, ...] = ()) -> list[Model]:
-    """Catalog search: id/name text, input modality, context, prompt price, author, parameters.
-
-    ``modalities`` and ``params`` must all be supported; a variable price never
-    passes a price ceiling.
-    """
-    needle = text.strip().lower()
-    out = []
-    for m in models:
-        if needle and needle not in f"{m.id} {m.name}".lower():
-            continue
-        if modalities and not set(modalities) <= set(m.input_modalities or []):
-            continue
-        if min_context and (m.context_length or 0) < min_context:
-            continue
-        if max_prompt_per_m is not None:
-            price = _per_m(m.pricing.prompt, m.pricing.variable)
-            if price is None or price > max_prompt_per_m:
-                continue
-        if authors and m.id.split("/", 1)[0] not in authors:
-            continue
-        if params and not set(params) <= set(m.supported_parameters or []):
-            continue
-        out.append(m)
-    return out
-
-
-def catalog_frame(models: list[Model]) -> pl.DataFrame:
-    """One row per model with prices per 1M tokens (None when the price is variable)."""
-    rows = [{
-        "id": m.id, "name": m.name, "context_length": m.context_length,
-        "input": ",".join(m.input_modalities or []), "output": ",".join(m.output_modalities or []),
-        "prompt_usd_per_m": _per_m(m.pricing.prompt, m.pricing.variable),
-        "completion_usd_per_m": _per_m(m.pricing.completion, m.pricing.variable),
-        "request_usd": None if m.pricing.variable else float(m.pricing.request),
-        "tools": "tools" in (m.supported_parameters or []),
-        "response_format": "response_format" in (m.supported_parameters or []),
-        "parameters": len(m.supported_parameters or []),
-    } for m in models]
-    schema = {"id": pl.String, "name": pl.String, "context_length": pl.Int64, "input": pl.String,
-              "output": pl.String, "prompt_usd_per_m": pl.Float64, "completion_usd_per_m": pl.Float64,
-              "request_usd": pl.Float64, "tools": pl.Boolean, "response_format": pl.Boolean,
-              "parameters": pl.Int64}
-    return pl.DataFrame(rows, schema=schema)
-
-
-def endpoints_frame(endpoints: Any) -> pl.DataFrame:
-    """A model's providers (``bench.catalog.ModelEndpoints``): prices, quantization, uptime, speed."""
-    rows = []
-    for e in endpoints.endpoints:
-        lat, thr = e.latency_last_30m or {}, e.throughput_last_30m or {}
-        rows.append({
-            "provider": e.provider_name, "tag": e.tag, "quantization": e.quantization,
-            "context_length": e.context_length, "max_completion_tokens": e.max_completion_tokens,
-            "prompt_usd_per_m": _per_m(e.pricing.prompt, e.pricing.variable),
-            "completion_usd_per_m": _per_m(e.pricing.completion, e.pricing.variable),
-            "uptime_30m_pct": e.uptime_last_30m, "uptime_1d_pct": e.uptime_last_1d,
-            "latency_p50_ms": _float(lat.get("p50")), "latency_p90_ms": _float(lat.get("p90")),
-            "throughput_p50_tps": _float(thr.get("p50")), "status": e.status,
-        })
-    schema = {"provider": pl.String, "tag": pl.String, "quantization": pl.String,
-              "context_length": pl.Int64, "max_completion_tokens": pl.Int64,
-              "prompt_usd_per_m": pl.Float64, "completion_usd_per_m": pl.Float64,
-              "uptime_30m_pct": pl.Float64, "uptime_1d_pct": pl.Float64, "latency_p50_ms": pl.Float64,
-              "latency_p90_ms": pl.Float64, "throughput_p50_tps": pl.Float64, "status": pl.Int64}
-    return pl.DataFrame(rows, schema=schema)
-
-
+# ------------------------------------------------------------------- page-level summaries
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-# ------------------------------------------------------------------- page-level summaries
+
 def headline(groups: pl.DataFrame) -> dict[str, Any]:
     """Totals over the selected groups: requests, ok, error and 429 rates (over sent), billed USD."""
     sent, ok = int(groups["sent"].sum()), int(groups["ok"].sum())
+    billed = groups["billed_usd"]
     return {
         "requests": int(groups["n"].sum()), "ok": ok, "sent": sent,
         "error_rate": (sent - ok) / sent if sent else None,
         "rate_limited_rate": int(groups["rate_limited"].sum()) / sent if sent else None,
-        "billed_usd": groups["billed_usd"].sum() if groups["billed_usd"].null_count() < groups.height else None,
+        "billed_usd": None if billed.null_count() == billed.len() else billed.sum(),
     }
+
+
+def headroom_usd(*amounts: Decimal | None) -> Decimal | None:
+    """What is left to spend: the smallest of the known amounts (key limit, account balance)."""
+    known = [a for a in amounts if a is not None]
+    return min(known) if known else None
 
 
 def provider_comparison(groups: pl.DataFrame, ttft: pl.DataFrame, e2e: pl.DataFrame) -> pl.DataFrame:

@@ -19,6 +19,9 @@ from dashboard import data, ui  # noqa: E402
 
 # A material page_icon would make the browser fetch the favicon from fonts.gstatic.com.
 st.set_page_config(page_title="orbench", page_icon="⏱️", layout="wide")
+# Also in .streamlit/config.toml, which is only read when started from the project folder.
+st.set_option("client.showErrorDetails", "type")
+st.set_option("client.toolbarMode", "minimal")
 
 PAGES = [
     st.Page("app_pages/results.py", title="Results", icon=":material/monitoring:", default=True),

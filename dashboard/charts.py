@@ -56,7 +56,8 @@ def box_chart(stats: pl.DataFrame, unit_label: str, title: str,
         return empty_chart(f"{title}: no ok requests with this metric")
     _check_rows(stats, "box_chart")
     stats = stats.with_columns(
-        pl.concat_str([pl.col("group"), pl.lit("  (n="), pl.col("n").cast(pl.String), pl.lit(")")]).alias("label"))
+        pl.concat_str([pl.col("group"), pl.lit("  (n="), pl.col("n").cast(pl.String), pl.lit(")")])
+        .alias("label"))
     y = alt.Y("label:N", sort=stats["label"].to_list(), title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT))
     tooltip = [
         alt.Tooltip("group:N"),
@@ -96,7 +97,8 @@ def rate_chart(rates: pl.DataFrame, order: list[str] | None = None) -> alt.Chart
     ).unpivot(index=["group", "sent"], variable_name="kind", value_name="rate")
     # A 0-100 % axis would hide a 2 % error rate; zoom to the data but never below 0-5 %.
     top = max(0.05, float(long["rate"].max() or 0.0) * 1.15)
-    return alt.Chart(long, width=RATE_WIDTH, height=_height(rates), title="errors beside it").mark_bar().encode(
+    chart = alt.Chart(long, width=RATE_WIDTH, height=_height(rates), title="errors beside it")
+    return chart.mark_bar().encode(
         y=alt.Y("group:N", sort=order or rates["group"].to_list(), title=None, axis=None),
         yOffset=alt.YOffset("kind:N"),
         x=alt.X("rate:Q", title="error / 429 rate", axis=alt.Axis(format="%", tickCount=3),
@@ -120,7 +122,7 @@ def latency_with_errors(stats: pl.DataFrame, rates: pl.DataFrame, unit_label: st
         return box_chart(stats, unit_label, title)
     order = measured["group"].to_list()
     rates = rates.filter(pl.col("group").is_in(order)) if rates.height else rates
-    box = box_chart(measured, unit_label, title, width=520)
+    box = box_chart(measured, unit_label, title, width=460)
     return alt.hconcat(box, rate_chart(rates, order), resolve=INDEPENDENT_COLORS)
 
 
@@ -174,9 +176,9 @@ def timeline_chart(rows: pl.DataFrame, total: int, first: int = 0) -> alt.Chart:
         (pl.col("outcome") != "ok").alias("not_ok"),
     )
     slots = int(frame["slot"].max() or 0) + 1
-    title = f"Run timeline: {shown} (red outline = not ok)"
+    title = f"Run timeline: {shown} (black outline = not ok)"
     return alt.Chart(frame, **_stretch(title, min(640, max(120, 16 * slots)))).mark_bar(
-        height={"band": 0.8}, cornerRadius=2, strokeWidth=1.5
+        height={"band": 0.8}, cornerRadius=2, strokeWidth=2
     ).encode(
         x=alt.X("start_s:Q", title="seconds since run start", scale=alt.Scale(zero=False)),
         x2=alt.X2("end_s:Q"),
@@ -185,7 +187,7 @@ def timeline_chart(rows: pl.DataFrame, total: int, first: int = 0) -> alt.Chart:
         # Typed channels, never alt.condition/alt.value or "field:T" strings: those go
         # through from_dict, which rebuilds Altair's class table each time (~10 ms).
         stroke=alt.Stroke("not_ok:N", legend=None,
-                          scale=alt.Scale(domain=[True, False], range=["#d62728", "transparent"])),
+                          scale=alt.Scale(domain=[True, False], range=["#111111", "transparent"])),
         tooltip=[alt.Tooltip("request_idx:Q"), alt.Tooltip("model:N"), alt.Tooltip("provider:N"),
                  alt.Tooltip("case_id:N"), alt.Tooltip("outcome:N"),
                  alt.Tooltip("start_s:Q", format=".3f"), alt.Tooltip("end_s:Q", format=".3f"),
@@ -235,7 +237,8 @@ def pareto_chart(points: pl.DataFrame, latency_label: str) -> alt.LayerChart | a
         "shape": alt.Shape("provider:N", legend=alt.Legend(orient="bottom")),
     }
     if has_pass:
-        enc["size"] = alt.Size("pass_rate:Q", title="pass rate", scale=alt.Scale(domain=[0, 1], range=[40, 400]))
+        enc["size"] = alt.Size("pass_rate:Q", title="pass rate",
+                               scale=alt.Scale(domain=[0, 1], range=[40, 400]))
         tooltip.append(alt.Tooltip("pass_rate:Q", format=".0%", title="pass rate"))
     dots = alt.Chart(pts).mark_point(filled=True, opacity=0.85, size=120).encode(**enc, tooltip=tooltip)
     frontier = pts.filter(pl.col("on_frontier")).sort("p50_ms")

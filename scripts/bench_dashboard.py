@@ -56,7 +56,8 @@ def results_steps(store: Store, run_ids: tuple[str, ...]) -> tuple[list[tuple[st
     groups = step("group stats (counts, rates, money, quantiles)", lambda: analytics.group_stats(store, f))
     counts = analytics.percentile_counts(groups, "ttft_ms")
     step("percentile CIs (TTFT)", lambda: analytics.percentile_table(store, f, "ttft_ms", counts))
-    tl, total = step("timeline window (newest run)", lambda: analytics.timeline(store, f, run_ids[0], 0, 2000))
+    tl, total = step("timeline window (newest run)",
+                     lambda: analytics.timeline(store, f, run_ids[0], 0, 2000))
     drift = step("drift bins (newest run)", lambda: analytics.drift(store, f, run_ids[0]))
     rows = int(groups["n"].sum()) if groups.height else 0
 

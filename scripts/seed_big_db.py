@@ -66,45 +66,50 @@ WITH base AS (
     SELECT *,
         exp(ln(ttft_base) + 0.35 * radius * cos(2 * pi() * u2)) * (1 + 0.3 * idx / $per_run)
             * CASE WHEN v = 1 THEN 1 + 0.04 * run_no ELSE 1 END AS ttft,  -- 'fast' slows run by run
+        tps_base * (0.8 + 0.4 * u5) AS tps,
         200 + c * 7 AS p_tok,
-        60 + CAST(u4 * 250 AS BIGINT) AS c_tok
+        60 + CAST(u4 * 250 AS BIGINT) AS c_tok,
+        CAST($pp[m + 1] AS DECIMAL(38,18)) AS pp, CAST($cp[m + 1] AS DECIMAL(38,18)) AS cp,
+        CAST($cost_bias[v + 1] AS DECIMAL(38,18)) AS bias,
+        outcome = 'ok' AS ok
     FROM shaped
+), priced AS (
+    SELECT *, ttft + (c_tok - 1) * 1000.0 / tps AS e2e,
+           CAST(p_tok * pp + c_tok * cp AS DECIMAL(38,18)) AS list_usd
+    FROM timed
 )
 SELECT
     run_id, idx AS request_idx, model, variant AS provider_variant, 'openrouter' AS endpoint,
-    'case-' || lpad(CAST(c AS VARCHAR), 2, '0') AS case_id, CAST(idx // ($n_models * $n_variants * $n_cases) AS BIGINT) AS repeat,
-    false AS is_warmup, outcome, model AS served_model,
-    served AS provider,
+    'case-' || lpad(CAST(c AS VARCHAR), 2, '0') AS case_id,
+    CAST(idx // ($n_models * $n_variants * $n_cases) AS BIGINT) AS repeat,
+    false AS is_warmup, outcome, model AS served_model, served AS provider,
     CASE outcome WHEN 'ok' THEN 200 WHEN 'rate_limited' THEN 429 ELSE 502 END AS http_status,
-    CASE WHEN outcome = 'ok' THEN 1 ELSE 4 END AS attempts,
+    CASE WHEN ok THEN 1 ELSE 4 END AS attempts,
     $t0 + to_milliseconds(CAST((idx // 16) * 1700 AS BIGINT)) AS started_at,
     (idx // 16) * 1700 + u5 * 300 AS t_start_ms,  -- ~16 in flight
-    CASE WHEN outcome = 'ok' THEN ttft END AS ttft_ms,
-    CASE WHEN outcome = 'ok' THEN ttft END AS ttfa_ms,
-    CASE WHEN outcome = 'ok' THEN ttft * 0.9 END AS ttfb_ms,
-    CASE WHEN outcome = 'ok' THEN 1000.0 / (tps_base * (0.8 + 0.4 * u5)) END AS tpot_ms,
-    CASE WHEN outcome = 'ok' THEN ttft + (c_tok - 1) * 1000.0 / (tps_base * (0.8 + 0.4 * u5)) END AS e2e_ms,
-    CASE WHEN outcome = 'ok' THEN ttft + (c_tok - 1) * 1000.0 / (tps_base * (0.8 + 0.4 * u5)) + 3
-         ELSE 40 + u5 * 200 END AS done_ms,
-    CASE WHEN outcome = 'ok' THEN tps_base * (0.8 + 0.4 * u5) END AS decode_tps,
-    CASE WHEN outcome = 'ok' THEN c_tok * 1000.0 / (ttft + (c_tok - 1) * 1000.0 / (tps_base * (0.8 + 0.4 * u5))) END AS e2e_tps,
-    CASE WHEN outcome = 'ok' THEN p_tok END AS prompt_tokens,
-    CASE WHEN outcome = 'ok' THEN c_tok END AS completion_tokens,
-    CASE WHEN outcome = 'ok' THEN 0 END AS reasoning_tokens,
-    CASE WHEN outcome = 'ok' THEN 0 END AS cached_tokens,
-    CASE WHEN outcome = 'ok' THEN 'usage' END AS token_source,
-    CASE WHEN outcome = 'ok' THEN CAST(p_tok * CAST($pp[m + 1] AS DECIMAL(38,18)) * CAST($cost_bias[v + 1] AS DECIMAL(38,18))
-        + c_tok * CAST($cp[m + 1] AS DECIMAL(38,18)) * CAST($cost_bias[v + 1] AS DECIMAL(38,18)) AS DECIMAL(38,18)) END AS cost_usd,
-    CASE WHEN outcome = 'ok' THEN CAST(p_tok * CAST($pp[m + 1] AS DECIMAL(38,18))
-        + c_tok * CAST($cp[m + 1] AS DECIMAL(38,18)) AS DECIMAL(38,18)) END AS list_cost_usd,
-    CASE WHEN outcome = 'ok' THEN 'reported' END AS cost_source,
-    CASE WHEN outcome = 'ok' THEN 'stop' END AS finish_reason,
-    CASE WHEN outcome = 'provider_error' THEN 'HTTP 502: simulated upstream error'
-         WHEN outcome = 'rate_limited' THEN 'HTTP 429: simulated rate limit' END AS error,
-    CASE WHEN outcome = 'ok' THEN 'Simulated answer to case ' || c || '.' END AS output_text,
-    CASE WHEN outcome = 'ok' AND c % 2 = 0 THEN u5 < 0.6 + 0.06 * m END AS passed,
-    CASE WHEN outcome = 'ok' AND c % 2 = 0 THEN CASE WHEN u5 < 0.6 + 0.06 * m THEN 1.0 ELSE 0.0 END END AS score
-FROM timed
+    CASE WHEN ok THEN ttft END AS ttft_ms,
+    CASE WHEN ok THEN ttft END AS ttfa_ms,
+    CASE WHEN ok THEN ttft * 0.9 END AS ttfb_ms,
+    CASE WHEN ok THEN 1000.0 / tps END AS tpot_ms,
+    CASE WHEN ok THEN e2e END AS e2e_ms,
+    CASE WHEN ok THEN e2e + 3 ELSE 40 + u5 * 200 END AS done_ms,
+    CASE WHEN ok THEN tps END AS decode_tps,
+    CASE WHEN ok THEN c_tok * 1000.0 / e2e END AS e2e_tps,
+    CASE WHEN ok THEN p_tok END AS prompt_tokens,
+    CASE WHEN ok THEN c_tok END AS completion_tokens,
+    CASE WHEN ok THEN 0 END AS reasoning_tokens,
+    CASE WHEN ok THEN 0 END AS cached_tokens,
+    CASE WHEN ok THEN 'usage' END AS token_source,
+    CASE WHEN ok THEN CAST(list_usd * bias AS DECIMAL(38,18)) END AS cost_usd,
+    CASE WHEN ok THEN list_usd END AS list_cost_usd,
+    CASE WHEN ok THEN 'reported' END AS cost_source,
+    CASE WHEN ok THEN 'stop' END AS finish_reason,
+    CASE outcome WHEN 'provider_error' THEN 'HTTP 502: simulated upstream error'
+                 WHEN 'rate_limited' THEN 'HTTP 429: simulated rate limit' END AS error,
+    CASE WHEN ok THEN 'Simulated answer to case ' || c || '.' END AS output_text,
+    CASE WHEN ok AND c % 2 = 0 THEN u5 < 0.6 + 0.06 * m END AS passed,
+    CASE WHEN ok AND c % 2 = 0 THEN CASE WHEN u5 < 0.6 + 0.06 * m THEN 1.0 ELSE 0.0 END END AS score
+FROM priced
 """
 
 
@@ -156,12 +161,14 @@ def _seed_snapshots(con: duckdb.DuckDBPyConnection, start: datetime) -> None:
     """Three catalog snapshots a few days apart; one model gets cheaper in between."""
     for k, factor in enumerate(("1.0", "1.0", "0.8")):
         sid = f"cat-seed-{k}"
+        taken = start + timedelta(days=3 * k)
         con.execute("INSERT INTO catalog_snapshots VALUES (?, ?, ?, ?, ?)",
-                    [sid, start + timedelta(days=3 * k), "http://127.0.0.1/sandbox", True, len(MODELS)]).fetchall()
+                    [sid, taken, "http://127.0.0.1/sandbox", True, len(MODELS)]).fetchall()
         for i, (model, *_rest, pp, cp) in enumerate(MODELS):
             f = factor if i == 0 else "1.0"
             con.execute(
-                "INSERT INTO catalog_prices (snapshot_id, model_id, prompt, completion, variable, context_length) "
+                "INSERT INTO catalog_prices "
+                "(snapshot_id, model_id, prompt, completion, variable, context_length) "
                 "VALUES (?, ?, CAST(? AS DECIMAL(38,18)) * CAST(? AS DECIMAL(38,18)), "
                 "CAST(? AS DECIMAL(38,18)) * CAST(? AS DECIMAL(38,18)), false, 128000)",
                 [sid, model, pp, f, cp, f]).fetchall()

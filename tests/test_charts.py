@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from bench import analytics
-from dashboard import charts
+from dashboard import catalog_view, charts
 
 
 def box_stats(n: list[int]) -> pl.DataFrame:
@@ -49,7 +49,7 @@ def test_latency_chart_puts_error_rates_beside_the_boxes() -> None:
     stats = box_stats([10, 20])
     spec = charts.latency_with_errors(stats, rates(stats["group"].to_list(), err=0.5), "ms", "TTFT").to_dict()
     box, side = spec["hconcat"]
-    assert box["width"] == 520 and "autosize" not in box
+    assert box["width"] == 460 and "autosize" not in box
     assert side["encoding"]["x"]["scale"]["domain"] == [0, pytest.approx(0.575)]
     assert spec["resolve"] == {"scale": {"color": "independent"}}
 
@@ -90,7 +90,7 @@ def test_timeline_outlines_failed_requests() -> None:
     spec = charts.timeline_chart(rows, 2).to_dict()
     (data,) = datasets(spec)
     assert [r["not_ok"] for r in data] == [False, True]
-    assert spec["encoding"]["stroke"]["scale"]["range"][0] == "#d62728"
+    assert spec["encoding"]["stroke"]["scale"]["range"][0] == "#111111"
     assert [r["end_s"] for r in data] == [0.9, 60.0]
 
 
@@ -123,8 +123,9 @@ def test_chart_images_render_offline() -> None:
     stats = box_stats([5, 6])
     chart = charts.latency_with_errors(stats, rates(stats["group"].to_list()), "ms", "TTFT")
     png = charts.chart_image(chart, "png")
-    svg = charts.chart_image(charts.cost_chart(pl.DataFrame({
-        "group": ["a"], "model": ["m"], "sent": [3], "billed_per_1k_usd": [1.5], "list_per_1k_usd": [1.4]})), "svg")
+    costs = pl.DataFrame({"group": ["a"], "model": ["m"], "sent": [3], "billed_per_1k_usd": [1.5],
+                          "list_per_1k_usd": [1.4]})
+    svg = charts.chart_image(charts.cost_chart(costs), "svg")
     assert png.startswith(b"\x89PNG") and len(png) > 5000
     assert svg.lstrip().startswith(b"<svg") and b"USD per 1,000 requests" in svg
     with pytest.raises(ValueError):
@@ -138,7 +139,7 @@ def test_monthly_costs_skip_variable_prices() -> None:
         {"id": "a/fixed", "name": "A", "pricing": {"prompt": "0.000001", "completion": "0.000002"}},
         {"id": "openrouter/auto", "name": "Auto", "pricing": {"prompt": "-1", "completion": "-1"}},
     ]})
-    costs = analytics.monthly_costs(models, 1000, 500, 100)
+    costs = catalog_view.monthly_costs(models, 1000, 500, 100)
     assert costs["monthly_usd"].to_list() == [pytest.approx((0.001 + 0.001) * 100 * 30), None]
     spec = charts.monthly_cost_chart(costs).to_dict()
     (rows,) = datasets(spec)

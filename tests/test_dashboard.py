@@ -30,6 +30,7 @@ from bench.records import RequestRow
 from bench.sandbox import start_sandbox
 from bench.store import Store
 
+Seeded = tuple[Path, dict[str, Any]]
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 MODELS = ["openai/gpt-4o-mini", "google/gemini-2.5-flash"]
 VARIANTS = {"default": "OpenAI (simulated)", "fast": "Groq (simulated)"}
@@ -197,7 +198,7 @@ def texts(at: AppTest, kind: str) -> list[str]:
 
 
 # ------------------------------------------------------------------- Results
-def test_results_box_plots_carry_n_and_exact_medians(results_page: AppTest, seeded: tuple[Path, dict[str, Any]]) -> None:
+def test_results_box_plots_carry_n_and_exact_medians(results_page: AppTest, seeded: Seeded) -> None:
     _, expected = seeded
     at = results_page
     box = frame_with(chart(at, "Time to first token"), "median")
@@ -233,7 +234,7 @@ def test_results_served_provider_switch_regroups(seeded: tuple[Path, dict[str, A
     assert set(box["provider"]) == set(VARIANTS.values())
 
 
-def test_results_percentile_table_shows_intervals_and_small_n(results_page: AppTest, seeded: tuple[Path, dict[str, Any]]) -> None:
+def test_results_percentile_table_shows_intervals_and_small_n(results_page: AppTest, seeded: Seeded) -> None:
     _, expected = seeded
     pct = table(results_page, "p50 95% CI")
     row = pct[pct["group"] == f"{MODELS[0]} · default"].iloc[0]
@@ -242,7 +243,7 @@ def test_results_percentile_table_shows_intervals_and_small_n(results_page: AppT
     assert row["p99 95% CI"] == "n too small"  # 28 values cannot bound p99
 
 
-def test_results_timeline_packs_one_run_into_slots(results_page: AppTest, seeded: tuple[Path, dict[str, Any]]) -> None:
+def test_results_timeline_packs_one_run_into_slots(results_page: AppTest, seeded: Seeded) -> None:
     at = results_page
     tl = frame_with(chart(at, "Run timeline"), "slot")
     assert tl.height == REPEATS * len(CASES) * len(MODELS) * len(VARIANTS)
@@ -252,7 +253,7 @@ def test_results_timeline_packs_one_run_into_slots(results_page: AppTest, seeded
     assert set(drift["metric"]) == {"TTFT", "end-to-end"}
 
 
-def test_results_output_text_is_plain_text(results_page: AppTest, seeded: tuple[Path, dict[str, Any]]) -> None:
+def test_results_output_text_is_plain_text(results_page: AppTest, seeded: Seeded) -> None:
     at = results_page
     assert HTML_TEXT in texts(at, "text")
     assert not any("not bold" in m for m in texts(at, "markdown"))
@@ -457,7 +458,8 @@ def test_percentile_table_equals_percentile_ci(seeded: tuple[Path, dict[str, Any
     db, expected = seeded
     f = analytics.Filters(("run-a",))
     groups = analytics.group_stats(Store(db), f)
-    table = analytics.percentile_table(Store(db), f, "ttft_ms", analytics.percentile_counts(groups, "ttft_ms"))
+    counts = analytics.percentile_counts(groups, "ttft_ms")
+    table = analytics.percentile_table(Store(db), f, "ttft_ms", counts)
     for row in table.iter_rows(named=True):
         values = expected["ttft"][("run-a", row["model"], row["provider"])]
         for q in (50, 90, 99):

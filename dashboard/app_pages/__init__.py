@@ -1,1 +1,1 @@
-"""One module per page; each only lays out widgets, data from dashboard.data and charts from dashboard.charts."""
+"""One module per page; each lays out widgets, data from dashboard.data, charts from dashboard.charts."""

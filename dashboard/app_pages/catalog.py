@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bench import analytics
 from bench.errors import BenchError
-from dashboard import charts, data, ui
+from dashboard import catalog_view, charts, data, ui
 
 settings = data.current_settings()
 db = str(settings.db_path)
@@ -34,10 +33,10 @@ max_price = c3.number_input("Max prompt price (USD / 1M tokens, 0 = no limit)", 
                             step=0.5, key="cat-price")
 picked_params = c3.multiselect("Supported parameters (all of)", params, key="cat-params",
                                placeholder="e.g. tools, response_format")
-shown = analytics.filter_models(models, text, tuple(picked_modalities), int(min_context),
+shown = catalog_view.filter_models(models, text, tuple(picked_modalities), int(min_context),
                                 max_price or None, tuple(picked_authors), tuple(picked_params))
 st.dataframe(
-    analytics.catalog_frame(shown), hide_index=True, key="table-catalog",
+    catalog_view.catalog_frame(shown), hide_index=True, key="table-catalog",
     column_config={
         "prompt_usd_per_m": st.column_config.NumberColumn("prompt $/1M", format="$%.4f"),
         "completion_usd_per_m": st.column_config.NumberColumn("completion $/1M", format="$%.4f"),
@@ -57,7 +56,7 @@ except BenchError as exc:
     st.warning(f"Could not load the endpoints of {model_id}: {exc}")
 if eps is not None:
     st.dataframe(
-        analytics.endpoints_frame(eps), hide_index=True, key="table-endpoints",
+        catalog_view.endpoints_frame(eps), hide_index=True, key="table-endpoints",
         column_config={
             "prompt_usd_per_m": st.column_config.NumberColumn("prompt $/1M", format="$%.4f"),
             "completion_usd_per_m": st.column_config.NumberColumn("completion $/1M", format="$%.4f"),
@@ -79,7 +78,8 @@ tokens_out = k2.number_input("Completion tokens per request", min_value=0, value
 per_day = k3.number_input("Requests per day", min_value=0, value=10_000, step=1000, key="calc-per-day")
 calc_models = st.multiselect("Models", [m.id for m in models], default=ids[:3], key="calc-models")
 by_id = {m.id: m for m in models}
-costs = analytics.monthly_costs([by_id[i] for i in calc_models], int(tokens_in), int(tokens_out), int(per_day))
+costs = catalog_view.monthly_costs([by_id[i] for i in calc_models], int(tokens_in), int(tokens_out),
+                                   int(per_day))
 st.altair_chart(charts.monthly_cost_chart(costs), width="stretch", key="chart-monthly")
 st.dataframe(costs, hide_index=True, key="table-monthly",
              column_config={"usd_per_request": st.column_config.NumberColumn("USD / request", format="$%.6f"),

@@ -37,7 +37,8 @@ with ui.store_errors():
     groups = data.group_stats(db, tuple(run_ids), provider_by=provider_by)
 points = analytics.pareto_points(groups, metric)
 with left:
-    st.altair_chart(charts.pareto_chart(points, analytics.METRICS[metric]), width="stretch", key="chart-pareto")
+    st.altair_chart(charts.pareto_chart(points, analytics.METRICS[metric]), width="stretch",
+                    key="chart-pareto")
 st.dataframe(
     points.select("group", "n_ok", "p50_ms", "cost_per_request_usd", "pass_rate", "on_frontier")
     if points.height else points,

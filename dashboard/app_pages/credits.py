@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bench.errors import BenchError
+from bench import analytics
 from dashboard import charts, data, ui
 
 settings = data.current_settings()
@@ -48,14 +49,14 @@ last = st.session_state.get("last_estimate_usd")
 planned = st.number_input("Worst-case cost of the planned run (USD)", min_value=0.0,
                           value=float(last) if last is not None else 0.0, step=0.01, format="%.4f",
                           key="credits-planned", help="The Run page's estimate fills this in.")
-left = [v for v in ((key.limit_remaining if key else None), (credits.balance if credits else None)) if v is not None]
-if not left:
+left = analytics.headroom_usd(key.limit_remaining if key else None, credits.balance if credits else None)
+if left is None:
     st.caption("No limit or balance is known, so nothing to check against.")
-elif planned > float(min(left)):
-    st.warning(f"The planned run could cost up to ${planned:,.4f}, more than the ${float(min(left)):,.4f} "
-               "left. Lower repeats or max_tokens, or set a budget on the Run page.", icon=":material/warning:")
+elif planned > float(left):
+    st.warning(f"The planned run could cost up to ${planned:,.4f}, more than the ${float(left):,.4f} left. "
+               "Lower repeats or max_tokens, or set a budget on the Run page.", icon=":material/warning:")
 else:
-    st.success(f"${float(min(left)):,.4f} left covers the planned worst case of ${planned:,.4f}.")
+    st.success(f"${float(left):,.4f} left covers the planned worst case of ${planned:,.4f}.")
 
 st.subheader("Spend recorded in the database")
 with ui.store_errors():

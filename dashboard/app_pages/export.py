@@ -42,8 +42,9 @@ st.dataframe(ui.summary_display(groups), hide_index=True, column_config=ui.SUMMA
 c1, c2 = st.columns(2)
 c1.download_button("Summary as CSV", export.render(summary, "csv"), file_name="orbench-summary.csv",
                    mime="text/csv", key="dl-summary-csv", on_click="ignore")
-c2.download_button("Summary as Parquet", export.render(summary, "parquet"), file_name="orbench-summary.parquet",
-                   mime="application/vnd.apache.parquet", key="dl-summary-parquet", on_click="ignore")
+c2.download_button("Summary as Parquet", export.render(summary, "parquet"),
+                   file_name="orbench-summary.parquet", mime="application/vnd.apache.parquet",
+                   key="dl-summary-parquet", on_click="ignore")
 
 st.subheader("A chart as an image")
 rates = analytics.rates(groups)

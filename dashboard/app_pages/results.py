@@ -93,6 +93,7 @@ with st.expander("Responses (plain text)"):
         out = data.outputs(db, *choice.args)
     st.dataframe(out.drop("output_text"), hide_index=True, key="table-outputs")
     if out.height:
+        names = [f"{m} · {c} · #{i}" for m, c, i in zip(out["model"], out["case_id"], out["request_idx"])]
         idx = st.selectbox("Show the full text of request", range(out.height), key="results-output-row",
-                           format_func=lambda i: f"{out['model'][i]} · {out['case_id'][i]} · #{out['request_idx'][i]}")
+                           format_func=names.__getitem__)
         st.text(out["output_text"][idx] or out["error"][idx] or "(no text)")

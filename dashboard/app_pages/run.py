@@ -42,7 +42,8 @@ models = c1.multiselect("Models", [m.id for m in suite.models], default=[m.id fo
                         key="run-models")
 providers = c2.multiselect("Provider variants", variants, default=variants, key="run-providers")
 c3, c4, c5 = st.columns(3)
-repeats = c3.number_input("Repeats per case", min_value=1, max_value=1000, value=suite.repeats, key="run-repeats")
+repeats = c3.number_input("Repeats per case", min_value=1, max_value=1000, value=suite.repeats,
+                          key="run-repeats")
 concurrency = c4.number_input("Concurrency (requests in flight)", min_value=1, max_value=256, value=4,
                               key="run-concurrency")
 budget_text = c5.text_input("Budget, USD (empty = none)", key="run-budget")
