@@ -74,6 +74,18 @@ def estimate(settings: Settings, spec: engine.RunSpec) -> engine.Prepared:
     return asyncio.run(estimate_async(settings, spec))
 
 
+def describe_plan(prep: engine.Prepared) -> dict[str, Any]:
+    """What the Run page shows about a prepared plan (plain values, kept in the session)."""
+    remaining = prep.key_remaining_usd
+    return {
+        "requests": prep.measured, "warmups": len(prep.plan) - prep.measured,
+        "targets": [f"{t.model} [{t.variant}] via {t.endpoint}" for t in prep.targets],
+        "usd": prep.estimate_usd, "unpriced": list(prep.unpriced), "key_remaining_usd": remaining,
+        "over_key_limit": remaining is not None and prep.estimate_usd is not None
+        and prep.estimate_usd > Decimal(str(remaining)),
+    }
+
+
 class RunJob:
     """One run executing in a daemon thread; ``snapshot()`` and ``cancel()`` are thread-safe."""
 

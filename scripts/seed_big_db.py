@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Seed a large orbench database (default 1,000,000 request rows) for dashboard timing.
 
-The schema comes from ``bench.store.Store.init()``; the rows are generated inside
-DuckDB from ``range()`` in one ``INSERT ... BY NAME SELECT`` (seconds, not the
-hours a Python loop would take). Latencies are log-normal per model x provider,
+The schema comes from ``bench.migrations``, the store's own steps (``Store.init`` is
+avoided: it would also ingest any run journal lying in the same folder). The rows
+are generated inside DuckDB from ``range()`` in one ``INSERT ... BY NAME SELECT``
+(seconds, not the hours a Python loop would take). Latencies are log-normal per model x provider,
 with ~2 % provider errors and ~1 % 429s, reported and list cost as DECIMAL, a
 pass/fail verdict on half the cases, and a few catalog snapshots for the price
 history. Every run is marked simulated: these numbers are invented.
@@ -15,6 +16,7 @@ history. Every run is marked simulated: these numbers are invented.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,7 +27,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.store import Store  # noqa: E402
+from bench.migrations import migrate  # noqa: E402
 
 MODELS = [  # id, TTFT base ms, e2e base ms, decode tok/s, prompt $/token, completion $/token
     ("openai/gpt-4o-mini", 420, 1600, 95, "0.00000015", "0.0000006"),
@@ -119,21 +121,20 @@ def seed(path: Path, rows: int, runs: int) -> dict[str, float]:
         p.unlink(missing_ok=True)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    store = Store(path)
-    store.init()
     start = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
     per_run = -(-rows // runs)
-    run_ids = []
-    for k in range(runs):
-        run_id = f"seed-{k:03d}"
-        run_ids.append(run_id)
-        store.create_run(run_id, name=f"seeded run {k + 1}", suite_name="seeded", status="finished",
-                         started_at=start + timedelta(days=k),
-                         settings={"concurrency": 8, "seeded": True}, simulated=True)
-    timings["schema_and_runs_s"] = time.perf_counter() - t
-    t = time.perf_counter()
+    run_ids = [f"seed-{k:03d}" for k in range(runs)]
     con = duckdb.connect(str(path))
     try:
+        migrate(con, path)
+        for k, run_id in enumerate(run_ids):
+            con.execute(
+                "INSERT INTO runs (run_id, name, suite_name, settings, status, started_at, simulated) "
+                "VALUES (?, ?, 'seeded', ?, 'finished', ?, true)",
+                [run_id, f"seeded run {k + 1}", json.dumps({"concurrency": 16, "seeded": True}),
+                 start + timedelta(days=k)]).fetchall()
+        timings["schema_and_runs_s"] = time.perf_counter() - t
+        t = time.perf_counter()
         con.execute("SELECT setseed(0.42)").fetchall()
         con.execute(_INSERT, {
             "rows": rows, "per_run": per_run, "runs_ids": run_ids, "t0": start,

@@ -336,6 +336,9 @@ def test_run_estimate_shows_plan_and_bad_budget_is_a_message(tmp_path: Path,
     at = open_page(tmp_path / "run.duckdb", monkeypatch, "run")
     at.button(key="run-estimate").click().run()
     assert any("Worst case" in i for i in texts(at, "info")), texts(at, "info")
+    at.text_input(key="run-provider-json").input("{not json").run()
+    at.button(key="run-estimate").click().run()
+    assert any("not valid JSON" in e for e in texts(at, "error")), texts(at, "error")
     at.text_input(key="run-budget").input("ten dollars").run()
     assert any("not a number of USD" in e for e in texts(at, "error"))
     assert not at.exception

@@ -11,9 +11,7 @@ from dashboard import data, jobs, ui
 settings = data.current_settings()
 db = str(settings.db_path)
 st.title("Run a benchmark")
-st.caption(f"Same engine as `orbench run`; results go to `{db}` and appear on the Results page. "
-           + ("Requests go to the **simulated** sandbox." if settings.sandbox else
-              f"Requests go to `{settings.base_url}` and cost real money."))
+st.caption(f"Same engine as `orbench run`; results go to `{db}` and appear on the Results page.")
 
 suites = data.list_suites()
 source = st.radio("Suite", ["bundled", "upload"], horizontal=True, key="run-source",
@@ -40,19 +38,31 @@ variants = list(suite.providers) or ["default"]
 c1, c2 = st.columns(2)
 models = c1.multiselect("Models", [m.id for m in suite.models], default=[m.id for m in suite.models],
                         key="run-models")
-providers = c2.multiselect("Provider variants", variants, default=variants, key="run-providers")
+providers = c2.multiselect("Provider variants", variants, default=variants, key="run-providers",
+                           placeholder="all variants of the suite")
+extra = c2.text_input("Extra provider object (JSON, optional)", key="run-provider-json",
+                      placeholder='{"only": ["groq"], "allow_fallbacks": false}')
 c3, c4, c5 = st.columns(3)
 repeats = c3.number_input("Repeats per case", min_value=1, max_value=1000, value=suite.repeats,
                           key="run-repeats")
 concurrency = c4.number_input("Concurrency (requests in flight)", min_value=1, max_value=256, value=4,
                               key="run-concurrency")
 budget_text = c5.text_input("Budget, USD (empty = none)", key="run-budget")
-name = st.text_input("Run name (optional)", key="run-name")
+c6, c7 = st.columns([3, 1])
+name = c6.text_input("Run name (optional)", key="run-name")
+allow_partial = c7.checkbox("Run what fits the budget", key="run-allow-partial",
+                            help="Start even if the worst case exceeds the budget; requests that "
+                                 "would cross it are skipped.")
+if settings.api_key and not settings.sandbox and c7.checkbox("Simulate (sandbox)", key="run-simulate"):
+    settings = data.sandbox_settings(settings.db_path)
+st.caption("Requests go to the **simulated** sandbox." if settings.sandbox else
+           f"Requests go to `{settings.base_url}` and cost real money.")
 
 with ui.store_errors():
-    spec = RunSpec(suite_path=path, models=list(models), providers=list(providers) if suite.providers else [],
-                   repeats=int(repeats), concurrency=int(concurrency),
-                   budget_usd=jobs.parse_budget(budget_text), name=name or None)
+    chosen = (list(providers) if suite.providers else []) + ([extra.strip()] if extra.strip() else [])
+    spec = RunSpec(suite_path=path, models=list(models), providers=chosen, repeats=int(repeats),
+                   concurrency=int(concurrency), budget_usd=jobs.parse_budget(budget_text),
+                   allow_partial=allow_partial, name=name or None)
 
 job = st.session_state.get("run_job")
 busy = job is not None and job.snapshot().active
@@ -61,11 +71,7 @@ if b1.button("Estimate", icon=":material/calculate:", key="run-estimate", disabl
     try:
         with st.spinner("Fetching the catalog and pricing the plan..."):
             prep = jobs.estimate(settings, spec)
-        st.session_state["run_estimate"] = {
-            "requests": prep.measured, "warmups": len(prep.plan) - prep.measured,
-            "targets": [f"{t.model} [{t.variant}] via {t.endpoint}" for t in prep.targets],
-            "usd": prep.estimate_usd, "unpriced": prep.unpriced,
-        }
+        st.session_state["run_estimate"] = jobs.describe_plan(prep)
         st.session_state["last_estimate_usd"] = prep.estimate_usd
     except BenchError as exc:
         st.error(str(exc))
@@ -81,6 +87,9 @@ if est:
     st.info(f"**Plan:** {est['requests']} requests (+{est['warmups']} warm-up) over {len(est['targets'])} "
             f"targets. **Worst case** (prompt estimate + max_tokens at list price): {cost}.")
     st.text("\n".join(est["targets"]))
+    if est["over_key_limit"]:
+        st.warning(f"The worst case is more than the ${est['key_remaining_usd']:,.4f} left on the key; "
+                   "the run would be refused.")
 
 
 @st.fragment(run_every=1.0)
