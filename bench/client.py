@@ -494,17 +494,23 @@ class OpenRouterClient:
         policy = self._retry
         used_s = 0.0
         attempt = 0
+        failures: list[str] = []  # why each earlier attempt failed (429s are reported, not hidden)
         while True:
             attempt += 1
             started = time.perf_counter()
             try:
-                return await once(), attempt
+                value = await once()
+                if isinstance(value, ChatResult):
+                    value.failed_attempts = failures
+                return value, attempt
             except ProviderError as err:
                 used_s += time.perf_counter() - started
                 err.attempts = attempt
+                err.failed_attempts = failures
                 wait = self._next_wait(err, attempt, used_s)
                 if wait is None:
                     raise
+                failures.append(err.outcome)
             await policy.sleep(wait)
             used_s += wait
 

@@ -57,6 +57,7 @@ class ProviderError(BenchError):
         # Filled by the client: attempts made in total, and whatever the failed
         # exchange produced (an in-stream error may come with billed usage).
         self.attempts = 1
+        self.failed_attempts: list[str] = []  # outcome of each earlier, retried attempt
         self.result: object = None  # bench.records.ChatResult | None
 
 

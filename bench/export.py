@@ -23,7 +23,7 @@ REQUIRED_COLUMNS = [
     "cost_usd", "list_cost_usd", "cost_source", "generation_id", "finish_reason", "error",
 ]
 EXTRA_COLUMNS = [
-    "request_idx", "endpoint", "is_warmup", "session", "started_at", "ttfb_ms", "e2e_tps",
+    "request_idx", "endpoint", "is_warmup", "session", "retries_429", "started_at", "ttfb_ms", "e2e_tps",
     "cache_write_tokens", "native_finish_reason", "error_code", "server_latency_ms",
     "server_generation_ms", "passed", "score", "check_detail", "output_text",
 ]

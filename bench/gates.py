@@ -20,7 +20,7 @@ GATE_METRICS = {
     "ttft_p50_ms", "ttft_p90_ms", "ttft_p95_ms", "ttft_p99_ms",
     "e2e_p50_ms", "e2e_p95_ms", "tpot_p50_ms", "decode_tps_p50",
     "error_rate", "rate_limited_rate", "cost_usd", "cost_per_request_usd",
-    "pass_rate", "n", "ok",
+    "pass_rate", "n", "ok", "retries_429",
 }
 _OPS = {
     ">": lambda a, b: a > b,
@@ -80,7 +80,7 @@ def evaluate(gates: list[Gate], groups: list[dict[str, Any]]) -> list[GateResult
             if observed is None or math.isnan(observed):
                 # cost/error metrics of a group with no rows are 0, latency is unknown
                 failed = gate.metric not in {"error_rate", "rate_limited_rate", "cost_usd",
-                                             "cost_per_request_usd"}
+                                             "cost_per_request_usd", "retries_429"}
                 out.append(GateResult(gate, g["group"], None, failed))
                 continue
             out.append(GateResult(gate, g["group"], observed, _OPS[gate.op](observed, gate.value)))

@@ -196,6 +196,12 @@ def m006_add_judge_costs(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind} DEFAULT 0")
 
 
+def m007_add_retries_429(con: duckdb.DuckDBPyConnection) -> None:
+    # 429s that were retried away still say something about a provider's capacity:
+    # counted per request and reported beside latency, never inside it.
+    con.execute("ALTER TABLE requests ADD COLUMN retries_429 BIGINT")
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_runs,
     m002_create_requests,
@@ -203,6 +209,7 @@ MIGRATIONS: list[Migration] = [
     m004_create_credit_snapshots,
     m005_create_journal_offsets,
     m006_add_judge_costs,
+    m007_add_retries_429,
 ]
 
 

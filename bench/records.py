@@ -95,6 +95,7 @@ class ChatResult:
     system_fingerprint: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     attempts: int = 1
+    failed_attempts: list[str] = field(default_factory=list)  # outcome of each retried attempt
     stream_error: dict[str, Any] | None = None  # the in-stream ``error`` object, if any
     events: int = 0  # data events seen (not tokens!)
 
@@ -176,6 +177,7 @@ class RequestRow:
     score: float | None = None
     check_detail: str | None = None  # JSON list of per-check results
     session: int = 0  # 0 = the original run, k = the k-th --resume; the newest row of a request_idx wins
+    retries_429: int | None = None  # attempts that got 429 before the final one (counted, never timed)
 
 
 REQUEST_COLUMNS = [f.name for f in dataclasses.fields(RequestRow)]

@@ -71,6 +71,7 @@ def summarize_group(g: pl.DataFrame) -> dict[str, Any]:
         "rate_limited_rate": (finished.filter(pl.col("outcome") == "rate_limited").height / n_fin
                               if n_fin else None),
         "not_sent": n - n_fin,
+        "retries_429": int(g["retries_429"].fill_null(0).sum()) if "retries_429" in g.columns else 0,
         "ttft_p50_ms": _pct(ttft, 50), "ttft_p90_ms": _pct(ttft, 90),
         "ttft_p95_ms": _pct(ttft, 95), "ttft_p99_ms": _pct(ttft, 99),
         "tpot_p50_ms": _pct(tpot, 50), "decode_tps_p50": _pct(dtps, 50),
@@ -131,7 +132,7 @@ def gate_groups(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 SHOW_COLUMNS = [
-    "group", "n", "ok", "error_rate", "rate_limited_rate", "ttft_p50_ms", "ttft_p50_ci_lo_ms",
+    "group", "n", "ok", "error_rate", "rate_limited_rate", "retries_429", "ttft_p50_ms", "ttft_p50_ci_lo_ms",
     "ttft_p50_ci_hi_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "decode_tps_p50",
     "e2e_p50_ms", "e2e_p95_ms", "prompt_tokens", "completion_tokens", "cost_usd",
     "cost_per_request_usd", "billed_minus_list_usd", "pass_rate",

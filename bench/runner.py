@@ -263,6 +263,7 @@ class Runner:
             row.outcome = exc.outcome
             row.http_status = exc.status if exc.status is not None else row.http_status
             row.attempts = exc.attempts
+            row.retries_429 = exc.failed_attempts.count("rate_limited")
             row.error = exc.message[:2000]
             row.error_code = None if exc.code is None else str(exc.code)
             self._react_to_error(exc)
@@ -296,6 +297,7 @@ class Runner:
         row.chunk_gaps_ms = list(res.clocks.chunk_gaps_ms) or None
         row.http_status = res.http_status
         row.attempts = res.attempts
+        row.retries_429 = res.failed_attempts.count("rate_limited")
         row.generation_id = res.generation_id
         row.served_model = res.served_model
         row.provider = res.provider

@@ -164,12 +164,15 @@ def test_transient_errors_retry_to_ok_and_faults_get_their_own_outcome(env: Path
     by_model = {r["model"]: r for r in rows(env)}
     assert by_model["acme/flaky"]["outcome"] == "ok"
     assert by_model["acme/flaky"]["attempts"] == 3
+    assert by_model["acme/flaky"]["retries_429"] == 1  # one 429 and one 500 were retried away
     assert by_model["acme/broken"]["outcome"] == "provider_error"
     assert "Provider disconnected" in by_model["acme/broken"]["error"]
     assert by_model["acme/resetter"]["outcome"] == "network"
     assert by_model["acme/staller"]["outcome"] == "timeout"
     summary = json.loads(out)
     assert summary["status"] == "finished"
+    flaky = next(g for g in summary["groups"] if g["model"] == "acme/flaky")
+    assert flaky["retries_429"] == 1 and flaky["rate_limited_rate"] == 0
 
 
 def test_dry_run_sends_nothing_and_writes_nothing(env: Path, tmp_path: Path) -> None:
