@@ -330,6 +330,23 @@ def test_credits_shows_key_limit_and_credit_message(seeded: tuple[Path, dict[str
     assert any("more than" in w for w in texts(at, "warning"))
 
 
+def test_key_from_secrets_is_used_and_never_shown(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a key in st.secrets the app is not "simulated", and the key appears nowhere on the page."""
+    key = "sk-or-v1-" + "k3y" * 12
+    monkeypatch.setenv("ORBENCH_DB", str(seeded[0]))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets["OPENROUTER_API_KEY"] = key
+    at.switch_page("app_pages/credits.py").run()
+    assert not at.exception
+    assert not any("Simulated" in w for w in texts(at, "warning"))
+    assert {m.label: m.value for m in at.metric}["Key limit"] == "$10.00"  # /key answered with it
+    assert at.title[0].value == "Credits"
+    shown = repr(at.main) + repr(at.sidebar) + " ".join(
+        str(e.value) for kind in ("markdown", "text", "info", "warning", "error", "caption", "metric")
+        for e in getattr(at, kind))
+    assert "k3yk3y" not in shown
+
+
 # ------------------------------------------------------------------- Run
 def test_run_estimate_shows_plan_and_bad_budget_is_a_message(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
