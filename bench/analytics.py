@@ -32,8 +32,13 @@ from bench.runner import FINISHED_OUTCOMES
 from bench.store import Store
 
 PROVIDER_COLUMNS = {
-    "variant": "provider_variant",
-    "served": "coalesce(provider, '(not reported)')",
+    # Results from a named OpenAI-compatible endpoint are real even in a sandbox run:
+    # the label says so, so no chart can mix them up with simulated providers.
+    "variant": ("CASE WHEN endpoint = 'local' THEN 'local (real, on this machine)' "
+                "WHEN endpoint <> 'openrouter' THEN endpoint || ' (real)' ELSE provider_variant END"),
+    "served": ("CASE WHEN endpoint = 'local' THEN 'llama.cpp (real, on this machine)' "
+               "WHEN endpoint <> 'openrouter' THEN coalesce(provider, endpoint) || ' (real)' "
+               "ELSE coalesce(provider, '(not reported)') END"),
 }
 """How "provider" is read: the routing variant asked for, or the provider that served."""
 
@@ -112,7 +117,7 @@ def filter_options(store: Store, run_ids: tuple[str, ...]) -> dict[str, list[str
     frame = store.query(
         f"""
         SELECT list_sort(list(DISTINCT model)) AS models,
-               list_sort(list(DISTINCT provider_variant)) AS variant,
+               list_sort(list(DISTINCT {PROVIDER_COLUMNS['variant']})) AS variant,
                list_sort(list(DISTINCT {PROVIDER_COLUMNS['served']})) AS served,
                list_sort(list(DISTINCT case_id)) AS cases
         FROM requests WHERE list_contains($run_ids, run_id) AND NOT is_warmup

@@ -150,7 +150,8 @@ def dashboard_cmd(port: int, db_path: str | None) -> None:
         env["ORBENCH_DB"] = db_path
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false"]
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+           "--client.toolbarMode", "minimal"]  # same as .streamlit/config.toml, from any folder
     note(f"dashboard: http://127.0.0.1:{port}")
     sys.exit(subprocess.call(cmd, env=env))
 

@@ -32,7 +32,7 @@ the requests in flight. So nothing holds a connection:
 5. Inside one process a read-write and a read-only connection to the same file
    cannot coexist either ("different configuration"); that is retried the same way.
 6. **Taking turns cheaply.** Before opening DuckDB, orbench processes take an
-   advisory ``flock`` on ``<db dir>/journal/<db name>.lock`` (shared for reads,
+   advisory ``flock`` on ``<db dir>/journal/<db stem>/<db name>.lock`` (shared for reads,
    exclusive for writes), polled every 2 ms. Waiting costs a syscall instead of
    a failed DuckDB open (~40 ms of CPU each), which shortens the queue under
    contention. DuckDB's own lock stays the authority: other tools holding the
@@ -328,7 +328,9 @@ class Store:
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
     ) -> None:
         self.path = Path(path)
-        self.journal_dir = self.path.parent / "journal"
+        # One journal folder per database file: two databases in one folder must
+        # never ingest each other's rows.
+        self.journal_dir = self.path.parent / "journal" / self.path.stem
         self.write_timeout_s = write_timeout_s
         self.read_timeout_s = read_timeout_s
         self.lagging_runs: set[str] = set()

@@ -89,9 +89,10 @@ def describe_plan(prep: engine.Prepared) -> dict[str, Any]:
 class RunJob:
     """One run executing in a daemon thread; ``snapshot()`` and ``cancel()`` are thread-safe."""
 
-    def __init__(self, settings: Settings, spec: engine.RunSpec) -> None:
+    def __init__(self, settings: Settings, spec: engine.RunSpec, *, with_local: bool = False) -> None:
         self.settings = settings
         self.spec = spec
+        self.with_local = with_local  # start the real local model (llama.cpp) for this run
         self._state = JobState()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,6 +152,22 @@ class RunJob:
 
     async def _run(self) -> tuple[str, Any]:
         self._loop = asyncio.get_running_loop()
+        if not self.with_local:
+            return await self._execute()
+        from bench import local
+        from bench.suites import Endpoint
+
+        server = local.LocalServer(await asyncio.to_thread(local.ensure_gguf))
+        await asyncio.to_thread(server.start)
+        try:
+            self.spec.extra_endpoints[local.LOCAL_ENDPOINT] = Endpoint(
+                name=local.LOCAL_ENDPOINT, base_url=server.base_url, fresh_connections=True)
+            self.spec.add_models.append(f"{local.LOCAL_ENDPOINT}/{server.model_id}")
+            return await self._execute()
+        finally:
+            await asyncio.to_thread(server.stop)
+
+    async def _execute(self) -> tuple[str, Any]:
         prep = await estimate_async(self.settings, self.spec)
         engine.check_budget(prep)
         self._update(total=len(prep.plan))
@@ -165,8 +182,21 @@ class RunJob:
             store.close()
 
 
-def start_run(settings: Settings, spec: engine.RunSpec) -> RunJob:
-    return RunJob(settings, spec).start()
+def start_run(settings: Settings, spec: engine.RunSpec, *, with_local: bool = False) -> RunJob:
+    return RunJob(settings, spec, with_local=with_local).start()
+
+
+def demo_includes_local(env: dict[str, str]) -> bool:
+    """The demo adds the real local model when the orbench[local] extra is installed.
+
+    ``ORBENCH_DEMO_LOCAL=0`` turns that off (``1`` insists, failing clearly without the extra).
+    """
+    choice = env.get("ORBENCH_DEMO_LOCAL", "auto").strip().lower()
+    if choice in ("0", "no", "false", "off"):
+        return False
+    from bench.local import local_extra_status
+
+    return choice in ("1", "yes", "true", "on") or local_extra_status()[0]
 
 
 def demo_spec(suites_dir: Path) -> engine.RunSpec:
@@ -181,9 +211,10 @@ def demo_spec(suites_dir: Path) -> engine.RunSpec:
                           stall_timeout_s=15.0, name="demo (sandbox)")
 
 
-def run_demo(settings: Settings, suites_dir: Path, timeout_s: float = 60.0) -> JobState:
+def run_demo(settings: Settings, suites_dir: Path, timeout_s: float = 90.0,
+             with_local: bool = False) -> JobState:
     """Run the demo to the end (the caller shows a spinner) and return its final state."""
-    job = start_run(settings, demo_spec(suites_dir))
+    job = start_run(settings, demo_spec(suites_dir), with_local=with_local)
     state = job.wait(timeout_s)
     if state.active:
         job.cancel()

@@ -65,9 +65,14 @@ def empty_state(settings: Settings, db: str) -> None:
 def demo_button_action(settings: Settings, db: str) -> None:
     from pathlib import Path
 
-    with st.spinner("Running the demo suite on the simulated sandbox..."):
+    import os
+
+    with_local = jobs.demo_includes_local(dict(os.environ))
+    what = "the simulated sandbox" + (" and the real local model" if with_local else "")
+    with st.spinner(f"Running the demo suite on {what}..."):
         try:
-            state = jobs.run_demo(data.sandbox_settings(Path(db)), data.SUITES_DIR)
+            state = jobs.run_demo(data.sandbox_settings(Path(db)), data.SUITES_DIR,
+                                  with_local=with_local)
         except BenchError as exc:
             st.error(f"The demo could not start: {exc}")
             return

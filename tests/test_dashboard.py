@@ -125,6 +125,7 @@ def app_env(monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> Iterator[None]:
     """No key (so: simulated), the test sandbox as the API, fresh caches."""
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
     monkeypatch.setenv("OPENROUTER_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("ORBENCH_DEMO_LOCAL", "0")  # the real-model demo is tested under -m local
     st.cache_data.clear()
     yield
     st.cache_data.clear()

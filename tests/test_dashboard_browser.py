@@ -51,6 +51,7 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "ORBENCH_"))}
+        env["ORBENCH_DEMO_LOCAL"] = "0"  # keep the demo to the sandbox here (fast, deterministic)
         env |= {"ORBENCH_DB": str(db), "OPENROUTER_BASE_URL": base_url}
         self._log = log.open("w")
         self.proc = subprocess.Popen(

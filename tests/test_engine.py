@@ -271,7 +271,7 @@ def _spawn_run(args: list[str], env_db: Path) -> subprocess.Popen[str]:
 
 def _journal_lines(db: Path) -> int:
     d = db.parent / "journal"
-    return sum(len(p.read_text().splitlines()) for p in d.glob("*.jsonl")) if d.exists() else 0
+    return sum(len(p.read_text().splitlines()) for p in d.rglob("*.jsonl")) if d.exists() else 0
 
 
 def test_kill_9_then_resume_sends_each_unfinished_request_once(env: Path, tmp_path: Path) -> None:
@@ -347,7 +347,7 @@ def test_api_key_is_nowhere_in_db_journal_exports_or_output(env: Path, tmp_path:
     for cmd in (["show"], ["runs", "--json"]):
         outputs += list(invoke(*cmd)[1:])
     duckdb.connect(str(env)).close()  # checkpoint the WAL into the file
-    blobs = [env.read_bytes()] + [p.read_bytes() for p in (env.parent / "journal").glob("*")]
+    blobs = [env.read_bytes()] + [p.read_bytes() for p in (env.parent / "journal").rglob("*") if p.is_file()]
     assert all(SECRET not in o for o in outputs)
     assert all(SECRET.encode() not in b for b in blobs)
     assert all(SECRET[-16:].encode() not in b for b in blobs)

@@ -292,3 +292,31 @@ def test_client_keeps_llama_cpp_timings(client_results: list[ChatResult]) -> Non
         assert r.server_timings is not None
         assert r.server_timings["prompt_ms"] > 0 and r.server_timings["predicted_ms"] > 0
         assert r.server_timings["predicted_per_second"] > 1
+
+
+@pytest.mark.local
+def test_dashboard_demo_includes_the_real_local_model_labelled_real(tmp_path: Path) -> None:
+    """The one-click demo (no key) runs the sandbox and the real model; labels keep them apart."""
+    from bench import analytics
+    from bench.sandbox import start_sandbox
+    from bench.store import Store
+    from dashboard import jobs
+
+    from bench.config import Settings
+
+    db = tmp_path / "demo.duckdb"
+    assert jobs.demo_includes_local({}) is True  # the extra is installed here
+    assert jobs.demo_includes_local({"ORBENCH_DEMO_LOCAL": "0"}) is False
+    with start_sandbox(time_scale=0.05) as sb:
+        settings = Settings(base_url=sb.base_url, db_path=db, sandbox=True)
+        state = jobs.run_demo(settings, Path(__file__).resolve().parents[1] / "data" / "suites",
+                              timeout_s=240, with_local=True)
+    assert state.phase == "finished", state.message
+    store = Store(db)
+    rows = store.requests_frame(state.run_id).to_dicts()
+    local_rows = [r for r in rows if r["endpoint"] == "local" and not r["is_warmup"]]
+    assert local_rows and all(r["outcome"] == "ok" for r in local_rows)
+    assert all(r["token_source"] == "usage" and r["server_generation_ms"] for r in local_rows)
+    labels = analytics.filter_options(store, (state.run_id,))
+    assert "local (real, on this machine)" in labels["variant"]
+    assert any("(simulated)" in p for p in labels["served"])

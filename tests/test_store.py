@@ -158,7 +158,7 @@ def test_resumed_result_replaces_only_an_unfinished_row(store: Store) -> None:
 
 def test_ingest_keeps_the_final_row_of_a_resumed_request(tmp_path: Path) -> None:
     db = tmp_path / "orbench.duckdb"
-    crashed = journal.Journal(journal.journal_path(db.parent / "journal", "run-a"))
+    crashed = journal.Journal(journal.journal_path(db.parent / "journal" / db.stem, "run-a"))
     crashed.append_rows([row(idx=0, outcome="cancelled"), row(idx=1, outcome="ok", ttft_ms=1.0)])
     crashed.append_rows([row(idx=0, outcome="ok", session=1), row(idx=1, outcome="not_run", session=1)])
     crashed.close()
@@ -211,7 +211,7 @@ def test_next_write_catches_up_rows_left_in_the_journal(store: Store) -> None:
 def test_ingest_recovers_rows_journaled_before_a_crash(tmp_path: Path) -> None:
     db = tmp_path / "orbench.duckdb"
     Store(db).init()
-    crashed = journal.Journal(journal.journal_path(db.parent / "journal", "run-a"))
+    crashed = journal.Journal(journal.journal_path(db.parent / "journal" / db.stem, "run-a"))
     crashed.append_rows([row(idx=i) for i in range(10)])  # journaled, never inserted
     crashed.close()
     with open(crashed.path, "ab") as fh:  # and a line torn by kill -9

@@ -117,7 +117,7 @@ def test_kill_9_mid_run_loses_nothing_journaled(tmp_path: Path) -> None:
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
-    path = journal.journal_path(db.parent / "journal", "run-k")
+    path = journal.journal_path(db.parent / "journal" / db.stem, "run-k")
     journaled = [r.request_idx for r in journal.read_rows(path)]
     assert len(journaled) >= 200
     store = Store(db)
