@@ -582,8 +582,11 @@ async def _read_events(response: httpx.Response, acc: StreamAccumulator) -> None
     # (a body already read into memory, as a mocked one is, only aiter_bytes can replay).
     raw = not response.headers.get("content-encoding") and not response.is_stream_consumed
     reads = response.aiter_raw() if raw else response.aiter_bytes()
+    # The lean transport knows when each part's bytes were read from the socket
+    # (bench/transport.py); other transports: when the part reaches us.
+    stream = response.extensions.get("orbench_body") if raw else None
     async for chunk in reads:
-        t = clock()
+        t = getattr(stream, "arrival_ns", None) or clock()
         if clocks.t_first_byte is None:
             clocks.t_first_byte = t
         if not acc.done:

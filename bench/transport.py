@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,14 +34,46 @@ def _timeout(request: httpx.Request, kind: str) -> float | None:
     return None if value is None else float(value)
 
 
+class _StampingProtocol(asyncio.StreamReaderProtocol):
+    """Remembers when each read from the socket happened (perf_counter_ns).
+
+    When 128 streams receive their first token in the same millisecond, the event
+    loop first runs every socket's ``data_received`` (cheap) and only then resumes
+    the 128 parsing tasks one by one; stamping here keeps the last stream's TTFT
+    from absorbing the other 127 streams' parsing time.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        super().__init__(reader)
+        self.received = 0
+        self.marks: deque[tuple[int, int]] = deque()  # (bytes received so far, time)
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        self.marks.append((self.received, time.perf_counter_ns()))
+        super().data_received(data)
+
+    def arrival_ns(self, consumed: int) -> int | None:
+        """When the read that delivered byte number ``consumed`` happened."""
+        marks = self.marks
+        while len(marks) > 1 and marks[0][0] < consumed:
+            marks.popleft()
+        return marks[0][1] if marks and marks[0][0] >= consumed else None
+
+
 class _Conn:
-    __slots__ = ("reader", "writer", "origin")
+    __slots__ = ("reader", "writer", "origin", "protocol")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 origin: tuple[str, str, int]) -> None:
+                 origin: tuple[str, str, int], protocol: _StampingProtocol) -> None:
         self.reader = reader
         self.writer = writer
         self.origin = origin
+        self.protocol = protocol
+
+    def consumed(self) -> int:
+        """Bytes the reader has handed out so far (received minus still buffered)."""
+        return self.protocol.received - len(self.reader._buffer)  # noqa: SLF001 - no public API
 
     def usable(self) -> bool:
         return not self.writer.is_closing() and not self.reader.at_eof()
@@ -93,10 +126,13 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 return conn
             conn.close()
         scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_LIMIT, loop=loop)
+        protocol = _StampingProtocol(reader)
         try:
             async with asyncio.timeout(_timeout(request, "connect")):
-                reader, writer = await asyncio.open_connection(
-                    host, port, limit=_LIMIT,
+                transport, _ = await loop.create_connection(
+                    lambda: protocol, host, port,
                     ssl=self._ssl_context() if scheme == "https" else None,
                     server_hostname=host if scheme == "https" else None,
                 )
@@ -104,7 +140,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from None
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}", request=request) from None
-        return _Conn(reader, writer, origin)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        return _Conn(reader, writer, origin, protocol)
 
     def _give_back(self, conn: _Conn, reusable: bool) -> None:
         if reusable and self._keepalive and conn.usable():
@@ -137,7 +174,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise
         stream = _Body(self, conn, request, status, headers)
         return httpx.Response(status, headers=headers, stream=stream, request=request,
-                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason})
+                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason,
+                                          "orbench_body": stream})  # arrival stamps, see _Body
 
     async def _exchange(self, request: httpx.Request, conn: _Conn,
                         data: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -207,6 +245,7 @@ class _Body(httpx.AsyncByteStream):
             self._chunked = False
         self._close_after = names.get(b"connection", b"").lower() == b"close"
         self._complete = False
+        self.arrival_ns: int | None = None  # when the bytes of the last yielded part were read
         self._watchdog: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[Any] | None = None
         self._timed_out = False
@@ -281,6 +320,7 @@ class _Body(httpx.AsyncByteStream):
                 return
             data = await reader.readexactly(size + 2)
             self._last = loop.time()
+            self.arrival_ns = self._conn_arrival()
             yield data[:-2]
 
     async def _sized(self, reader: asyncio.StreamReader, remaining: int) -> AsyncIterator[bytes]:
@@ -289,6 +329,7 @@ class _Body(httpx.AsyncByteStream):
             if not data:
                 raise asyncio.IncompleteReadError(b"", remaining)
             self._last = self._loop.time()
+            self.arrival_ns = self._conn_arrival()
             remaining -= len(data)
             yield data
 
@@ -298,7 +339,12 @@ class _Body(httpx.AsyncByteStream):
             if not data:
                 return
             self._last = self._loop.time()
+            self.arrival_ns = self._conn_arrival()
             yield data
+
+    def _conn_arrival(self) -> int | None:
+        conn = self._conn
+        return None if conn is None else conn.protocol.arrival_ns(conn.consumed())
 
     def _release(self, reusable: bool) -> None:
         conn, self._conn = self._conn, None

@@ -169,3 +169,30 @@ def test_tls_with_server_hostname_and_a_trusted_self_signed_cert(tmp_path: Path)
     with pytest.raises(httpx.ConnectError):
         fetch(f"https://localhost:{srv.port}/", LeanTransport(4))
     srv.stop()
+
+
+def test_each_part_carries_the_time_its_bytes_were_read() -> None:
+    """Arrival stamps are taken when the socket delivered the bytes, before any parsing."""
+    import time as _time
+
+    with start_sandbox(time_scale=0.2) as sb:
+        async def go() -> list[tuple[int, int]]:
+            async with httpx.AsyncClient(transport=LeanTransport(4), base_url=sb.base_url) as c:
+                body = {"model": "openai/gpt-4o-mini", "stream": True, "max_tokens": 8,
+                        "messages": [{"role": "user", "content": "hi"}]}
+                stamps = []
+                async with c.stream("POST", "/chat/completions", json=body) as r:
+                    async for _ in r.aiter_raw():
+                        arrived = r.extensions["orbench_body"].arrival_ns
+                        stamps.append((arrived, _time.perf_counter_ns()))
+                        await asyncio.sleep(0.01)  # a slow consumer must not move the stamps
+                return stamps
+
+        stamps = asyncio.run(go())
+    assert len(stamps) >= 8
+    arrived = [a for a, _ in stamps]
+    assert arrived == sorted(arrived) and all(a <= seen for a, seen in stamps)
+    # the consumer lagged 10 ms per part; the stamps did not (token gaps are ~2 ms here)
+    lag = [(seen - a) / 1e6 for a, seen in stamps[2:]]
+    assert max(lag) > 10
+    assert min(b - a for a, b in zip(arrived[2:], arrived[3:])) < 8e6
