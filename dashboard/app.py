@@ -26,6 +26,7 @@ st.set_option("client.toolbarMode", "minimal")
 PAGES = [
     st.Page("app_pages/results.py", title="Results", icon=":material/monitoring:", default=True),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("app_pages/quality.py", title="Quality", icon=":material/fact_check:"),
     st.Page("app_pages/catalog.py", title="Catalog", icon=":material/menu_book:"),
     st.Page("app_pages/credits.py", title="Credits", icon=":material/account_balance_wallet:"),
     st.Page("app_pages/run.py", title="Run", icon=":material/play_circle:"),

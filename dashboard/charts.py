@@ -391,3 +391,30 @@ def chart_image(chart: alt.TopLevelMixin, fmt: str, scale: float = 2.0) -> bytes
     if fmt == "png":
         return vlc.vegalite_to_png(spec, vl_version="6.4", scale=scale, allowed_base_urls=[])
     raise ValueError(f"unknown image format {fmt!r}")
+
+
+def quality_chart(groups: pl.DataFrame) -> alt.LayerChart | alt.Chart:
+    """Cost per correct answer vs p50 end-to-end latency; size = pass rate; frontier ringed.
+
+    ``groups`` columns: group, model, provider, pass_rate, e2e_p50_ms, cost_per_correct_usd,
+    on_frontier, n_checked.
+    """
+    pts = groups.drop_nulls(["e2e_p50_ms", "cost_per_correct_usd"]) if groups.height else groups
+    if pts.is_empty():
+        return empty_chart("no group has a correct answer with a known cost")
+    _check_rows(pts, "quality_chart")
+    tooltip = [alt.Tooltip("group:N"), alt.Tooltip("n_checked:Q", title="n checked"),
+               alt.Tooltip("pass_rate:Q", format=".0%", title="pass rate"),
+               alt.Tooltip("e2e_p50_ms:Q", format=",.1f", title="p50 end-to-end ms"),
+               alt.Tooltip("cost_per_correct_usd:Q", format="$,.8f", title="USD per correct answer"),
+               alt.Tooltip("on_frontier:N", title="on frontier")]
+    x = alt.X("e2e_p50_ms:Q", title="p50 end-to-end latency (ms)", scale=alt.Scale(zero=False))
+    y = alt.Y("cost_per_correct_usd:Q", title="USD per correct answer", scale=alt.Scale(zero=False))
+    dots = alt.Chart(pts).mark_point(filled=True, opacity=0.85).encode(
+        x=x, y=y, color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
+        size=alt.Size("pass_rate:Q", title="pass rate", scale=alt.Scale(domain=[0, 1], range=[40, 500])),
+        tooltip=tooltip)
+    ring = alt.Chart(pts.filter(pl.col("on_frontier"))).mark_point(
+        shape="circle", size=700, color="black", strokeWidth=1.5, filled=False).encode(x=x, y=y)
+    title = "Quality x latency x cost (ringed: Pareto frontier of pass rate, p50 latency, cost per correct)"
+    return alt.layer(ring, dots, **_stretch(title, 420))

@@ -265,3 +265,18 @@ def save_upload(name: str, content: bytes) -> Path:
     path = folder / f"{stem}-{hashlib.sha256(content).hexdigest()[:10]}.yaml"
     path.write_bytes(content)
     return path
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def quality_groups(db: str, run_ids: tuple[str, ...], provider_by: str = "variant") -> pl.DataFrame:
+    return analytics.quality_groups(store(db), _filters(run_ids, (), (), (), provider_by))
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def cases_with_failures(db: str, run_ids: tuple[str, ...]) -> list[str]:
+    return analytics.cases_with_failures(store(db), _filters(run_ids, (), (), (), "variant"))
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def case_answers(db: str, run_ids: tuple[str, ...], case_id: str, provider_by: str = "variant") -> pl.DataFrame:
+    return analytics.case_answers(store(db), _filters(run_ids, (), (), (), provider_by), case_id)

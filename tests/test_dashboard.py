@@ -96,6 +96,10 @@ def seed_results_db(path: Path, runs: int = 2) -> dict[str, Any]:
                         output_text=(HTML_TEXT if i == 0 else f"answer {i}") if ok else None,
                         error=None if ok else f"HTTP {429 if i == 3 else 502}: simulated",
                         passed=(i % 2 == 0) if ok and case == "json" else None,
+                        check_detail=json.dumps([{"kind": "json_valid", "passed": i % 2 == 0,
+                                                  "score": float(i % 2 == 0), "weight": 1.0,
+                                                  "reason": None if i % 2 == 0 else f"not JSON (answer {i})"}])
+                        if ok and case == "json" else None,
                     ))
                     idx += 1
         store.write_rows(rows)
@@ -274,6 +278,23 @@ def test_compare_marks_frontier_and_beyond_noise_change(seeded: tuple[Path, dict
     assert slow["verdict"] == "beyond noise" and slow["change_pct"] > 30
     same = diff[(diff["group"] == f"{MODELS[0]} · default") & (diff["metric"] == "TTFT ms")].iloc[0]
     assert same["verdict"] == "within noise"
+
+
+def test_quality_page_pass_rates_frontier_and_failed_answers(seeded: tuple[Path, dict[str, Any]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    db, _ = seeded
+    at = open_page(db, monkeypatch, "quality")
+    pts = max((f for f in chart(at, "Quality x latency x cost") if "on_frontier" in f.columns), key=len)
+    assert pts.height == 4 and pts["on_frontier"].any()
+    # json cases are i = 2, 5, 8, ... (i % 3 == 2); ok unless i is 3 or 7; passed when i is even
+    ok_json = [i for i in range(REPEATS * len(CASES)) if i % 3 == 2 and i not in (3, 7)]
+    expected = sum(1 for i in ok_json if i % 2 == 0) / len(ok_json)
+    assert all(abs(r - expected) < 1e-9 for r in pts["pass_rate"].to_list())
+    q = table(at, "cost_per_correct_usd")
+    assert (q["pass_rate_ci_lo"] < q["pass_rate"]).all() and (q["pass_rate"] < q["pass_rate_ci_hi"]).all()
+    texts = [t.value for t in at.text]
+    assert any("not JSON (answer 5)" in t for t in texts)  # reasons of failed answers, as plain text
+    assert at.selectbox(key="q-case").value == "json"
 
 
 def test_compare_measured_next_to_advertised(seeded: tuple[Path, dict[str, Any]],

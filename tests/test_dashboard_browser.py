@@ -32,7 +32,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "artifacts" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGES = {"results": "", "compare": "compare", "catalog": "catalog", "credits": "credits",
+PAGES = {"results": "", "compare": "compare", "quality": "quality", "catalog": "catalog", "credits": "credits",
          "run": "run", "export": "export"}
 CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
 IDLE = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
