@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from bench.budget import Budget
-from bench.errors import AuthError, InsufficientCredits, ProviderError
+from bench.errors import AuthError, BenchError, InsufficientCredits, ProviderError
 from bench.plan import PlannedRequest, Target
 from bench.records import ChatResult, RequestRow, derive_times
 
@@ -240,7 +240,11 @@ class Runner:
             self.budget.settle(ceiling, actual)
             self.progress.spent_usd = self.budget.spent_usd
         if self.check_fn is not None and row.outcome == "ok" and not item.is_warmup:
-            await self.check_fn(item, row, result)
+            try:
+                await self.check_fn(item, row, result)
+            except Exception as exc:  # noqa: BLE001 - a paid answer is recorded even if scoring breaks
+                row.check_detail = json.dumps([{"kind": "error", "passed": None, "score": None,
+                                                "reason": f"checks failed to run: {exc}"[:500]}])
         self._track_failures(target, row)
         self._finish(row, row.outcome or "provider_error")
 
@@ -257,22 +261,30 @@ class Runner:
                 stall_timeout_s=self.opt.stall_timeout_s,
             )
         except ProviderError as exc:
-            partial = exc.result if isinstance(exc.result, ChatResult) else None
-            if partial is not None:
-                self._fill_from_result(row, item, partial)
-            row.outcome = exc.outcome
-            row.http_status = exc.status if exc.status is not None else row.http_status
-            row.attempts = exc.attempts
-            row.retries_429 = exc.failed_attempts.count("rate_limited")
-            row.error = exc.message[:2000]
-            row.error_code = None if exc.code is None else str(exc.code)
-            self._react_to_error(exc)
-            return partial, self._actual_cost(row)
+            return self._record_error(item, row, exc)
+        except BenchError as exc:  # e.g. a configuration problem found mid-run: data, not a crash
+            row.outcome, row.error = "bad_request", str(exc)[:2000]
+            return None, None
         self._fill_from_result(row, item, result)
         row.outcome = "ok"
         if self.opt.lookup_generation and self.generation_fn and row.generation_id:
             await self._lookup_generation(row)
         return result, self._actual_cost(row)
+
+    def _record_error(
+        self, item: PlannedRequest, row: RequestRow, exc: ProviderError
+    ) -> tuple[ChatResult | None, Decimal | None]:
+        partial = exc.result if isinstance(exc.result, ChatResult) else None
+        if partial is not None:
+            self._fill_from_result(row, item, partial)
+        row.outcome = exc.outcome
+        row.http_status = exc.status if exc.status is not None else row.http_status
+        row.attempts = exc.attempts
+        row.retries_429 = exc.failed_attempts.count("rate_limited")
+        row.error = exc.message[:2000]
+        row.error_code = None if exc.code is None else str(exc.code)
+        self._react_to_error(exc)
+        return partial, self._actual_cost(row)
 
     def _react_to_error(self, exc: ProviderError) -> None:
         if isinstance(exc, AuthError) and exc.status == 401:
@@ -303,7 +315,7 @@ class Runner:
         row.provider = res.provider
         row.finish_reason = res.finish_reason
         row.native_finish_reason = res.native_finish_reason
-        row.output_text = res.content if not res.reasoning else res.content
+        row.output_text = res.content
         if res.tool_calls:
             row.tool_calls_json = json.dumps(
                 [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in res.tool_calls]
