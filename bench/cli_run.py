@@ -18,7 +18,7 @@ from bench import engine, gates, report
 from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note, parse_usd
 from bench.client import OpenRouterClient
 from bench.config import Settings
-from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
+from bench.errors import ConfigError
 from bench.runner import Progress, Runner
 from bench.store import Store
 
@@ -84,29 +84,11 @@ def _plan_text(prep: engine.Prepared) -> str:
 
 async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: str | None,
                dry_run: bool, printer: ProgressPrinter | None) -> tuple[str | None, Any]:
-    boot = engine.make_clients(settings, None, spec.concurrency)
-    try:
-        if resume:
-            prep = await engine.prepare_resume(settings, store, resume, spec, boot["openrouter"])
-        else:
-            prep = await engine.prepare(settings, spec, boot["openrouter"])
-        if settings.api_key and not settings.sandbox:
-            # A rejected key stops here, before anything is spent. Servers without
-            # a /key endpoint (generic OpenAI-compatible ones) answer 404: fine.
-            try:
-                key = await boot["openrouter"].key_info()
-            except AuthError:
-                raise
-            except ProviderError:
-                key = None
-            engine.check_key(settings, prep, key)
-    except NetworkError as exc:
-        raise ConfigError(f"cannot reach {settings.base_url}: {exc.message}") from None
-    except AuthError as exc:
-        raise ConfigError(f"the API key was rejected ({exc.status}): {exc.message}") from None
-    finally:
-        await engine.close_clients(boot)
+    prep = await engine.plan_run(settings, spec, store=store, resume=resume)
     note(_plan_text(prep))
+    if prep.suite_changed:
+        note(f"note: {prep.suite.path} changed since the run started; the stored plan is resent "
+             "as it was, and the new file's checks score the answers")
     if dry_run:
         note("dry run: nothing was sent")
         return None, prep

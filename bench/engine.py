@@ -24,7 +24,7 @@ from bench.budget import Budget
 from bench.catalog import Model, Pricing, find_model, list_cost_usd, max_cost_usd
 from bench.client import OpenRouterClient, RetryPolicy, build_http_client
 from bench.config import Settings
-from bench.errors import ConfigError, ProviderError
+from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
 from bench.plan import CaseRequest, PlannedRequest, Target, make_plan
 from bench.records import ChatResult, RequestRow
 from bench.runner import FINISHED_OUTCOMES, Progress, Runner, RunOptions, RunState
@@ -74,6 +74,7 @@ class Prepared:
     key_remaining_usd: float | None = None
     run_id: str | None = None  # set for a resume
     session: int = 0
+    suite_changed: bool = False  # resume: the suite file differs from the one the run started with
 
     @property
     def measured(self) -> int:
@@ -401,25 +402,54 @@ async def prepare_resume(settings: Settings, store: Store, run_ref: str, spec: R
     todo = [p for p in plan if p.request_idx not in done]
     suite = load_suite(Path(run["suite_path"]))
     suite.endpoints.update(spec.extra_endpoints)
-    if suite.content_hash != run["suite_hash"]:
-        # The plan is stored, so the run can still resume; checks use the new file.
-        pass
     catalog = await client.models()
     models = {m: found for m in {p.target.model for p in todo}
               if (found := find_model(catalog, m)) is not None}
     settings_json = run.get("settings") or {}
     spec.concurrency = spec.concurrency or int(settings_json.get("concurrency", 4))
     targets = list({p.target.key: p.target for p in todo}.values())
+    # The plan (request bodies included) is stored, so a changed suite file does not
+    # change what is sent; only its checks are used to score the new answers.
     prep = Prepared(spec, suite, targets, todo,
                     models, None, [], catalog, run_id=run_id,
-                    session=store.next_session(run_id))
+                    session=store.next_session(run_id),
+                    suite_changed=suite.content_hash != run["suite_hash"])
     if spec.budget_usd is None and settings_json.get("budget_usd"):
         spec.budget_usd = Decimal(settings_json["budget_usd"])
     return prep
 
 
-def finished(outcome: str | None) -> bool:
-    return outcome in FINISHED_OUTCOMES
+async def plan_run(settings: Settings, spec: RunSpec, *, store: Store | None = None,
+                   resume: str | None = None) -> Prepared:
+    """Prepare (or prepare a resume) and check the key before anything is spent.
+
+    A rejected key stops here. Servers without a ``/key`` endpoint (generic
+    OpenAI-compatible ones) answer 404, which is fine. Network and auth failures
+    become one-line ConfigErrors.
+    """
+    boot = make_clients(settings, None, spec.concurrency)
+    client = boot[OPENROUTER]
+    try:
+        if resume:
+            if store is None:
+                raise ConfigError("resuming needs the database the run is in")
+            prep = await prepare_resume(settings, store, resume, spec, client)
+        else:
+            prep = await prepare(settings, spec, client)
+        if settings.api_key and not settings.sandbox:
+            try:
+                check_key(settings, prep, await client.key_info())
+            except AuthError:
+                raise
+            except ProviderError:
+                pass
+        return prep
+    except NetworkError as exc:
+        raise ConfigError(f"cannot reach {settings.base_url}: {exc.message}") from None
+    except AuthError as exc:
+        raise ConfigError(f"the API key was rejected ({exc.status}): {exc.message}") from None
+    finally:
+        await close_clients(boot)
 
 
 def check_key(settings: Settings, prep: Prepared, key: Any) -> None:
@@ -427,10 +457,3 @@ def check_key(settings: Settings, prep: Prepared, key: Any) -> None:
     if key is not None and key.limit_remaining is not None:
         prep.key_remaining_usd = float(key.limit_remaining)
 
-
-def catalog_models_for(prep: Prepared) -> list[Model]:
-    return list(prep.models.values())
-
-
-def ensure_known_error(exc: ProviderError) -> str:
-    return exc.message

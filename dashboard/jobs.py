@@ -20,7 +20,7 @@ from typing import Any
 
 from bench import engine
 from bench.config import Settings
-from bench.errors import AuthError, BenchError, ConfigError, NetworkError
+from bench.errors import BenchError, ConfigError
 from bench.runner import Progress, Runner
 from bench.store import Store
 
@@ -54,19 +54,8 @@ class JobState:
 
 
 async def estimate_async(settings: Settings, spec: engine.RunSpec) -> engine.Prepared:
-    """``engine.prepare`` plus the key's remaining limit (real OpenRouter only)."""
-    boot = engine.make_clients(settings, None, spec.concurrency)
-    try:
-        prep = await engine.prepare(settings, spec, boot[engine.OPENROUTER])
-        if settings.api_key and settings.is_openrouter and not settings.sandbox:
-            engine.check_key(settings, prep, await boot[engine.OPENROUTER].key_info())
-        return prep
-    except NetworkError as exc:
-        raise ConfigError(f"cannot reach {settings.base_url}: {exc.message}") from None
-    except AuthError as exc:
-        raise ConfigError(f"the API key was rejected ({exc.status}): {exc.message}") from None
-    finally:
-        await engine.close_clients(boot)
+    """``engine.plan_run``: the plan, its estimate and the key's remaining limit."""
+    return await engine.plan_run(settings, spec)
 
 
 def estimate(settings: Settings, spec: engine.RunSpec) -> engine.Prepared:

@@ -53,6 +53,19 @@ def store_errors() -> Iterator[None]:
         st.stop()
 
 
+def page_start(title: str) -> tuple[Settings, str, pl.DataFrame]:
+    """Every results page opens the same way: title, stored runs, or the empty state and stop."""
+    settings = data.current_settings()
+    db = str(settings.db_path)
+    st.title(title)
+    with store_errors():
+        runs = data.runs(db)
+    if runs.is_empty():
+        empty_state(settings, db)
+        st.stop()
+    return settings, db, runs
+
+
 def empty_state(settings: Settings, db: str) -> None:
     """No runs yet: say where we looked and offer a demo run on the sandbox."""
     what = "no database file yet" if not data.db_exists(db) else "no runs in it yet"

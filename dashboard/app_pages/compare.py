@@ -9,15 +9,7 @@ from bench import analytics
 from bench.errors import BenchError
 from dashboard import charts, data, ui
 
-settings = data.current_settings()
-db = str(settings.db_path)
-st.title("Compare")
-
-with ui.store_errors():
-    runs = data.runs(db)
-if runs.is_empty():
-    ui.empty_state(settings, db)
-    st.stop()
+settings, db, runs = ui.page_start("Compare")
 labels = ui.run_labels(runs)
 ids = list(labels)
 

@@ -7,15 +7,7 @@ import streamlit as st
 from bench import analytics, export
 from dashboard import charts, data, ui
 
-settings = data.current_settings()
-db = str(settings.db_path)
-st.title("Export")
-
-with ui.store_errors():
-    runs = data.runs(db)
-if runs.is_empty():
-    ui.empty_state(settings, db)
-    st.stop()
+settings, db, runs = ui.page_start("Export")
 choice = ui.filters(db, runs, key="export")
 if not choice.run_ids:
     st.info("Pick at least one run in the sidebar.")

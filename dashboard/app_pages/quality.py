@@ -7,15 +7,7 @@ import streamlit as st
 
 from dashboard import charts, data, ui
 
-settings = data.current_settings()
-db = str(settings.db_path)
-st.title("Quality")
-
-with ui.store_errors():
-    runs = data.runs(db)
-if runs.is_empty():
-    ui.empty_state(settings, db)
-    st.stop()
+settings, db, runs = ui.page_start("Quality")
 labels = ui.run_labels(runs)
 ids = list(labels)
 run_ids = tuple(st.multiselect("Runs", ids, default=ids[:1], format_func=labels.__getitem__, key="q-runs"))
