@@ -86,6 +86,11 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
                dry_run: bool, printer: ProgressPrinter | None) -> tuple[str | None, Any]:
     prep = await engine.plan_run(settings, spec, store=store, resume=resume)
     note(_plan_text(prep))
+    if prep.suite.repeats > 1 or prep.plan and any(p.is_warmup for p in prep.plan):
+        # METRICS.md "Benchmark hygiene": no response-caching header is ever sent, but
+        # providers may reuse a prompt prefix they saw a moment ago.
+        note("note: the same prompts are sent more than once (repeats/warm-up); providers with prefix "
+             "caching may answer later ones faster (cached_tokens in the rows shows when they did)")
     if prep.suite_changed:
         note(f"note: {prep.suite.path} changed since the run started; the stored plan is resent "
              "as it was, and the new file's checks score the answers")

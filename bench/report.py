@@ -78,6 +78,7 @@ def summarize_group(g: pl.DataFrame) -> dict[str, Any]:
         "e2e_p50_ms": _pct(e2e, 50), "e2e_p95_ms": _pct(e2e, 95),
         "prompt_tokens": int(ok["prompt_tokens"].fill_null(0).sum()) if n_ok else 0,
         "completion_tokens": int(ok["completion_tokens"].fill_null(0).sum()) if n_ok else 0,
+        "cached_tokens": int(ok["cached_tokens"].fill_null(0).sum()) if n_ok else 0,
         "token_source": ",".join(sorted({s for s in g["token_source"].to_list() if s})),
         "cost_usd": cost_total,
         "cost_per_request_usd": (cost_total / sent) if cost_total is not None and sent else None,
