@@ -13,11 +13,8 @@ import csv
 import io
 import json
 import os
-import signal
-import sys
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
 import click

@@ -16,7 +16,6 @@ import click
 
 from bench import engine, gates, report
 from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note, parse_usd
-from bench.client import OpenRouterClient
 from bench.config import Settings
 from bench.errors import ConfigError
 from bench.runner import Progress, Runner

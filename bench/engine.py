@@ -27,7 +27,7 @@ from bench.config import Settings
 from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
 from bench.plan import CaseRequest, PlannedRequest, Target, make_plan
 from bench.records import ChatResult, RequestRow
-from bench.runner import FINISHED_OUTCOMES, Progress, Runner, RunOptions, RunState
+from bench.runner import Progress, Runner, RunOptions, RunState
 from bench.sink import StoreSink
 from bench.judge import JudgeLedger, make_judge_fn
 from bench.store import Store
