@@ -427,37 +427,48 @@ def evaluate_checks(
     """Run every check on one answer. Pure apart from ``judge_fn``."""
     answer = Answer(output_text or "", tool_calls, ttft_ms, e2e_ms, cost_usd, completion_tokens)
     judged: dict[int, CheckResult] = {}
-    for i, check in enumerate(checks):
-        if check.kind == "judge" and judge_fn is not None:
-            try:
-                judged[i] = _judged(check, judge_fn(check.arg, answer.text))
-            except BenchError as exc:
-                judged[i] = _judge_failed(check, exc)
+    for i, check in _judge_checks(checks, judge_fn):
+        try:
+            judged[i] = _judged(check, judge_fn(check.arg, answer.text))  # type: ignore[misc]
+        except BenchError as exc:
+            judged[i] = _judge_failed(check, exc)
     return _outcome(checks, answer, judged, threshold)
+
+
+def _judge_checks(checks: Sequence[Check], judge_fn: object) -> list[tuple[int, Check]]:
+    """The judge checks that will be evaluated (none without a judge callback)."""
+    return [] if judge_fn is None else [(i, c) for i, c in enumerate(checks) if c.kind == "judge"]
 
 
 async def evaluate_checks_async(
     checks: Sequence[Check],
     *,
     output_text: str | None,
-    tool_calls: Sequence[ToolCall] = (),
-    ttft_ms: float | None = None,
-    e2e_ms: float | None = None,
-    cost_usd: Decimal | None = None,
-    completion_tokens: int | None = None,
-    threshold: float = 1.0,
     judge_fn: AsyncJudgeFn | None = None,
+    **measured: Any,
 ) -> CheckOutcome:
-    """``evaluate_checks`` with an async judge (for the runner's event loop)."""
-    answer = Answer(output_text or "", tool_calls, ttft_ms, e2e_ms, cost_usd, completion_tokens)
-    judged: dict[int, CheckResult] = {}
-    for i, check in enumerate(checks):
-        if check.kind == "judge" and judge_fn is not None:
-            try:
-                judged[i] = _judged(check, await judge_fn(check.arg, answer.text))
-            except BenchError as exc:
-                judged[i] = _judge_failed(check, exc)
-    return _outcome(checks, answer, judged, threshold)
+    """``evaluate_checks`` with an async judge (for the runner's event loop).
+
+    ``measured``: the same keyword arguments as ``evaluate_checks`` (tool_calls,
+    ttft_ms, e2e_ms, cost_usd, completion_tokens, threshold). Judge verdicts are
+    awaited first, then handed to the synchronous evaluation.
+    """
+    verdicts: dict[int, JudgeVerdict | BenchError] = {}
+    for i, check in _judge_checks(checks, judge_fn):
+        try:
+            verdicts[i] = await judge_fn(check.arg, output_text or "")  # type: ignore[misc]
+        except BenchError as exc:
+            verdicts[i] = exc
+
+    def replay(spec: JudgeSpec, answer: str) -> JudgeVerdict:
+        i = next(k for k, c in enumerate(checks) if c.arg is spec)
+        found = verdicts[i]
+        if isinstance(found, BenchError):
+            raise found
+        return found
+
+    return evaluate_checks(checks, output_text=output_text, judge_fn=replay if verdicts else None,
+                           **measured)
 
 
 def results_json(outcome: CheckOutcome) -> str:

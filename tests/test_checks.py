@@ -182,6 +182,20 @@ def test_async_judge() -> None:
     assert (outcome.passed, outcome.score) == (True, 1.0)
 
 
+def test_async_judge_failure_and_low_score_with_other_checks() -> None:
+    async def low(spec: JudgeSpec, answer: str) -> JudgeVerdict:
+        return JudgeVerdict(0.2, "too vague")
+
+    async def broken(spec: JudgeSpec, answer: str) -> JudgeVerdict:
+        raise ProviderError("judge model unavailable", status=503)
+
+    checks = parse_checks([{"equals": "x"}, JUDGE])
+    outcome = asyncio.run(evaluate_checks_async(checks, output_text="x", judge_fn=low, e2e_ms=5.0))
+    assert outcome.passed is False and outcome.results[1].reason and "too vague" in outcome.results[1].reason
+    outcome = asyncio.run(evaluate_checks_async(checks, output_text="x", judge_fn=broken))
+    assert outcome.passed is None and "judge model unavailable" in (outcome.results[1].reason or "")
+
+
 def test_results_json_is_a_list_of_results() -> None:
     outcome = run([{"equals": "a", "weight": 2}, {"contains": "z"}], text="a")
     assert json.loads(results_json(outcome)) == [
