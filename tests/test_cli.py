@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -12,29 +11,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import CliRunner
 
-from bench.cli import cli
 from bench.sandbox import start_sandbox
 from bench.store import Store
+from tests.conftest import invoke
 from tests.fake_openrouter import PRICES, start_fake
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for k in list(os.environ):
-        if k.startswith(("OPENROUTER_", "ORBENCH_")):
-            monkeypatch.delenv(k)
-    db = tmp_path / "cli.duckdb"
-    monkeypatch.setenv("ORBENCH_DB", str(db))
-    return db
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    res = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return res.exit_code, res.stdout, res.stderr
+def clean_env(cli_db: Path) -> Path:
+    return cli_db
 
 
 def one_error_line(err: str) -> str:

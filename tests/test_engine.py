@@ -18,10 +18,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from click.testing import CliRunner
 
-from bench.cli import cli
 from bench.store import Store
+from tests.conftest import invoke
 from tests.fake_openrouter import start_fake
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,20 +40,9 @@ def write_suite(tmp: Path, models: list[str], repeats: int = 2, cases: int = 2,
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for k in list(os.environ):
-        if k.startswith(("OPENROUTER_", "ORBENCH_")):
-            monkeypatch.delenv(k)
+def env(cli_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("OPENROUTER_API_KEY", SECRET)
-    db = tmp_path / "bench.duckdb"
-    monkeypatch.setenv("ORBENCH_DB", str(db))
-    return db
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    runner = CliRunner()
-    res = runner.invoke(cli, list(args), catch_exceptions=False)
-    return res.exit_code, res.stdout, res.stderr
+    return cli_db
 
 
 def rows(db: Path, run_id: str | None = None) -> list[dict]:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from bench.cli import cli
 from bench.sandbox import start_sandbox
 from bench.store import Store
+from tests.conftest import invoke
 
 QUESTIONS = {"q1": ("2+2", "4"), "q2": ("3*3", "9"), "q3": ("10-7", "3"), "q4": ("6/2", "3")}
 
@@ -37,18 +35,8 @@ def suite_text(expect_q1: str = "4") -> str:
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for k in list(os.environ):
-        if k.startswith(("OPENROUTER_", "ORBENCH_")):
-            monkeypatch.delenv(k)
-    db = tmp_path / "q.duckdb"
-    monkeypatch.setenv("ORBENCH_DB", str(db))
-    return db
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    res = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return res.exit_code, res.stdout, res.stderr
+def env(cli_db: Path) -> Path:
+    return cli_db
 
 
 def pass_rates(summary: dict[str, Any]) -> dict[str, float]:
