@@ -364,3 +364,26 @@ def test_bad_suite_is_one_line_and_leaves_the_database_untouched(env: Path, tmp_
         assert p.name in err or label == "unknown_model", (label, err)
     assert len(server.state.received) == received
     assert (env.stat().st_size, env.stat().st_mtime_ns) == (size, mtime)
+
+
+def test_all_thirty_plus_malformed_suites_stop_before_any_request_and_leave_the_db(
+        env: Path, tmp_path: Path) -> None:
+    """Every malformed suite of tests/test_suites.py through `orbench run`: one line, nothing sent, DB untouched."""
+    from tests.test_suites import MALFORMED
+
+    server = start_fake()
+    good = write_suite(tmp_path, ["acme/alpha"], repeats=1, cases=1)
+    assert invoke("run", str(good), "--base-url", server.base_url)[0] == 0
+    before = (env.stat().st_size, env.stat().st_mtime_ns)
+    received = len(server.state.received)
+    assert len(MALFORMED) >= 30
+    for name, text, _fragments in MALFORMED:
+        path = tmp_path / f"bad-{name}.yaml"
+        path.write_text(text)
+        code, out, err = invoke("run", str(path), "--base-url", server.base_url)
+        lines = err.strip().splitlines()
+        assert code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), (name, err)
+        assert path.name in lines[0], (name, err)
+        assert out == ""
+    assert len(server.state.received) == received
+    assert (env.stat().st_size, env.stat().st_mtime_ns) == before
