@@ -145,7 +145,11 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli(prog_name="orbench")
+    try:
+        cli(prog_name="orbench")
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a run records it and exits 130 itself)
+        click.echo("interrupted", err=True)
+        raise SystemExit(130) from None
 
 
 # Commands live in their own modules to keep this one small; importing them
