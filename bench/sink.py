@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 
-from bench.errors import StoreBusy
 from bench.records import RequestRow
 
 
@@ -21,6 +20,7 @@ class StoreSink:
         self.store = store
         self.interval_s = interval_s
         self._runs: set[str] = set()
+        self._pending = False  # rows journaled since the last move
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -34,6 +34,7 @@ class StoreSink:
         with self._lock:
             self._runs.add(row.run_id)
             self.added += 1
+            self._pending = True
 
     def _loop(self) -> None:
         while True:
@@ -45,18 +46,24 @@ class StoreSink:
                 return
 
     def _move(self) -> None:
+        # Only when something was journaled since the last pass: an idle tick must not
+        # fsync or open the database read-write (that costs ~50 ms of CPU and locks
+        # the dashboard out while long streams are still in flight).
         with self._lock:
+            if not self._pending:
+                return
+            self._pending = False
             runs = sorted(self._runs)
         for run_id in runs:
             try:
                 self.store.sync_journal(run_id)  # type: ignore[attr-defined]
                 self.store.ingest_journal(run_id)  # type: ignore[attr-defined]
-            except StoreBusy as exc:
-                # Nothing is lost: the rows wait in the journal for the next pass
-                # (or the next open of the database).
-                self.error = exc
             except BaseException as exc:  # noqa: BLE001 - keep the run going; rows are journaled
+                # StoreBusy or anything else: nothing is lost, the rows wait in the
+                # journal; try again next tick (and the next open ingests them anyway).
                 self.error = exc
+                with self._lock:
+                    self._pending = True
 
     def close(self) -> None:
         """Move everything that is journaled into the database, then stop."""
