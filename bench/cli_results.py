@@ -67,8 +67,10 @@ def compare_cmd(run_a: str, run_b: str, db_path: str | None, as_json: bool, seed
     """Change per metric from RUN_A to RUN_B per model x provider, and whether it beats the noise."""
     store = _store(db_path)
     a_id, b_id = store.resolve_run(run_a), store.resolve_run(run_b)
-    a = report.current_rows(store.requests_frame(a_id))
-    b = report.current_rows(store.requests_frame(b_id))
+    frame_a, frame_b = store.requests_frame(a_id), store.requests_frame(b_id)
+    a, b = report.current_rows(frame_a), report.current_rows(frame_b)
+    errors_a = {(g["model"], g["provider_variant"]): g["error_rate"] for g in report.summarize(frame_a)}
+    errors_b = {(g["model"], g["provider_variant"]): g["error_rate"] for g in report.summarize(frame_b)}
     rows: list[dict[str, Any]] = []
     keys = sorted(set(zip(a["model"], a["provider_variant"])) & set(zip(b["model"], b["provider_variant"])))
     for model, variant in keys:
@@ -87,28 +89,13 @@ def compare_cmd(run_a: str, run_b: str, db_path: str | None, as_json: bool, seed
                 "ci_lo": c.ci_lo, "ci_hi": c.ci_hi,
                 "verdict": "beyond noise" if c.significant else "within noise",
             })
-        ea = _err_rate(a, model, variant)
-        eb = _err_rate(b, model, variant)
+        ea, eb = errors_a.get((model, variant)), errors_b.get((model, variant))
         rows.append({"group": f"{model} [{variant}]", "metric": "error rate", "p50_a": ea, "p50_b": eb,
                      "change": None if ea is None or eb is None else eb - ea})
     if not keys:
         note("the two runs share no model x provider")
     emit_table(rows, ["group", "metric", "n_a", "n_b", "p50_a", "p50_b", "change", "change_pct",
                       "ci_lo", "ci_hi", "verdict"], "json" if as_json else "table")
-
-
-def _err_rate(frame: Any, model: str, variant: str) -> float | None:
-    g = frame.filter((frame["model"] == model) & (frame["provider_variant"] == variant))
-    sent = g.filter(g["outcome"].is_in(list(report_finished())))
-    if sent.height == 0:
-        return None
-    return sent.filter(sent["outcome"] != "ok").height / sent.height
-
-
-def report_finished() -> frozenset[str]:
-    from bench.runner import FINISHED_OUTCOMES
-
-    return FINISHED_OUTCOMES
 
 
 @cli.command("export")

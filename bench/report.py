@@ -16,6 +16,7 @@ import polars as pl
 
 from bench import stats
 from bench.gates import GateResult
+from bench.runner import FINISHED_OUTCOMES
 from bench.store import Store
 
 GROUP_COLS = ["model", "provider_variant", "endpoint"]
@@ -52,9 +53,7 @@ def summarize_group(g: pl.DataFrame) -> dict[str, Any]:
     n = g.height
     ok = g.filter(pl.col("outcome") == "ok")
     n_ok = ok.height
-    finished = g.filter(pl.col("outcome").is_in(
-        ["ok", "rate_limited", "insufficient_credits", "auth", "timeout", "provider_error",
-         "bad_request", "network"]))
+    finished = g.filter(pl.col("outcome").is_in(sorted(FINISHED_OUTCOMES)))
     n_fin = finished.height
     ttft = [v for v in ok["ttft_ms"].to_list() if v is not None]
     e2e = [v for v in ok["e2e_ms"].to_list() if v is not None]
