@@ -276,6 +276,21 @@ def _price_fn(prep: Prepared) -> Callable[[Target, ChatResult], tuple[Decimal | 
     return price
 
 
+async def snapshot_key(store: Store, client: OpenRouterClient, run_id: str) -> None:
+    """Record the key's usage and limit before and after a run (the credit_snapshots table).
+
+    Best effort: a server without ``/key`` (a generic OpenAI-compatible one) or a
+    failing lookup leaves no snapshot and never stops the run.
+    """
+    try:
+        key = await client.key_info()
+    except ProviderError:
+        return
+    store.save_credit_snapshot(source="key", label=key.label, limit_usd=key.limit,
+                               limit_remaining_usd=key.limit_remaining, usage_usd=key.usage,
+                               run_id=run_id)
+
+
 def _settings_json(settings: Settings, prep: Prepared) -> dict[str, Any]:
     s = prep.spec
     return {
@@ -370,6 +385,7 @@ async def execute(
     )
     if on_runner is not None:
         on_runner(runner)
+    await snapshot_key(store, clients[OPENROUTER], run_id)
     try:
         state = await runner.run(prep.plan)
     except BaseException:
@@ -378,6 +394,7 @@ async def execute(
         raise
     finally:
         await asyncio.to_thread(sink.close)
+        await snapshot_key(store, clients[OPENROUTER], run_id)
         if ledger.calls:
             store.add_judge_cost(run_id, ledger.calls, ledger.prompt_tokens,
                                  ledger.completion_tokens, ledger.cost_usd)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import polars as pl
 import pytest
 
 from bench.sandbox import start_sandbox
@@ -115,6 +116,10 @@ def test_provider_variants_rate_lookup_show_compare_export(clean_env: Path, tmp_
         code, out, err = invoke(*args[:-4], "--provider", '{"only": ["groq"]}', "--rate", "20")
         assert code == 0, err
         run_b = json.loads(out)["run_id"]
+    snaps = Store(clean_env).credit_snapshots().filter(pl.col("run_id") == run_a)
+    assert snaps.height == 2 and snaps["source"].to_list() == ["key", "key"]
+    before, after = snaps["usage_usd"].to_list()  # the sandbox books simulated spend on the key
+    assert after > before
     rows = Store(clean_env).requests_frame(run_a).to_dicts()
     by_variant: dict[str, set[str]] = {}
     for r in rows:
