@@ -124,7 +124,7 @@ def run_labels(runs: pl.DataFrame) -> dict[str, str]:
 
 
 def filters(db: str, runs: pl.DataFrame, key: str, where: str = "sidebar") -> Choice:
-    """Runs, provider reading, models, providers and cases; returns the picks."""
+    """Runs, provider reading, models, providers and cases; returns the picks (stops with no run)."""
     box = st.sidebar if where == "sidebar" else st.container()
     labels = run_labels(runs)
     ids = list(labels)
@@ -141,6 +141,9 @@ def filters(db: str, runs: pl.DataFrame, key: str, where: str = "sidebar") -> Ch
         providers = st.multiselect("Providers", opts.get(provider_by, []), key=f"{key}-providers",
                                    placeholder="all providers")
         cases = st.multiselect("Cases", opts.get("cases", []), key=f"{key}-cases", placeholder="all cases")
+    if not run_ids:
+        st.info("Pick at least one run in the sidebar.")
+        st.stop()
     return Choice(tuple(run_ids), tuple(models), tuple(providers), tuple(cases), provider_by)
 
 

@@ -9,9 +9,6 @@ from dashboard import charts, data, ui
 
 settings, db, runs = ui.page_start("Export")
 choice = ui.filters(db, runs, key="export")
-if not choice.run_ids:
-    st.info("Pick at least one run in the sidebar.")
-    st.stop()
 with ui.store_errors():
     n_rows = data.count_rows(db, *choice.args)
     groups = data.group_stats(db, *choice.args)

@@ -10,9 +10,6 @@ from dashboard import charts, data, ui
 settings, db, runs = ui.page_start("Results")
 
 choice = ui.filters(db, runs, key="results")
-if not choice.run_ids:
-    st.info("Pick at least one run in the sidebar.")
-    st.stop()
 with ui.store_errors():
     groups = data.group_stats(db, *choice.args)
 if groups.is_empty():
