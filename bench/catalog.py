@@ -46,19 +46,23 @@ OVERRIDE_PRICE_KEYS = frozenset(
 _SIZE_CONDITION = "min_prompt_tokens"
 
 
+def to_decimal(value: object) -> Decimal | None:
+    """A JSON number or numeric string as Decimal, through ``str`` (never float arithmetic).
+
+    None, booleans, non-numbers and non-finite values give None.
+    """
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        return None
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() else None
+
+
 def parse_price(value: object) -> Decimal | None:
     """One price value as Decimal: missing/null -> 0, unparseable -> None."""
-    if value is None:
-        return ZERO
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float, str)):
-        try:
-            price = Decimal(str(value).strip())
-        except InvalidOperation:
-            return None
-        return price if price.is_finite() else None
-    return None
+    return ZERO if value is None else to_decimal(value)
 
 
 @dataclass(frozen=True)
@@ -204,13 +208,13 @@ def parse_model(raw: dict[str, Any]) -> Model:
         name=_str(raw.get("name")) or raw["id"],
         canonical_slug=_str(raw.get("canonical_slug")),
         hugging_face_id=_str(raw.get("hugging_face_id")),
-        created=_int(raw.get("created")),
+        created=parse_int(raw.get("created")),
         description=_str(raw.get("description")),
-        context_length=_int(raw.get("context_length")),
+        context_length=parse_int(raw.get("context_length")),
         **_architecture(arch),
         pricing=Pricing.from_dict(_dict(raw.get("pricing"))),
-        top_provider_context_length=_int(top.get("context_length")),
-        top_provider_max_completion_tokens=_int(top.get("max_completion_tokens")),
+        top_provider_context_length=parse_int(top.get("context_length")),
+        top_provider_max_completion_tokens=parse_int(top.get("max_completion_tokens")),
         top_provider_is_moderated=_bool(top.get("is_moderated")),
         per_request_limits=_dict_or_none(raw.get("per_request_limits")),
         supported_parameters=_str_list(raw.get("supported_parameters")),
@@ -232,7 +236,7 @@ def parse_endpoints(payload: Any) -> ModelEndpoints:
     return ModelEndpoints(
         id=_str(data.get("id")) or "",
         name=_str(data.get("name")),
-        created=_int(data.get("created")),
+        created=parse_int(data.get("created")),
         description=_str(data.get("description")),
         **_architecture(_dict(data.get("architecture"))),
         endpoints=[parse_endpoint(e) for e in data.get("endpoints") or [] if isinstance(e, dict)],
@@ -247,13 +251,13 @@ def parse_endpoint(raw: dict[str, Any]) -> Endpoint:
         model_id=_str(raw.get("model_id")),
         provider_name=_str(raw.get("provider_name")),
         tag=_str(raw.get("tag")),
-        context_length=_int(raw.get("context_length")),
-        max_completion_tokens=_int(raw.get("max_completion_tokens")),
-        max_prompt_tokens=_int(raw.get("max_prompt_tokens")),
+        context_length=parse_int(raw.get("context_length")),
+        max_completion_tokens=parse_int(raw.get("max_completion_tokens")),
+        max_prompt_tokens=parse_int(raw.get("max_prompt_tokens")),
         pricing=Pricing.from_dict(_dict(raw.get("pricing"))),
         quantization=_str(raw.get("quantization")),
         supported_parameters=_str_list(raw.get("supported_parameters")),
-        status=_int(raw.get("status")),
+        status=parse_int(raw.get("status")),
         uptime_last_5m=_float_or_none(raw.get("uptime_last_5m")),
         uptime_last_30m=_float_or_none(raw.get("uptime_last_30m")),
         uptime_last_1d=_float_or_none(raw.get("uptime_last_1d")),
@@ -299,7 +303,7 @@ def _size_override_applies(entry: Mapping[str, Any], prompt_tokens: int) -> bool
     conditions = [k for k in entry if k not in OVERRIDE_PRICE_KEYS]
     if conditions != [_SIZE_CONDITION]:
         return False
-    threshold = _int(entry.get(_SIZE_CONDITION))
+    threshold = parse_int(entry.get(_SIZE_CONDITION))
     return threshold is not None and prompt_tokens > threshold
 
 
@@ -377,7 +381,7 @@ def _str_list(value: object) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _int(value: object) -> int | None:
+def parse_int(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):

@@ -35,7 +35,7 @@ from urllib.parse import quote
 import httpx
 
 from bench import __version__
-from bench.catalog import Model, ModelEndpoints, parse_endpoints, parse_models
+from bench.catalog import Model, ModelEndpoints, parse_endpoints, parse_models, to_decimal
 from bench.config import Settings
 from bench.errors import (
     AuthError,
@@ -47,7 +47,7 @@ from bench.errors import (
     error_for_status,
 )
 from bench.records import ChatResult, Clocks
-from bench.sse import DATA, DONE, SSEEvent, SSEParser, StreamAccumulator, to_decimal
+from bench.sse import DATA, DONE, SSEEvent, SSEParser, StreamAccumulator
 from bench.transport import LeanTransport
 
 T = TypeVar("T")

@@ -470,7 +470,7 @@ async def plan_run(settings: Settings, spec: RunSpec, *, store: Store | None = N
 
 
 def check_key(settings: Settings, prep: Prepared, key: Any) -> None:
-    """Store the key's remaining limit on the plan (real OpenRouter only)."""
+    """Store the key's remaining limit on the plan (when the server reports one)."""
     if key is not None and key.limit_remaining is not None:
         prep.key_remaining_usd = float(key.limit_remaining)
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
+from bench.catalog import parse_int, to_decimal
 from bench.records import NS_PER_MS, ChatResult, Clocks, ToolCall, Usage
 
 DATA = "data"
@@ -124,27 +124,6 @@ class SSEParser:
 
 
 # ---------------------------------------------------------------- usage
-def to_decimal(value: object) -> Decimal | None:
-    """A JSON number or numeric string as Decimal, through ``str`` (never float arithmetic)."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float, str, Decimal)):
-        try:
-            d = Decimal(str(value))
-        except InvalidOperation:
-            return None
-        return d if d.is_finite() else None
-    return None
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
 def parse_usage(raw: dict[str, Any]) -> Usage:
     """The ``usage`` object of a chunk or response (API.md section 5.4)."""
     prompt_details = raw.get("prompt_tokens_details")
@@ -155,12 +134,12 @@ def parse_usage(raw: dict[str, Any]) -> Usage:
         completion_details = {}
     is_byok = raw.get("is_byok")
     return Usage(
-        prompt_tokens=_int(raw.get("prompt_tokens")),
-        completion_tokens=_int(raw.get("completion_tokens")),
-        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
-        cached_tokens=_int(prompt_details.get("cached_tokens")),
-        cache_write_tokens=_int(prompt_details.get("cache_write_tokens")),
-        total_tokens=_int(raw.get("total_tokens")),
+        prompt_tokens=parse_int(raw.get("prompt_tokens")),
+        completion_tokens=parse_int(raw.get("completion_tokens")),
+        reasoning_tokens=parse_int(completion_details.get("reasoning_tokens")),
+        cached_tokens=parse_int(prompt_details.get("cached_tokens")),
+        cache_write_tokens=parse_int(prompt_details.get("cache_write_tokens")),
+        total_tokens=parse_int(raw.get("total_tokens")),
         cost_usd=to_decimal(raw.get("cost")),
         is_byok=is_byok if isinstance(is_byok, bool) else None,
     )
@@ -171,7 +150,7 @@ def web_search_requests(raw_usage: dict[str, Any]) -> int | None:
     for key in ("server_tool_use_details", "server_tool_use"):
         details = raw_usage.get(key)
         if isinstance(details, dict):
-            return _int(details.get("web_search_requests"))
+            return parse_int(details.get("web_search_requests"))
     return None
 
 
