@@ -322,7 +322,7 @@ class OpenRouterClient:
             payload = await self._get_json("credits")
         except AuthError as err:
             new = AuthError(
-                f"GET /credits needs a management key (HTTP {err.status}): {err.message}",
+                f"GET /credits needs a management key: {err.message}",  # message starts "HTTP 4xx"
                 status=err.status,
                 code=err.code,
                 body=err.body,
