@@ -202,6 +202,31 @@ def m007_add_retries_429(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE requests ADD COLUMN retries_429 BIGINT")
 
 
+def m008_money_and_wire(con: duckdb.DuckDBPyConnection) -> None:
+    # Journal first, enrich later: a request is journaled as soon as its stream ends
+    # (and as ``started`` while in flight); checks, the judge and lookups add later
+    # revisions of the same row (``rev``). ``spend_usd`` is what the request's attempts
+    # count against the budget (worst case while the real cost is unknown). Judge
+    # calls are booked on the row they scored. Connection set-up is timed apart.
+    for column, kind in (
+        ("rev", "BIGINT DEFAULT 0"),
+        ("spend_usd", "DECIMAL(38,18)"),
+        ("judge_calls", "BIGINT"),
+        ("judge_prompt_tokens", "BIGINT"),
+        ("judge_completion_tokens", "BIGINT"),
+        ("judge_cost_usd", "DECIMAL(38,18)"),
+        ("connect_ms", "DOUBLE"),
+        ("conn_reused", "BOOLEAN"),
+    ):
+        con.execute(f"ALTER TABLE requests ADD COLUMN {column} {kind}")
+    # A row that a later session replaces (a crashed ``started`` send, a cancelled
+    # one) may have been paid for: it is kept here, whole, so its money stays on the run.
+    con.execute(
+        "CREATE TABLE superseded_requests AS SELECT *, CAST(NULL AS TIMESTAMPTZ) AS superseded_at "
+        "FROM requests WHERE false"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_runs,
     m002_create_requests,
@@ -210,6 +235,7 @@ MIGRATIONS: list[Migration] = [
     m005_create_journal_offsets,
     m006_add_judge_costs,
     m007_add_retries_429,
+    m008_money_and_wire,
 ]
 
 

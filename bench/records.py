@@ -26,11 +26,16 @@ OUTCOMES = (
     "network",
     "cancelled",
     "budget_skipped",
+    "truncated",
     "not_run",
     "skipped",
+    "started",
 )
 """Every outcome a row may end in. ``not_run`` = the run stopped before it
-(402, 401); ``skipped`` = its model x provider was dropped after N failures in a row."""
+(402, 401); ``skipped`` = its model x provider was dropped after N failures in a row;
+``truncated`` = a 200 stream that ended with no terminal signal (no ``[DONE]``, no
+``finish_reason``, no usage); ``started`` = journaled while in flight, before any
+result (a crash leaves it; a resume looks its cost up and sends it again)."""
 
 
 @dataclass
@@ -98,6 +103,15 @@ class ChatResult:
     failed_attempts: list[str] = field(default_factory=list)  # outcome of each retried attempt
     stream_error: dict[str, Any] | None = None  # the in-stream ``error`` object, if any
     events: int = 0  # data events seen (not tokens!)
+    saw_done: bool = False  # the stream sent ``data: [DONE]``
+    connect_ms: float | None = None  # TCP (+TLS) setup of the final attempt; None when reused
+    conn_reused: bool | None = None  # the final attempt went over a pooled connection
+    billed_failures: int = 0  # earlier attempts that may have been billed (stream started)
+
+    @property
+    def terminated(self) -> bool:
+        """The stream ended on a terminal signal: ``[DONE]``, a ``finish_reason`` or usage."""
+        return self.saw_done or self.finish_reason is not None or self.usage is not None
 
 
 def derive_times(clocks: Clocks, output_tokens: int | None) -> dict[str, float | None]:
@@ -178,6 +192,14 @@ class RequestRow:
     check_detail: str | None = None  # JSON list of per-check results
     session: int = 0  # 0 = the original run, k = the k-th --resume; the newest row of a request_idx wins
     retries_429: int | None = None  # attempts that got 429 before the final one (counted, never timed)
+    rev: int = 0  # journal revision of this request within its session: the highest wins
+    spend_usd: Decimal | None = None  # money this session's attempts count against the budget
+    judge_calls: int | None = None  # judge checks of this answer (booked on the run, apart)
+    judge_prompt_tokens: int | None = None
+    judge_completion_tokens: int | None = None
+    judge_cost_usd: Decimal | None = None
+    connect_ms: float | None = None  # TCP (+TLS) connect of the final attempt; NULL when reused
+    conn_reused: bool | None = None  # False = a cold connection: its TTFT includes the connect
 
 
 REQUEST_COLUMNS = [f.name for f in dataclasses.fields(RequestRow)]
