@@ -74,10 +74,12 @@ def _plan_text(prep: engine.Prepared) -> str:
     for t in prep.targets:
         lines.append(f"  {t.model} [{t.variant}] via {t.endpoint}")
     if prep.estimate_usd is not None:
-        lines.append(f"estimated worst case (prompt estimate + max_tokens at list price): "
+        lines.append(f"estimated worst case (an upper bound for any tokenizer, at list price): "
                      f"${prep.estimate_usd:.6f}")
-    else:
+    elif prep.run_id is None:
         lines.append(f"estimated worst case: unknown (no price for {', '.join(prep.unpriced)})")
+    lines.extend(prep.bound_lines)
+    lines.extend(f"resume: {n}" for n in prep.in_flight_booked)
     return "\n".join(lines)
 
 
@@ -94,6 +96,8 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
         note(f"note: {prep.suite.path} changed since the run started; the stored plan is resent "
              "as it was, and the new file's checks score the answers")
     if dry_run:
+        if prep.lock is not None:
+            prep.lock.release()
         note("dry run: nothing was sent")
         return None, prep
     if not resume:

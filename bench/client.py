@@ -353,6 +353,8 @@ class OpenRouterClient:
         stream: bool = True,
         timeout_s: float | None = None,
         stall_timeout_s: float | None = None,
+        before_retry: Callable[[ProviderError], bool] | None = None,
+        on_started: Callable[[str], None] | None = None,
     ) -> ChatResult:
         """POST /chat/completions and measure it.
 
@@ -360,14 +362,19 @@ class OpenRouterClient:
         wait for any bytes (defaults to the httpx client's read timeout). Raises a
         ``ProviderError`` subclass with ``.attempts`` and, where anything came back,
         ``.result`` (the partial ChatResult, usage included: it may be billed).
+
+        ``before_retry(err)`` is asked before every retry (the budget reserves the
+        next attempt there) and stops the retries by returning False.
+        ``on_started(generation_id)`` is called once, when the first chunk names the
+        generation (the runner journals the request as in flight).
         """
         content = self._encode_chat(body, stream)
         timeout = self._attempt_timeout(stall_timeout_s)
 
         def once() -> Awaitable[ChatResult]:
-            return self._chat_once(content, stream, timeout, timeout_s)
+            return self._chat_once(content, stream, timeout, timeout_s, on_started)
 
-        result, attempts = await self._retrying(once)
+        result, attempts = await self._retrying(once, before_retry)
         result.attempts = attempts
         return result
 
@@ -388,7 +395,8 @@ class OpenRouterClient:
         return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
 
     async def _chat_once(
-        self, content: bytes, stream: bool, timeout: httpx.Timeout, total_s: float | None
+        self, content: bytes, stream: bool, timeout: httpx.Timeout, total_s: float | None,
+        on_started: Callable[[str], None] | None = None,
     ) -> ChatResult:
         request = self._http.build_request(
             "POST", "chat/completions", content=content,
@@ -396,6 +404,7 @@ class OpenRouterClient:
         )
         clocks = Clocks(t0=0)
         acc = StreamAccumulator(clocks)
+        acc.on_identity = on_started
         response: httpx.Response | None = None
         try:
             async with asyncio.timeout(total_s):
@@ -489,8 +498,12 @@ class OpenRouterClient:
         value, _ = await self._retrying(once)
         return value
 
-    async def _retrying(self, once: Callable[[], Awaitable[T]]) -> tuple[T, int]:
-        """Run ``once`` until it succeeds or the policy says stop; returns (value, attempts)."""
+    async def _retrying(
+        self, once: Callable[[], Awaitable[T]],
+        before_retry: Callable[[ProviderError], bool] | None = None,
+    ) -> tuple[T, int]:
+        """Run ``once`` until it succeeds, the policy says stop or ``before_retry`` refuses;
+        returns (value, attempts)."""
         policy = self._retry
         used_s = 0.0
         attempt = 0
@@ -508,7 +521,7 @@ class OpenRouterClient:
                 err.attempts = attempt
                 err.failed_attempts = failures
                 wait = self._next_wait(err, attempt, used_s)
-                if wait is None:
+                if wait is None or (before_retry is not None and not before_retry(err)):
                     raise
                 failures.append(err.outcome)
             await policy.sleep(wait)
@@ -609,6 +622,7 @@ def _apply(events: list[SSEEvent], acc: StreamAccumulator, t: int) -> None:
             if isinstance(payload, dict):
                 acc.on_event(payload, t)
         elif kind == DONE:
+            acc.result.saw_done = True
             acc.on_done(t)
             return
 

@@ -20,16 +20,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from bench import __version__
-from bench.budget import Budget
-from bench.catalog import Model, Pricing, find_model, list_cost_usd, max_cost_usd
+import functools
+
+from bench.budget import BOUND_DERIVATION, Budget, prompt_bound, request_ceiling
+from bench.catalog import Model, Pricing, find_model, list_cost_usd
+from bench.catalog import to_decimal as catalog_decimal
 from bench.client import OpenRouterClient, RetryPolicy, build_http_client
 from bench.config import Settings
-from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
+from bench.errors import AuthError, BenchError, ConfigError, NetworkError, ProviderError
+from bench.journal import RunLock
 from bench.plan import CaseRequest, PlannedRequest, Target, make_plan
 from bench.records import ChatResult, RequestRow
 from bench.runner import Progress, Runner, RunOptions, RunState
 from bench.sink import StoreSink
-from bench.judge import JudgeLedger, make_judge_fn
+from bench.judge import JUDGE_MAX_TOKENS, JUDGE_SYSTEM, JudgeLedger, make_judge_fn
 from bench.store import Store
 from bench.suites import Suite, load_suite
 from bench import suites as suites_mod
@@ -75,6 +79,9 @@ class Prepared:
     run_id: str | None = None  # set for a resume
     session: int = 0
     suite_changed: bool = False  # resume: the suite file differs from the one the run started with
+    lock: RunLock | None = None  # resume: held from the plan until the run ends (one run, one writer)
+    bound_lines: list[str] = field(default_factory=list)  # how the worst case was derived, per target
+    in_flight_booked: list[str] = field(default_factory=list)  # resume: crashed sends and their cost
 
     @property
     def measured(self) -> int:
@@ -205,7 +212,17 @@ async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -
         raise ConfigError("the same model and provider variant is listed twice")
     plan = make_plan(targets, cases, suite.repeats, warmup=spec.warmup and suite.warmup)
     estimate, unpriced = _price_plan(plan, models, suite)
-    return Prepared(spec, suite, targets, plan, models, estimate, unpriced, catalog)
+    prep = Prepared(spec, suite, targets, plan, models, estimate, unpriced, catalog)
+    judge_usd, judge_note = _judge_estimate(prep)
+    if judge_usd is None and judge_note is not None:
+        prep.unpriced.append(f"{judge_note} (judge)")
+        prep.estimate_usd = None
+    elif judge_usd and prep.estimate_usd is not None:
+        prep.estimate_usd += judge_usd
+    prep.bound_lines = _bound_lines(prep)
+    if judge_usd:
+        prep.bound_lines.append(f"  + {judge_note}: worst case ${judge_usd:.6f} (answers at 16 bytes a token)")
+    return prep
 
 
 def _pricing_for(target: Target, models: dict[str, Model], suite: Suite) -> Pricing | None:
@@ -218,6 +235,7 @@ def _pricing_for(target: Target, models: dict[str, Model], suite: Suite) -> Pric
 def _price_plan(
     plan: list[PlannedRequest], models: dict[str, Model], suite: Suite
 ) -> tuple[Decimal | None, list[str]]:
+    """Reserve each request's true worst case (``budget.request_ceiling``); sum them."""
     total = Decimal(0)
     unpriced: set[str] = set()
     for item in plan:
@@ -232,12 +250,58 @@ def _price_plan(
                 continue
             unpriced.add(item.target.model)
             continue
-        item.max_cost_usd = max_cost_usd(pricing, item.prompt_tokens_est, max_tokens)
+        item.max_cost_usd = request_ceiling(pricing, item.body, max_tokens)
         if item.max_cost_usd is None:
             unpriced.add(item.target.model)
         else:
             total += item.max_cost_usd
     return (None if unpriced else total), sorted(unpriced)
+
+
+def _judge_estimate(prep: Prepared) -> tuple[Decimal | None, str | None]:
+    """Worst case of the judge calls: one per judge check of every measured ok answer.
+
+    The answer's length is bounded by its max_tokens at 16 bytes a token for this
+    estimate; during the run each call reserves its exact worst case before it is sent.
+    """
+    cases = {c.case_id: c for c in prep.suite.expand_cases()}
+    total, calls = Decimal(0), 0
+    for item in prep.plan:
+        case = cases.get(item.case_id)
+        if item.is_warmup or case is None:
+            continue
+        for check in case.checks:
+            if check.kind != "judge":
+                continue
+            model = check.arg.model or prep.suite.judge.model
+            found = find_model(prep.catalog, model) if model else None
+            if found is None or found.pricing.variable:
+                return None, model
+            answer_bytes = 16 * (item.max_tokens or 4096)
+            body = {"messages": [{"role": "system", "content": JUDGE_SYSTEM},
+                                 {"role": "user", "content": check.arg.rubric + "x" * answer_bytes}]}
+            ceiling = request_ceiling(found.pricing, body, JUDGE_MAX_TOKENS)
+            if ceiling is None:
+                return None, model
+            total += ceiling
+            calls += 1
+    return total, (f"{calls} judge calls" if calls else None)
+
+
+def _bound_lines(prep: Prepared) -> list[str]:
+    """Per target: the prompt bound and the worst case of one request, and how they were derived."""
+    lines, seen = [BOUND_DERIVATION], set()
+    for item in prep.plan:
+        if item.target.key in seen or item.is_warmup:
+            continue
+        seen.add(item.target.key)
+        bound = prompt_bound(item.body)
+        images = f" + {bound.images} image(s)" if bound.images else ""
+        cost = "unknown (no price)" if item.max_cost_usd is None else f"${item.max_cost_usd:.6f}"
+        lines.append(f"  {item.target.model} [{item.target.variant}]: prompt <= {bound.tokens:,} tokens"
+                     f"{images}, max_tokens {item.max_tokens}, worst case {cost} per attempt "
+                     f"(case {item.case_id})")
+    return lines
 
 
 def check_budget(prep: Prepared) -> None:
@@ -311,8 +375,12 @@ def _settings_json(settings: Settings, prep: Prepared) -> dict[str, Any]:
     }
 
 
-def record_run(settings: Settings, store: Store, prep: Prepared) -> str:
-    run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def record_run(settings: Settings, store: Store, prep: Prepared, run_id: str | None = None) -> str:
+    run_id = run_id or new_run_id()
     snapshot_id = store.save_catalog_snapshot(prep.catalog, settings.base_url, settings.sandbox)
     store.create_run(
         run_id=run_id,
@@ -334,18 +402,24 @@ def make_check_fn(prep: Prepared, clients: dict[str, OpenRouterClient],
     cases = {c.case_id: c for c in prep.suite.expand_cases()}
     if not any(c.checks for c in cases.values()):
         return None
-    judge_fn = make_judge_fn(clients[OPENROUTER], prep.suite.judge.model, ledger)
 
-    async def check(item: PlannedRequest, row: RequestRow, res: ChatResult | None) -> None:
+    def pricing_for(model: str) -> Pricing | None:
+        found = find_model(prep.catalog, model)
+        return None if found is None else found.pricing
+
+    judge_fn = make_judge_fn(clients[OPENROUTER], prep.suite.judge.model, ledger, pricing_for)
+
+    async def check(item: PlannedRequest, row: RequestRow, res: ChatResult | None, money: Any) -> None:
         case = cases.get(item.case_id)
         if case is None or not case.checks:
             return
         outcome = await checks_mod.evaluate_checks_async(
             case.checks, output_text=row.output_text,
             tool_calls=res.tool_calls if res is not None else (),
-            ttft_ms=row.ttft_ms, e2e_ms=row.e2e_ms, cost_usd=row.cost_usd or row.list_cost_usd,
+            ttft_ms=row.ttft_ms, e2e_ms=row.e2e_ms,
+            cost_usd=row.cost_usd if row.cost_usd is not None else row.list_cost_usd,
             completion_tokens=row.completion_tokens, threshold=case.pass_threshold,
-            judge_fn=judge_fn,
+            judge_fn=functools.partial(judge_fn, money=money),
         )
         row.passed, row.score = outcome.passed, outcome.score
         row.check_detail = checks_mod.results_json(outcome)
@@ -362,14 +436,43 @@ async def execute(
     on_progress: Callable[[Progress], None] | None = None,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[str, RunState]:
-    """Record the run (unless resuming) and run it to the end; returns (run_id, state)."""
-    run_id = prep.run_id or record_run(settings, store, prep)
+    """Record the run (unless resuming) and run it to the end; returns (run_id, state).
+
+    The run's lock (one run, one writer) is held from here, or from the resume's
+    plan, until the run has ended and its rows are in the database.
+    """
+    if prep.run_id is None:
+        run_id = new_run_id()
+        lock = store.lock_run(run_id)
+        try:
+            record_run(settings, store, prep, run_id)
+        except BaseException:
+            lock.release()
+            raise
+    else:
+        run_id = prep.run_id
+        lock = prep.lock or store.lock_run(run_id)
+    prep.lock = None
+    try:
+        return await _execute_locked(settings, store, prep, clients, run_id,
+                                     on_progress=on_progress, on_runner=on_runner)
+    finally:
+        lock.release()
+
+
+async def _execute_locked(
+    settings: Settings, store: Store, prep: Prepared, clients: dict[str, OpenRouterClient],
+    run_id: str, *, on_progress: Callable[[Progress], None] | None,
+    on_runner: Callable[[Runner], None] | None,
+) -> tuple[str, RunState]:
     store.update_run(run_id, status="running", status_reason=None)
     sink = StoreSink(store)
     ledger = JudgeLedger()
     spec = prep.spec
     budget = Budget(spec.budget_usd)
-    if prep.run_id is not None and spec.budget_usd is not None:
+    if prep.run_id is not None:
+        # Everything already at risk counts: answered sends, crashed or cancelled ones at
+        # their worst case (or the cost /generation reported), earlier sessions, judges.
         budget.spent_usd = store.run_spend(run_id)
     runner = Runner(
         run_id, clients, sink,  # type: ignore[arg-type]
@@ -383,6 +486,7 @@ async def execute(
         generation_fn=clients[OPENROUTER].generation,
         on_progress=on_progress,
     )
+    runner.progress.spent_usd = budget.spent_usd
     if on_runner is not None:
         on_runner(runner)
     await snapshot_key(store, clients[OPENROUTER], run_id)
@@ -394,10 +498,11 @@ async def execute(
         raise
     finally:
         await asyncio.to_thread(sink.close)
+        if sink.lost:
+            runner.state.status = "failed"
+            runner.state.reason = (f"{runner.state.reason or 'the journal could not be written'}; "
+                                   f"{len(sink.lost)} rows could not be written anywhere: {sink.error}")
         await snapshot_key(store, clients[OPENROUTER], run_id)
-        if ledger.calls:
-            store.add_judge_cost(run_id, ledger.calls, ledger.prompt_tokens,
-                                 ledger.completion_tokens, ledger.cost_usd)
         extra: dict[str, Any] = {}
         if not settings.sandbox and store.served_by_sandbox(run_id):
             extra["simulated"] = True  # a sandbox reached through --base-url is still simulated
@@ -412,8 +517,43 @@ async def prepare_resume(settings: Settings, store: Store, run_ref: str, spec: R
                          client: OpenRouterClient) -> Prepared:
     """The stored plan minus every request that already has a finished row."""
     run_id = store.resolve_run(run_ref)
+    lock = store.lock_run(run_id)  # before reading what is done: a second resume stops here
+    try:
+        return await _prepare_resume_locked(store, run_id, spec, client, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+async def _book_in_flight(store: Store, client: OpenRouterClient, run_id: str) -> list[str]:
+    """Sends a crash left ``started``: ask /generation what they cost and book it on the run.
+
+    Their measurement is lost; their money is not. Without an answer they stay
+    booked at their worst case. Either way the resume sends them again.
+    """
+    notes = []
+    for row in store.in_flight_rows(run_id).iter_rows(named=True):
+        cost = None
+        if row["generation_id"] and row["endpoint"] == OPENROUTER and client.supports_openrouter_api:
+            try:
+                gen = await client.generation(row["generation_id"], lookups=2, wait_s=0.25)
+                cost = catalog_decimal(gen.get("total_cost", gen.get("usage")))
+            except BenchError:
+                cost = None
+        if cost is not None:
+            store.book_in_flight(run_id, row["request_idx"], row["session"], cost)
+            notes.append(f"request {row['request_idx']}: sent before the crash, billed ${cost} (/generation)")
+        else:
+            notes.append(f"request {row['request_idx']}: sent before the crash, cost unknown, "
+                         f"booked at its worst case ${row['max_cost_usd'] or 0}")
+    return notes
+
+
+async def _prepare_resume_locked(store: Store, run_id: str, spec: RunSpec, client: OpenRouterClient,
+                                 lock: RunLock) -> Prepared:
     run = store.get_run(run_id)
     store.ingest_journal(run_id)
+    booked = await _book_in_flight(store, client, run_id)
     done = store.finished_keys(run_id)
     plan = [PlannedRequest.from_json(d) for d in run["plan"]]
     todo = [p for p in plan if p.request_idx not in done]
@@ -430,7 +570,8 @@ async def prepare_resume(settings: Settings, store: Store, run_ref: str, spec: R
     prep = Prepared(spec, suite, targets, todo,
                     models, None, [], catalog, run_id=run_id,
                     session=store.next_session(run_id),
-                    suite_changed=suite.content_hash != run["suite_hash"])
+                    suite_changed=suite.content_hash != run["suite_hash"], lock=lock,
+                    in_flight_booked=booked)
     if spec.budget_usd is None and settings_json.get("budget_usd"):
         spec.budget_usd = Decimal(settings_json["budget_usd"])
     return prep
@@ -453,13 +594,18 @@ async def plan_run(settings: Settings, spec: RunSpec, *, store: Store | None = N
             prep = await prepare_resume(settings, store, resume, spec, client)
         else:
             prep = await prepare(settings, spec, client)
-        if settings.api_key and not settings.sandbox:
-            try:
-                check_key(settings, prep, await client.key_info())
-            except AuthError:
-                raise
-            except ProviderError:
-                pass
+        try:
+            if settings.api_key and not settings.sandbox:
+                try:
+                    check_key(settings, prep, await client.key_info())
+                except AuthError:
+                    raise
+                except ProviderError:
+                    pass
+        except BaseException:
+            if prep.lock is not None:
+                prep.lock.release()
+            raise
         return prep
     except NetworkError as exc:
         raise ConfigError(f"cannot reach {settings.base_url}: {exc.message}") from None

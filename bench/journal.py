@@ -23,12 +23,14 @@ the next ``Journal`` opened on that file truncates the torn tail before appendin
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import io
 import json
 import math
 import os
 import re
 import threading
+from datetime import UTC, datetime
 from decimal import Decimal
 from operator import attrgetter
 from pathlib import Path
@@ -41,7 +43,7 @@ try:  # installed with streamlit; only used to build list columns faster
 except ImportError:  # pragma: no cover
     pa = None
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, StoreError
 from bench.records import REQUEST_COLUMNS, RequestRow
 
 # RequestRow annotation -> polars dtype of the wire frame. Unknown annotations
@@ -74,6 +76,62 @@ MONEY_COLUMNS = [
     f.name for f in dataclasses.fields(RequestRow) if f.type in ("Decimal | None", Decimal)
 ]
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class JournalWriteError(StoreError):
+    """A journal line could not be written (``no space left on device``, a read-only disk)."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        reason = (exc.strerror or str(exc)).lower() if exc.errno else str(exc)
+        super().__init__(f"{path}: cannot write the journal: {reason}")
+        self.path = path
+        self.errno = exc.errno
+
+
+class RunLocked(ConfigError):
+    """Another process is running or resuming this run."""
+
+
+class RunLock:
+    """One run, one writer: an exclusive ``flock`` held for the whole run or resume.
+
+    The lock file ``<journal dir>/<run_id>.run.lock`` says who holds it. The kernel
+    drops the lock when the holder exits, ``kill -9`` included, so a crashed run
+    never blocks its own resume.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, journal_dir: Path, run_id: str) -> RunLock:
+        path = journal_path(journal_dir, run_id).with_suffix(".run.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise RunLocked(
+                f"run {run_id} is already being run or resumed by {holder}; "
+                "wait for it to end, or stop it, then resume"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} (since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC)".encode(), 0)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock; the file stays (unlinking would race)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def journal_path(journal_dir: Path, run_id: str) -> Path:
@@ -237,12 +295,26 @@ class Journal:
 
         After ``os.write`` returns the bytes belong to the kernel: they survive a
         crash or ``kill -9`` of this process (not a power cut: ``sync()`` does that).
+        A write that fails partway (a full disk) is cut back to the last whole line,
+        so the next line is never glued onto a torn one, and ``JournalWriteError``
+        names the file and the reason.
         """
         with self._lock:
-            fd = self._open()
+            try:
+                fd = self._open()
+            except OSError as exc:
+                raise JournalWriteError(self.path, exc) from exc
+            start = os.fstat(fd).st_size
             view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            try:
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError as exc:
+                try:
+                    os.ftruncate(fd, start)
+                except OSError:  # pragma: no cover - truncating never needs space
+                    pass
+                raise JournalWriteError(self.path, exc) from exc
 
     def sync(self) -> None:
         """fsync what ``write_line`` wrote (power-cut durability, done in batches)."""

@@ -37,6 +37,26 @@ OUTCOMES = (
 ``finish_reason``, no usage); ``started`` = journaled while in flight, before any
 result (a crash leaves it; a resume looks its cost up and sends it again)."""
 
+FINISHED_OUTCOMES = frozenset(
+    {"ok", "rate_limited", "insufficient_credits", "auth", "timeout", "provider_error",
+     "bad_request", "network", "truncated"}
+)
+"""Outcomes of requests that were sent and answered: never sent again on resume."""
+
+RERUNNABLE_OUTCOMES = ("not_run", "cancelled", "skipped", "budget_skipped", "started")
+"""Outcomes of requests that were never really measured: a resume runs them again
+(a ``cancelled`` row that already carries the server's usage is the exception: it was
+answered and paid, so it counts as settled, see ``is_settled``)."""
+
+
+def is_settled(outcome: str | None, token_source: str | None) -> bool:
+    """A row that must never be sent again: answered (maybe paid), or cancelled after its usage."""
+    if outcome is None:
+        return False
+    if outcome in FINISHED_OUTCOMES:
+        return True
+    return outcome == "cancelled" and token_source == "usage"
+
 
 @dataclass
 class Usage:

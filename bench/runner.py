@@ -25,16 +25,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from bench.budget import Budget
+from bench.budget import AttemptBook, Budget, maybe_billed
 from bench.errors import AuthError, BenchError, InsufficientCredits, ProviderError
 from bench.plan import PlannedRequest, Target
-from bench.records import ChatResult, RequestRow, derive_times
+from bench.records import FINISHED_OUTCOMES, ChatResult, RequestRow, derive_times
 
-FINISHED_OUTCOMES = frozenset(
-    {"ok", "rate_limited", "insufficient_credits", "auth", "timeout", "provider_error",
-     "bad_request", "network"}
-)
-"""Outcomes of requests that were sent and answered: never sent again on resume."""
+__all__ = ["FINISHED_OUTCOMES", "Runner", "RunOptions", "Progress", "RunState", "RowMoney"]
+
+TRUNCATED_MESSAGE = "the stream ended with no [DONE], finish_reason or usage (truncated)"
 
 
 class ChatClient(Protocol):
@@ -45,6 +43,8 @@ class ChatClient(Protocol):
         stream: bool = True,
         timeout_s: float | None = None,
         stall_timeout_s: float | None = None,
+        before_retry: Callable[[ProviderError], bool] | None = None,
+        on_started: Callable[[str], None] | None = None,
     ) -> ChatResult: ...
 
 
@@ -55,8 +55,36 @@ class RowSink(Protocol):
 PriceFn = Callable[[Target, ChatResult], tuple[Decimal | None, str | None]]
 """Returns (list_cost_usd, provider-price note) for a finished result."""
 
-CheckFn = Callable[[PlannedRequest, RequestRow, ChatResult | None], Awaitable[None]]
-"""Fills passed/score/check_detail on a row (quality checks); may call a judge."""
+
+@dataclass
+class RowMoney:
+    """What a check may spend for one row (the judge): reserved and booked like any request.
+
+    Each judge call reserves its worst case (retries again) and, when it ends, its
+    cost is booked on the row (``judge_*`` columns) and journaled at once.
+    """
+
+    runner: Runner
+    row: RequestRow
+
+    def reserve(self, ceiling_usd: Decimal | None) -> AttemptBook | None:
+        book = AttemptBook(self.runner.budget, ceiling_usd)
+        return book if book.reserve() else None
+
+    def book(self, book: AttemptBook, cost_usd: Decimal | None, prompt_tokens: int | None,
+             completion_tokens: int | None, *, billed: bool = True) -> None:
+        spend = book.close(cost_usd, billed)
+        row = self.row
+        row.judge_calls = (row.judge_calls or 0) + 1
+        row.judge_prompt_tokens = (row.judge_prompt_tokens or 0) + (prompt_tokens or 0)
+        row.judge_completion_tokens = (row.judge_completion_tokens or 0) + (completion_tokens or 0)
+        row.judge_cost_usd = (row.judge_cost_usd or Decimal(0)) + spend
+        self.runner.progress.spent_usd = self.runner.budget.spent_usd
+        self.runner._revise(row)
+
+
+CheckFn = Callable[[PlannedRequest, RequestRow, ChatResult | None, RowMoney], Awaitable[None]]
+"""Fills passed/score/check_detail on a row (quality checks); may call a judge through RowMoney."""
 
 
 @dataclass
@@ -220,60 +248,109 @@ class Runner:
         if target.key in self.state.skipped_targets:
             return self._finish(row, "skipped", error=self.state.skipped_targets[target.key])
         ceiling = item.max_cost_usd
-        if not self.budget.try_reserve(ceiling):
+        book = AttemptBook(self.budget, ceiling)
+        if not book.reserve():
             why = ("no price known for this model, so the budget cannot be guaranteed"
                    if ceiling is None else
                    f"its worst-case cost ${ceiling} would cross the budget ${self.budget.limit_usd}")
             return self._finish(row, "budget_skipped", error=why)
         self.progress.in_flight += 1
         self._report()
-        actual: Decimal | None = None
         result: ChatResult | None = None
         try:
-            result, actual = await self._send(item, row)
+            result, final_cost, billed = await self._send(item, row, book)
         except asyncio.CancelledError:
-            row.error = "cancelled while in flight"
-            self._finish(row, "cancelled", error=row.error)
-            raise
-        finally:
+            row.spend_usd = book.close(None)  # unknown: its worst case until known
             self.progress.in_flight -= 1
-            self.budget.settle(ceiling, actual)
             self.progress.spent_usd = self.budget.spent_usd
+            self._finish(row, "cancelled", error="cancelled while in flight")
+            raise
+        self.progress.in_flight -= 1
+        row.spend_usd = book.close(final_cost, billed)
+        self.progress.spent_usd = self.budget.spent_usd
+        self._track_failures(target, row)
+        # Journal first: the paid result is durable before any check, judge or lookup runs.
+        self._finish(row, row.outcome or "provider_error")
+        await self._enrich(item, row, result)
+
+    async def _enrich(self, item: PlannedRequest, row: RequestRow, result: ChatResult | None) -> None:
+        """Later revisions of a journaled row: the /generation lookup, then the checks."""
+        if self.opt.lookup_generation and self.generation_fn and row.generation_id:
+            if await self._lookup_generation(row):
+                self._revise(row)
         if self.check_fn is not None and row.outcome == "ok" and not item.is_warmup:
             try:
-                await self.check_fn(item, row, result)
+                await self.check_fn(item, row, result, RowMoney(self, row))
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:  # noqa: BLE001 - a paid answer is recorded even if scoring breaks
                 row.check_detail = json.dumps([{"kind": "error", "passed": None, "score": None,
                                                 "reason": f"checks failed to run: {exc}"[:500]}])
-        self._track_failures(target, row)
-        self._finish(row, row.outcome or "provider_error")
+            self._revise(row)
 
     async def _send(
-        self, item: PlannedRequest, row: RequestRow
-    ) -> tuple[ChatResult | None, Decimal | None]:
+        self, item: PlannedRequest, row: RequestRow, book: AttemptBook
+    ) -> tuple[ChatResult | None, Decimal | None, bool]:
+        """Send with retries, each attempt reserved; returns (result, final attempt's cost, billable)."""
         client = self.clients[item.target.endpoint]
         row.started_at = datetime.now(UTC).isoformat()
         t_start = time.perf_counter_ns()
         row.t_start_ms = (t_start - self._run_t0) / 1e6
+        row.spend_usd = book.reserved_usd
+        self._journal_started(row)
+        refused: list[bool] = []
+
+        def before_retry(err: ProviderError) -> bool:
+            book.failed_attempt(maybe_billed(err))
+            if self.stopping:
+                return False
+            if not book.reserve():
+                refused.append(True)
+                return False
+            return True
+
+        def on_started(generation_id: str) -> None:
+            if row.generation_id is None:
+                row.generation_id = generation_id
+                self._journal_started(row)
+
         try:
             result = await client.chat(
                 item.body, stream=True, timeout_s=self.opt.timeout_s,
-                stall_timeout_s=self.opt.stall_timeout_s,
+                stall_timeout_s=self.opt.stall_timeout_s, before_retry=before_retry,
+                on_started=on_started,
             )
         except ProviderError as exc:
-            return self._record_error(item, row, exc)
+            partial = self._record_error(item, row, exc)
+            if refused:
+                row.error = f"{row.error or exc.outcome} (not retried: the budget cannot cover another attempt)"
+            return partial, self._actual_cost(row), maybe_billed(exc)
         except BenchError as exc:  # e.g. a configuration problem found mid-run: data, not a crash
             row.outcome, row.error = "bad_request", str(exc)[:2000]
-            return None, None
+            return None, Decimal(0), False
         self._fill_from_result(row, item, result)
-        row.outcome = "ok"
-        if self.opt.lookup_generation and self.generation_fn and row.generation_id:
-            await self._lookup_generation(row)
-        return result, self._actual_cost(row)
+        if result.terminated:
+            row.outcome = "ok"
+        else:
+            row.outcome, row.error = "truncated", TRUNCATED_MESSAGE
+        return result, self._actual_cost(row), True
+
+    def _journal_started(self, row: RequestRow) -> None:
+        """Journal an in-flight request (``started``): a crash now leaves its money on record."""
+        outcome, row.outcome = row.outcome, "started"
+        self.sink.add(row)
+        row.outcome = outcome
+        row.rev += 1
+
+    def _revise(self, row: RequestRow) -> None:
+        """Journal a later revision of a finished row (checks, judge cost, lookups)."""
+        self.sink.add(row)
+        row.rev += 1
+        self._check_sink()
 
     def _record_error(
         self, item: PlannedRequest, row: RequestRow, exc: ProviderError
-    ) -> tuple[ChatResult | None, Decimal | None]:
+    ) -> ChatResult | None:
         partial = exc.result if isinstance(exc.result, ChatResult) else None
         if partial is not None:
             self._fill_from_result(row, item, partial)
@@ -284,7 +361,7 @@ class Runner:
         row.error = exc.message[:2000]
         row.error_code = None if exc.code is None else str(exc.code)
         self._react_to_error(exc)
-        return partial, self._actual_cost(row)
+        return partial
 
     def _react_to_error(self, exc: ProviderError) -> None:
         if isinstance(exc, AuthError) and exc.status == 401:
@@ -344,12 +421,12 @@ class Runner:
             row.server_latency_ms = _as_float(timings.get("prompt_ms"))
             row.server_generation_ms = _as_float(timings.get("predicted_ms"))
 
-    async def _lookup_generation(self, row: RequestRow) -> None:
+    async def _lookup_generation(self, row: RequestRow) -> bool:
         assert self.generation_fn is not None and row.generation_id is not None
         try:
             gen = await self.generation_fn(row.generation_id)
-        except ProviderError:
-            return  # the lookup is an extra; the request itself is fine
+        except (ProviderError, BenchError):
+            return False  # the lookup is an extra; the request itself is fine
         row.provider = gen.get("provider_name") or row.provider
         row.server_latency_ms = _as_float(gen.get("latency"))
         row.server_generation_ms = _as_float(gen.get("generation_time"))
@@ -359,6 +436,7 @@ class Runner:
             row.reasoning_tokens = gen.get("native_tokens_reasoning")
             row.cached_tokens = gen.get("native_tokens_cached")
             row.token_source = "generation"
+        return True
 
     def _track_failures(self, target: Target, row: RequestRow) -> None:
         key = target.key
@@ -405,7 +483,15 @@ class Runner:
             p.errors += 1
         p.last = f"{row.model} [{row.provider_variant}] {row.case_id}: {outcome}"
         self.sink.add(row)
+        row.rev += 1
+        self._check_sink()
         self._report()
+
+    def _check_sink(self) -> None:
+        """The journal could not be written (a full disk): take no new requests."""
+        failure = getattr(self.sink, "failure", None)
+        if failure:
+            self._stop("failed", f"{failure}; resume with --resume once there is space")
 
     def _report(self) -> None:
         if self.on_progress is not None:

@@ -1,22 +1,29 @@
 """Where finished rows go: journaled at once, moved into DuckDB in small batches.
 
-``add()`` is called on the event loop for every finished request. The row is
-written to the run's journal immediately (a finished, paid result must survive a
-``kill -9`` a moment later: once ``os.write`` returns, the kernel has it). A
-background thread fsyncs the journal and ingests its new lines into DuckDB with a
-short-lived connection every ``interval_s``, so the dashboard (another process)
-can read in between and a locked database never stalls the run.
+``add()`` is called on the event loop for every row (and every later revision of
+a row). The row is written to the run's journal immediately (a finished, paid
+result must survive a ``kill -9`` a moment later: once ``os.write`` returns, the
+kernel has it). A background thread fsyncs the journal and ingests its new lines
+into DuckDB with a short-lived connection every ``interval_s``, so the dashboard
+(another process) can read in between and a locked database never stalls the run.
+
+When the journal cannot be written (a full disk), ``add()`` never raises: the row
+is held in memory, ``failure`` says why in one line (the runner then takes no new
+requests), and ``close()`` writes the held rows straight into DuckDB. Nothing that
+was recorded is lost, and the journal holds only whole lines.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+from bench.journal import JournalWriteError
 from bench.records import RequestRow
 
 
 class StoreSink:
-    def __init__(self, store: object, *, interval_s: float = 0.25) -> None:
+    def __init__(self, store: Any, *, interval_s: float = 0.25) -> None:
         self.store = store
         self.interval_s = interval_s
         self._runs: set[str] = set()
@@ -26,11 +33,24 @@ class StoreSink:
         self._closed = False
         self.added = 0
         self.error: BaseException | None = None
+        self.failure: str | None = None
+        """One line when the journal could not be written; rows are then held in ``held``."""
+        self.held: list[RequestRow] = []
+        self.lost: list[RequestRow] = []  # held rows that could not be written anywhere at close
         self._thread = threading.Thread(target=self._loop, name="orbench-writer", daemon=True)
         self._thread.start()
 
     def add(self, row: RequestRow) -> None:
-        self.store.journal_line(row)  # type: ignore[attr-defined]
+        if self.failure is None:
+            try:
+                self.store.journal_line(row)
+            except JournalWriteError as exc:
+                self.failure = str(exc)
+        if self.failure is not None:
+            with self._lock:
+                self.held.append(_copy(row))
+                self.added += 1
+            return
         with self._lock:
             self._runs.add(row.run_id)
             self.added += 1
@@ -56,8 +76,8 @@ class StoreSink:
             runs = sorted(self._runs)
         for run_id in runs:
             try:
-                self.store.sync_journal(run_id)  # type: ignore[attr-defined]
-                self.store.ingest_journal(run_id)  # type: ignore[attr-defined]
+                self.store.sync_journal(run_id)
+                self.store.ingest_journal(run_id)
             except BaseException as exc:  # noqa: BLE001 - keep the run going; rows are journaled
                 # StoreBusy or anything else: nothing is lost, the rows wait in the
                 # journal; try again next tick (and the next open ingests them anyway).
@@ -66,7 +86,22 @@ class StoreSink:
                     self._pending = True
 
     def close(self) -> None:
-        """Move everything that is journaled into the database, then stop."""
+        """Move everything journaled into the database, write held rows there directly, then stop."""
         self._closed = True
         self._wake.set()
         self._thread.join()
+        if self.held:
+            held, self.held = self.held, []
+            try:
+                self.store.insert_rows(held)
+            except BaseException as exc:  # noqa: BLE001 - say so; the caller reports the loss
+                self.error = exc
+                self.lost = held
+
+
+def _copy(row: RequestRow) -> RequestRow:
+    """A snapshot: the runner goes on enriching its row object after handing it over."""
+    clone = RequestRow(**row.__dict__)
+    if row.chunk_gaps_ms is not None:
+        clone.chunk_gaps_ms = list(row.chunk_gaps_ms)
+    return clone

@@ -18,6 +18,7 @@ event in the caller, list appends here, and strings joined once at the end.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -193,6 +194,7 @@ class StreamAccumulator:
         self._tools: dict[int, _ToolCallParts] = {}
         self._last_tool_index = -1
         self._whole_body = False  # set by on_body: the result is already complete
+        self.on_identity: Callable[[str], None] | None = None  # called once the stream names its id
 
     @property
     def has_output(self) -> bool:
@@ -214,6 +216,7 @@ class StreamAccumulator:
         status = self.result.http_status
         self.result = parse_completion(payload, self.clocks, t_ns)
         self.result.http_status = status
+        self.result.saw_done = True  # a body that parsed as a whole JSON object is complete
         self._whole_body = True
         self.on_done(t_ns)
 
@@ -243,6 +246,8 @@ class StreamAccumulator:
         r.served_model = r.served_model or payload.get("model")
         r.provider = r.provider or payload.get("provider")
         r.system_fingerprint = r.system_fingerprint or payload.get("system_fingerprint")
+        if r.generation_id is not None and self.on_identity is not None:
+            self.on_identity(r.generation_id)
 
     def _choice(self, choice: dict[str, Any], r: ChatResult) -> tuple[bool, bool]:
         output = answer = False

@@ -16,10 +16,13 @@ the requests in flight. So nothing holds a connection:
    commits and closes. A lock conflict is retried with jittered backoff for up to
    ``write_timeout_s`` (30 s); if the file stays busy the rows simply wait in the
    journal (``lagging_runs``) and the next write or ``flush()`` moves them.
-3. **Idempotent ingest.** Every insert goes through one merge: dedupe the batch
-   per (run_id, request_idx), replace a stored row only if it was unfinished
-   (``RERUNNABLE_OUTCOMES``, so a resumed request's result lands), and insert
-   the rest with an anti-join on (run_id, request_idx). The table has no primary
+3. **Idempotent ingest.** Every insert goes through one merge: per (run_id,
+   request_idx) the highest-ranking row wins among the batch and the stored row
+   (settled before unsettled, then the newest session, then the newest journal
+   revision ``rev``: a request is journaled when its stream ends and enriched by
+   later revisions). A row of another session that loses and had been sent moves
+   to ``superseded_requests``, so money paid for a crashed or cancelled send stays
+   on the run. The table has no primary
    key (it would slow bulk inserts); this merge under the file lock (plus an
    in-process lock per file) is what keeps the key unique. ``_orbench_journal``
    records, in the same transaction, how many bytes of each journal are in, so
@@ -73,14 +76,13 @@ import polars as pl
 from bench import journal
 from bench.errors import ConfigError, StoreBusy
 from bench.migrations import MIGRATIONS_TABLE, migrate
-from bench.records import REQUEST_COLUMNS, RequestRow
+from bench.records import FINISHED_OUTCOMES, REQUEST_COLUMNS, RERUNNABLE_OUTCOMES, RequestRow
 
 DEFAULT_WRITE_TIMEOUT_S = 30.0
 DEFAULT_READ_TIMEOUT_S = 5.0
 RUN_STATUSES = ("planned", "running", "finished", "stopped", "failed", "cancelled")
 TERMINAL_STATUSES = ("finished", "stopped", "failed", "cancelled")
-RERUNNABLE_OUTCOMES = ("not_run", "cancelled", "skipped", "budget_skipped")
-"""Outcomes of requests that were never really measured: a resume runs them again."""
+# Outcome sets live with the records; re-exported here for the store's readers.
 PLAN_KEYS = ("request_idx", "model", "provider_variant", "endpoint", "case_id", "repeat", "is_warmup")
 PRICE_FIELDS = (
     "prompt",
@@ -252,24 +254,56 @@ def _quoted(columns: Sequence[str]) -> str:
 _COLS = _quoted(REQUEST_COLUMNS)
 _C_COLS = ", ".join(f'c."{c}"' for c in REQUEST_COLUMNS)
 
-# The merge (design point 3). The batch is first reduced to one row per key in
-# polars (_one_per_key). An anti-join inserts the keys the table lacks; only if
-# some keys were already there, a stored row that is still unfinished (NULL or
-# RERUNNABLE_OUTCOMES) is deleted when the batch has a final row or a newer
-# session's row for it, and the anti-join runs again. A final (answered, maybe
-# paid) row is never replaced. Both ? are RERUNNABLE_OUTCOMES.
-_MERGE_REPLACE_UNFINISHED = """
-DELETE FROM requests AS r USING _orbench_batch AS c
-WHERE r.run_id = c.run_id AND r.request_idx = c.request_idx
-  AND (r.outcome IS NULL OR list_contains(?, r.outcome))
-  AND ((c.outcome IS NOT NULL AND NOT list_contains(?, c.outcome)) OR c.session > r.session)
+# The merge (design point 3). Per (run_id, request_idx) the row that ranks highest
+# wins, among the batch and the stored row: settled first (answered, maybe paid:
+# never replaced; among settled rows the first session's), then the newest session,
+# then the newest revision
+# (journal first, enrich later: checks, the judge and lookups add revisions). A
+# row of another session that loses, and had been sent, may have been paid for: it
+# moves to superseded_requests (one row per request and session, its newest
+# revision), so the run's money keeps it.
+_SETTLED_SQL = "(outcome IN ({finished}) OR (outcome = 'cancelled' AND token_source = 'usage'))".format(
+    finished=", ".join(f"'{o}'" for o in sorted(FINISHED_OUTCOMES)))
+_RANK_COLUMNS = ["run_id", "request_idx", "session", "rev", "outcome", "token_source", "t_start_ms"]
+_STORED_RANKS = f"""
+SELECT {_quoted(_RANK_COLUMNS)} FROM requests AS r
+SEMI JOIN _orbench_keys AS k ON r.run_id = k.run_id AND r.request_idx = k.request_idx
 """
-_MERGE_INSERT_NEW = f"""
-INSERT INTO requests ({_COLS})
-SELECT {_C_COLS} FROM _orbench_batch AS c
-ANTI JOIN (SELECT run_id, request_idx FROM requests
-           WHERE run_id IN (SELECT DISTINCT run_id FROM _orbench_batch)) AS r
-  ON r.run_id = c.run_id AND r.request_idx = c.request_idx
+_MERGE_DELETE_REPLACED = """
+DELETE FROM requests AS r USING _orbench_replace AS k
+WHERE r.run_id = k.run_id AND r.request_idx = k.request_idx
+"""
+_MERGE_INSERT = f"INSERT INTO requests ({_COLS}) SELECT {_C_COLS} FROM _orbench_batch AS c"
+_SUPERSEDE_CLEAR = """
+DELETE FROM superseded_requests AS s USING _orbench_sup AS k
+WHERE s.run_id = k.run_id AND s.request_idx = k.request_idx AND s.session = k.session AND s.rev <= k.rev
+"""
+_SUPERSEDE_STORED = f"""
+INSERT INTO superseded_requests ({_COLS}, superseded_at)
+SELECT {", ".join(f'r."{c}"' for c in REQUEST_COLUMNS)}, now() FROM requests AS r
+SEMI JOIN _orbench_sup AS k ON r.run_id = k.run_id AND r.request_idx = k.request_idx
+    AND r.session = k.session AND r.rev = k.rev AND k.stored
+ANTI JOIN superseded_requests AS s ON s.run_id = r.run_id AND s.request_idx = r.request_idx
+    AND s.session = r.session
+"""
+_SUPERSEDE_BATCH = f"""
+INSERT INTO superseded_requests ({_COLS}, superseded_at)
+SELECT {_C_COLS}, now() FROM _orbench_sup_rows AS c
+ANTI JOIN superseded_requests AS s ON s.run_id = c.run_id AND s.request_idx = c.request_idx
+    AND s.session = c.session
+"""
+_MONEY_SQL = (
+    "coalesce(spend_usd, cost_usd, list_cost_usd, "
+    "CASE WHEN outcome IN ('started', 'cancelled') THEN max_cost_usd END, 0) + coalesce(judge_cost_usd, 0)"
+)
+"""What one stored row put at risk: the runner's booking, else the known cost, else (a send
+cut short) its worst case; plus the judge calls that scored it."""
+_RUN_SPEND = f"""
+SELECT CAST(coalesce(sum(m), 0) AS DECIMAL(38,18)) AS spent FROM (
+    SELECT {_MONEY_SQL} AS m FROM requests WHERE run_id = $run_id
+    UNION ALL SELECT {_MONEY_SQL} AS m FROM superseded_requests WHERE run_id = $run_id
+    UNION ALL SELECT coalesce(judge_cost_usd, 0) AS m FROM runs WHERE run_id = $run_id
+)
 """
 
 _SUMMARY = """
@@ -621,33 +655,58 @@ class Store:
     # -- requests: read path -------------------------------------------------------
 
     def finished_keys(self, run_id: str) -> set[int]:
-        """request_idx values with a final outcome, from the database and the journal.
+        """request_idx values that must never be sent again, from the database and the journal.
 
-        The journal counts too: after a crash it may hold results the database
-        lacks, and a resume must not pay for them twice.
+        Settled rows (``records.is_settled``): answered, maybe paid. The journal
+        counts too: after a crash it may hold results the database lacks, and a
+        resume must not pay for them twice.
         """
         stored = self._read(
-            "SELECT request_idx FROM requests WHERE run_id = ? "
-            "AND outcome IS NOT NULL AND NOT list_contains(?, outcome)",
-            [run_id, list(RERUNNABLE_OUTCOMES)],
+            f"SELECT request_idx FROM requests WHERE run_id = ? AND {_SETTLED_SQL}", [run_id]
         )
         journaled, _, _ = journal.read_journal(journal.journal_path(self.journal_dir, run_id))
-        final = journaled.filter(
-            pl.col("outcome").is_not_null() & ~pl.col("outcome").is_in(RERUNNABLE_OUTCOMES)
-        )
+        final = journaled.filter(_settled_expr())
         return set(stored["request_idx"].to_list()) | set(final["request_idx"].to_list())
 
-    def run_spend(self, run_id: str) -> Decimal:
-        """Money a run has used so far: reported cost, else list cost, warm-ups included.
+    def in_flight_rows(self, run_id: str) -> pl.DataFrame:
+        """Rows a crash left ``started`` (sent, no result): their money is still to be known.
 
-        Database rows only: call ingest_journal(run_id) first after a crash.
+        Call ingest_journal(run_id) first.
         """
-        frame = self._read(
-            "SELECT CAST(coalesce(sum(coalesce(cost_usd, list_cost_usd)), 0) AS DECIMAL(38,18)) "
-            "AS spent FROM requests WHERE run_id = ?",
+        return self._read(
+            "SELECT request_idx, session, rev, endpoint, generation_id, max_cost_usd, spend_usd, cost_usd "
+            "FROM requests WHERE run_id = ? AND outcome = 'started' ORDER BY request_idx",
             [run_id],
         )
-        return Decimal(frame.item()) if not frame.is_empty() else Decimal(0)
+
+    def book_in_flight(self, run_id: str, request_idx: int, session: int, cost_usd: Decimal) -> None:
+        """The real cost of a send a crash cut short (from /generation): it replaces the worst case."""
+        self._write(
+            "UPDATE requests SET cost_usd = CAST(? AS DECIMAL(38,18)), cost_source = 'generation', "
+            "spend_usd = CAST(? AS DECIMAL(38,18)) "
+            "WHERE run_id = ? AND request_idx = ? AND session = ? AND outcome = 'started'",
+            [str(cost_usd), str(cost_usd), run_id, request_idx, session],
+        )
+
+    def run_spend(self, run_id: str) -> Decimal:
+        """Money a run has put at risk so far: every send, every earlier session's send, every judge call.
+
+        Reported cost, else list cost; a send whose cost is unknown (crashed or
+        cancelled in flight) at its worst case. Database rows only: call
+        ingest_journal(run_id) first after a crash.
+        """
+        frame = self._read(_RUN_SPEND, {"run_id": run_id})
+        return Decimal(frame.item()) if not frame.is_empty() and frame.item() is not None else Decimal(0)
+
+    def superseded_frame(self, run_id: str) -> pl.DataFrame:
+        """Rows of earlier sessions that a re-send replaced (kept for their money)."""
+        return self._read(
+            f"SELECT {_COLS}, superseded_at FROM superseded_requests WHERE run_id = ? "
+            "ORDER BY request_idx, session", [run_id])
+
+    def lock_run(self, run_id: str) -> journal.RunLock:
+        """One run, one writer: hold this for the whole run or resume (RunLocked if taken)."""
+        return journal.RunLock.acquire(self.journal_dir, run_id)
 
     def next_session(self, run_id: str) -> int:
         """Session number for the next resume of a run (1 for the first resume)."""
@@ -889,38 +948,100 @@ class Store:
         return inserted
 
 
+def _settled_expr() -> pl.Expr:
+    outcome = pl.col("outcome")
+    return outcome.is_not_null() & (
+        outcome.is_in(sorted(FINISHED_OUTCOMES))
+        | ((outcome == "cancelled") & (pl.col("token_source") == "usage")).fill_null(False)
+    )
+
+
+def _ranked(frame: pl.DataFrame) -> pl.DataFrame:
+    """Best first per key: settled, newest session, newest revision, stored before batch, last written."""
+    settled = _settled_expr().fill_null(False)
+    return frame.with_columns(
+        _settled=settled,
+        # A settled row is never replaced: among settled rows the first session's wins;
+        # among unsettled ones the newest session's (a resume's re-send lands).
+        _sess=pl.when(settled).then(-pl.col("session")).otherwise(pl.col("session")),
+    ).sort(["_settled", "_sess", "rev", "_stored", "_seq"], descending=True, nulls_last=True)
+
+
 def _one_per_key(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per (run_id, request_idx): a final row if any, then the newest session, then the last written."""
+    """Per (run_id, request_idx): the row that ranks highest (see the merge)."""
     if frame.select(pl.struct("run_id", "request_idx").n_unique()).item() == frame.height:
         return frame  # the usual batch: nothing to choose
-    final = pl.col("outcome").is_not_null() & ~pl.col("outcome").is_in(RERUNNABLE_OUTCOMES)
     return (
-        frame.with_row_index("_seq")
-        .sort([final, pl.col("session"), pl.col("_seq")], descending=True)
+        _ranked(frame.with_row_index("_seq").with_columns(_stored=pl.lit(False)))
         .unique(["run_id", "request_idx"], keep="first", maintain_order=True)
-        .drop("_seq")
+        .drop("_seq", "_stored", "_settled", "_sess")
     )
 
 
 def _merge_rows(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> int:
-    """Design point 3: one row per key, anti-join insert, replace unfinished rows.
+    """Design point 3: the highest-ranking row per key wins; losers of other sessions are kept.
 
-    Returns rows written: new keys plus replacements of unfinished rows.
+    Returns rows written (new keys plus replacements).
     """
     if frame.is_empty():
         return 0
-    batch = _one_per_key(frame)
-    rerun = list(RERUNNABLE_OUTCOMES)
-    con.register("_orbench_batch", batch)
+    batch = frame.with_columns(pl.col("rev").fill_null(0)).with_row_index("_seq").with_columns(
+        pl.col("_seq").cast(pl.Int64))
+    keys = batch.select("run_id", "request_idx").unique()
+    con.register("_orbench_keys", keys)
     try:
-        inserted = int(con.execute(_MERGE_INSERT_NEW).fetchall()[0][0])
-        if inserted < batch.height:  # some keys were stored: replace the unfinished ones
-            replaced = int(con.execute(_MERGE_REPLACE_UNFINISHED, [rerun, rerun]).fetchall()[0][0])
-            if replaced:
-                inserted += int(con.execute(_MERGE_INSERT_NEW).fetchall()[0][0])
-        return inserted
+        stored = con.sql(_STORED_RANKS).pl()
+    finally:
+        con.unregister("_orbench_keys")
+    ranks = batch.select(_RANK_COLUMNS + ["_seq"]).with_columns(_stored=pl.lit(False))
+    if stored.height:
+        stored = stored.select(
+            [pl.col(c).cast(ranks.schema[c]) for c in _RANK_COLUMNS]
+        ).with_columns(pl.col("rev").fill_null(0), _seq=pl.lit(-1, pl.Int64), _stored=pl.lit(True))
+        ranks = pl.concat([ranks, stored.select(ranks.columns)])
+    ranked = _ranked(ranks).with_columns(
+        _first=pl.int_range(pl.len()).over(["run_id", "request_idx"]) == 0,
+        _win_session=pl.col("session").first().over(["run_id", "request_idx"]),
+    )
+    winners = ranked.filter(pl.col("_first") & ~pl.col("_stored"))
+    losers = ranked.filter(
+        ~pl.col("_first") & (pl.col("session") != pl.col("_win_session"))
+        & (pl.col("t_start_ms").is_not_null() | (pl.col("outcome") == "started"))
+    ).unique(["run_id", "request_idx", "session"], keep="first", maintain_order=True)
+    if losers.height:
+        _supersede(con, batch, losers)
+    if winners.is_empty():
+        return 0
+    replace = winners.join(stored.select("run_id", "request_idx"), on=["run_id", "request_idx"],
+                           how="semi") if stored.height else winners.head(0)
+    rows = batch.join(winners.select("_seq"), on="_seq", how="semi").drop("_seq")
+    if replace.height:
+        con.register("_orbench_replace", replace.select("run_id", "request_idx"))
+        try:
+            con.execute(_MERGE_DELETE_REPLACED)
+        finally:
+            con.unregister("_orbench_replace")
+    con.register("_orbench_batch", rows)
+    try:
+        con.execute(_MERGE_INSERT)
     finally:
         con.unregister("_orbench_batch")
+    return rows.height
+
+
+def _supersede(con: duckdb.DuckDBPyConnection, batch: pl.DataFrame, losers: pl.DataFrame) -> None:
+    """Keep rows of earlier (or other) sessions that lost the merge: they may have been paid for."""
+    sup = losers.select("run_id", "request_idx", "session", "rev", pl.col("_stored").alias("stored"))
+    from_batch = batch.join(losers.filter(~pl.col("_stored")).select("_seq"), on="_seq", how="semi")
+    con.register("_orbench_sup", sup)
+    con.register("_orbench_sup_rows", from_batch.drop("_seq"))
+    try:
+        con.execute(_SUPERSEDE_CLEAR)
+        con.execute(_SUPERSEDE_STORED)
+        con.execute(_SUPERSEDE_BATCH)
+    finally:
+        con.unregister("_orbench_sup")
+        con.unregister("_orbench_sup_rows")
 
 
 def _ingested_bytes(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
