@@ -21,7 +21,7 @@ from typing import Any
 
 from bench import __version__
 from bench.budget import Budget
-from bench.catalog import Model, Pricing, find_model, list_cost_usd, max_cost_usd
+from bench.catalog import Model, Pricing, find_model, list_cost_usd, max_cost_usd, parse_models
 from bench.client import OpenRouterClient, RetryPolicy, build_http_client
 from bench.config import Settings
 from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
@@ -34,6 +34,7 @@ from bench.store import Store
 from bench.suites import Suite, load_suite
 from bench import suites as suites_mod
 from bench import checks as checks_mod
+from bench import keys as keys_mod
 
 OPENROUTER = "openrouter"
 
@@ -75,6 +76,9 @@ class Prepared:
     run_id: str | None = None  # set for a resume
     session: int = 0
     suite_changed: bool = False  # resume: the suite file differs from the one the run started with
+    # False when the base URL is a generic OpenAI-compatible server (its /models has no
+    # OpenRouter prices) or no model of the run is on it: no key, credits or /generation calls.
+    openrouter_api: bool = True
 
     @property
     def measured(self) -> int:
@@ -85,24 +89,30 @@ class Prepared:
 def endpoint_keys(suite: Suite | None, env: Mapping[str, str]) -> dict[str, str | None]:
     """Resolve each named endpoint's key from the environment variable the suite names.
 
-    Called at the edge (CLI, dashboard) so library code never reads the environment.
+    Called at the edge (CLI, dashboard) so library code never reads the environment;
+    ``bench.keys`` decides (and refuses a key over plain http to a remote host).
     """
-    keys: dict[str, str | None] = {}
-    for name, ep in (suite.endpoints.items() if suite is not None else []):
-        keys[name] = env.get(ep.api_key_env) if ep.api_key_env else None
-    return keys
+    return {name: keys_mod.endpoint_key(ep, env)
+            for name, ep in (suite.endpoints.items() if suite is not None else [])}
 
 
 def make_clients(settings: Settings, suite: Suite | None, concurrency: int,
-                 keys: Mapping[str, str | None] | None = None) -> dict[str, OpenRouterClient]:
+                 keys: Mapping[str, str | None] | None = None, *,
+                 openrouter_api: bool = True) -> dict[str, OpenRouterClient]:
+    """One client per endpoint. ``openrouter_api=False`` (``Prepared.openrouter_api``): the
+    base URL is a generic OpenAI-compatible server, or the run has no OpenRouter model, so
+    the main client asks for usage in the stream and makes no OpenRouter-only call."""
+    keys_mod.require_safe(settings.base_url, settings.api_key)
     clients = {
         OPENROUTER: OpenRouterClient(
             build_http_client(settings, concurrency), api_key=settings.api_key,
-            retry=RetryPolicy(),
+            retry=RetryPolicy(), openai_compatible=not openrouter_api,
         )
     }
     for name, ep in (suite.endpoints.items() if suite is not None else []):
-        ep_settings = Settings(base_url=ep.base_url, api_key=(keys or {}).get(name),
+        key = (keys or {}).get(name)
+        keys_mod.require_safe(ep.base_url, key)
+        ep_settings = Settings(base_url=ep.base_url, api_key=key,
                                db_path=settings.db_path, referer=None, title=None)
         # Keep-alive stays on (a fresh TCP+TLS handshake per request would inflate
         # TTFT on remote servers); a reused connection that the server had closed
@@ -180,6 +190,29 @@ def endpoint_pricing(suite: Suite, endpoint: str) -> Pricing | None:
     return Pricing.from_dict(ep.prices)
 
 
+def uses_openrouter(suite: Suite, targets: list[Target]) -> bool:
+    """Does the run send anything to the base URL (a model on it, or a judge)?"""
+    return any(t.endpoint == OPENROUTER for t in targets) or bool(suite.judge_models)
+
+
+def require_key(settings: Settings, suite: Suite, targets: list[Target]) -> None:
+    """OpenRouter itself needs a key; the sandbox, another base URL or a run without
+    OpenRouter models does not."""
+    if (settings.api_key is None and not settings.sandbox and uses_openrouter(suite, targets)
+            and keys_mod.is_openrouter_host(settings.base_url)):
+        raise ConfigError(f"set {keys_mod.OPENROUTER_KEY_ENV}, or use --sandbox")
+
+
+def speaks_openrouter(settings: Settings, raw_catalog: Mapping[str, Any]) -> bool:
+    """OpenRouter, the sandbox, or a server whose /models carries OpenRouter's ``pricing``
+    (tests' fakes, proxies); a vLLM or llama.cpp /v1/models has none."""
+    if settings.sandbox or keys_mod.is_openrouter_host(settings.base_url):
+        return True
+    items = raw_catalog.get("data")
+    return isinstance(items, list) and any(isinstance(m, dict) and isinstance(m.get("pricing"), dict)
+                                           for m in items)
+
+
 async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -> Prepared:
     suite = load_suite(spec.suite_path)
     suite.endpoints.update(spec.extra_endpoints)
@@ -188,7 +221,17 @@ async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -
             raise ConfigError("--repeat must be at least 1")
         suite.repeats = spec.repeats
     targets = build_targets(suite, spec)
-    catalog = await client.models()
+    require_key(settings, suite, targets)
+    catalog: list[Model] = []
+    openrouter_api = uses_openrouter(suite, targets)
+    if openrouter_api:  # a run only on the suite's own endpoints needs no OpenRouter catalog
+        raw = await client.models_raw()
+        catalog = parse_models(raw)
+        openrouter_api = speaks_openrouter(settings, raw)
+        client.openai_compatible = not openrouter_api
+    if not openrouter_api and spec.lookup_generation:
+        raise ConfigError(f"--lookup-generation needs OpenRouter's /generation; no model of this run "
+                          f"is on an OpenRouter API ({settings.base_url})")
     suites_mod.validate_models(
         suite,
         {m.id for m in catalog} | {m.canonical_slug for m in catalog if m.canonical_slug},
@@ -205,7 +248,8 @@ async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -
         raise ConfigError("the same model and provider variant is listed twice")
     plan = make_plan(targets, cases, suite.repeats, warmup=spec.warmup and suite.warmup)
     estimate, unpriced = _price_plan(plan, models, suite)
-    return Prepared(spec, suite, targets, plan, models, estimate, unpriced, catalog)
+    return Prepared(spec, suite, targets, plan, models, estimate, unpriced, catalog,
+                    openrouter_api=openrouter_api)
 
 
 def _pricing_for(target: Target, models: dict[str, Model], suite: Suite) -> Pricing | None:
@@ -282,6 +326,8 @@ async def snapshot_key(store: Store, client: OpenRouterClient, run_id: str) -> N
     Best effort: a server without ``/key`` (a generic OpenAI-compatible one) or a
     failing lookup leaves no snapshot and never stops the run.
     """
+    if not client.supports_openrouter_api:
+        return  # a generic server has no /key; a run without OpenRouter models never asks it
     try:
         key = await client.key_info()
     except ProviderError:
@@ -453,7 +499,9 @@ async def plan_run(settings: Settings, spec: RunSpec, *, store: Store | None = N
             prep = await prepare_resume(settings, store, resume, spec, client)
         else:
             prep = await prepare(settings, spec, client)
-        if settings.api_key and not settings.sandbox:
+        if resume:
+            require_key(settings, prep.suite, prep.targets)
+        if settings.api_key and not settings.sandbox and prep.openrouter_api:
             try:
                 check_key(settings, prep, await client.key_info())
             except AuthError:
