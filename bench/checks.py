@@ -43,12 +43,17 @@ import difflib
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import unquote, urldefrag, urljoin
 
 import jsonschema
 from jsonschema import validators
+from referencing import Registry, Resource
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from bench.errors import BenchError, SuiteError
 from bench.records import ToolCall
@@ -131,6 +136,9 @@ class NumericSpec:
 class SchemaSpec:
     schema: dict[str, Any]
     file: str | None  # where it came from, for messages
+    # Built once at load time with every $ref already resolved; evaluation never reads a file
+    # or the network (None only for a SchemaSpec made by hand: built on first use).
+    validator: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -323,7 +331,81 @@ def _json_schema(value: object, where: tuple[int | str, ...], read_bytes: ReadBy
     problem = schema_problem(schema)
     if problem:
         raise CheckSpecError(where, f"{problem}{f' (in {ref})' if ref else ''}")
-    return SchemaSpec(schema, ref if isinstance(ref, str) else None)
+    file = ref if isinstance(ref, str) else None
+    return SchemaSpec(schema, file, build_validator(schema, file, where, read_bytes))
+
+
+# $refs resolve against this virtual folder, which stands for the suite's folder: a
+# relative ref lands inside it, anything else (http://, file:///etc, ../) lands outside.
+SUITE_DIR_URI = "file:///orbench-suite-folder/"
+
+
+def build_validator(schema: dict[str, Any], file: str | None, where: tuple[int | str, ...] = (),
+                    read_bytes: ReadBytes | None = None) -> Any:
+    """A validator for ``schema`` whose $refs are resolved now, and only to the schema itself
+    or to JSON files in the suite's folder; jsonschema's own retrieval (urlopen, no timeout,
+    on the event loop) is never used. Raises CheckSpecError naming the $ref."""
+    reader = read_bytes or _read_plain
+    root = dict(schema)
+    if "$id" not in root and "id" not in root:
+        root["$id"] = SUITE_DIR_URI + (file or "inline.schema.json")
+    registry: Registry[Any] = Registry(retrieve=_refuse_retrieval)
+    docs = [(str(root["$id"] if "$id" in root else root["id"]), root)]
+    known = {urldefrag(docs[0][0])[0]}
+    for uri, contents in docs:  # grows while refs name more files
+        for ref in _schema_refs(contents):
+            target = urldefrag(urljoin(uri, ref))[0]
+            if target in known or not target:
+                continue
+            data = _ref_file(target, ref, where, reader)
+            known.add(target)
+            registry = registry.with_resource(target, Resource.from_contents(
+                data, default_specification=DRAFT202012))
+            docs.append((target, data))
+    cls = validators.validator_for(schema)
+    validator = cls(root, registry=registry)
+    for uri, contents in docs:
+        resolver = (registry.resolver_with_root(Resource.from_contents(root, default_specification=DRAFT202012))
+                    if contents is root else registry.resolver(base_uri=uri))
+        for ref in _schema_refs(contents):
+            try:
+                resolver.lookup(ref)
+            except Unresolvable as exc:
+                raise CheckSpecError(where, f"$ref {ref!r} does not resolve ({type(exc).__name__})") from None
+    return validator
+
+
+def _ref_file(target: str, ref: str, where: tuple[int | str, ...], read_bytes: ReadBytes) -> Any:
+    if not target.startswith(SUITE_DIR_URI):
+        raise CheckSpecError(where, f"$ref {ref!r}: refused; a $ref may point only inside the schema "
+                                    "or to a file in the suite's folder (no network, no file://)")
+    name = unquote(target[len(SUITE_DIR_URI):])
+    try:
+        data = json.loads(read_bytes(name))
+    except OSError as exc:
+        raise CheckSpecError(where, f"$ref {ref!r}: cannot read {name!r}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CheckSpecError(where, f"$ref {ref!r}: {name!r} is not valid JSON: {exc}") from None
+    problem = schema_problem(data)
+    if problem:
+        raise CheckSpecError(where, f"$ref {ref!r}: {problem} (in {name})")
+    return data
+
+
+def _refuse_retrieval(uri: str) -> Resource[Any]:
+    raise LookupError(f"{uri}: not loaded with the suite")  # every allowed $ref is loaded up front
+
+
+def _schema_refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                yield value
+            elif key not in ("const", "enum", "examples", "default"):  # data, not schemas
+                yield from _schema_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _schema_refs(item)
 
 
 def _load_schema(ref: object, where: tuple[int | str, ...], read_bytes: ReadBytes) -> Any:
@@ -584,8 +666,11 @@ def _eval_json_schema(spec: SchemaSpec, a: Answer) -> Verdict:
     value, problem = _parse_json(a.text)
     if problem:
         return False, problem
-    validator = validators.validator_for(spec.schema)(spec.schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    validator = spec.validator or build_validator(spec.schema, spec.file)
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except Unresolvable as exc:  # cannot happen for a suite's schema: its refs were resolved at load
+        return False, f"the schema has an unresolvable $ref ({exc})"
     if error is None:
         return True, None
     where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)

@@ -14,12 +14,13 @@ import io
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import click
 
-from bench import __version__
+from bench import __version__, keys
 from bench.config import Settings
 from bench.errors import BenchError, ConfigError
 
@@ -67,11 +68,13 @@ def api_settings(base_url: str | None, sandbox: bool, db_path: str | None = None
 
         with start_sandbox() as sb:
             note(f"sandbox: simulated OpenRouter at {sb.base_url} (no key, no network, not real data)")
-            yield Settings.from_env(base_url=sb.base_url, sandbox=True, db_path=db_path,
-                                    api_key=os.environ.get("OPENROUTER_API_KEY") and None)
+            # from_env ignores None overrides, so the key is dropped after: the sandbox never sees it
+            yield replace(Settings.from_env(base_url=sb.base_url, sandbox=True, db_path=db_path),
+                          api_key=None)
         return
     settings = Settings.from_env(base_url=base_url, db_path=db_path)
-    if need_key and settings.api_key is None and settings.is_openrouter:
+    settings = replace(settings, api_key=keys.base_url_key(settings.base_url, os.environ))
+    if need_key and settings.api_key is None and keys.is_openrouter_host(settings.base_url):
         fail("set OPENROUTER_API_KEY, or use --sandbox")
     yield settings
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from bench import engine, gates, report
+from bench import engine, gates, keys, report
 from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note, parse_usd
 from bench.config import Settings
 from bench.errors import ConfigError
@@ -67,7 +67,8 @@ class ProgressPrinter:
         self.stream.flush()
 
 
-def _plan_text(prep: engine.Prepared) -> str:
+def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
+               env: dict[str, str] | None = None) -> str:
     lines = [f"suite {prep.suite.name!r}: {len(prep.targets)} targets x "
              f"{len({p.case_id for p in prep.plan})} cases x {prep.suite.repeats} repeats = "
              f"{prep.measured} requests (+{len(prep.plan) - prep.measured} warm-up)"]
@@ -80,13 +81,22 @@ def _plan_text(prep: engine.Prepared) -> str:
         lines.append(f"estimated worst case: unknown (no price for {', '.join(prep.unpriced)})")
     lines.extend(prep.bound_lines)
     lines.extend(f"resume: {n}" for n in prep.in_flight_booked)
+    if settings is not None:
+        # Which variable's value goes to which URL (names only, never a key character).
+        used = {t.endpoint for t in prep.targets} | ({engine.OPENROUTER} if prep.suite.judge_models else set())
+        lines += ["  " + line for line in keys.plan_lines(settings.base_url, prep.suite.endpoints,
+                                                           env if env is not None else {}, used)]
+        if not prep.openrouter_api and engine.OPENROUTER in used:
+            lines.append(f"  {settings.base_url} is an OpenAI-compatible server (no OpenRouter prices "
+                         "in its /models): usage from the stream, no key/credits/generation calls")
     return "\n".join(lines)
 
 
 async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: str | None,
                dry_run: bool, printer: ProgressPrinter | None) -> tuple[str | None, Any]:
     prep = await engine.plan_run(settings, spec, store=store, resume=resume)
-    note(_plan_text(prep))
+    endpoint_keys = engine.endpoint_keys(prep.suite, os.environ)  # refuses http keys before the plan
+    note(_plan_text(prep, settings, dict(os.environ)))
     if prep.suite.repeats > 1 or prep.plan and any(p.is_warmup for p in prep.plan):
         # METRICS.md "Benchmark hygiene": no response-caching header is ever sent, but
         # providers may reuse a prompt prefix they saw a moment ago.
@@ -104,7 +114,8 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
         engine.check_budget(prep)
     store.init()  # only now: a bad suite or flag must leave the database untouched
     clients = engine.make_clients(settings, prep.suite, spec.concurrency,
-                                  keys=engine.endpoint_keys(prep.suite, os.environ))
+                                  keys=endpoint_keys,
+                                  openrouter_api=prep.openrouter_api)
     loop = asyncio.get_running_loop()
 
     def hook(runner: Runner) -> None:
@@ -185,7 +196,7 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     with contextlib.ExitStack() as stack:
         if use_local:
             stack.enter_context(_local_endpoint(spec))
-        settings = stack.enter_context(api_settings(base_url, sandbox, db_path, need_key=not sandbox))
+        settings = stack.enter_context(api_settings(base_url, sandbox, db_path))
         store = Store(settings.db_path)
         printer = ProgressPrinter()
         run_id, _ = asyncio.run(_run(settings, spec, store, resume, dry_run, printer))

@@ -23,7 +23,7 @@ from bench import __version__
 import functools
 
 from bench.budget import BOUND_DERIVATION, Budget, prompt_bound, request_ceiling
-from bench.catalog import Model, Pricing, find_model, list_cost_usd
+from bench.catalog import Model, Pricing, find_model, list_cost_usd, parse_models
 from bench.catalog import to_decimal as catalog_decimal
 from bench.client import OpenRouterClient, RetryPolicy, build_http_client
 from bench.config import Settings
@@ -38,6 +38,7 @@ from bench.store import Store
 from bench.suites import Suite, load_suite
 from bench import suites as suites_mod
 from bench import checks as checks_mod
+from bench import keys as keys_mod
 
 OPENROUTER = "openrouter"
 
@@ -82,6 +83,9 @@ class Prepared:
     lock: RunLock | None = None  # resume: held from the plan until the run ends (one run, one writer)
     bound_lines: list[str] = field(default_factory=list)  # how the worst case was derived, per target
     in_flight_booked: list[str] = field(default_factory=list)  # resume: crashed sends and their cost
+    # False when the base URL is a generic OpenAI-compatible server (its /models has no
+    # OpenRouter prices) or no model of the run is on it: no key, credits or /generation calls.
+    openrouter_api: bool = True
 
     @property
     def measured(self) -> int:
@@ -92,24 +96,30 @@ class Prepared:
 def endpoint_keys(suite: Suite | None, env: Mapping[str, str]) -> dict[str, str | None]:
     """Resolve each named endpoint's key from the environment variable the suite names.
 
-    Called at the edge (CLI, dashboard) so library code never reads the environment.
+    Called at the edge (CLI, dashboard) so library code never reads the environment;
+    ``bench.keys`` decides (and refuses a key over plain http to a remote host).
     """
-    keys: dict[str, str | None] = {}
-    for name, ep in (suite.endpoints.items() if suite is not None else []):
-        keys[name] = env.get(ep.api_key_env) if ep.api_key_env else None
-    return keys
+    return {name: keys_mod.endpoint_key(ep, env)
+            for name, ep in (suite.endpoints.items() if suite is not None else [])}
 
 
 def make_clients(settings: Settings, suite: Suite | None, concurrency: int,
-                 keys: Mapping[str, str | None] | None = None) -> dict[str, OpenRouterClient]:
+                 keys: Mapping[str, str | None] | None = None, *,
+                 openrouter_api: bool = True) -> dict[str, OpenRouterClient]:
+    """One client per endpoint. ``openrouter_api=False`` (``Prepared.openrouter_api``): the
+    base URL is a generic OpenAI-compatible server, or the run has no OpenRouter model, so
+    the main client asks for usage in the stream and makes no OpenRouter-only call."""
+    keys_mod.require_safe(settings.base_url, settings.api_key)
     clients = {
         OPENROUTER: OpenRouterClient(
             build_http_client(settings, concurrency), api_key=settings.api_key,
-            retry=RetryPolicy(),
+            retry=RetryPolicy(), openai_compatible=not openrouter_api,
         )
     }
     for name, ep in (suite.endpoints.items() if suite is not None else []):
-        ep_settings = Settings(base_url=ep.base_url, api_key=(keys or {}).get(name),
+        key = (keys or {}).get(name)
+        keys_mod.require_safe(ep.base_url, key)
+        ep_settings = Settings(base_url=ep.base_url, api_key=key,
                                db_path=settings.db_path, referer=None, title=None)
         # Keep-alive stays on (a fresh TCP+TLS handshake per request would inflate
         # TTFT on remote servers); a reused connection that the server had closed
@@ -187,6 +197,29 @@ def endpoint_pricing(suite: Suite, endpoint: str) -> Pricing | None:
     return Pricing.from_dict(ep.prices)
 
 
+def uses_openrouter(suite: Suite, targets: list[Target]) -> bool:
+    """Does the run send anything to the base URL (a model on it, or a judge)?"""
+    return any(t.endpoint == OPENROUTER for t in targets) or bool(suite.judge_models)
+
+
+def require_key(settings: Settings, suite: Suite, targets: list[Target]) -> None:
+    """OpenRouter itself needs a key; the sandbox, another base URL or a run without
+    OpenRouter models does not."""
+    if (settings.api_key is None and not settings.sandbox and uses_openrouter(suite, targets)
+            and keys_mod.is_openrouter_host(settings.base_url)):
+        raise ConfigError(f"set {keys_mod.OPENROUTER_KEY_ENV}, or use --sandbox")
+
+
+def speaks_openrouter(settings: Settings, raw_catalog: Mapping[str, Any]) -> bool:
+    """OpenRouter, the sandbox, or a server whose /models carries OpenRouter's ``pricing``
+    (tests' fakes, proxies); a vLLM or llama.cpp /v1/models has none."""
+    if settings.sandbox or keys_mod.is_openrouter_host(settings.base_url):
+        return True
+    items = raw_catalog.get("data")
+    return isinstance(items, list) and any(isinstance(m, dict) and isinstance(m.get("pricing"), dict)
+                                           for m in items)
+
+
 async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -> Prepared:
     suite = load_suite(spec.suite_path)
     suite.endpoints.update(spec.extra_endpoints)
@@ -195,7 +228,17 @@ async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -
             raise ConfigError("--repeat must be at least 1")
         suite.repeats = spec.repeats
     targets = build_targets(suite, spec)
-    catalog = await client.models()
+    require_key(settings, suite, targets)
+    catalog: list[Model] = []
+    openrouter_api = uses_openrouter(suite, targets)
+    if openrouter_api:  # a run only on the suite's own endpoints needs no OpenRouter catalog
+        raw = await client.models_raw()
+        catalog = parse_models(raw)
+        openrouter_api = speaks_openrouter(settings, raw)
+        client.openai_compatible = not openrouter_api
+    if not openrouter_api and spec.lookup_generation:
+        raise ConfigError(f"--lookup-generation needs OpenRouter's /generation; no model of this run "
+                          f"is on an OpenRouter API ({settings.base_url})")
     suites_mod.validate_models(
         suite,
         {m.id for m in catalog} | {m.canonical_slug for m in catalog if m.canonical_slug},
@@ -212,7 +255,8 @@ async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -
         raise ConfigError("the same model and provider variant is listed twice")
     plan = make_plan(targets, cases, suite.repeats, warmup=spec.warmup and suite.warmup)
     estimate, unpriced = _price_plan(plan, models, suite)
-    prep = Prepared(spec, suite, targets, plan, models, estimate, unpriced, catalog)
+    prep = Prepared(spec, suite, targets, plan, models, estimate, unpriced, catalog,
+                    openrouter_api=openrouter_api)
     judge_usd, judge_note = _judge_estimate(prep)
     if judge_usd is None and judge_note is not None:
         prep.unpriced.append(f"{judge_note} (judge)")
@@ -346,6 +390,8 @@ async def snapshot_key(store: Store, client: OpenRouterClient, run_id: str) -> N
     Best effort: a server without ``/key`` (a generic OpenAI-compatible one) or a
     failing lookup leaves no snapshot and never stops the run.
     """
+    if not client.supports_openrouter_api:
+        return  # a generic server has no /key; a run without OpenRouter models never asks it
     try:
         key = await client.key_info()
     except ProviderError:
@@ -483,7 +529,7 @@ async def _execute_locked(
             session=prep.session, lookup_generation=spec.lookup_generation,
         ),
         budget=budget, price_fn=_price_fn(prep), check_fn=make_check_fn(prep, clients, ledger),
-        generation_fn=clients[OPENROUTER].generation,
+        generation_fn=clients[OPENROUTER].generation if prep.openrouter_api else None,
         on_progress=on_progress,
     )
     runner.progress.spent_usd = budget.spent_usd
@@ -519,7 +565,7 @@ async def prepare_resume(settings: Settings, store: Store, run_ref: str, spec: R
     run_id = store.resolve_run(run_ref)
     lock = store.lock_run(run_id)  # before reading what is done: a second resume stops here
     try:
-        return await _prepare_resume_locked(store, run_id, spec, client, lock)
+        return await _prepare_resume_locked(settings, store, run_id, spec, client, lock)
     except BaseException:
         lock.release()
         raise
@@ -549,17 +595,23 @@ async def _book_in_flight(store: Store, client: OpenRouterClient, run_id: str) -
     return notes
 
 
-async def _prepare_resume_locked(store: Store, run_id: str, spec: RunSpec, client: OpenRouterClient,
-                                 lock: RunLock) -> Prepared:
+async def _prepare_resume_locked(settings: Settings, store: Store, run_id: str, spec: RunSpec,
+                                 client: OpenRouterClient, lock: RunLock) -> Prepared:
     run = store.get_run(run_id)
     store.ingest_journal(run_id)
-    booked = await _book_in_flight(store, client, run_id)
-    done = store.finished_keys(run_id)
     plan = [PlannedRequest.from_json(d) for d in run["plan"]]
-    todo = [p for p in plan if p.request_idx not in done]
     suite = load_suite(Path(run["suite_path"]))
     suite.endpoints.update(spec.extra_endpoints)
-    catalog = await client.models()
+    catalog: list[Model] = []
+    openrouter_api = uses_openrouter(suite, list({p.target.key: p.target for p in plan}.values()))
+    if openrouter_api:  # a run only on the suite's own endpoints needs no OpenRouter catalog
+        raw = await client.models_raw()
+        catalog = parse_models(raw)
+        openrouter_api = speaks_openrouter(settings, raw)
+        client.openai_compatible = not openrouter_api
+    booked = await _book_in_flight(store, client, run_id)
+    done = store.finished_keys(run_id)
+    todo = [p for p in plan if p.request_idx not in done]
     models = {m: found for m in {p.target.model for p in todo}
               if (found := find_model(catalog, m)) is not None}
     settings_json = run.get("settings") or {}
@@ -571,7 +623,7 @@ async def _prepare_resume_locked(store: Store, run_id: str, spec: RunSpec, clien
                     models, None, [], catalog, run_id=run_id,
                     session=store.next_session(run_id),
                     suite_changed=suite.content_hash != run["suite_hash"], lock=lock,
-                    in_flight_booked=booked)
+                    in_flight_booked=booked, openrouter_api=openrouter_api)
     if spec.budget_usd is None and settings_json.get("budget_usd"):
         spec.budget_usd = Decimal(settings_json["budget_usd"])
     return prep
@@ -595,7 +647,9 @@ async def plan_run(settings: Settings, spec: RunSpec, *, store: Store | None = N
         else:
             prep = await prepare(settings, spec, client)
         try:
-            if settings.api_key and not settings.sandbox:
+            if resume:
+                require_key(settings, prep.suite, prep.targets)
+            if settings.api_key and not settings.sandbox and prep.openrouter_api:
                 try:
                     check_key(settings, prep, await client.key_info())
                 except AuthError:

@@ -32,6 +32,7 @@ from bench.records import FINISHED_OUTCOMES, ChatResult, RequestRow, derive_time
 
 __all__ = ["FINISHED_OUTCOMES", "Runner", "RunOptions", "Progress", "RunState", "RowMoney"]
 
+OPENROUTER_ENDPOINT = "openrouter"
 TRUNCATED_MESSAGE = "the stream ended with no [DONE], finish_reason or usage (truncated)"
 
 
@@ -275,7 +276,8 @@ class Runner:
 
     async def _enrich(self, item: PlannedRequest, row: RequestRow, result: ChatResult | None) -> None:
         """Later revisions of a journaled row: the /generation lookup, then the checks."""
-        if self.opt.lookup_generation and self.generation_fn and row.generation_id:
+        if (self.opt.lookup_generation and self.generation_fn and row.generation_id
+                and row.endpoint == OPENROUTER_ENDPOINT):  # /generation is OpenRouter's alone
             if await self._lookup_generation(row):
                 self._revise(row)
         if self.check_fn is not None and row.outcome == "ok" and not item.is_warmup:

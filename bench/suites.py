@@ -72,6 +72,7 @@ from bench.checks import (
     parse_checks,
     schema_problem,
 )
+from bench import keys
 from bench.errors import SuiteError
 
 OPENROUTER = "openrouter"  # the endpoint name of models not routed to a named endpoint
@@ -106,9 +107,11 @@ _EFFORTS = ("max", "xhigh", "high", "medium", "low", "minimal", "none")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _STR_TAG = "tag:yaml.org,2002:str"
+# Aliases may repeat what was written at most this much (shared defaults are far below it).
+ALIAS_EXPANSION_FACTOR = 10
+ALIAS_EXPANSION_FLOOR = 10_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _NO_HINTS: Mapping[str, str] = {}
 
@@ -380,6 +383,7 @@ def _compose(text: str, src: _Source) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
+        _check_expansion(node, src)
         _check_keys(node, (), src, ())
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
@@ -392,6 +396,39 @@ def _compose(text: str, src: _Source) -> Any:
         loader.dispose()
     _map_lines(node, (), src.lines)
     return data
+
+
+def _check_expansion(root: yaml.Node, src: _Source) -> None:
+    """Refuse aliases that expand far beyond what was written (the "billion laughs" bomb).
+
+    An alias is the same node object met again, so counting each node once gives what
+    was written, and summing children gives what every later walk (key checks, line map,
+    hashing, the engine's copies) would visit. Both counts are linear in distinct nodes.
+    """
+    expanded: dict[int, int] = {}
+    written = 0
+
+    def size(node: yaml.Node) -> int:
+        nonlocal written
+        known = expanded.get(id(node))
+        if known is not None:
+            return known
+        expanded[id(node)] = 1  # in progress: a recursive alias counts once (reported later)
+        written += 1
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        total = 1 + sum(size(child) for child in children)
+        expanded[id(node)] = total
+        return total
+
+    total = size(root)
+    limit = max(ALIAS_EXPANSION_FLOOR, ALIAS_EXPANSION_FACTOR * written)
+    if total > limit:
+        raise src.error((), f"YAML aliases expand {written} written nodes to {total} "
+                            f"(more than {limit}): refusing it (an alias bomb?); write the values out")
 
 
 def _check_keys(node: yaml.Node, path: YPath, src: _Source, stack: tuple[yaml.Node, ...]) -> None:
@@ -683,8 +720,9 @@ def _parse_endpoints(at: _At) -> dict[str, Endpoint]:
 
 
 def _env_name(at: _At) -> str:
-    if not isinstance(at.value, str) or not _ENV_NAME.fullmatch(at.value):
-        raise at.expected("an environment variable name")
+    # Only key-like names: any other variable ($HOME, $DATABASE_URL) would be sent to the URL.
+    if not isinstance(at.value, str) or not keys.key_name_ok(at.value):
+        raise at.expected(keys.KEY_NAME_RULE)
     return at.value
 
 

@@ -15,6 +15,7 @@ Authorization header; with no key the simulated sandbox is started in-process
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 import polars as pl
 import streamlit as st
 
-from bench import analytics
+from bench import analytics, keys
 from bench.analytics import Filters
 from bench.catalog import Model, ModelEndpoints
 from bench.client import Credits, KeyInfo, OpenRouterClient, RetryPolicy, build_http_client
@@ -39,20 +40,11 @@ CREDITS_TTL_S = 60
 COMPARE_CAP = 300  # ok values per group and run fed to the bootstrap
 COMPARE_RESAMPLES = 400
 READ_TIMEOUT_S = 1.5  # how long a read waits for a writer before StoreBusy
-KEY_NAME = "OPENROUTER_API_KEY"
 ROOT = Path(__file__).resolve().parent.parent
 SUITES_DIR = ROOT / "data" / "suites"
 
 
 # ------------------------------------------------------------------- settings
-def _secret_key() -> str | None:
-    try:
-        value = st.secrets.get(KEY_NAME)
-    except Exception:  # noqa: BLE001 - no secrets file is the normal case
-        return None
-    return str(value) if value else None
-
-
 @st.cache_resource(show_spinner="Starting the simulated sandbox...")
 def _sandbox() -> Any:
     """The in-process sandbox, started once per server (thread-safe, never mutated here)."""
@@ -61,22 +53,35 @@ def _sandbox() -> Any:
     return start_sandbox(port=0, seed=0)
 
 
+def key_env() -> dict[str, str]:
+    """The environment, with the secrets file's string values under it (the environment wins)."""
+    try:
+        found = {str(k): str(v) for k, v in st.secrets.items() if isinstance(v, (str, int))}
+    except Exception:  # noqa: BLE001 - no secrets file is the normal case
+        found = {}
+    return found | dict(os.environ)
+
+
 def current_settings() -> Settings:
-    """Settings for this session: real API with a key, else the sandbox (simulated)."""
+    """Settings for this session: real API with a key, else the sandbox (simulated).
+
+    ``bench.keys`` decides: the OpenRouter key only goes to openrouter.ai; another
+    ``OPENROUTER_BASE_URL`` gets the key ``ORBENCH_BASE_URL_KEY_ENV`` names, or none.
+    """
     env = Settings.from_env()
-    key = env.api_key or _secret_key()
+    key = keys.base_url_key(env.base_url, key_env())
     if key:
         return replace(env, api_key=key)
-    if env.base_url != OPENROUTER_BASE_URL:
-        return replace(env, sandbox=True)  # a sandbox started elsewhere (tests, `orbench sandbox`)
-    return replace(env, base_url=_sandbox().base_url, sandbox=True)
+    if env.base_url != OPENROUTER_BASE_URL:  # a sandbox started elsewhere (tests, `orbench sandbox`)
+        return replace(env, api_key=None, sandbox=True)
+    return replace(env, api_key=None, base_url=_sandbox().base_url, sandbox=True)
 
 
 def sandbox_settings(db_path: Path) -> Settings:
     """Settings for the one-click demo: always the sandbox, never a real key."""
     env = Settings.from_env()
-    if env.api_key is None and env.base_url != OPENROUTER_BASE_URL:
-        return replace(env, db_path=db_path, sandbox=True)
+    if env.base_url != OPENROUTER_BASE_URL and keys.base_url_key(env.base_url, key_env()) is None:
+        return replace(env, api_key=None, db_path=db_path, sandbox=True)
     return Settings(base_url=_sandbox().base_url, db_path=db_path, sandbox=True)
 
 
@@ -248,7 +253,22 @@ def clear_caches() -> None:
 
 # ------------------------------------------------------------------- suites for the Run page
 def load_suite(path: Path) -> Any:
-    """A validated suite (``bench.suites.Suite``); SuiteError carries the one-line problem."""
+    """A validated suite (``bench.suites.Suite``); SuiteError carries the one-line problem.
+
+    Parsed once per content (every widget change reruns the page); the page only reads it,
+    and the engine loads its own copy when a run starts.
+    """
+    import hashlib
+
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        digest = ""  # load() says why, in one line
+    return _parsed_suite(str(path), digest)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _parsed_suite(path: str, content_sha256: str) -> Any:
     from bench.suites import load_suite as load
 
     return load(path)

@@ -11,8 +11,10 @@ message (``BenchError`` text, or the exception type for anything unexpected).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -78,9 +80,12 @@ def describe_plan(prep: engine.Prepared) -> dict[str, Any]:
 class RunJob:
     """One run executing in a daemon thread; ``snapshot()`` and ``cancel()`` are thread-safe."""
 
-    def __init__(self, settings: Settings, spec: engine.RunSpec, *, with_local: bool = False) -> None:
+    def __init__(self, settings: Settings, spec: engine.RunSpec, *, with_local: bool = False,
+                 env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.spec = spec
+        # where suite endpoints' api_key_env are looked up (bench.keys decides what goes where)
+        self.env: Mapping[str, str] = dict(os.environ) if env is None else env
         self.with_local = with_local  # start the real local model (llama.cpp) for this run
         self._state = JobState()
         self._lock = threading.Lock()
@@ -162,7 +167,9 @@ class RunJob:
         self._update(total=len(prep.plan))
         store = Store(self.settings.db_path)
         await asyncio.to_thread(store.init)
-        clients = engine.make_clients(self.settings, prep.suite, self.spec.concurrency)
+        clients = engine.make_clients(self.settings, prep.suite, self.spec.concurrency,
+                                      keys=engine.endpoint_keys(prep.suite, self.env),
+                                      openrouter_api=prep.openrouter_api)
         try:
             return await engine.execute(self.settings, store, prep, clients,
                                         on_progress=self._on_progress, on_runner=self._on_runner)
@@ -171,8 +178,9 @@ class RunJob:
             store.close()
 
 
-def start_run(settings: Settings, spec: engine.RunSpec, *, with_local: bool = False) -> RunJob:
-    return RunJob(settings, spec, with_local=with_local).start()
+def start_run(settings: Settings, spec: engine.RunSpec, *, with_local: bool = False,
+              env: Mapping[str, str] | None = None) -> RunJob:
+    return RunJob(settings, spec, with_local=with_local, env=env).start()
 
 
 def demo_includes_local(env: dict[str, str]) -> bool:

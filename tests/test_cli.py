@@ -68,6 +68,7 @@ def test_models_filters_by_modality_price_and_context() -> None:
 def test_credits_with_a_rejected_key_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
     server = start_fake()
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-bad")
+    monkeypatch.setenv("ORBENCH_BASE_URL_KEY_ENV", "OPENROUTER_API_KEY")  # a non-OpenRouter URL needs it named
     code, _, err = invoke("credits", "--base-url", server.base_url)
     assert code == 1 and "rejected" in one_error_line(err)
     assert "sk-or-v1-bad" not in err

@@ -356,6 +356,8 @@ def test_key_from_secrets_is_used_and_never_shown(seeded: Seeded, monkeypatch: p
     """With a key in st.secrets the app is not "simulated", and the key appears nowhere on the page."""
     key = "sk-or-v1-" + "k3y" * 12
     monkeypatch.setenv("ORBENCH_DB", str(seeded[0]))
+    # the test sandbox is not openrouter.ai: the OpenRouter key goes there only when named
+    monkeypatch.setenv("ORBENCH_BASE_URL_KEY_ENV", "OPENROUTER_API_KEY")
     at = AppTest.from_file(APP, default_timeout=60)
     at.secrets["OPENROUTER_API_KEY"] = key
     at.switch_page("app_pages/credits.py").run()

@@ -42,6 +42,7 @@ def write_suite(tmp: Path, models: list[str], repeats: int = 2, cases: int = 2,
 @pytest.fixture
 def env(cli_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("OPENROUTER_API_KEY", SECRET)
+    monkeypatch.setenv("ORBENCH_BASE_URL_KEY_ENV", "OPENROUTER_API_KEY")  # the fake is not openrouter.ai
     return cli_db
 
 
@@ -252,7 +253,8 @@ def test_gates_exit_3_on_failure_and_0_when_they_hold(env: Path, tmp_path: Path)
 
 def _spawn_run(args: list[str], env_db: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "ORBENCH_"))}
-    env.update(OPENROUTER_API_KEY=SECRET, ORBENCH_DB=str(env_db), PYTHONPATH=str(ROOT))
+    env.update(OPENROUTER_API_KEY=SECRET, ORBENCH_BASE_URL_KEY_ENV="OPENROUTER_API_KEY",
+               ORBENCH_DB=str(env_db), PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "bench", "run", *args], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

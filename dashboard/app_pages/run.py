@@ -77,7 +77,7 @@ if b1.button("Estimate", icon=":material/calculate:", key="run-estimate", disabl
         st.error(str(exc))
 if b2.button("Start run", type="primary", icon=":material/play_arrow:", key="run-start",
              disabled=busy or not models):
-    st.session_state["run_job"] = jobs.start_run(settings, spec)
+    st.session_state["run_job"] = jobs.start_run(settings, spec, env=data.key_env())
     st.session_state.pop("run_job_seen_end", None)
 
 est = st.session_state.get("run_estimate")
