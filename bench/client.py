@@ -48,7 +48,7 @@ from bench.errors import (
 )
 from bench.records import ChatResult, Clocks
 from bench.sse import DATA, DONE, SSEEvent, SSEParser, StreamAccumulator
-from bench.transport import HttpxTransport, LeanTransport, head_requests, tls_context
+from bench.transport import HttpxTransport, LeanTransport, warm_requests, tls_context
 
 T = TypeVar("T")
 
@@ -187,11 +187,15 @@ def build_http_client(
 
 def _proxy_transport(proxy: str, max_conn: int | None, limits: httpx.Limits,
                      ssl_context: ssl.SSLContext) -> httpx.AsyncBaseTransport:
-    if max_conn is not None and max_conn > POOL_SHARD_SIZE:
-        return ShardedTransport(max_conn, fresh_connections=limits.max_keepalive_connections == 0,
-                                proxy=proxy, ssl_context=ssl_context)
-    return HttpxTransport(verify=ssl_context, limits=limits, http1=True, http2=False,
-                          proxy=proxy, trust_env=False)
+    try:
+        if max_conn is not None and max_conn > POOL_SHARD_SIZE:
+            return ShardedTransport(max_conn, fresh_connections=limits.max_keepalive_connections == 0,
+                                    proxy=proxy, ssl_context=ssl_context)
+        return HttpxTransport(verify=ssl_context, limits=limits, http1=True, http2=False,
+                              proxy=proxy, trust_env=False)
+    except (ImportError, ValueError) as exc:  # socks5:// without socksio, an unknown proxy scheme
+        scheme = proxy.split("://", 1)[0]
+        raise ConfigError(f"the {scheme}:// proxy from the *_PROXY variables cannot be used: {exc}") from None
 
 
 POOL_SHARD_SIZE = 16
@@ -234,8 +238,8 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         return response
 
     async def prewarm(self, url: httpx.URL, n: int, *, timeout: float | None = None) -> int:
-        """``n`` concurrent HEAD requests (spread over the shards); returns the idle connections after."""
-        await head_requests(self, url, n, timeout)
+        """``n`` concurrent GET requests (spread over the shards); returns the idle connections after."""
+        await warm_requests(self, url, n, timeout)
         return sum(shard.idle_connections(url) for shard in self.shards)
 
     async def aclose(self) -> None:
@@ -317,8 +321,8 @@ class OpenRouterClient:
         Run it before a measured phase with ``n`` = its concurrency, so that no measured
         request carries a connect in its TTFT. The lean transport only connects (TCP +
         TLS, at most 32 at once, no HTTP request); httpx's own transport (behind a
-        proxy) connects only for a request, so it sends ``n`` concurrent ``HEAD`` requests
-        to the base URL. Other transports (a test's MockTransport): nothing, 0.
+        proxy) connects only for a request, so it sends ``n`` concurrent ``GET`` requests
+        for the base URL itself (no key sent). Other transports (a test's MockTransport): nothing, 0.
         """
         url = self._http.base_url
         # httpx routes by URL pattern (proxy mounts); it has no public "which transport" call

@@ -562,8 +562,8 @@ class HttpxTransport(httpx.AsyncHTTPTransport):
         return sum(1 for c in pool.connections if c.is_idle() and c.can_handle_request(origin))
 
     async def prewarm(self, url: httpx.URL, n: int, *, timeout: float | None = None) -> int:
-        """httpcore connects only for a request: ``n`` concurrent HEAD requests to ``url``."""
-        await head_requests(self, url, n, timeout)
+        """httpcore connects only for a request: ``n`` concurrent GET requests to ``url``."""
+        await warm_requests(self, url, n, timeout)
         return self.idle_connections(url)
 
 
@@ -591,11 +591,16 @@ class _ConnTrace:
         return (self.ended - self.started) / 1e6
 
 
-async def head_requests(transport: httpx.AsyncBaseTransport, url: httpx.URL, n: int,
+async def warm_requests(transport: httpx.AsyncBaseTransport, url: httpx.URL, n: int,
                         timeout: float | None) -> None:
-    """``n`` HEAD requests at once, so that a pool that connects per request opens ``n`` connections."""
+    """``n`` GET requests at once, so that a pool that connects per request opens ``n`` connections.
+
+    GET of the base URL itself (a small 404 or index page, no key sent), not HEAD: a
+    server that wrongly sends a body with a HEAD answer (our sandbox does) would leave
+    it on the connection for httpcore to read as the next response.
+    """
     async def one() -> None:
-        request = httpx.Request("HEAD", url, extensions={"timeout": dict.fromkeys(
+        request = httpx.Request("GET", url, extensions={"timeout": dict.fromkeys(
             ("connect", "read", "write", "pool"), timeout)})
         response = await transport.handle_async_request(request)
         try:
