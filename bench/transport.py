@@ -27,6 +27,7 @@ of a measured phase so that no measured request pays a connect.
 from __future__ import annotations
 
 import asyncio
+import os.path
 import re
 import ssl
 import time
@@ -42,8 +43,9 @@ _NO_BODY_STATUS = {204, 304}
 _LIMIT = 1 << 20  # longest header block / chunk-size line we accept
 _PIECE = 65536  # largest part we hand out from one sized body or big chunk
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")  # h11's chunk_header
+_PLAIN_CHUNK_LINE = re.compile(rb"[0-9A-Fa-f]{1,16}\r\n")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # a header field name
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # a header field name (checked in responses)
 _BAD_VALUE = re.compile(rb"[\r\n\0]")
 
 Origin = tuple[str, str, int]
@@ -62,8 +64,6 @@ def tls_context(ca_bundle: str | None = None, *, insecure: bool = False,
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     elif ca_bundle:
-        import os.path
-
         try:
             if os.path.isdir(ca_bundle):
                 ctx = ssl.create_default_context(capath=ca_bundle)
@@ -323,16 +323,20 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
 
 def _request_head(request: httpx.Request) -> bytes:
-    """The request line and headers; a header that would split the message is refused (as h11 does)."""
-    head = [f"{request.method} {request.url.raw_path.decode('ascii')} HTTP/1.1".encode()]
-    for name, value in request.headers.raw:
-        if _BAD_VALUE.search(value) or not _TOKEN.fullmatch(name):
-            what = "name" if not _TOKEN.fullmatch(name) else "value"
-            # never the value itself: it may be the API key
-            raise httpx.LocalProtocolError(f"Illegal header {what} for {name[:40]!r}: CR, LF, NUL "
-                                           "or a separator in it", request=request)
-        head.append(name + b": " + value)
-    return b"\r\n".join(head) + b"\r\n\r\n"
+    """The request line and headers; a CR, LF or NUL that would split the message is refused (as h11 does)."""
+    raw = request.headers.raw
+    head = b"\r\n".join([f"{request.method} {request.url.raw_path.decode('ascii')} HTTP/1.1".encode(),
+                          *[name + b": " + value for name, value in raw]]) + b"\r\n\r\n"
+    # One count over the block instead of a check per header: each line adds exactly one CRLF.
+    lines = len(raw) + 2
+    if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
+        for name, value in raw:
+            if _BAD_VALUE.search(name + value):
+                # never the value itself: it may be the API key
+                raise httpx.LocalProtocolError(f"Illegal header value for {name[:40]!r}: CR, LF or NUL in it",
+                                               request=request)
+        raise httpx.LocalProtocolError("CR, LF or NUL in the request line", request=request)
+    return head
 
 
 def _parse_head(block: bytes,
@@ -466,14 +470,18 @@ class _Body(httpx.AsyncByteStream):
     async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
         loop = self._loop
         match = _CHUNK_LINE.fullmatch
+        plain = _PLAIN_CHUNK_LINE.fullmatch
         while True:
             line = await reader.readline()
             if not line:
                 raise asyncio.IncompleteReadError(b"", None)
-            m = match(line)
-            if m is None:
-                raise self._bad_chunk(f"bad chunk size line {line[:40]!r}")
-            size = int(m.group(1), 16)
+            if plain(line) is not None:  # the usual "5b\r\n": int() ignores the CRLF
+                size = int(line, 16)
+            else:
+                m = match(line)  # with extensions, whitespace or a bare LF; int() alone took "-5" and "0x5"
+                if m is None:
+                    raise self._bad_chunk(f"bad chunk size line {line[:40]!r}")
+                size = int(m.group(1), 16)
             if size == 0:
                 await self._trailers(reader)
                 return
