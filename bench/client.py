@@ -164,8 +164,11 @@ def build_http_client(
     )
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
     if transport is None:
-        ssl_context = tls_context(settings.ca_bundle, insecure=settings.insecure,
-                                  source=settings.ca_source or "--ca-bundle")
+        # A configured CA is loaded now, so a bad one fails here with the setting's name;
+        # certifi's default (~16 ms of CPU) only at the first https connect.
+        ssl_context = (tls_context(settings.ca_bundle, insecure=settings.insecure,
+                                   source=settings.ca_source or "--ca-bundle")
+                       if settings.ca_bundle or settings.insecure else None)
         # Our lean HTTP/1.1 transport: ~10x less CPU per SSE event than httpcore,
         # which is what keeps TTFT honest at 100+ concurrent streams (bench/transport.py).
         transport = LeanTransport(max_conn, keepalive=not fresh_connections, ssl_context=ssl_context)
@@ -186,7 +189,8 @@ def build_http_client(
 
 
 def _proxy_transport(proxy: str, max_conn: int | None, limits: httpx.Limits,
-                     ssl_context: ssl.SSLContext) -> httpx.AsyncBaseTransport:
+                     ssl_context: ssl.SSLContext | None) -> httpx.AsyncBaseTransport:
+    ssl_context = ssl_context or tls_context()
     try:
         if max_conn is not None and max_conn > POOL_SHARD_SIZE:
             return ShardedTransport(max_conn, fresh_connections=limits.max_keepalive_connections == 0,
