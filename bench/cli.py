@@ -49,7 +49,27 @@ class OrbenchGroup(click.Group):
 def api_options(f: Any) -> Any:
     f = click.option("--sandbox", is_flag=True, help="Start the simulated sandbox in-process and use it.")(f)
     f = click.option("--base-url", default=None, help="API base URL (default OPENROUTER_BASE_URL or OpenRouter).")(f)
+    # TLS options go to ctx.meta (read by api_settings), so no command's signature changes.
+    f = click.option("--ca-bundle", type=click.Path(exists=True), expose_value=False, callback=_tls_meta,
+                     help="CA file or directory to trust (default ORBENCH_CA_BUNDLE, SSL_CERT_FILE, "
+                          "SSL_CERT_DIR, then certifi).")(f)
+    f = click.option("--insecure", is_flag=True, expose_value=False, callback=_tls_meta,
+                     help="Do not verify TLS certificates (unsafe; for debugging a proxy only).")(f)
     return f
+
+
+def _tls_meta(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value:
+        ctx.meta[f"orbench.{param.name}"] = value
+
+
+def _tls_overrides() -> dict[str, Any]:
+    """--ca-bundle / --insecure of the running command, as Settings overrides; warns once on --insecure."""
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    if meta.get("orbench.insecure"):
+        note("WARNING: --insecure: TLS certificates are NOT verified; anyone on the path can read the key")
+    return {"ca_bundle": meta.get("orbench.ca_bundle"), "insecure": bool(meta.get("orbench.insecure")) or None}
 
 
 def db_option(f: Any) -> Any:
@@ -69,10 +89,11 @@ def api_settings(base_url: str | None, sandbox: bool, db_path: str | None = None
         with start_sandbox() as sb:
             note(f"sandbox: simulated OpenRouter at {sb.base_url} (no key, no network, not real data)")
             # from_env ignores None overrides, so the key is dropped after: the sandbox never sees it
+            # and the sandbox on loopback is never reached through a proxy
             yield replace(Settings.from_env(base_url=sb.base_url, sandbox=True, db_path=db_path),
-                          api_key=None)
+                          api_key=None, proxies=())
         return
-    settings = Settings.from_env(base_url=base_url, db_path=db_path)
+    settings = Settings.from_env(base_url=base_url, db_path=db_path, **_tls_overrides())
     settings = replace(settings, api_key=keys.base_url_key(settings.base_url, os.environ))
     if need_key and settings.api_key is None and keys.is_openrouter_host(settings.base_url):
         fail("set OPENROUTER_API_KEY, or use --sandbox")

@@ -41,11 +41,13 @@ def runs_cmd(db_path: str | None, as_json: bool) -> None:
 @click.argument("run", default="latest")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show_cmd(run: str, db_path: str | None, as_json: bool) -> None:
+@click.option("--exclude-cold", is_flag=True,
+              help="Leave requests that opened a new connection out of the latency percentiles.")
+def show_cmd(run: str, db_path: str | None, as_json: bool, exclude_cold: bool) -> None:
     """Per model x provider: n, errors, TTFT percentiles with 95% CI, TPOT, tokens, cost."""
     store = _store(db_path)
     run_id = store.resolve_run(run)
-    summary = report.run_summary(store, run_id)
+    summary = report.run_summary(store, run_id, exclude_cold)
     meta = store.get_run(run_id)
     if as_json:
         emit_table(summary, list(summary[0].keys()) if summary else [], "json")

@@ -22,8 +22,8 @@ import json
 import math
 import random
 import re
+import ssl
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,7 +48,7 @@ from bench.errors import (
 )
 from bench.records import ChatResult, Clocks
 from bench.sse import DATA, DONE, SSEEvent, SSEParser, StreamAccumulator
-from bench.transport import LeanTransport
+from bench.transport import HttpxTransport, LeanTransport, warm_requests, tls_context
 
 T = TypeVar("T")
 
@@ -150,18 +150,30 @@ def build_http_client(
     ``fresh_connections`` turns keep-alive off (llama.cpp sometimes drops a reused
     connection after a stream). ``read_timeout_s`` is the default stall timeout.
     Never sends response-caching headers: a cache hit would fake the measurement.
+
+    TLS trust and proxies come from ``settings`` (see bench/config.py), never from
+    the environment here. URLs a proxy serves go through httpx's own transport with
+    that proxy (sharded above ``POOL_SHARD_SIZE`` connections); the rest, NO_PROXY
+    hosts included, through our lean transport. A ``transport`` passed in (a test's
+    MockTransport) serves every URL, as httpx does with an explicit transport.
     """
     max_conn = max(concurrency * 2, 16) if concurrency > 0 else None
     limits = httpx.Limits(
         max_connections=max_conn,
         max_keepalive_connections=0 if fresh_connections else max_conn,
     )
-    if transport is None and not urllib.request.getproxies():
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    if transport is None:
+        # A configured CA is loaded now, so a bad one fails here with the setting's name;
+        # certifi's default (~16 ms of CPU) only at the first https connect.
+        ssl_context = (tls_context(settings.ca_bundle, insecure=settings.insecure,
+                                   source=settings.ca_source or "--ca-bundle")
+                       if settings.ca_bundle or settings.insecure else None)
         # Our lean HTTP/1.1 transport: ~10x less CPU per SSE event than httpcore,
         # which is what keeps TTFT honest at 100+ concurrent streams (bench/transport.py).
-        transport = LeanTransport(max_conn, keepalive=not fresh_connections)
-    elif transport is None and max_conn is not None and max_conn > POOL_SHARD_SIZE:
-        transport = ShardedTransport(max_conn, fresh_connections=fresh_connections)
+        transport = LeanTransport(max_conn, keepalive=not fresh_connections, ssl_context=ssl_context)
+        mounts = {pattern: None if proxy is None else _proxy_transport(proxy, max_conn, limits, ssl_context)
+                  for pattern, proxy in settings.proxies}
     timeout = httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s, write=30.0, pool=60.0)
     return httpx.AsyncClient(
         base_url=settings.base_url,
@@ -171,7 +183,23 @@ def build_http_client(
         http1=True,
         http2=False,
         transport=transport,
+        mounts=mounts,  # pattern -> None keeps the default (lean) transport: NO_PROXY hosts
+        trust_env=False,  # settings already hold what the environment says
     )
+
+
+def _proxy_transport(proxy: str, max_conn: int | None, limits: httpx.Limits,
+                     ssl_context: ssl.SSLContext | None) -> httpx.AsyncBaseTransport:
+    ssl_context = ssl_context or tls_context()
+    try:
+        if max_conn is not None and max_conn > POOL_SHARD_SIZE:
+            return ShardedTransport(max_conn, fresh_connections=limits.max_keepalive_connections == 0,
+                                    proxy=proxy, ssl_context=ssl_context)
+        return HttpxTransport(verify=ssl_context, limits=limits, http1=True, http2=False,
+                              proxy=proxy, trust_env=False)
+    except (ImportError, ValueError) as exc:  # socks5:// without socksio, an unknown proxy scheme
+        scheme = proxy.split("://", 1)[0]
+        raise ConfigError(f"the {scheme}:// proxy from the *_PROXY variables cannot be used: {exc}") from None
 
 
 POOL_SHARD_SIZE = 16
@@ -186,14 +214,18 @@ class ShardedTransport(httpx.AsyncBaseTransport):
     lands in the clocks of every other stream. Measured at 128 streams x 50 events
     (loopback, warm pool): client CPU 5.1 s -> 1.1 s per round. Each request goes to
     the least busy shard, so keep-alive connections are still reused; the total
-    connection cap stays ``max_connections``.
+    connection cap stays ``max_connections``. Used for URLs served by a proxy: every
+    shard goes through ``proxy``.
     """
 
-    def __init__(self, max_connections: int, *, fresh_connections: bool = False) -> None:
+    def __init__(self, max_connections: int, *, fresh_connections: bool = False, proxy: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         n = -(-max_connections // POOL_SHARD_SIZE)
         per = -(-max_connections // n)
         limits = httpx.Limits(max_connections=per, max_keepalive_connections=0 if fresh_connections else per)
-        self.shards = [httpx.AsyncHTTPTransport(limits=limits, http1=True, http2=False) for _ in range(n)]
+        verify = ssl_context or tls_context()
+        self.shards = [HttpxTransport(verify=verify, limits=limits, http1=True, http2=False, proxy=proxy,
+                                      trust_env=False) for _ in range(n)]
         self.in_flight = [0] * n
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -208,6 +240,11 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _ReleasingStream(response.stream, loads, i)
         return response
+
+    async def prewarm(self, url: httpx.URL, n: int, *, timeout: float | None = None) -> int:
+        """``n`` concurrent GET requests (spread over the shards); returns the idle connections after."""
+        await warm_requests(self, url, n, timeout)
+        return sum(shard.idle_connections(url) for shard in self.shards)
 
     async def aclose(self) -> None:
         for shard in self.shards:
@@ -281,6 +318,24 @@ class OpenRouterClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def prewarm(self, n: int) -> int:
+        """Open ``n`` idle keep-alive connections to the base URL; returns how many the pool holds after.
+
+        Run it before a measured phase with ``n`` = its concurrency, so that no measured
+        request carries a connect in its TTFT. The lean transport only connects (TCP +
+        TLS, at most 32 at once, no HTTP request); httpx's own transport (behind a
+        proxy) connects only for a request, so it sends ``n`` concurrent ``GET`` requests
+        for the base URL itself (no key sent). Other transports (a test's MockTransport): nothing, 0.
+        """
+        url = self._http.base_url
+        # httpx routes by URL pattern (proxy mounts); it has no public "which transport" call
+        transport = self._http._transport_for_url(url)  # noqa: SLF001
+        warm = getattr(transport, "prewarm", None)
+        if warm is None:
+            return 0
+        count: int = await warm(url, n, timeout=self._http.timeout.connect)
+        return count
 
     async def __aenter__(self) -> OpenRouterClient:
         return self
@@ -411,6 +466,7 @@ class OpenRouterClient:
                 clocks.t0 = time.perf_counter_ns()
                 response = await self._http.send(request, stream=True)
                 clocks.t_headers = time.perf_counter_ns()
+                _connection_facts(response, acc.result)
                 try:
                     await self._read_chat(response, acc, stream)
                 finally:
@@ -608,6 +664,15 @@ async def _read_events(response: httpx.Response, acc: StreamAccumulator) -> None
         t = clock()
         _apply(parser.finish(), acc, t)
         acc.on_done(t)
+
+
+def _connection_facts(response: httpx.Response, result: ChatResult) -> None:
+    """How the request got its connection, as our transports report it (None when unknown)."""
+    ext = response.extensions
+    reused = ext.get("orbench_conn_reused")
+    result.conn_reused = reused if isinstance(reused, bool) else None
+    connect_ms = ext.get("orbench_connect_ms")
+    result.connect_ms = float(connect_ms) if isinstance(connect_ms, (int, float)) else None
 
 
 def _apply(events: list[SSEEvent], acc: StreamAccumulator, t: int) -> None:

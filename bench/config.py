@@ -2,16 +2,35 @@
 
 Library code never reads the environment; ``Settings.from_env`` is the one place
 that does. The API key is held here and only ever sent in the Authorization header.
+
+TLS and proxies are resolved here too, with httpx's own rules, so every transport
+(ours or httpx's) sees the same trust store and the same proxy map:
+
+- CA: ``--ca-bundle`` / ``ORBENCH_CA_BUNDLE``, else ``SSL_CERT_FILE``, else
+  ``SSL_CERT_DIR``, else certifi (httpx's order; a file or a directory of hashed
+  certificates). ``insecure`` (``--insecure`` only, never an environment variable)
+  turns verification off.
+- Proxies: ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (any
+  case, lowercase wins, as in urllib), mapped to httpx mount patterns exactly as
+  ``httpx._utils.get_environment_proxies`` does.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.errors import ConfigError
+
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_DB = Path("data") / "orbench.duckdb"
+
+# Settings that become header values, and the name a user knows each one by.
+_HEADER_SETTINGS = {"api_key": "the API key (OPENROUTER_API_KEY / --key)",
+                    "referer": "ORBENCH_REFERER", "title": "ORBENCH_TITLE"}
 
 
 @dataclass(frozen=True)
@@ -22,6 +41,17 @@ class Settings:
     referer: str | None = None  # HTTP-Referer attribution header
     title: str | None = "orbench"  # X-OpenRouter-Title (and legacy X-Title)
     sandbox: bool = False  # base_url points at our simulated server
+    ca_bundle: str | None = None  # CA file or directory to trust instead of certifi's
+    ca_source: str | None = None  # where ca_bundle came from (for messages): a flag or variable name
+    insecure: bool = False  # no TLS verification at all (--insecure)
+    # httpx mount pattern -> proxy URL, or None for "no proxy" (NO_PROXY hosts); sorted
+    proxies: tuple[tuple[str, str | None], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, label in _HEADER_SETTINGS.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and any(c in value for c in "\r\n\0"):
+                raise ConfigError(f"{label} contains a CR, LF or NUL character; it cannot be sent as a header")
 
     @property
     def is_openrouter(self) -> bool:
@@ -37,8 +67,56 @@ class Settings:
             "db_path": Path(env.get("ORBENCH_DB") or DEFAULT_DB),
             "referer": env.get("ORBENCH_REFERER") or None,
             "title": env.get("ORBENCH_TITLE") or "orbench",
+            "proxies": environment_proxies(env),
         }
+        for var in ("ORBENCH_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"):
+            if env.get(var):
+                values["ca_bundle"], values["ca_source"] = env[var], var
+                break
+        if overrides.get("ca_bundle") is not None:
+            overrides.setdefault("ca_source", "--ca-bundle")
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values["db_path"], str):
             values["db_path"] = Path(values["db_path"])  # type: ignore[arg-type]
         return cls(**values)  # type: ignore[arg-type]
+
+
+def environment_proxies(env: Mapping[str, str]) -> tuple[tuple[str, str | None], ...]:
+    """httpx's proxy mounts for ``env`` (its ``get_environment_proxies``, from a mapping).
+
+    urllib's reading of the variables: any case, a lowercase one wins, an empty
+    lowercase one unsets; ``HTTP_PROXY`` is ignored under CGI (``REQUEST_METHOD``).
+    """
+    info: dict[str, str] = {}
+    for name, value in env.items():
+        if value and name.lower().endswith("_proxy"):
+            info[name.lower()[:-6]] = value
+    if "REQUEST_METHOD" in env:
+        info.pop("http", None)
+    for name, value in env.items():
+        if name.endswith("_proxy"):
+            if value:
+                info[name[:-6].lower()] = value
+            else:
+                info.pop(name[:-6].lower(), None)
+    mounts: dict[str, str | None] = {}
+    for scheme in ("http", "https", "all"):
+        if info.get(scheme):
+            url = info[scheme]
+            mounts[f"{scheme}://"] = url if "://" in url else f"http://{url}"
+    for host in (h.strip() for h in info.get("no", "").split(",")):
+        if host == "*":
+            return ()
+        if host:
+            mounts[_no_proxy_pattern(host)] = None
+    return tuple(sorted(mounts.items()))
+
+
+def _no_proxy_pattern(host: str) -> str:
+    if "://" in host:
+        return host
+    try:
+        ip = ipaddress.ip_address(host.split("/")[0])
+    except ValueError:
+        return f"all://{host}" if host.lower() == "localhost" else f"all://*{host}"
+    return f"all://{host}" if ip.version == 4 else f"all://[{host}]"

@@ -9,6 +9,7 @@ runner; ``prepare_resume()`` rebuilds the stored plan minus the finished request
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable
@@ -119,8 +120,9 @@ def make_clients(settings: Settings, suite: Suite | None, concurrency: int,
     for name, ep in (suite.endpoints.items() if suite is not None else []):
         key = (keys or {}).get(name)
         keys_mod.require_safe(ep.base_url, key)
-        ep_settings = Settings(base_url=ep.base_url, api_key=key,
-                               db_path=settings.db_path, referer=None, title=None)
+        # TLS trust and proxies carry over; attribution headers and the key do not
+        ep_settings = dataclasses.replace(settings, base_url=ep.base_url, api_key=key, referer=None,
+                                          title=None, sandbox=False)
         # Keep-alive stays on (a fresh TCP+TLS handshake per request would inflate
         # TTFT on remote servers); a reused connection that the server had closed
         # fails before any byte and is retried by the client as a transport error.
@@ -527,6 +529,7 @@ async def _execute_locked(
             stall_timeout_s=spec.stall_timeout_s,
             max_consecutive_failures=spec.max_consecutive_failures, seed=spec.seed,
             session=prep.session, lookup_generation=spec.lookup_generation,
+            prewarm_connections=spec.warmup and prep.suite.warmup,
         ),
         budget=budget, price_fn=_price_fn(prep), check_fn=make_check_fn(prep, clients, ledger),
         generation_fn=clients[OPENROUTER].generation if prep.openrouter_api else None,

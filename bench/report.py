@@ -49,16 +49,19 @@ def _dec_sum(values: list[Any]) -> Decimal | None:
     return sum(vals, Decimal(0)) if vals else None
 
 
-def summarize_group(g: pl.DataFrame) -> dict[str, Any]:
+def summarize_group(g: pl.DataFrame, exclude_cold: bool = False) -> dict[str, Any]:
     n = g.height
     ok = g.filter(pl.col("outcome") == "ok")
     n_ok = ok.height
     finished = g.filter(pl.col("outcome").is_in(sorted(FINISHED_OUTCOMES)))
     n_fin = finished.height
-    ttft = [v for v in ok["ttft_ms"].to_list() if v is not None]
-    e2e = [v for v in ok["e2e_ms"].to_list() if v is not None]
-    tpot = [v for v in ok["tpot_ms"].to_list() if v is not None]
-    dtps = [v for v in ok["decode_tps"].to_list() if v is not None]
+    # A request on a cold connection carries its TCP+TLS connect inside TTFT (METRICS.md "Clocks").
+    cold = ok.filter(pl.col("conn_reused").eq(False).fill_null(False)) if "conn_reused" in ok.columns else ok.head(0)
+    timed = ok.filter(~pl.col("conn_reused").eq(False).fill_null(False)) if exclude_cold and cold.height else ok
+    ttft = [v for v in timed["ttft_ms"].to_list() if v is not None]
+    e2e = [v for v in timed["e2e_ms"].to_list() if v is not None]
+    tpot = [v for v in timed["tpot_ms"].to_list() if v is not None]
+    dtps = [v for v in timed["decode_tps"].to_list() if v is not None]
     costs = g["cost_usd"].to_list()
     list_costs = g["list_cost_usd"].to_list()
     cost_total = _dec_sum(costs)
@@ -71,6 +74,8 @@ def summarize_group(g: pl.DataFrame) -> dict[str, Any]:
                               if n_fin else None),
         "not_sent": n - n_fin,
         "retries_429": int(g["retries_429"].fill_null(0).sum()) if "retries_429" in g.columns else 0,
+        "cold_connections": cold.height,
+        "cold_excluded": bool(exclude_cold and cold.height),
         "ttft_p50_ms": _pct(ttft, 50), "ttft_p90_ms": _pct(ttft, 90),
         "ttft_p95_ms": _pct(ttft, 95), "ttft_p99_ms": _pct(ttft, 99),
         "tpot_p50_ms": _pct(tpot, 50), "decode_tps_p50": _pct(dtps, 50),
@@ -106,8 +111,11 @@ def summarize_group(g: pl.DataFrame) -> dict[str, Any]:
     return row
 
 
-def summarize(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    """One dict per model x provider variant x endpoint, plus a TOTAL row last."""
+def summarize(frame: pl.DataFrame, exclude_cold: bool = False) -> list[dict[str, Any]]:
+    """One dict per model x provider variant x endpoint, plus a TOTAL row last.
+
+    ``cold_connections`` counts ok requests that paid a connect inside their TTFT;
+    ``exclude_cold`` leaves them out of the latency percentiles (not out of n or cost)."""
     rows = current_rows(frame)
     out: list[dict[str, Any]] = []
     if rows.is_empty():
@@ -115,16 +123,16 @@ def summarize(frame: pl.DataFrame) -> list[dict[str, Any]]:
     for key, g in rows.group_by(GROUP_COLS, maintain_order=True):
         d = dict(zip(GROUP_COLS, key))
         d["group"] = f"{d['model']} [{d['provider_variant']}]"
-        d.update(summarize_group(g))
+        d.update(summarize_group(g, exclude_cold))
         out.append(d)
     total = {"model": "TOTAL", "provider_variant": "", "endpoint": "", "group": "TOTAL"}
-    total.update(summarize_group(rows))
+    total.update(summarize_group(rows, exclude_cold))
     out.append(total)
     return out
 
 
-def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
-    return summarize(store.requests_frame(run_id))
+def run_summary(store: Store, run_id: str, exclude_cold: bool = False) -> list[dict[str, Any]]:
+    return summarize(store.requests_frame(run_id), exclude_cold)
 
 
 def gate_groups(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -150,6 +158,12 @@ def summary_text(summary: list[dict[str, Any]], run: dict[str, Any]) -> str:
     text = head + "\n" + format_table(summary, cols)
     if any(r.get("small_n") for r in summary if r["group"] != "TOTAL"):
         text += "\nnote: fewer than ~100 ok requests per group: p99 is not bounded (no CI); read p50 first"
+    total = next((r for r in summary if r["group"] == "TOTAL"), None)
+    if total and total.get("cold_connections"):
+        how = ("left out of the latency percentiles" if total.get("cold_excluded")
+               else "their TTFT includes the connect; orbench show --exclude-cold leaves them out")
+        text += (f"\nnote: {total['cold_connections']} ok requests opened a new connection "
+                 f"(the server closed one, or no warm-up): {how}")
     return text
 
 

@@ -196,3 +196,209 @@ def test_each_part_carries_the_time_its_bytes_were_read() -> None:
     lag = [(seen - a) / 1e6 for a, seen in stamps[2:]]
     assert max(lag) > 10
     assert min(b - a for a, b in zip(arrived[2:], arrived[3:])) < 8e6
+
+
+# ------------------------------------------------------------------ strict framing
+def numbered(make: Callable[[int], bytes]) -> Callable[[bytes], bytes]:
+    """A RawServer responder that passes a running request number (0, 1, ...) to ``make``."""
+    count = iter(range(1_000_000))
+    return lambda _req: make(next(count))
+
+
+def test_leftover_bytes_after_content_length_never_reach_the_next_request() -> None:
+    """The server sends a stray response after each one: 4 of 4 requests still get their own body."""
+    stray = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"
+    srv = RawServer(numbered(lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr%d" % n + stray))
+    responses = fetch(f"http://127.0.0.1:{srv.port}/", LeanTransport(4), 4)
+    assert [r.text for r in responses] == ["r0", "r1", "r2", "r3"]
+    assert srv.connections == 4  # each connection with unread bytes was closed, not pooled
+    srv.stop()
+
+
+def test_leftover_bytes_after_a_chunked_body_close_the_connection() -> None:
+    srv = RawServer(numbered(lambda n: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                       b"2\r\nc%d\r\n0\r\n\r\nJUNK" % n))
+    assert [r.text for r in fetch(f"http://127.0.0.1:{srv.port}/", LeanTransport(4), 3)] == ["c0", "c1", "c2"]
+    assert srv.connections == 3
+    srv.stop()
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-1", b"+2", b" 2x", b"2, 3", b"99999999999999999999"])
+def test_bad_content_length_is_a_protocol_error_and_frees_the_slot(length: bytes) -> None:
+    """One connection slot only: after the bad response the next request still gets it."""
+    srv = RawServer(lambda req: (b"HTTP/1.1 200 OK\r\nContent-Length: " + length + b"\r\n\r\nok") if b"/bad" in req
+                    else b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    base = f"http://127.0.0.1:{srv.port}"
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=LeanTransport(1), timeout=httpx.Timeout(5.0, pool=0.5)) as c:
+            with pytest.raises(httpx.RemoteProtocolError, match="bad Content-Length"):
+                await c.get(base + "/bad")
+            assert (await c.get(base + "/good")).text == "ok"
+
+    asyncio.run(go())
+    srv.stop()
+
+
+def test_conflicting_content_length_headers_are_refused() -> None:
+    srv = RawServer(lambda req: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk")
+    with pytest.raises(httpx.RemoteProtocolError, match="bad Content-Length"):
+        fetch(f"http://127.0.0.1:{srv.port}/", LeanTransport(2))
+    srv.stop()
+
+
+@pytest.mark.parametrize("chunks", [
+    b"-5\r\nhello\r\n0\r\n\r\n",  # negative size
+    b"0x5\r\nhello\r\n0\r\n\r\n",  # 0x prefix
+    b"+5\r\nhello\r\n0\r\n\r\n",
+    b"5_0\r\nhello\r\n0\r\n\r\n",
+    b"\r\n",  # empty size line
+    b"5\r\nhelloXX0\r\n\r\n",  # no CRLF after the chunk: bytes would be dropped silently
+])
+def test_bad_chunks_are_protocol_errors(chunks: bytes) -> None:
+    srv = RawServer(lambda req: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+    with pytest.raises(httpx.RemoteProtocolError, match="malformed chunked body"):
+        fetch(f"http://127.0.0.1:{srv.port}/", LeanTransport(2))
+    srv.stop()
+
+
+def test_big_chunks_arrive_in_pieces_and_whole() -> None:
+    blob = bytes(range(256)) * 1024  # 256 KiB in one chunk
+    srv = RawServer(lambda req: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + b"%x\r\n" % len(blob) + blob + b"\r\n0\r\n\r\n")
+    assert fetch(f"http://127.0.0.1:{srv.port}/", LeanTransport(2))[0].content == blob
+    srv.stop()
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+    b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    b"ICY 200 OK\r\n\r\n",
+])
+def test_malformed_heads_are_protocol_errors(head: bytes) -> None:
+    srv = RawServer(lambda req: head)
+    with pytest.raises(httpx.RemoteProtocolError):
+        fetch(f"http://127.0.0.1:{srv.port}/", LeanTransport(2))
+    srv.stop()
+
+
+def test_informational_responses_are_skipped() -> None:
+    srv = RawServer(lambda req: b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+    assert fetch(f"http://127.0.0.1:{srv.port}/", LeanTransport(2), 2)[1].text == "real"
+    srv.stop()
+
+
+def test_a_bad_content_length_is_a_network_row_and_the_client_goes_on() -> None:
+    """Through OpenRouterClient.chat: NetworkError naming the protocol error, then a normal answer."""
+    from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.config import Settings
+    from bench.errors import NetworkError
+
+    sse = (b'data: {"choices":[{"delta":{"content":"fine"}}]}\n\n'
+           b'data: {"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,'
+           b'"completion_tokens":1,"total_tokens":2}}\n\ndata: [DONE]\n\n')
+    good = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n" % len(sse)) + sse
+    srv = RawServer(lambda req: b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\n{}" if b"poison" in req else good)
+
+    async def go() -> None:
+        http = build_http_client(Settings(base_url=f"http://127.0.0.1:{srv.port}/v1"), 1)
+        client = OpenRouterClient(http, retry=RetryPolicy(max_attempts=1), openai_compatible=True)
+        async with client:
+            body = {"model": "m", "messages": [{"role": "user", "content": "poison"}]}
+            with pytest.raises(NetworkError, match="RemoteProtocolError: bad Content-Length") as info:
+                await client.chat(body)
+            assert info.value.outcome == "network"
+            ok = await client.chat({"model": "m", "messages": [{"role": "user", "content": "hello"}]})
+            assert ok.content == "fine"
+
+    asyncio.run(go())
+    srv.stop()
+
+
+# ------------------------------------------------------------------ header values
+def test_header_injection_through_a_setting_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.config import Settings
+    from bench.errors import ConfigError
+    from tests.conftest import invoke
+
+    for name, env in (("title", "ORBENCH_TITLE"), ("referer", "ORBENCH_REFERER")):
+        with pytest.raises(ConfigError) as info:
+            Settings(**{name: "orbench\r\nX-Evil: 1"})  # type: ignore[arg-type]
+        assert str(info.value).startswith(env) and "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="API key"):
+        Settings.from_env({"OPENROUTER_API_KEY": "sk-or-v1-abc\n"})
+    monkeypatch.setenv("ORBENCH_TITLE", "orbench\nX-Evil: 1")
+    code, out, err = invoke("models", "--sandbox", "--json")
+    assert code == 1 and out == ""
+    assert err.strip().splitlines()[-1].startswith("Error: ORBENCH_TITLE contains a CR, LF or NUL")
+
+
+def test_the_transport_refuses_header_values_that_would_split_the_request() -> None:
+    seen: list[bytes] = []
+    srv = RawServer(lambda req: seen.append(req) or b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    for value in ("a\r\nX-Evil: 1", "a\nb", "a\0b"):
+        with pytest.raises(httpx.LocalProtocolError, match="Illegal header value for"):
+            fetch(f"http://127.0.0.1:{srv.port}/", LeanTransport(2), headers={"X-Note": value})
+    assert seen == []
+    srv.stop()
+
+
+# ------------------------------------------------------------------ connection facts and prewarm
+def chat_body(i: int = 0) -> dict[str, object]:
+    return {"model": "openai/gpt-4o-mini", "max_tokens": 4, "messages": [{"role": "user", "content": f"hi {i}"}]}
+
+
+def test_connection_facts_cold_first_then_reused() -> None:
+    from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.config import Settings
+
+    with start_sandbox(time_scale=0) as sb:
+        async def go() -> list[tuple[bool | None, float | None]]:
+            client = OpenRouterClient(build_http_client(Settings(base_url=sb.base_url), 1), retry=RetryPolicy())
+            async with client:
+                return [((r := await client.chat(chat_body(i))).conn_reused, r.connect_ms) for i in range(3)]
+
+        facts = asyncio.run(go())
+    assert facts[0][0] is False and facts[0][1] is not None and 0 < facts[0][1] < 1000
+    assert facts[1:] == [(True, None), (True, None)]
+
+
+def test_prewarm_makes_the_next_n_concurrent_requests_reused() -> None:
+    from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.config import Settings
+
+    n = 24
+    with start_sandbox(time_scale=0.05) as sb:
+        async def go() -> tuple[int, int, list[bool | None]]:
+            client = OpenRouterClient(build_http_client(Settings(base_url=sb.base_url), n), retry=RetryPolicy())
+            async with client:
+                warm = await client.prewarm(n)
+                again = await client.prewarm(n)  # already there: nothing new to open
+                results = await asyncio.gather(*(client.chat(chat_body(i)) for i in range(n)))
+                return warm, again, [r.conn_reused for r in results]
+
+        warm, again, reused = asyncio.run(go())
+    assert warm == n and again == n
+    assert reused == [True] * n
+
+
+def test_prewarm_counts_only_connections_that_opened() -> None:
+    srv = RawServer(lambda req: b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    port = srv.port
+    srv.stop()
+
+    async def go() -> int:
+        t = LeanTransport(8)
+        try:
+            return await t.prewarm(httpx.URL(f"http://127.0.0.1:{port}/"), 4, timeout=1.0)
+        finally:
+            await t.aclose()
+
+    assert asyncio.run(go()) == 0  # refused: nothing pooled, no exception
+    assert asyncio.run(_no_prewarm_without_keepalive(port)) == 0
+
+
+async def _no_prewarm_without_keepalive(port: int) -> int:
+    return await LeanTransport(8, keepalive=False).prewarm(httpx.URL(f"http://127.0.0.1:{port}/"), 4)
