@@ -188,11 +188,28 @@ def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
               help="Multiply every simulated delay (0 = no delays).")
 @click.option("--catalog", "catalog_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Another sandbox catalog file (default data/sandbox/catalog.json).")
-def sandbox_cmd(port: int, seed: int, time_scale: float, catalog_path: str | None) -> None:
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve HTTPS with this certificate chain (PEM); needs --tls-key.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The private key of --tls-cert (PEM).")
+def sandbox_cmd(port: int, seed: int, time_scale: float, catalog_path: str | None,
+                tls_cert: str | None, tls_key: str | None) -> None:
     """Serve the simulated OpenRouter-compatible API on 127.0.0.1 until Ctrl-C."""
+    import ssl
+
     from bench.sandbox import start_sandbox
 
-    sb = start_sandbox(port=port, seed=seed, time_scale=time_scale, catalog_path=catalog_path)
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    context = None
+    if tls_cert and tls_key:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(tls_cert, tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise click.ClickException(f"--tls-cert/--tls-key: {exc}") from None
+    sb = start_sandbox(port=port, seed=seed, time_scale=time_scale, catalog_path=catalog_path,
+                       ssl_context=context)
     note(f"sandbox (simulated) listening: {sb.base_url}")
     note(f"use it with: orbench models --base-url {sb.base_url}")
     import threading

@@ -118,3 +118,30 @@ def test_tls_cli_insecure_works_and_warns_once(https_url: str, cli_db: Path) -> 
 def test_tls_insecure_is_never_read_from_the_environment() -> None:
     assert not Settings.from_env({"ORBENCH_INSECURE": "1", "PYTHONHTTPSVERIFY": "0"}).insecure
     assert not any(k.endswith("INSECURE") for k in os.environ if k.startswith("ORBENCH"))
+
+
+def test_tls_orbench_run_over_an_https_sandbox_trusting_ssl_cert_file(
+        ca: CA, cli_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``models`` and ``run`` end to end against a sandbox that itself serves HTTPS (no front)."""
+    with start_sandbox(time_scale=0, ssl_context=ca.server_context()) as sb:
+        url = sb.base_url.replace("127.0.0.1", "localhost")
+        assert url.startswith("https://")
+        code, _, err = invoke("models", "--base-url", url, "--json")
+        assert code == 1 and "certificate verify failed" in err  # certifi does not know our CA
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert))
+        code, out, err = invoke("models", "--base-url", url, "--json")
+        assert code == 0, err
+        suite = tmp_path / "s.yaml"
+        suite.write_text("name: tls\nmodels: [openai/gpt-4o-mini]\nrepeats: 4\ndefaults: {max_tokens: 8}\n"
+                         "cases:\n  - id: a\n    prompt: hi\n")
+        code, out, err = invoke("run", str(suite), "--base-url", url, "--concurrency", "2", "--json")
+        assert code == 0, err
+    from bench.store import Store
+
+    store = Store(cli_db)
+    rows = store.requests_frame(store.resolve_run("latest")).to_dicts()
+    measured = [r for r in rows if not r["is_warmup"]]
+    assert [r["outcome"] for r in rows] == ["ok"] * 5
+    assert all(r["conn_reused"] and r["connect_ms"] is None for r in measured)  # prewarmed, TLS included
+    warm = next(r for r in rows if r["is_warmup"])
+    assert warm["conn_reused"] is False and warm["connect_ms"] > 0  # the warm-up paid the handshake

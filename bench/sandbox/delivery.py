@@ -199,6 +199,7 @@ class Delivery:
     def _timing_extra(self, ex: Exchange, progress: Progress) -> dict[str, Any]:
         return {
             "simulated": True,
+            "t_request_perf_ns": ex.req.received_perf_ns,  # when the request's bytes were in
             "t_first_token_unix_ns": progress.first_unix_ns,
             "t_first_token_perf_ns": progress.first_perf_ns,
             "t_last_token_unix_ns": progress.last_unix_ns,

@@ -12,6 +12,7 @@ management key (``sk-or-mgmt-...``).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from decimal import Decimal
@@ -198,13 +199,13 @@ class SandboxHandle:
     """A running sandbox: its URL, its state, and how to stop it (also a context manager)."""
 
     def __init__(self, app: SandboxApp, loop: asyncio.AbstractEventLoop, thread: threading.Thread,
-                 server: asyncio.AbstractServer, port: int) -> None:
+                 server: asyncio.AbstractServer, port: int, *, tls: bool = False) -> None:
         self._app = app
         self._loop = loop
         self._thread = thread
         self._server = server
         self.port = port
-        self.base_url = f"http://{HOST}:{port}/api/v1"
+        self.base_url = f"{'https' if tls else 'http'}://{HOST}:{port}/api/v1"
         self.state = app.state
         self.catalog = app.catalog
         self._stopped = False
@@ -242,6 +243,7 @@ def start_sandbox(
     faults: Mapping[str, str | Fault] | None = None,
     key_limit_usd: Decimal | int | str | None = _FROM_CATALOG,
     log: Log | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> SandboxHandle:
     """Start a simulated OpenRouter on 127.0.0.1:``port`` (0 = any free port) in a thread.
 
@@ -249,6 +251,7 @@ def start_sandbox(
     (or ``"*"``) to an answer text or ``callable(request_body) -> str | None``. ``faults``
     maps a model id (or ``"*"``) to a fault spec (see faults.py). ``key_limit_usd`` is the
     simulated key's cap (catalog default; None = uncapped). ``log`` gets one line per request.
+    ``ssl_context`` serves HTTPS (tests and benchmarks of TLS; the handle's base_url says https).
     """
     if time_scale < 0:
         raise ValueError("time_scale must be >= 0")
@@ -257,7 +260,7 @@ def start_sandbox(
                            faults={k: parse_fault(v) for k, v in (faults or {}).items()})
     state = SandboxState(_key_limit(key_limit_usd, catalog), Decimal(catalog.account.get("total_credits_usd", "25")))
     app = SandboxApp(catalog, state, config, log)
-    return _run_in_thread(app, port)
+    return _run_in_thread(app, port, ssl_context)
 
 
 def _key_limit(value: Any, catalog: Catalog) -> Decimal | None:
@@ -266,7 +269,7 @@ def _key_limit(value: Any, catalog: Catalog) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def _run_in_thread(app: SandboxApp, port: int) -> SandboxHandle:
+def _run_in_thread(app: SandboxApp, port: int, ssl_context: ssl.SSLContext | None = None) -> SandboxHandle:
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     box: dict[str, Any] = {}
@@ -275,7 +278,7 @@ def _run_in_thread(app: SandboxApp, port: int) -> SandboxHandle:
         asyncio.set_event_loop(loop)
         try:
             box["server"] = loop.run_until_complete(asyncio.start_server(
-                app.handle_connection, HOST, port, backlog=1024, limit=MAX_HEAD_BYTES))
+                app.handle_connection, HOST, port, backlog=1024, limit=MAX_HEAD_BYTES, ssl=ssl_context))
         except BaseException as exc:  # surfaced to the caller of start_sandbox
             box["error"] = exc
             ready.set()
@@ -295,7 +298,7 @@ def _run_in_thread(app: SandboxApp, port: int) -> SandboxHandle:
         raise box["error"]
     server = box["server"]
     bound_port = server.sockets[0].getsockname()[1]
-    return SandboxHandle(app, loop, thread, server, bound_port)
+    return SandboxHandle(app, loop, thread, server, bound_port, tls=ssl_context is not None)
 
 
 def serve_forever(
