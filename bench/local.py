@@ -18,7 +18,7 @@ that reports AMX/AVX-512 the kernel does not enable, and pip's wheel cache keeps
 that build. So the install hint builds a portable AVX2 baseline
 (``-DGGML_NATIVE=OFF``: SSE4.2/AVX/AVX2/BMI2/FMA/F16C, no AVX-512, no AMX), every
 server start ends with a one-token smoke generation, and a death by signal is
-reported in one line with the rebuild command (``exit_reason``).
+reported in one line with the rebuild command (``describe_exit``).
 """
 
 from __future__ import annotations
