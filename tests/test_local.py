@@ -300,7 +300,8 @@ HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
 def test_server_reports_a_sigill_before_ready_in_one_line(gguf: Path, tmp_path: Path) -> None:
-    srv = LocalServer(gguf, binary=_fake_server(tmp_path, SIGILL_NOW), ready_timeout_s=30)
+    srv = LocalServer(gguf, binary=_fake_server(tmp_path, SIGILL_NOW), ready_timeout_s=30,
+                      log_path=tmp_path / "server.log")
     t = time.perf_counter()
     with pytest.raises(LocalServerError) as info:
         srv.start()
@@ -308,14 +309,15 @@ def test_server_reports_a_sigill_before_ready_in_one_line(gguf: Path, tmp_path: 
     message = str(info.value)
     assert "\n" not in message
     assert f"(pid {srv.pid}) was killed by SIGILL" in message and "before it was ready" in message
-    assert REBUILD_COMMAND in message
+    assert REBUILD_COMMAND in message and f"log {tmp_path / 'server.log'}" in message
     with pytest.raises(ProcessLookupError):
         os.kill(srv.pid, 0)
 
 
 def test_smoke_generation_catches_a_crash_at_the_first_token(gguf: Path, tmp_path: Path) -> None:
     """Loads fine, answers /health, dies of SIGILL when asked for a token: start() must say so."""
-    srv = LocalServer(gguf, binary=_fake_server(tmp_path, CRASH_ON_FIRST_TOKEN), ready_timeout_s=30)
+    srv = LocalServer(gguf, binary=_fake_server(tmp_path, CRASH_ON_FIRST_TOKEN), ready_timeout_s=30,
+                      log_path=tmp_path / "server.log")
     with pytest.raises(LocalServerError) as info:
         srv.start()
     message = str(info.value)
