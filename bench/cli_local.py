@@ -24,10 +24,13 @@ def local_serve(port: int | None) -> None:
 
 
 @local_group.command("status")
-def local_status() -> None:
-    """Say whether the local extra is installed, and how to install it if not."""
-    from bench.local import local_extra_status
+@click.option("--strict", is_flag=True,
+              help="Also fail when the CPU backend holds AVX-512/AMX instructions (a native build).")
+def local_status(strict: bool) -> None:
+    """Say whether the local extra is installed and runs here: a one-token smoke generation.
 
-    ok, message = local_extra_status()
-    click.echo(message)
-    sys.exit(0 if ok else 1)
+    Exits 0 when llama-server generated the token, 1 otherwise (with the command that fixes it).
+    """
+    from bench.local import local_status_main
+
+    sys.exit(local_status_main(click.echo, strict=strict))

