@@ -580,15 +580,21 @@ async def _book_in_flight(store: Store, client: OpenRouterClient, run_id: str) -
     Their measurement is lost; their money is not. Without an answer they stay
     booked at their worst case. Either way the resume sends them again.
     """
-    notes = []
-    for row in store.in_flight_rows(run_id).iter_rows(named=True):
-        cost = None
-        if row["generation_id"] and row["endpoint"] == OPENROUTER and client.supports_openrouter_api:
+    rows = store.in_flight_rows(run_id).to_dicts()
+    gate = asyncio.Semaphore(8)
+
+    async def look_up(row: dict[str, Any]) -> Decimal | None:
+        if not (row["generation_id"] and row["endpoint"] == OPENROUTER and client.supports_openrouter_api):
+            return None
+        async with gate:
             try:
                 gen = await client.generation(row["generation_id"], lookups=2, wait_s=0.25)
-                cost = catalog_decimal(gen.get("total_cost", gen.get("usage")))
             except BenchError:
-                cost = None
+                return None
+        return catalog_decimal(gen.get("total_cost", gen.get("usage")))
+
+    notes = []
+    for row, cost in zip(rows, await asyncio.gather(*(look_up(r) for r in rows))):
         if cost is not None:
             store.book_in_flight(run_id, row["request_idx"], row["session"], cost)
             notes.append(f"request {row['request_idx']}: sent before the crash, billed ${cost} (/generation)")

@@ -107,8 +107,11 @@ class RunLock:
     @classmethod
     def acquire(cls, journal_dir: Path, run_id: str) -> RunLock:
         path = journal_path(journal_dir, run_id).with_suffix(".run.lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise JournalWriteError(path, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -118,8 +121,11 @@ class RunLock:
                 f"run {run_id} is already being run or resumed by {holder}; "
                 "wait for it to end, or stop it, then resume"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} (since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC)".encode(), 0)
+        try:  # who holds it, for the message a second process prints; the flock is what counts
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} (since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC)".encode(), 0)
+        except OSError:
+            pass
         return cls(path, fd)
 
     def release(self) -> None:

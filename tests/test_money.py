@@ -296,3 +296,26 @@ def test_fault_matrix_kill_or_interrupt_at_each_phase_then_resume(
     assert code == 0, err
     run_id = Store(env).resolve_run("latest")
     assert_books(server, env, run_id, planned=8, in_flight=in_flight, budget=budget)
+
+
+def test_resume_books_the_real_cost_of_sends_a_crash_left_in_flight(env: Path, tmp_path: Path) -> None:
+    # Billed when the stream starts: the sends cut short by the kill cost money.
+    server = start_money_server(bill="start", ttft_s=0.05, token_gap_s=0.1)
+    suite = write_suite(tmp_path, repeats=3, cases=2)  # 6 planned, 0.8 s each
+    proc = spawn([str(suite), "--base-url", server.base_url, "--concurrency", "2"], env)
+    wait_for(lambda: server.books.answers >= 2 and server.books.open_streams >= 1)
+    time.sleep(0.3)  # the next sends are mid-stream (0.8 s each): their first chunk named them
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    server.books.token_gap_s = 0.0
+    code, _, err = invoke("run", "--resume", "latest", "--base-url", server.base_url)
+    assert code == 0, err
+    assert "sent before the crash, billed $" in err  # said in the resume's plan
+    store = Store(env)
+    run_id = store.resolve_run("latest")
+    sup = store.superseded_frame(run_id).to_dicts()
+    assert sup and all(r["outcome"] == "started" and r["cost_source"] == "generation" for r in sup)
+    for r in sup:  # the measurement is lost, the money is not
+        assert r["cost_usd"] == server.books.generations[r["generation_id"]]
+    assert_books(server, env, run_id, planned=6, in_flight=len(sup))
+    assert store.run_spend(run_id) == server.books.billed  # every send's real cost is known: exact
