@@ -30,6 +30,7 @@ import math
 import os
 import re
 import threading
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from operator import attrgetter
@@ -115,7 +116,13 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip() or "another process"
+            holder = ""
+            for _ in range(20):  # the holder writes who it is right after taking the lock
+                holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+                if holder:
+                    break
+                time.sleep(0.01)
+            holder = holder or "another process"
             os.close(fd)
             raise RunLocked(
                 f"run {run_id} is already being run or resumed by {holder}; "

@@ -124,14 +124,12 @@ def test_two_resumes_at_once_one_stops_with_one_line(env: Path, tmp_path: Path) 
     run_id = Store(env).resolve_run("latest")
     server.books.ttft_s = 0.1
     a = spawn(["--resume", run_id, "--base-url", server.base_url, "--concurrency", "2"], env)
-    wait_for(lambda: server.books.stream_requests > in_flight + server.books.answers - 1 or a.poll() is not None)
     b = spawn(["--resume", run_id, "--base-url", server.base_url, "--concurrency", "2"], env)
-    _, err_b = b.communicate(timeout=60)
-    _, err_a = a.communicate(timeout=60)
-    assert a.returncode == 0, err_a
-    assert b.returncode == 1
-    last = err_b.strip().splitlines()[-1]
-    assert "already being run or resumed" in last and "pid" in last and "Traceback" not in err_b
+    (_, err_a), (_, err_b) = a.communicate(timeout=60), b.communicate(timeout=60)
+    assert sorted([a.returncode, b.returncode]) == [0, 1], (err_a, err_b)  # whichever came first wins
+    err = err_a if a.returncode == 1 else err_b
+    last = err.strip().splitlines()[-1]
+    assert "already being run or resumed" in last and "pid" in last and "Traceback" not in err
     assert_books(server, env, run_id, planned=16, in_flight=in_flight)  # the issue saw 30 for 16
 
 
