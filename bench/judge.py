@@ -115,8 +115,10 @@ async def _judge_call(client: Any, body: dict[str, Any], book: Any, money: Any) 
         return await client.chat(body, stream=False, timeout_s=120)
 
     def before_retry(err: ProviderError) -> bool:
+        if not book.reserve():
+            return False  # err is the final attempt: booked once when the call ends
         book.failed_attempt(maybe_billed(err))
-        return bool(book.reserve())
+        return True
 
     try:
         return await client.chat(body, stream=False, timeout_s=120, before_retry=before_retry)

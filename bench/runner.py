@@ -321,12 +321,13 @@ class Runner:
         refused: list[bool] = []
 
         def before_retry(err: ProviderError) -> bool:
-            book.failed_attempt(maybe_billed(err))
+            # A refused retry leaves ``err`` as the final attempt: close() books it once.
             if self.stopping:
                 return False
             if not book.reserve():
                 refused.append(True)
                 return False
+            book.failed_attempt(maybe_billed(err))
             return True
 
         def on_started(generation_id: str) -> None:

@@ -145,6 +145,7 @@ def test_retries_reserve_their_worst_case_so_the_budget_holds(env: Path, tmp_pat
     assert [r["outcome"] for r in rows] == ["timeout", "budget_skipped"], err
     assert "not retried: the budget" in rows[0]["error"]
     assert Store(env).run_spend(rows[0]["run_id"]) >= server.books.billed
+    assert rows[0]["spend_usd"] == rows[0]["max_cost_usd"]  # one attempt, booked once at its worst case
 
 
 def test_judge_calls_are_inside_the_budget_and_booked_on_their_row(env: Path, tmp_path: Path) -> None:
