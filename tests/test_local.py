@@ -519,3 +519,29 @@ def test_dashboard_demo_includes_the_real_local_model_labelled_real(tmp_path: Pa
     labels = analytics.filter_options(store, (state.run_id,))
     assert "local (real, on this machine)" in labels["variant"]
     assert any("(simulated)" in p for p in labels["served"])
+
+
+def test_a_suite_only_on_llama_server_runs_with_no_openrouter_key_or_network(
+        server: LocalServer, tmp_path: Path) -> None:
+    """Generic servers on their own: no OpenRouter key, OpenRouter unreachable, results real."""
+    suite = tmp_path / "local.yaml"
+    suite.write_text(f"name: local-only\nendpoints:\n  llama:\n    base_url: {server.base_url}\n"
+                     f"models: [llama/{server.model_id}]\nrepeats: 3\ndefaults: {{max_tokens: 8}}\n"
+                     "cases:\n  - id: a\n    prompt: Say one word.\n")
+    db = tmp_path / "o.duckdb"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "ORBENCH_"))}
+    env.update(OPENROUTER_BASE_URL="http://127.0.0.1:9/api/v1", ORBENCH_DB=str(db), PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "bench", "run", str(suite), "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "simulated" not in done.stderr.lower()
+    listed = subprocess.run([sys.executable, "-m", "bench", "models", "--base-url", server.base_url, "--json"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert listed.returncode == 0 and server.model_id in listed.stdout, listed.stderr
+    from bench.store import Store
+
+    store = Store(db)
+    run_id = store.resolve_run("latest")
+    assert store.get_run(run_id)["simulated"] is False
+    rows = store.requests_frame(run_id).to_dicts()
+    assert [r["outcome"] for r in rows] == ["ok"] * 4 and all(r["token_source"] == "usage" for r in rows)
