@@ -247,3 +247,36 @@ def test_export_page_offers_the_report(runs: dict[str, Any], monkeypatch: pytest
         assert not at.exception
         caption = " ".join(c.value for c in at.caption)
         assert runs["b"] in caption and "changes against the baseline" in caption
+
+
+def test_export_page_download_is_the_report(runs: dict[str, Any], tmp_path: Path) -> None:
+    """A real `streamlit run`: clicking "Report as HTML" downloads the report of the selected run."""
+    from playwright.sync_api import sync_playwright
+
+    from test_dashboard_browser import ARGS, IDLE, Server
+
+    with start_sandbox(time_scale=0) as sb:
+        server = Server(runs["db"], sb.base_url, tmp_path / "streamlit.log")
+        try:
+            server.wait_healthy()
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+                try:
+                    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+                    page.goto(server.url + "/export", wait_until="domcontentloaded")
+                    button = page.get_by_role("button", name="Report as HTML")
+                    button.wait_for(timeout=60_000)
+                    page.wait_for_function(IDLE)
+                    with page.expect_download(timeout=60_000) as dl:
+                        button.click()
+                    dl.value.save_as(tmp_path / "dl.html")
+                    name = dl.value.suggested_filename
+                finally:
+                    browser.close()
+        finally:
+            server.stop()
+    got = (tmp_path / "dl.html").read_text(encoding="utf-8")
+    assert name == "orbench-report.html"
+    cli = write_report(runs, "cli-latest.html", runs["b"])
+    assert f"<title>orbench report: {runs['b']}</title>" in got
+    assert specs(got) == specs(cli)  # the same charts over the same data
