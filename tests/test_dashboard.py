@@ -409,7 +409,8 @@ def test_export_offers_rows_summary_and_images(seeded: tuple[Path, dict[str, Any
     db, _ = seeded
     at = open_page(db, monkeypatch, "export")
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == ["Rows as CSV", "Rows as Parquet", "Summary as CSV", "Summary as Parquet", "PNG", "SVG"]
+    assert labels == ["Rows as CSV", "Rows as Parquet", "Summary as CSV", "Summary as Parquet", "PNG", "SVG",
+                      "Report as HTML"]
     assert "120 rows match" in " ".join(texts(at, "markdown"))
     at.selectbox(key="export-chart").select("Cost per 1,000 requests").run()
     assert not at.exception

@@ -1,10 +1,11 @@
-"""Export: filtered per-request rows and the summary as CSV/Parquet; charts as PNG/SVG (offline)."""
+"""Export: filtered per-request rows and the summary as CSV/Parquet; charts as PNG/SVG (offline);
+the self-contained HTML report of the selected runs (the file ``orbench report`` writes)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from bench import analytics, export
+from bench import analytics, export, html_report
 from dashboard import charts, data, ui
 
 settings, db, runs = ui.page_start("Export")
@@ -55,3 +56,16 @@ c1.download_button("PNG", lambda: charts.chart_image(chart, "png"), file_name=f"
 c2.download_button("SVG", lambda: charts.chart_image(chart, "svg"), file_name=f"{stem}.svg",
                    mime="image/svg+xml", icon=":material/image:", key="dl-chart-svg", on_click="ignore")
 st.caption("Images are rendered on the server by vl-convert's bundled Vega; nothing is fetched from a CDN.")
+
+st.subheader("Report (one self-contained HTML file)")
+labels = ui.run_labels(runs)
+baseline = st.selectbox("Baseline (optional): mark each run's changes against it", [None, *labels],
+                        format_func=lambda r: "no baseline" if r is None else labels[r], key="export-baseline")
+st.download_button(
+    "Report as HTML", lambda: html_report.build_report(data.store(db), choice.run_ids, baseline),
+    file_name="orbench-report.html", mime="text/html", icon=":material/description:", key="dl-report-html",
+    on_click="ignore")
+st.caption(f"Runs {', '.join(choice.run_ids)}, whole (the model, provider and case filters do not apply): "
+           "metadata, summary with 95% intervals, the Results and Quality charts, the frontier"
+           + (", changes against the baseline" if baseline else "") + " and the failed answers. "
+           "The same file as `orbench report`; it opens in any browser with no network.")
