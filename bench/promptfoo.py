@@ -389,7 +389,7 @@ class _Converter:
         if any(c is None for c in converted):
             return None
         case: dict[str, Any] = {"id": case_id}
-        if isinstance(test.get("description"), str):
+        if isinstance(test.get("description"), str) and test["description"].strip():
             case["description"] = test["description"]
         if prompt.text is not None:
             case["prompt"] = converted[0]
@@ -523,7 +523,7 @@ def _csv_test(row: Mapping[str, str]) -> dict[str, Any]:
         cell = cell or ""
         if column.startswith("__expected") and cell.strip():
             test["assert"].append(_csv_assert(cell))
-        elif column == "__description":
+        elif column == "__description" and cell.strip():
             test["description"] = cell
         elif column == "__threshold" and cell.strip():
             test["threshold"] = float(cell)
