@@ -21,7 +21,7 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,18 @@ from typing import Any
 import yaml
 
 from bench.errors import ConfigError, SuiteError
+from bench.promptfoo_files import (  # file reading and text rules, kept apart
+    VAR,
+    csv_test,
+    escape,
+    extra_checks,
+    read_structured,
+    read_text,
+    render,
+    slug,
+    unique,
+    var_text,
+)
 from bench.suites import parse_suite
 
 OPENROUTER_PREFIX = "openrouter:"
@@ -38,7 +50,6 @@ _SAME = {"equals": "equals", "contains": "contains", "icontains": "icontains",
 _CODE_ASSERTS = ("javascript", "python")
 _MODEL_PARAMS = ("temperature", "max_tokens", "top_p", "top_k", "frequency_penalty",
                  "presence_penalty", "repetition_penalty", "seed", "stop", "reasoning")  # fmt: skip
-_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _NUNJUCKS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -85,7 +96,7 @@ def convert_config(path: str | Path) -> Conversion:
     """Read promptfooconfig.yaml and return the orbench suite; ConfigError (one line) when
     the config cannot be read or nothing runnable is left."""
     path = Path(path)
-    config = _read_structured(path, str(path))
+    config = read_structured(path, str(path))
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a promptfoo config mapping (prompts, providers, tests)")
     conv = _Converter(path, config)
@@ -153,7 +164,7 @@ class _Converter:
 
     def suite_name(self) -> str:
         desc = self.config.get("description")
-        return _slug(desc if isinstance(desc, str) and desc.strip() else self.path.stem) or "imported"
+        return slug(desc if isinstance(desc, str) and desc.strip() else self.path.stem) or "imported"
 
     # ------------------------------------------------------------- providers -> models
     def models(self, raw: Any) -> list[Any]:
@@ -211,7 +222,7 @@ class _Converter:
             found.extend(self.prompt_entry(entry, f"prompts[{i}]", i))
         if not found:
             raise self.fail("prompts", "no prompt could be read")
-        keys = _unique([p.key for p in found]) if len(found) > 1 else [""]
+        keys = unique([p.key for p in found]) if len(found) > 1 else [""]
         return [_Prompt(k, p.text, p.messages) for k, p in zip(keys, found)]
 
     def prompt_entry(self, entry: Any, where: str, index: int) -> list[_Prompt]:
@@ -221,14 +232,14 @@ class _Converter:
             entry = entry.get("raw", entry.get("id"))
         if not isinstance(entry, str):
             raise self.fail(where, "expected a prompt string, file:// reference or {raw|id, label}")
-        key = _slug(label) if isinstance(label, str) else f"p{index + 1}"
+        key = slug(label) if isinstance(label, str) else f"p{index + 1}"
         if not entry.startswith("file://"):
             return [self.prompt_text(entry, key)]
         ref = entry[len("file://"):]
         paths = sorted(self.base.glob(ref)) if any(c in ref for c in "*?[") else [self.base / ref]
         prompts: list[_Prompt] = []
         for path in paths:
-            file_key = key if isinstance(label, str) else _slug(path.stem)
+            file_key = key if isinstance(label, str) else slug(path.stem)
             prompts.extend(self.prompt_file(path, file_key, where))
         return prompts
 
@@ -246,14 +257,14 @@ class _Converter:
         if suffix in (".js", ".ts", ".mjs", ".cjs", ".py"):
             self.note(f"{where}: {path.name}: a prompt function; orbench runs no code from suites; left out")
             return []
-        data = _read_structured(path, f"{self.path}: {where}") if suffix in (".json", ".yaml", ".yml") else None
+        data = read_structured(path, f"{self.path}: {where}") if suffix in (".json", ".yaml", ".yml") else None
         if suffix in (".json", ".yaml", ".yml"):
             if isinstance(data, list) and all(isinstance(m, dict) for m in data):
                 return [self.chat_prompt(data, key, where)]
             if isinstance(data, list):
                 return [_Prompt(f"{key}-{i + 1}", text=str(t)) for i, t in enumerate(data)]
             return [_Prompt(key, text=data if isinstance(data, str) else json.dumps(data))]
-        text = _read_text(path, f"{self.path}: {where}")
+        text = read_text(path, f"{self.path}: {where}")
         if suffix == ".jsonl":
             lines = [json.loads(line) for line in text.splitlines() if line.strip()]
             return [self.chat_prompt(m, f"{key}-{i + 1}", where) for i, m in enumerate(lines)]
@@ -294,12 +305,12 @@ class _Converter:
         label = f"{where} ({path.name})"
         suffix = path.suffix.lower()
         if suffix == ".csv":
-            rows = [_csv_test(r) for r in csv.DictReader(io.StringIO(_read_text(path, f"{self.path}: {where}")))]
+            rows = [csv_test(r) for r in csv.DictReader(io.StringIO(read_text(path, f"{self.path}: {where}")))]
         elif suffix == ".jsonl":
-            text = _read_text(path, f"{self.path}: {where}")
+            text = read_text(path, f"{self.path}: {where}")
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         elif suffix in (".json", ".yaml", ".yml"):
-            data = _read_structured(path, f"{self.path}: {where}")
+            data = read_structured(path, f"{self.path}: {where}")
             rows = data if isinstance(data, list) else [data]
         else:
             raise self.fail(where, f"{path.name}: expected a .csv, .jsonl, .json or .yaml test file")
@@ -309,13 +320,13 @@ class _Converter:
 
     def default_test(self, raw: Any) -> dict[str, Any]:
         if isinstance(raw, str):
-            raw = _read_structured(self.base / raw.removeprefix("file://"), f"{self.path}: defaultTest")
+            raw = read_structured(self.base / raw.removeprefix("file://"), f"{self.path}: defaultTest")
         raw = raw or {}
         if not isinstance(raw, dict):
             raise self.fail("defaultTest", "expected a mapping (vars, assert, threshold, options)")
         self.grader(raw.get("options"), "defaultTest.options")
         variables = {k: v for k, v in (raw.get("vars") or {}).items()}
-        flat = {k: _var_text(v) for k, v in variables.items() if not isinstance(v, list)}
+        flat = {k: var_text(v) for k, v in variables.items() if not isinstance(v, list)}
         for k in set(variables) - set(flat):
             self.note(f"defaultTest.vars.{k}: a list in defaultTest is not expanded; left out")
         checks = self.checks(raw.get("assert") or [], "defaultTest", flat)
@@ -343,7 +354,7 @@ class _Converter:
     # ------------------------------------------------------------- cases
     def cases(self, prompts: list[_Prompt], tests: list[tuple[str, dict[str, Any]]],
               defaults: Mapping[str, str]) -> list[dict[str, Any]]:
-        test_keys = _unique([_slug(t.get("description")) or f"t{i + 1}" for i, (_, t) in enumerate(tests)])
+        test_keys = unique([slug(t.get("description")) or f"t{i + 1}" for i, (_, t) in enumerate(tests)])
         cases: list[dict[str, Any]] = []
         for (where, test), tkey in zip(tests, test_keys):
             self.grader(test.get("options"), f"{where}.options")
@@ -375,8 +386,8 @@ class _Converter:
             path = self.base / value[len("file://"):]
             if path.suffix.lower() in (".js", ".py", ".ts"):
                 raise self.fail(where, f"{path.name}: a var computed by code; orbench runs no code")
-            return _read_text(path, f"{self.path}: {where}")
-        return _var_text(value)
+            return read_text(path, f"{self.path}: {where}")
+        return var_text(value)
 
     def case(self, prompt: _Prompt, key: str, test: Mapping[str, Any], where: str,
              variables: dict[str, str], defaults: Mapping[str, str],
@@ -413,14 +424,14 @@ class _Converter:
         when the text uses a Nunjucks feature orbench does not have."""
         out, pos = [], 0
         for match in _NUNJUCKS.finditer(text):
-            plain = _VAR.fullmatch(match.group(0))
+            plain = VAR.fullmatch(match.group(0))
             if plain is None:
                 self.note(f"{case_id}: {match.group(0)[:40]!r}: Nunjucks beyond {{{{ var }}}}; case left out")
                 return None
-            out.append(_escape(text[pos:match.start()]) + "{" + plain.group(1) + "}")
+            out.append(escape(text[pos:match.start()]) + "{" + plain.group(1) + "}")
             used.add(plain.group(1))
             pos = match.end()
-        return "".join(out) + _escape(text[pos:])
+        return "".join(out) + escape(text[pos:])
 
     # ------------------------------------------------------------- asserts -> checks
     def checks(self, asserts: Any, where: str, variables: Mapping[str, str]) -> list[Any]:
@@ -434,7 +445,7 @@ class _Converter:
     def check(self, a: Any, where: str, variables: Mapping[str, str]) -> list[Any]:
         if not isinstance(a, dict) or not isinstance(a.get("type"), str):
             raise self.fail(where, "expected an assert mapping with a type")
-        kind, value = a["type"], _render(a.get("value"), variables)
+        kind, value = a["type"], render(a.get("value"), variables)
         weight = a.get("weight", 1)
         if kind in _CODE_ASSERTS:
             return self.refuse(where, f"{kind} assert refused: orbench runs no code from suites; "
@@ -489,11 +500,11 @@ class _Converter:
             if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
                 raise self.fail(f"{where}.threshold", f"a {kind} assert needs a positive threshold")
             return [{"max_latency_ms": limit} if kind == "latency" else {"max_cost_usd": limit}]
-        return _extra(kind, value)
+        return extra_checks(kind, value)
 
     def schema(self, value: Any, where: str) -> dict[str, Any]:
         if isinstance(value, str) and value.startswith("file://"):
-            value = _read_structured(self.base / value[len("file://"):], f"{self.path}: {where}.value")
+            value = read_structured(self.base / value[len("file://"):], f"{self.path}: {where}.value")
         elif isinstance(value, str):
             value = yaml.safe_load(value)
         if not isinstance(value, dict):
@@ -501,95 +512,3 @@ class _Converter:
         return value
 
 
-# ----------------------------------------------------------------- helpers
-def _extra(kind: str, value: Any) -> list[dict[str, Any]] | None:
-    """Asserts beyond the issue's table that orbench's checks express exactly."""
-    values = value if isinstance(value, list) else [value]
-    if kind in ("contains-any", "icontains-any") and all(isinstance(v, str) for v in values):
-        flags = "(?i)" if kind.startswith("i") else ""
-        return [{"regex": flags + "|".join(re.escape(v) for v in values)}]
-    if kind in ("contains-all", "icontains-all") and all(isinstance(v, str) for v in values):
-        return [{kind.split("-")[0]: v} for v in values]
-    if kind == "starts-with" and isinstance(value, str):
-        return [{"regex": r"^\s*" + re.escape(value)}]
-    return None
-
-
-def _csv_test(row: Mapping[str, str]) -> dict[str, Any]:
-    """A promptfoo CSV row: columns are vars; ``__expected*`` are asserts written as
-    ``type: value`` (plain text means equals); ``__description``, ``__threshold``."""
-    test: dict[str, Any] = {"vars": {}, "assert": []}
-    for column, cell in row.items():
-        cell = cell or ""
-        if column.startswith("__expected") and cell.strip():
-            test["assert"].append(_csv_assert(cell))
-        elif column == "__description" and cell.strip():
-            test["description"] = cell
-        elif column == "__threshold" and cell.strip():
-            test["threshold"] = float(cell)
-        elif not column.startswith("__"):
-            test["vars"][column] = cell
-    return test
-
-
-def _csv_assert(cell: str) -> dict[str, Any]:
-    kind, sep, rest = cell.partition(":")
-    kind = kind.strip()
-    if sep and re.fullmatch(r"[a-z][a-z-]*", kind):
-        kind = {"grade": "llm-rubric", "fn": "javascript", "eval": "javascript"}.get(kind, kind)
-        if kind in ("latency", "cost"):
-            return {"type": kind, "threshold": float(rest)}
-        return {"type": kind, "value": rest.strip()}
-    if cell.strip() in ("is-json", "contains-json"):
-        return {"type": cell.strip()}
-    return {"type": "equals", "value": cell}
-
-
-def _render(value: Any, variables: Mapping[str, str]) -> Any:
-    """Assert values are templates in promptfoo too: rendered now, with the test's vars."""
-    if not isinstance(value, str):
-        return value
-    return _VAR.sub(lambda m: variables.get(m.group(1), ""), value)
-
-
-def _escape(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
-
-
-def _var_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _slug(text: Any) -> str:
-    if not isinstance(text, str):
-        return ""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].strip("-")
-
-
-def _unique(keys: Iterable[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for key in keys:
-        seen[key] = seen.get(key, 0) + 1
-        out.append(key if seen[key] == 1 else f"{key}-{seen[key]}")
-    return out
-
-
-def _read_text(path: Path, where: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-
-
-def _read_structured(path: Path, where: str) -> Any:
-    text = _read_text(path, where)
-    try:
-        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = " ".join(str(exc).split())
-        raise ConfigError(f"{where}: {path.name} is not valid {path.suffix.lstrip('.').upper()}: {first}") from None
