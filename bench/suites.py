@@ -27,6 +27,7 @@ Format (unknown keys are errors everywhere)::
     repeats: 2                       # default 1
     warmup: true                     # default true
     defaults: {max_tokens: 256, temperature: 0}
+    vars: {company: Acme}            # shared by every case; a case's own vars win
     checks: [...]                    # applied to every case, before the case's own
     pass_threshold: 1.0              # default for cases
     judge: {model: openai/gpt-4o-mini, rubric: "...", pass_score: 0.7}
@@ -35,6 +36,7 @@ Format (unknown keys are errors everywhere)::
         prompt: "Capital of {country}?"    # or messages: [{role, content}, ...]
         system: "Answer briefly."
         vars: {country: France}            # {name} substituted; {{ and }} are literal braces
+                                           # (in prompt, system and message text, with or without vars)
         images: [../images/red.png]        # local (relative to this file) or http(s) URLs
         tools: [...]                        # OpenAI function tools; tool_choice
         response_format: {type: json_schema, json_schema: {name, schema, strict}}
@@ -82,7 +84,7 @@ _CHARS_PER_TOKEN = 4
 _MESSAGE_OVERHEAD_TOKENS = 4
 
 _TOP_KEYS = ("name", "description", "models", "providers", "endpoints", "repeats", "warmup",
-             "defaults", "checks", "pass_threshold", "judge", "cases")  # fmt: skip
+             "defaults", "vars", "checks", "pass_threshold", "judge", "cases")  # fmt: skip
 _CASE_KEYS = ("id", "description", "prompt", "messages", "system", "vars", "images", "tools",
               "tool_choice", "response_format", "max_tokens", "temperature", "tags", "checks",
               "pass_threshold")  # fmt: skip
@@ -107,7 +109,9 @@ _EFFORTS = ("max", "xhigh", "high", "medium", "low", "minimal", "none")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# `{{ name }}` first (an error when name is a var), then the escapes, then `{name}`.
+_PLACEHOLDER = re.compile(r"\{\{\s*(?P<doubled>[A-Za-z_][A-Za-z0-9_]*)\s*\}\}|\{\{|\}\}"
+                          r"|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
 _STR_TAG = "tag:yaml.org,2002:str"
 # Aliases may repeat what was written at most this much (shared defaults are far below it).
 ALIAS_EXPANSION_FACTOR = 10
@@ -249,6 +253,7 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
         max_tokens=_opt(defaults, "max_tokens", _At.integer, None),
         temperature=_opt(defaults, "temperature", _temperature, None),
         checks=_opt(f, "checks", lambda at: _parse_checks(at, judge), ()),
+        vars=_opt(f, "vars", _parse_vars, {}),
         pass_threshold=_opt(f, "pass_threshold", _threshold, 1.0),
         judge=judge,
     )
@@ -784,6 +789,15 @@ class _Shared:
     checks: tuple[Check, ...]
     pass_threshold: float
     judge: JudgeSettings
+    vars: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Template:
+    """What text fields of one case are expanded with: the suite's vars under the case's."""
+
+    case_id: str
+    vars: Mapping[str, str]
 
 
 def _parse_cases(at: _At, shared: _Shared) -> tuple[Case, ...]:
@@ -801,7 +815,7 @@ def _parse_cases(at: _At, shared: _Shared) -> tuple[Case, ...]:
 def _parse_case(at: _At, shared: _Shared) -> Case:
     f = at.fields(_CASE_KEYS, ("id",), what="a mapping with id and prompt (or messages)")
     case_id = f["id"].text()
-    variables = _opt(f, "vars", _parse_vars, None)
+    variables = _Template(case_id, {**shared.vars, **_opt(f, "vars", _parse_vars, {})})
     tools = _opt(f, "tools", _parse_tools, None)
     checks = _opt(f, "checks", lambda c: _parse_checks(c, shared.judge), ())
     if tools is not None and "checks" in f:
@@ -830,28 +844,34 @@ def _parse_vars(at: _At) -> dict[str, str]:
     return variables
 
 
-def _substituted(at: _At, variables: Mapping[str, str] | None) -> str:
-    """``{name}`` -> its value, ``{{``/``}}`` -> a brace; only in cases with ``vars``
-    (other braces, like JSON in a prompt, are left alone)."""
+def _substituted(at: _At, tpl: _Template) -> str:
+    """``{name}`` -> its value, ``{{``/``}}`` -> a brace, in every text field of every case.
+
+    Strict both ways: a ``{name}`` with no such var fails (it would be sent as is), and
+    so does ``{{ name }}`` when name IS a var (promptfoo/Jinja syntax, which would be sent
+    as the literal ``{name}``). Braces around anything else (JSON) are left alone."""
     text = at.text()
-    if variables is None:
-        return text
 
     def replace_one(match: re.Match[str]) -> str:
-        token, name = match.group(0), match.group(1)
+        token, doubled, name = match.group(0), match.group("doubled"), match.group("name")
+        if doubled is not None:
+            if doubled in tpl.vars:
+                raise at.fail(f"{token} in case {tpl.case_id!r} is literal braces, not a placeholder: "
+                              f"write {{{doubled}}} to substitute the var {doubled!r}")
+            return "{" + token[2:-2] + "}"
         if name is None:
             return token[0]
-        if name not in variables:
-            known = ", ".join(sorted(variables)) or "none"
+        if name not in tpl.vars:
+            known = ", ".join(sorted(tpl.vars)) or "none"
             escape = "write {{ and }} for literal braces"
-            raise at.fail(f"unknown placeholder {token} (vars: {known}; {escape})")
-        return variables[name]
+            raise at.fail(f"unknown placeholder {token} in case {tpl.case_id!r} (vars: {known}; {escape})")
+        return tpl.vars[name]
 
     return _PLACEHOLDER.sub(replace_one, text)
 
 
 def _case_messages(
-    at: _At, f: Mapping[str, _At], variables: Mapping[str, str] | None
+    at: _At, f: Mapping[str, _At], variables: _Template
 ) -> list[dict[str, Any]]:
     if "prompt" in f and "messages" in f:
         raise at.fail("has both 'prompt' and 'messages'; give one of them")
@@ -870,7 +890,7 @@ def _case_messages(
     return messages
 
 
-def _parse_message(at: _At, variables: Mapping[str, str] | None) -> dict[str, Any]:
+def _parse_message(at: _At, variables: _Template) -> dict[str, Any]:
     f = at.fields(("role", "content", "name", "tool_calls", "tool_call_id"), ("role",))
     role = f["role"].choice(_ROLES)
     message: dict[str, Any] = {"role": role}
@@ -892,7 +912,7 @@ def _parse_message(at: _At, variables: Mapping[str, str] | None) -> dict[str, An
     return message
 
 
-def _parse_content(at: _At, variables: Mapping[str, str] | None) -> str | list[dict[str, Any]]:
+def _parse_content(at: _At, variables: _Template) -> str | list[dict[str, Any]]:
     if isinstance(at.value, str):
         return _substituted(at, variables)
     if not isinstance(at.value, list):
@@ -900,7 +920,7 @@ def _parse_content(at: _At, variables: Mapping[str, str] | None) -> str | list[d
     return [_parse_part(part, variables) for part in at.items("content part")]
 
 
-def _parse_part(at: _At, variables: Mapping[str, str] | None) -> dict[str, Any]:
+def _parse_part(at: _At, variables: _Template) -> dict[str, Any]:
     f = at.fields(("type", "text", "image_url"), ("type",))
     kind = f["type"].choice(("text", "image_url"))
     other = "image_url" if kind == "text" else "text"

@@ -245,15 +245,16 @@ def test_vars_are_substituted_in_prompt_system_and_messages(tmp_path: Path) -> N
 
 def test_vars_double_braces_escape_and_other_braces_stay(tmp_path: Path) -> None:
     text = case_with("vars: {city: Oslo}\n").replace(
-        "prompt: Hello", """prompt: 'Use {{city}} literally; {city}; {{"a": {{"b": 1}}}}; {"x": 1}'"""
+        "prompt: Hello", """prompt: 'Use {{town}} literally; {city}; {{"a": {{"b": 1}}}}; {"x": 1}'"""
     )
     content = load_text(tmp_path, text).cases[0].messages[0]["content"]
-    assert content == '''Use {city} literally; Oslo; {"a": {"b": 1}}; {"x": 1}'''
+    assert content == '''Use {town} literally; Oslo; {"a": {"b": 1}}; {"x": 1}'''
 
 
-def test_braces_untouched_in_cases_without_vars(tmp_path: Path) -> None:
-    text = MINIMAL.replace("prompt: Hello", """prompt: 'Return {"a": {"b": 1}} for {name}'""")
-    assert load_text(tmp_path, text).cases[0].messages[0]["content"] == 'Return {"a": {"b": 1}} for {name}'
+def test_braces_are_escapes_in_cases_without_vars_too(tmp_path: Path) -> None:
+    """Strict placeholders apply everywhere: {{ }} are escapes, other braces (JSON) stay."""
+    text = MINIMAL.replace("prompt: Hello", """prompt: 'Return {{"a": {{"b": 1}}}} or {"c": 2} for {{name}}'""")
+    assert load_text(tmp_path, text).cases[0].messages[0]["content"] == 'Return {"a": {"b": 1}} or {"c": 2} for {name}'
 
 
 # ----------------------------------------------------------------- images
