@@ -25,6 +25,7 @@ from bench.cli_output import (
     terminal_width,
     usd,
     when,
+    wide_option,
 )
 from bench.config import Settings
 from bench.errors import ConfigError
@@ -62,8 +63,8 @@ RUNS_COLUMNS = [
 @output_options
 def runs_cmd(db_path: str | None, output: Output) -> None:
     """List stored runs, newest first."""
-    store = _store(db_path)
-    emit(store.list_runs().to_dicts(), RUNS_COLUMNS, output)
+    frame = _store(db_path).list_runs()
+    emit(frame.to_dicts(), RUNS_COLUMNS, output, fields=frame.columns)  # CSV keeps its header at 0 runs
 
 
 @cli.command("show")
@@ -202,8 +203,9 @@ def dashboard_cmd(port: int, db_path: str | None) -> None:
 @click.option("--sandbox", is_flag=True, help="Send judge checks to the in-process sandbox.")
 @click.option("--fail-on", "fail_on", multiple=True, help="Gate on the new scores, e.g. 'pass_rate<0.9'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new summary as JSON.")
+@wide_option
 def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | None, sandbox: bool,
-              fail_on: tuple[str, ...], as_json: bool) -> None:
+              fail_on: tuple[str, ...], as_json: bool, wide: bool) -> None:
     """Re-score RUN with SUITE's current checks; sends nothing to the benchmarked models."""
     import asyncio
 
@@ -224,7 +226,7 @@ def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | Non
 
         click.echo(json.dumps(report.summary_json(summary, meta, results), indent=2, default=str))
     else:
-        emit_summary(summary, meta)
+        emit_summary(summary, meta, wide)
     if any(r.failed for r in results):
         for r in results:
             if r.failed:
