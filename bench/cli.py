@@ -18,11 +18,10 @@ from typing import Any
 import click
 
 from bench import __version__, keys
-from bench.cli_output import Column, Output, emit, fit_table, output_options, wide_option
+# the shared output helpers, importable from here too (they live in bench.cli_output)
+from bench.cli_output import Column, Output, emit, fit_table, output_options, wide_option  # noqa: F401
 from bench.config import Settings
 from bench.errors import BenchError, ConfigError
-
-__all__ = ["Column", "Output", "emit", "output_options", "wide_option"]  # the shared output helpers
 
 EXIT_GATE = 3
 
