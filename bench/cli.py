@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import io
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,6 +18,8 @@ from typing import Any
 import click
 
 from bench import __version__, keys
+# the shared output helpers, importable from here too (they live in bench.cli_output)
+from bench.cli_output import Column, Output, emit, fit_table, output_options, wide_option  # noqa: F401
 from bench.config import Settings
 from bench.errors import BenchError, ConfigError
 
@@ -105,28 +104,14 @@ def run_async(coro: Any) -> Any:
 
 
 def emit_table(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2, default=_json_default))
-        return
-    if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _cell(r.get(k)) for k in columns})
-        click.echo(buf.getvalue(), nl=False)
-        return
-    click.echo(format_table(rows, columns))
+    """Older entry point: ``fmt`` "table", "json", "csv" or "nl"; see bench.cli_output.emit."""
+    fields = None if fmt == "json" else columns
+    emit(rows, columns, Output(fmt), fields=fields)
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in cells:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
-    return "\n".join(lines)
+    """Every column, unfitted (Markdown-like contexts and callers that fit on their own)."""
+    return fit_table(rows, columns, None)[0]
 
 
 def _cell(v: Any) -> str:
@@ -138,14 +123,6 @@ def _cell(v: Any) -> str:
         return format(v.normalize(), "f")
     if isinstance(v, (list, tuple)):
         return ",".join(str(x) for x in v)
-    return str(v)
-
-
-def _json_default(v: Any) -> Any:
-    if isinstance(v, Decimal):
-        return str(v)
-    if hasattr(v, "isoformat"):
-        return v.isoformat()
     return str(v)
 
 

@@ -12,12 +12,12 @@ from bench.cli import (
     api_options,
     api_settings,
     cli,
-    emit_table,
     fail,
     note,
     parse_usd,
     run_async,
 )
+from bench.cli_output import Column, Output, emit, integer, num, output_options, usd
 from bench.client import OpenRouterClient, RetryPolicy, build_http_client
 from bench.config import Settings
 from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
@@ -53,6 +53,16 @@ def _plain(d: Decimal) -> str:
     return format(d, "f")
 
 
+def _usd_text(v: Any) -> str:
+    """A per-1M price (exact text in the rows) for the table: '$0.15', 'variable' when unpriced."""
+    return "variable" if v is None else usd(Decimal(v))
+
+
+def _uptime(v: Any) -> str:
+    """OpenRouter's uptime is a percentage already (99.5), not a fraction."""
+    return "" if v is None else f"{float(v):.1f} %"
+
+
 def model_row(m: Model) -> dict[str, Any]:
     pr = m.pricing
     return {
@@ -86,6 +96,23 @@ def filter_models(models: list[Model], text: str | None, modality: str | None,
     return out
 
 
+MODEL_COLUMNS = [
+    Column("id", priority=0, min_width=24), Column("context_length", "context", integer, priority=1),
+    Column("prompt_usd_per_m", "$/M in", _usd_text, priority=1, align="right"),
+    Column("completion_usd_per_m", "$/M out", _usd_text, priority=2, align="right"),
+    Column("input_modalities", "input", priority=3, min_width=10),
+]
+ENDPOINT_COLUMNS = [
+    Column("provider", priority=0, min_width=12), Column("tag", priority=6, min_width=10),
+    Column("quantization", "quant", priority=5), Column("context_length", "context", integer, priority=4),
+    Column("prompt_usd_per_m", "$/M in", _usd_text, priority=1, align="right"),
+    Column("completion_usd_per_m", "$/M out", _usd_text, priority=1, align="right"),
+    Column("uptime_30m", "uptime 30m", _uptime, priority=3),
+    Column("latency_p50_ms", "latency p50 ms", num, priority=2),
+    Column("throughput_p50_tps", "tok/s p50", num, priority=2),
+]
+
+
 @cli.command("models")
 @api_options
 @click.option("--search", "text", default=None, help="Substring of the id or name.")
@@ -93,11 +120,9 @@ def filter_models(models: list[Model], text: str | None, modality: str | None,
 @click.option("--max-price", default=None, help="Maximum prompt price, USD per 1M tokens.")
 @click.option("--min-context", type=int, default=None, help="Minimum context length (tokens).")
 @click.option("--sort", "sort_by", type=click.Choice(["id", "price", "context"]), default="id")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@output_options
 def models_cmd(base_url: str | None, sandbox: bool, text: str | None, modality: str | None,
-               max_price: str | None, min_context: int | None, sort_by: str, as_json: bool,
-               as_csv: bool) -> None:
+               max_price: str | None, min_context: int | None, sort_by: str, output: Output) -> None:
     """List the model catalog with per-token prices (public, no key needed)."""
     limit = parse_usd(max_price, "--max-price")
     with api_settings(base_url, sandbox) as settings:
@@ -110,18 +135,15 @@ def models_cmd(base_url: str | None, sandbox: bool, text: str | None, modality: 
     else:
         models.sort(key=lambda m: m.id)
     rows = [model_row(m) for m in models]
-    cols = ["id", "context_length", "prompt_usd_per_m", "completion_usd_per_m", "input_modalities"]
-    if as_json or as_csv:
-        cols = list(rows[0].keys()) if rows else cols
-    emit_table(rows, cols, "json" if as_json else "csv" if as_csv else "table")
-    note(f"{len(rows)} models; prices in USD (per token in --json/--csv, per 1M tokens in the table)")
+    emit(rows, MODEL_COLUMNS, output, fields=list(rows[0]) if rows else ["id"])
+    note(f"{len(rows)} models; prices in USD (per token in --json/--csv/--nl, per 1M tokens in the table)")
 
 
 @cli.command("endpoints")
 @click.argument("model")
 @api_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def endpoints_cmd(model: str, base_url: str | None, sandbox: bool, as_json: bool) -> None:
+@output_options
+def endpoints_cmd(model: str, base_url: str | None, sandbox: bool, output: Output) -> None:
     """The providers serving MODEL, with prices, quantization, uptime and advertised latency."""
     with api_settings(base_url, sandbox) as settings:
         try:
@@ -142,7 +164,7 @@ def endpoints_cmd(model: str, base_url: str | None, sandbox: bool, as_json: bool
             "uptime_30m": e.uptime_last_30m, "latency_p50_ms": lat.get("p50"),
             "throughput_p50_tps": thr.get("p50"),
         })
-    emit_table(rows, list(rows[0].keys()) if rows else ["provider"], "json" if as_json else "table")
+    emit(rows, ENDPOINT_COLUMNS, output, fields=list(rows[0]) if rows else ["provider"])
 
 
 @cli.command("credits")
@@ -171,7 +193,7 @@ def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
         "balance_usd": getattr(credits, "balance", None),
     }
     if as_json:
-        emit_table([row], list(row), "json")  # type: ignore[arg-type]
+        emit([row], list(row), Output("json"))
     else:
         for k, v in row.items():
             click.echo(f"{k:22} {'' if v is None else v}")

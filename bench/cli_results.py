@@ -11,7 +11,22 @@ from typing import Any
 import click
 
 from bench import export, report, stats
-from bench.cli import cli, db_option, emit_table, note
+from bench.cli import cli, db_option, note
+from bench.cli_output import (
+    Column,
+    Output,
+    emit,
+    hidden_note,
+    integer,
+    num,
+    output_options,
+    pct,
+    rate,
+    terminal_width,
+    usd,
+    when,
+    wide_option,
+)
 from bench.config import Settings
 from bench.errors import ConfigError
 from bench.store import Store
@@ -24,51 +39,66 @@ def _store(db_path: str | None) -> Store:
     return Store(settings.db_path)
 
 
+def emit_summary(summary: list[dict[str, Any]], run: dict[str, Any], wide: bool = False) -> None:
+    """The summary table on stdout, fitted to the terminal unless ``wide``; its notes on stderr."""
+    text, hidden = report.summary_table(summary, run, None if wide else terminal_width())
+    click.echo(text)
+    for line in report.summary_notes(summary):
+        note(line)
+    if hidden:
+        note(hidden_note(hidden, None if wide else terminal_width()))
+
+
+RUNS_COLUMNS = [
+    Column("run_id", "run", priority=0), Column("name", priority=3, min_width=12),
+    Column("status", priority=1), Column("started_at", "started (UTC)", when, priority=2),
+    Column("planned", fmt=integer, priority=4), Column("n_ok", "ok", integer, priority=5),
+    Column("cost_usd", "cost", usd, priority=6), Column("simulated", priority=7),
+    Column("status_reason", "why", priority=8, min_width=12),
+]
+
+
 @cli.command("runs")
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def runs_cmd(db_path: str | None, as_json: bool) -> None:
+@output_options
+def runs_cmd(db_path: str | None, output: Output) -> None:
     """List stored runs, newest first."""
-    store = _store(db_path)
-    frame = store.list_runs()
-    rows = frame.to_dicts()
-    cols = ["run_id", "name", "status", "started_at", "planned", "simulated", "status_reason"]
-    cols = [c for c in cols if c in frame.columns]
-    emit_table(rows, cols, "json" if as_json else "table")
+    frame = _store(db_path).list_runs()
+    emit(frame.to_dicts(), RUNS_COLUMNS, output, fields=frame.columns)  # CSV keeps its header at 0 runs
 
 
 @cli.command("show")
 @click.argument("run", default="latest")
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@output_options
 @click.option("--exclude-cold", is_flag=True,
               help="Leave requests that opened a new connection out of the latency percentiles.")
-def show_cmd(run: str, db_path: str | None, as_json: bool, exclude_cold: bool) -> None:
+def show_cmd(run: str, db_path: str | None, output: Output, exclude_cold: bool) -> None:
     """Per model x provider: n, errors, TTFT percentiles with 95% CI, TPOT, tokens, cost."""
     store = _store(db_path)
     run_id = store.resolve_run(run)
     summary = report.run_summary(store, run_id, exclude_cold)
     meta = store.get_run(run_id)
-    if as_json:
-        emit_table(summary, list(summary[0].keys()) if summary else [], "json")
+    if output.fmt == "table":
+        emit_summary(summary, meta, output.wide)
         return
-    click.echo(report.summary_text(summary, meta))
+    emit([dict(r, run_id=run_id) for r in summary], [], output)
 
 
 COMPARE_METRICS = [("ttft_ms", "TTFT ms"), ("e2e_ms", "e2e ms"), ("tpot_ms", "TPOT ms"),
                    ("decode_tps", "decode tok/s")]
+COMPARE_FIELDS = ["group", "metric", "n_a", "n_b", "p50_a", "p50_b", "change", "change_pct",
+                  "ci_lo", "ci_hi", "verdict"]
+COMPARE_COLUMNS = [
+    Column("group", "model [provider]", priority=0, min_width=20, align="left"),
+    Column("metric", priority=0), Column("n_a", fmt=integer, priority=7), Column("n_b", fmt=integer, priority=7),
+    Column("p50_a", "A p50", priority=1), Column("p50_b", "B p50", priority=1),
+    Column("change", priority=3), Column("change_pct", "change %", pct, priority=2),
+    Column("ci", "95% CI of change", priority=6), Column("verdict", priority=1),
+]
 
 
-@cli.command("compare")
-@click.argument("run_a")
-@click.argument("run_b")
-@db_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
-def compare_cmd(run_a: str, run_b: str, db_path: str | None, as_json: bool, seed: int) -> None:
-    """Change per metric from RUN_A to RUN_B per model x provider, and whether it beats the noise."""
-    store = _store(db_path)
-    a_id, b_id = store.resolve_run(run_a), store.resolve_run(run_b)
+def _compare_rows(a_id: str, b_id: str, store: Store, seed: int) -> list[dict[str, Any]]:
     frame_a, frame_b = store.requests_frame(a_id), store.requests_frame(b_id)
     a, b = report.current_rows(frame_a), report.current_rows(frame_b)
     errors_a = {(g["model"], g["provider_variant"]): g["error_rate"] for g in report.summarize(frame_a)}
@@ -96,8 +126,28 @@ def compare_cmd(run_a: str, run_b: str, db_path: str | None, as_json: bool, seed
                      "change": None if ea is None or eb is None else eb - ea})
     if not keys:
         note("the two runs share no model x provider")
-    emit_table(rows, ["group", "metric", "n_a", "n_b", "p50_a", "p50_b", "change", "change_pct",
-                      "ci_lo", "ci_hi", "verdict"], "json" if as_json else "table")
+    return rows
+
+
+def _compare_display(row: dict[str, Any]) -> dict[str, Any]:
+    """One compare row as a person reads it: error rates as percentages, the CI as one cell."""
+    f = rate if row["metric"] == "error rate" else num
+    signed = (lambda v: "" if v is None else ("+" if v > 0 else "") + f(v))
+    ci = "" if row.get("ci_lo") is None else f"[{signed(row['ci_lo'])}, {signed(row['ci_hi'])}]"
+    return dict(row, p50_a=f(row["p50_a"]), p50_b=f(row["p50_b"]), change=signed(row["change"]), ci=ci)
+
+
+@cli.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@db_option
+@output_options
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+def compare_cmd(run_a: str, run_b: str, db_path: str | None, output: Output, seed: int) -> None:
+    """Change per metric from RUN_A to RUN_B per model x provider, and whether it beats the noise."""
+    store = _store(db_path)
+    rows = _compare_rows(store.resolve_run(run_a), store.resolve_run(run_b), store, seed)
+    emit(rows, COMPARE_COLUMNS, output, fields=COMPARE_FIELDS, table_rows=[_compare_display(r) for r in rows])
 
 
 @cli.command("export")
@@ -153,8 +203,9 @@ def dashboard_cmd(port: int, db_path: str | None) -> None:
 @click.option("--sandbox", is_flag=True, help="Send judge checks to the in-process sandbox.")
 @click.option("--fail-on", "fail_on", multiple=True, help="Gate on the new scores, e.g. 'pass_rate<0.9'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new summary as JSON.")
+@wide_option
 def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | None, sandbox: bool,
-              fail_on: tuple[str, ...], as_json: bool) -> None:
+              fail_on: tuple[str, ...], as_json: bool, wide: bool) -> None:
     """Re-score RUN with SUITE's current checks; sends nothing to the benchmarked models."""
     import asyncio
 
@@ -175,7 +226,7 @@ def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | Non
 
         click.echo(json.dumps(report.summary_json(summary, meta, results), indent=2, default=str))
     else:
-        click.echo(report.summary_text(summary, meta))
+        emit_summary(summary, meta, wide)
     if any(r.failed for r in results):
         for r in results:
             if r.failed:

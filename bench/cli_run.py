@@ -16,6 +16,8 @@ import click
 
 from bench import engine, gates, keys, report
 from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note, parse_usd
+from bench.cli_output import usd, wide_option
+from bench.cli_results import emit_summary
 from bench.config import Settings
 from bench.errors import ConfigError
 from bench.runner import Progress, Runner
@@ -41,30 +43,51 @@ def _local_endpoint(spec: engine.RunSpec) -> Any:
 
 
 class ProgressPrinter:
-    """A live bar on a terminal, plain lines (at most one a second) otherwise."""
+    """Progress with req/s and an ETA: redrawn in place on a terminal (at most ten times a
+    second), else one line at most every ``every_s`` seconds (a CI log stays short), plus
+    the final line."""
 
-    def __init__(self, stream: Any = None) -> None:
+    def __init__(self, stream: Any = None, every_s: float = 10.0, clock: Any = time.monotonic) -> None:
         self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self._last = 0.0
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every_s = 0.1 if self.tty else every_s
+        self.clock = clock
+        self._t0: float | None = None
+        self._last: float | None = None
+        self._finished = False
 
     def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
+        now = self.clock()
+        if self._t0 is None:
+            self._t0 = now
         final = p.done >= p.total
-        if not final and now - self._last < (0.1 if self.tty else 1.0):
+        if self._finished or (not final and self._last is not None and now - self._last < self.every_s):
             return
-        self._last = now
-        frac = p.done / p.total if p.total else 1.0
-        text = (f"{p.done}/{p.total} done, {p.in_flight} in flight, {p.errors} errors "
-                f"({p.rate_limited} rate-limited), spent ${p.spent_usd:.6f}")
+        self._last, self._finished = now, final
+        text = progress_text(p, now - self._t0)
         if self.tty:
-            bar = "#" * int(frac * 24)
-            self.stream.write(f"\r[{bar:<24}] {text}\x1b[K")
-            if final:
-                self.stream.write("\n")
+            bar = "#" * int((p.done / p.total if p.total else 1.0) * 24)
+            self.stream.write(f"\r[{bar:<24}] {text}\x1b[K" + ("\n" if final else ""))
         else:
             self.stream.write(f"progress: {text}\n")
         self.stream.flush()
+
+
+def progress_text(p: Progress, elapsed_s: float) -> str:
+    """'8/15 done, 3 in flight, 0 errors (0 rate-limited), 2.1 req/s, ETA 0:03, spent $0.00064'."""
+    rate = p.done / elapsed_s if elapsed_s > 0 else 0.0
+    if p.done >= p.total:
+        eta = f"took {_clock(elapsed_s)}"
+    else:
+        eta = f"ETA {_clock((p.total - p.done) / rate)}" if rate > 0 else "ETA --:--"
+    return (f"{p.done}/{p.total} done, {p.in_flight} in flight, {p.errors} errors "
+            f"({p.rate_limited} rate-limited), {rate:.1f} req/s, {eta}, spent {usd(p.spent_usd)}")
+
+
+def _clock(seconds: float) -> str:
+    s = max(0, round(seconds))
+    h, rem = divmod(s, 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
 
 
 def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
@@ -157,11 +180,14 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
 @click.option("--max-failures", type=int, default=5, show_default=True,
               help="Skip a model x provider after this many failures in a row (0 = never).")
 @click.option("--fail-on", "fail_on", multiple=True, help="CI gate, e.g. 'ttft_p95_ms>1500' (repeatable).")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write gate results as JUnit XML.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              help="Write JUnit XML: a testcase per case x model x provider, and one per gate and group.")
 @click.option("--summary-md", type=click.Path(dir_okay=False), default=None, help="Write a Markdown summary.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for arrivals and bootstraps.")
 @click.option("--name", default=None, help="A name for the run.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (with run_id) to stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON summary (with run_id) to stdout instead of the table.")
+@wide_option
 @click.option("--local", "use_local", is_flag=True,
               help="Start the real local model (llama.cpp, Gemma 3 270M) and add local/gemma3-270m.")
 @db_option
@@ -171,7 +197,7 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
             no_warmup: bool, budget: str | None, allow_partial: bool, dry_run: bool,
             resume: str | None, lookup_generation: bool, max_failures: int,
             fail_on: tuple[str, ...], junit: str | None, summary_md: str | None, seed: int,
-            name: str | None, as_json: bool, use_local: bool, db_path: str | None,
+            name: str | None, as_json: bool, wide: bool, use_local: bool, db_path: str | None,
             base_url: str | None, sandbox: bool) -> None:
     """Run SUITE across models x providers x cases x repeats and store every request."""
     if not suite and not resume:
@@ -205,7 +231,8 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     summary = report.run_summary(store, run_id)
     results = gates.evaluate(gate_list, report.gate_groups(summary))
     run = store.get_run(run_id)
-    note(report.summary_text(summary, run))
+    if not as_json:
+        emit_summary(summary, run, wide)
     if results:
         failed = [r for r in results if r.failed]
         note(f"gates: {len(results) - len(failed)} passed, {len(failed)} failed")
@@ -213,7 +240,8 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
             obs = "unmeasured" if r.observed is None else f"{r.observed:g}"
             note(f"  FAIL {r.group}: {r.gate.metric} = {obs} ({r.gate.text})")
     if junit:
-        Path(junit).write_text(gates.junit_xml(results, run["suite_name"] or "orbench"))
+        cases = gates.case_results(report.current_rows(store.requests_frame(run_id)))
+        Path(junit).write_text(gates.junit_xml(results, run["suite_name"] or "orbench", cases))
     if summary_md:
         Path(summary_md).write_text(report.summary_markdown(summary, run) + "\n" +
                                     gates.results_markdown(results))

@@ -145,26 +145,84 @@ SHOW_COLUMNS = [
     "e2e_p50_ms", "e2e_p95_ms", "prompt_tokens", "completion_tokens", "cost_usd",
     "cost_per_request_usd", "billed_minus_list_usd", "pass_rate",
 ]
+"""The summary fields a table shows (the JSON and CSV carry every field)."""
 
 
-def summary_text(summary: list[dict[str, Any]], run: dict[str, Any]) -> str:
-    from bench.cli import format_table
+def _ttft_with_ci(row: dict[str, Any]) -> str:
+    """p50 with its 95% CI in one cell, '560 (464-841)'; the CI is absent at small n."""
+    from bench.cli_output import num
 
+    p50, lo, hi = row.get("ttft_p50_ms"), row.get("ttft_p50_ci_lo_ms"), row.get("ttft_p50_ci_hi_ms")
+    if p50 is None:
+        return ""
+    return num(p50) if lo is None or hi is None else f"{num(p50)} ({num(lo)}-{num(hi)})"
+
+
+def summary_columns(summary: list[dict[str, Any]]) -> list[Any]:
+    """The table's columns in reading order; ``priority`` says which survive a narrow terminal."""
+    from bench.cli_output import Column, integer, num, rate, usd
+
+    cols = [
+        Column("group", "model [provider]", priority=0, min_width=20, align="left"),
+        Column("n", fmt=integer, priority=1), Column("ok", fmt=integer, priority=1),
+        Column("error_rate", "errors", rate, priority=2),
+        Column("rate_limited_rate", "429s", rate, priority=9),
+        Column("retries_429", "retried", integer, priority=14),
+        Column("ttft_p50_ci", "TTFT p50 ms (CI)", priority=1, align="right"),
+        Column("ttft_p90_ms", "TTFT p90", num, priority=10),
+        Column("ttft_p99_ms", "TTFT p99", num, priority=11),
+        Column("tpot_p50_ms", "TPOT ms", num, priority=7),
+        Column("decode_tps_p50", "tok/s", num, priority=6),
+        Column("e2e_p50_ms", "e2e p50 ms", num, priority=3),
+        Column("e2e_p95_ms", "e2e p95 ms", num, priority=8),
+        Column("prompt_tokens", "in tok", integer, priority=12),
+        Column("completion_tokens", "out tok", integer, priority=12),
+        Column("cost_usd", "cost", usd, priority=4),
+        Column("cost_per_1k_requests_usd", "$/1k req", usd, priority=5),
+        Column("cost_per_request_usd", "$/req", usd, priority=13),
+        Column("billed_minus_list_usd", "billed-list", usd, priority=13),
+    ]
+    if any(r.get("pass_rate") is not None for r in summary):
+        cols.append(Column("pass_rate", "pass", rate, priority=2))
+    return cols
+
+
+def summary_head(run: dict[str, Any]) -> str:
     head = f"run {run['run_id']} ({run['status']}"
     head += f": {run['status_reason']})" if run.get("status_reason") else ")"
     if run.get("simulated"):
         head += "  [SIMULATED: sandbox data, not real providers]"
-    cols = [c for c in SHOW_COLUMNS if c != "pass_rate" or any(r.get("pass_rate") is not None for r in summary)]
-    text = head + "\n" + format_table(summary, cols)
+    return head
+
+
+def summary_table(summary: list[dict[str, Any]], run: dict[str, Any],
+                  width: int | None = None) -> tuple[str, list[str]]:
+    """The head line and the table fitted to ``width`` (None: every column), and the hidden headers."""
+    from bench.cli_output import fit_table
+
+    rows = [dict(r, ttft_p50_ci=_ttft_with_ci(r)) for r in summary]
+    table, hidden = fit_table(rows, summary_columns(summary), width)
+    return summary_head(run) + "\n" + table, hidden
+
+
+def summary_notes(summary: list[dict[str, Any]]) -> list[str]:
+    """What a reader must know to read the numbers (small n, cold connections)."""
+    notes = []
     if any(r.get("small_n") for r in summary if r["group"] != "TOTAL"):
-        text += "\nnote: fewer than ~100 ok requests per group: p99 is not bounded (no CI); read p50 first"
+        notes.append("note: fewer than ~100 ok requests per group: p99 is not bounded (no CI); read p50 first")
     total = next((r for r in summary if r["group"] == "TOTAL"), None)
     if total and total.get("cold_connections"):
         how = ("left out of the latency percentiles" if total.get("cold_excluded")
                else "their TTFT includes the connect; orbench show --exclude-cold leaves them out")
-        text += (f"\nnote: {total['cold_connections']} ok requests opened a new connection "
-                 f"(the server closed one, or no warm-up): {how}")
-    return text
+        notes.append(f"note: {total['cold_connections']} ok requests opened a new connection "
+                     f"(the server closed one, or no warm-up): {how}")
+    return notes
+
+
+def summary_text(summary: list[dict[str, Any]], run: dict[str, Any], width: int | None = None) -> str:
+    """Head, table and notes as one text (the table fitted to ``width`` when given)."""
+    table, _ = summary_table(summary, run, width)
+    return "\n".join([table, *summary_notes(summary)])
 
 
 def summary_markdown(summary: list[dict[str, Any]], run: dict[str, Any]) -> str:
