@@ -105,27 +105,35 @@ def compare_cmd(run_a: str, run_b: str, db_path: str | None, as_json: bool, seed
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json", "md"]), default="csv",
               show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Output file (default stdout; required for parquet).")
+              help="Output file (default stdout; required for parquet). CSV/JSON/Markdown files get the "
+                   "run's metadata in FILE.meta.json; Parquet carries it inside.")
 @click.option("--summary", is_flag=True, help="Export the summary table instead of per-request rows.")
 @click.option("--include-warmup", is_flag=True, help="Keep warm-up rows in per-request exports.")
+@click.option("--csv-header", is_flag=True,
+              help="Put the run's metadata above the CSV as '# key: value' lines (CSV only).")
 @db_option
 def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_warmup: bool,
-               db_path: str | None) -> None:
-    """Write RUN's per-request rows (or --summary) as CSV, Parquet, JSON or Markdown."""
+               csv_header: bool, db_path: str | None) -> None:
+    """Write RUN's per-request rows (or --summary) as CSV, Parquet, JSON or Markdown, with its metadata."""
+    if csv_header and fmt != "csv":
+        raise ConfigError(f"--csv-header needs --format csv, not --format {fmt}")
+    if fmt == "parquet" and output is None:
+        raise ConfigError("--format parquet needs -o FILE")
     store = _store(db_path)
     run_id = store.resolve_run(run)
     if summary:
         frame = export.summary_frame(report.run_summary(store, run_id))
     else:
         frame = export.request_frame(store.requests_frame(run_id), include_warmup)
-    if fmt == "parquet" and output is None:
-        raise ConfigError("--format parquet needs -o FILE")
-    data = export.render(frame, fmt)
+    meta = export.run_metadata(store.get_run(run_id), kind="summary" if summary else "requests", fmt=fmt,
+                               rows=frame.height, include_warmup=include_warmup)
+    data = export.render(frame, fmt, meta, csv_header=csv_header)
     if output is None:
         sys.stdout.write(data if isinstance(data, str) else data.decode())
-    else:
-        Path(output).write_bytes(data.encode() if isinstance(data, str) else data)
-        note(f"wrote {frame.height} rows to {output}")
+        return
+    Path(output).write_bytes(data.encode() if isinstance(data, str) else data)
+    sidecar = "" if fmt == "parquet" else f" (metadata in {export.write_sidecar(output, meta)})"
+    note(f"wrote {frame.height} rows to {output}{sidecar}")
 
 
 @cli.command("dashboard")
