@@ -183,3 +183,4 @@ from bench import cli_run as _cli_run  # noqa: E402,F401
 from bench import cli_results as _cli_results  # noqa: E402,F401
 from bench import cli_local as _cli_local  # noqa: E402,F401
 from bench import cli_suite as _cli_suite  # noqa: E402,F401
+from bench import cli_examples as _cli_examples  # noqa: E402,F401

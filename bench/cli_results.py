@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,16 +140,32 @@ def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_wa
 @db_option
 def dashboard_cmd(port: int, db_path: str | None) -> None:
     """Start the Streamlit dashboard on 127.0.0.1."""
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    import dashboard
+
+    here = Path(dashboard.__file__).resolve().parent  # the installed package, or the checkout's folder
     env = dict(os.environ)
     if db_path:
         env["ORBENCH_DB"] = db_path
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--client.toolbarMode", "minimal"]  # same as .streamlit/config.toml, from any folder
+    cmd = [sys.executable, "-m", "streamlit", "run", str(here / "app.py"), *_streamlit_flags(here),
+           "--server.address", "127.0.0.1", "--server.port", str(port)]
     note(f"dashboard: http://127.0.0.1:{port}")
-    sys.exit(subprocess.call(cmd, env=env))
+    sys.stderr.flush()
+    # Become the server (no child left behind when this process is stopped by its pid).
+    os.execve(sys.executable, cmd, env)
+
+
+def _streamlit_flags(here: Path) -> list[str]:
+    """dashboard/streamlit_config.toml as ``--section.key value`` flags: the same settings from any folder
+    (Streamlit itself reads only ./.streamlit/config.toml, which in a checkout links to that file)."""
+    import tomllib
+
+    config = tomllib.loads((here / "streamlit_config.toml").read_text(encoding="utf-8"))
+    flags = []
+    for section, values in config.items():
+        for key, value in values.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            flags += [f"--{section}.{key}", text]
+    return flags
 
 
 @cli.command("check")
