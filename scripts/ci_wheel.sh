@@ -39,8 +39,17 @@ quiet() {
   timeout "$limit" "$@" 2>"$log" || { local rc=$?; echo "ci_wheel: FAILED (exit $rc): $*" >&2; cat "$log" >&2; exit 1; }
 }
 
+# Build from a copy of the files git knows (tracked, or new and not ignored): a stale build/
+# or egg-info in the checkout, or a stray untracked file, can never end up in the wheel.
 step "building the wheel"
-timeout 300 "$PY" -m pip wheel --quiet --no-deps -w "$WORK/dist" "$ROOT"
+SRC="$ROOT"
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  SRC="$WORK/src"
+  mkdir "$SRC"
+  git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
+    | tar -C "$ROOT" --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C "$SRC" -xf -
+fi
+timeout 300 "$PY" -m pip wheel --quiet --no-deps -w "$WORK/dist" "$SRC"
 WHEEL=$(ls "$WORK"/dist/orbench-*.whl)
 
 step "installing $(basename "$WHEEL") into a fresh venv"
