@@ -275,30 +275,31 @@ def m009_views(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE VIEW requests_current AS
-        WITH plan_rows AS (
-            SELECT run_id, unnest(CAST(plan AS JSON[])) AS e FROM runs WHERE plan IS NOT NULL
-        ), plan_keys AS (
-            SELECT run_id, CAST(e->>'request_idx' AS BIGINT) AS request_idx FROM plan_rows
-        ), sup AS (
-            SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx
-        )
         SELECT {cols},
             true AS recorded,
-            k.request_idx IS NOT NULL AS in_plan,
+            -- request_idx is the position in the plan, so no JSON is read for this flag
+            coalesce(r.request_idx >= 0 AND r.request_idx < u.planned AND u.plan IS NOT NULL, false) AS in_plan,
             coalesce(s.n, 0) AS superseded_sends,
             (r.outcome IN {_M009_FINISHED} OR (r.outcome = 'cancelled' AND r.token_source = 'usage'))
                 AS is_settled,
             NOT r.is_warmup AND r.outcome = 'ok' AS in_latency_stats
         FROM requests AS r
-        LEFT JOIN plan_keys AS k ON k.run_id = r.run_id AND k.request_idx = r.request_idx
-        LEFT JOIN sup AS s ON s.run_id = r.run_id AND s.request_idx = r.request_idx
+        LEFT JOIN runs AS u ON u.run_id = r.run_id
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = r.run_id AND s.request_idx = r.request_idx
         UNION ALL
         SELECT {planned},
             false AS recorded, true AS in_plan, coalesce(s.n, 0) AS superseded_sends,
             false AS is_settled, false AS in_latency_stats
-        FROM plan_rows AS p
+        FROM (
+            -- only runs with fewer rows than planned: a complete run's plan JSON is never parsed
+            SELECT run_id, unnest(CAST(plan AS JSON[])) AS e FROM runs AS u
+            WHERE plan IS NOT NULL
+                AND planned > (SELECT count(*) FROM requests AS c WHERE c.run_id = u.run_id)
+        ) AS p
         ANTI JOIN requests AS q ON q.run_id = p.run_id AND q.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
-        LEFT JOIN sup AS s ON s.run_id = p.run_id AND s.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = p.run_id AND s.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
         """
     )
     # One row per run: counts over requests_current (warm-ups counted apart), the money
