@@ -209,7 +209,7 @@ def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
 @click.option("--time-scale", type=float, default=1.0, show_default=True,
               help="Multiply every simulated delay (0 = no delays).")
 @click.option("--catalog", "catalog_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Another sandbox catalog file (default data/sandbox/catalog.json).")
+              help="Another sandbox catalog file (default: the bundled bench/sandbox/catalog.json).")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Serve HTTPS with this certificate chain (PEM); needs --tls-key.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,

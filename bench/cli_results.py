@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -155,27 +154,35 @@ def compare_cmd(run_a: str, run_b: str, db_path: str | None, output: Output, see
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json", "md"]), default="csv",
               show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Output file (default stdout; required for parquet).")
+              help="Output file (default stdout; required for parquet). CSV/JSON/Markdown files get the "
+                   "run's metadata in FILE.meta.json; Parquet carries it inside.")
 @click.option("--summary", is_flag=True, help="Export the summary table instead of per-request rows.")
 @click.option("--include-warmup", is_flag=True, help="Keep warm-up rows in per-request exports.")
+@click.option("--csv-header", is_flag=True,
+              help="Put the run's metadata above the CSV as '# key: value' lines (CSV only).")
 @db_option
 def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_warmup: bool,
-               db_path: str | None) -> None:
-    """Write RUN's per-request rows (or --summary) as CSV, Parquet, JSON or Markdown."""
+               csv_header: bool, db_path: str | None) -> None:
+    """Write RUN's per-request rows (or --summary) as CSV, Parquet, JSON or Markdown, with its metadata."""
+    if csv_header and fmt != "csv":
+        raise ConfigError(f"--csv-header needs --format csv, not --format {fmt}")
+    if fmt == "parquet" and output is None:
+        raise ConfigError("--format parquet needs -o FILE")
     store = _store(db_path)
     run_id = store.resolve_run(run)
     if summary:
         frame = export.summary_frame(report.run_summary(store, run_id))
     else:
         frame = export.request_frame(store.requests_frame(run_id), include_warmup)
-    if fmt == "parquet" and output is None:
-        raise ConfigError("--format parquet needs -o FILE")
-    data = export.render(frame, fmt)
+    meta = export.run_metadata(store.get_run(run_id), kind="summary" if summary else "requests", fmt=fmt,
+                               rows=frame.height, include_warmup=include_warmup)
+    data = export.render(frame, fmt, meta, csv_header=csv_header)
     if output is None:
         sys.stdout.write(data if isinstance(data, str) else data.decode())
-    else:
-        Path(output).write_bytes(data.encode() if isinstance(data, str) else data)
-        note(f"wrote {frame.height} rows to {output}")
+        return
+    Path(output).write_bytes(data.encode() if isinstance(data, str) else data)
+    sidecar = "" if fmt == "parquet" else f" (metadata in {export.write_sidecar(output, meta)})"
+    note(f"wrote {frame.height} rows to {output}{sidecar}")
 
 
 @cli.command("dashboard")
@@ -183,16 +190,32 @@ def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_wa
 @db_option
 def dashboard_cmd(port: int, db_path: str | None) -> None:
     """Start the Streamlit dashboard on 127.0.0.1."""
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    import dashboard
+
+    here = Path(dashboard.__file__).resolve().parent  # the installed package, or the checkout's folder
     env = dict(os.environ)
     if db_path:
         env["ORBENCH_DB"] = db_path
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--client.toolbarMode", "minimal"]  # same as .streamlit/config.toml, from any folder
+    cmd = [sys.executable, "-m", "streamlit", "run", str(here / "app.py"), *_streamlit_flags(here),
+           "--server.address", "127.0.0.1", "--server.port", str(port)]
     note(f"dashboard: http://127.0.0.1:{port}")
-    sys.exit(subprocess.call(cmd, env=env))
+    sys.stderr.flush()
+    # Become the server (no child left behind when this process is stopped by its pid).
+    os.execve(sys.executable, cmd, env)
+
+
+def _streamlit_flags(here: Path) -> list[str]:
+    """dashboard/streamlit_config.toml as ``--section.key value`` flags: the same settings from any folder
+    (Streamlit itself reads only ./.streamlit/config.toml, which in a checkout links to that file)."""
+    import tomllib
+
+    config = tomllib.loads((here / "streamlit_config.toml").read_text(encoding="utf-8"))
+    flags = []
+    for section, values in config.items():
+        for key, value in values.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            flags += [f"--{section}.{key}", text]
+    return flags
 
 
 @cli.command("check")

@@ -227,6 +227,144 @@ def m008_money_and_wire(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+# The columns of ``requests`` as of m008, frozen here: the views below must mean the
+# same thing forever (a later column reaches them through a later step that replaces them).
+_M009_REQUEST_COLUMNS = (
+    "run_id", "request_idx", "model", "provider_variant", "endpoint", "case_id", "repeat", "is_warmup",
+    "outcome", "served_model", "provider", "http_status", "attempts", "started_at", "t_start_ms",
+    "ttfb_ms", "ttft_ms", "ttfa_ms", "tpot_ms", "e2e_ms", "done_ms", "decode_tps", "e2e_tps",
+    "chunk_gaps_ms", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens",
+    "cache_write_tokens", "token_source", "cost_usd", "list_cost_usd", "cost_source", "max_cost_usd",
+    "generation_id", "finish_reason", "native_finish_reason", "error", "error_code", "server_latency_ms",
+    "server_generation_ms", "output_text", "tool_calls_json", "passed", "score", "check_detail",
+    "session", "retries_429", "rev", "spend_usd", "judge_calls", "judge_prompt_tokens",
+    "judge_completion_tokens", "judge_cost_usd", "connect_ms", "conn_reused",
+)  # fmt: skip
+# What the plan JSON knows of a request that has no row yet (both plan shapes: the
+# runner's ``target`` object and the flat PLAN_KEYS of Store.create_run).
+_M009_PLANNED = {
+    "run_id": "p.run_id",
+    "request_idx": "CAST(p.e->>'request_idx' AS BIGINT)",
+    "model": "coalesce(p.e->>'model', p.e->'target'->>'model')",
+    "provider_variant": "coalesce(p.e->>'provider_variant', p.e->'target'->>'variant', 'default')",
+    "endpoint": "coalesce(p.e->>'endpoint', p.e->'target'->>'endpoint', 'openrouter')",
+    "case_id": "p.e->>'case_id'",
+    "repeat": "CAST(p.e->>'repeat' AS BIGINT)",
+    "is_warmup": "coalesce(CAST(p.e->>'is_warmup' AS BOOLEAN), false)",
+    "max_cost_usd": "CAST(p.e->>'max_cost_usd' AS DECIMAL(38,18))",
+}
+_M009_FINISHED = "('ok', 'rate_limited', 'insufficient_credits', 'auth', 'timeout', 'provider_error', " \
+    "'bad_request', 'network', 'truncated')"
+# Store.run_spend's formula: what one stored send put at risk (booking, else known cost,
+# else the worst case of a send cut short), judge calls included.
+_M009_MONEY = (
+    "coalesce(spend_usd, cost_usd, list_cost_usd, "
+    "CASE WHEN outcome IN ('started', 'cancelled') THEN max_cost_usd END, 0) + coalesce(judge_cost_usd, 0)"
+)
+
+
+def m009_views(con: duckdb.DuckDBPyConnection) -> None:
+    # ``requests`` already keeps one row per (run_id, request_idx), the winner of every
+    # send of it; but a request the run never reached (a crash, a stop) has no row, and
+    # warm-ups sit beside measured rows. ``requests_current`` is one row per planned
+    # request: the stored row, or the plan's fields with NULL measurements
+    # (``recorded`` = false). Nothing is dropped: warm-ups are flagged (``is_warmup``),
+    # and ``in_latency_stats`` says which rows latency statistics use.
+    cols = ", ".join(f'r."{c}"' for c in _M009_REQUEST_COLUMNS)
+    planned = ", ".join(f'{_M009_PLANNED.get(c, "NULL")} AS "{c}"' for c in _M009_REQUEST_COLUMNS)
+    con.execute(
+        f"""
+        CREATE VIEW requests_current AS
+        SELECT {cols},
+            true AS recorded,
+            -- request_idx is the position in the plan, so no JSON is read for this flag
+            coalesce(r.request_idx >= 0 AND r.request_idx < u.planned AND u.plan IS NOT NULL, false) AS in_plan,
+            coalesce(s.n, 0) AS superseded_sends,
+            (r.outcome IN {_M009_FINISHED} OR (r.outcome = 'cancelled' AND r.token_source = 'usage'))
+                AS is_settled,
+            NOT r.is_warmup AND r.outcome = 'ok' AS in_latency_stats
+        FROM requests AS r
+        LEFT JOIN runs AS u ON u.run_id = r.run_id
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = r.run_id AND s.request_idx = r.request_idx
+        UNION ALL
+        SELECT {planned},
+            false AS recorded, true AS in_plan, coalesce(s.n, 0) AS superseded_sends,
+            false AS is_settled, false AS in_latency_stats
+        FROM (
+            -- only runs with fewer rows than planned: a complete run's plan JSON is never parsed
+            SELECT run_id, unnest(CAST(plan AS JSON[])) AS e FROM runs AS u
+            WHERE plan IS NOT NULL
+                AND planned > (SELECT count(*) FROM requests AS c WHERE c.run_id = u.run_id)
+        ) AS p
+        ANTI JOIN requests AS q ON q.run_id = p.run_id AND q.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = p.run_id AND s.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
+        """
+    )
+    # One row per run: counts over requests_current (warm-ups counted apart), the money
+    # of every send (superseded ones and judge calls included, as Store.run_spend adds it).
+    con.execute(
+        f"""
+        CREATE VIEW runs_summary AS
+        WITH cur AS (
+            SELECT run_id,
+                count(*) AS requests,
+                count(*) FILTER (WHERE is_warmup) AS warmups,
+                count(*) FILTER (WHERE NOT is_warmup AND outcome IN {_M009_FINISHED}) AS sent,
+                count(*) FILTER (WHERE NOT is_warmup AND outcome = 'ok') AS ok,
+                count(*) FILTER (WHERE NOT is_warmup AND outcome IN {_M009_FINISHED} AND outcome <> 'ok')
+                    AS errors,
+                count(*) FILTER (WHERE NOT is_warmup AND outcome = 'rate_limited') AS rate_limited,
+                count(*) FILTER (WHERE NOT is_warmup AND (outcome IS NULL OR outcome NOT IN {_M009_FINISHED}))
+                    AS not_sent,
+                count(*) FILTER (WHERE outcome = 'started') AS in_flight,
+                sum(cost_usd) AS cost_usd,
+                sum(list_cost_usd) AS list_cost_usd,
+                sum(cost_usd) FILTER (WHERE is_warmup) AS warmup_cost_usd,
+                sum(coalesce(judge_calls, 0)) AS judge_calls,
+                sum(coalesce(judge_cost_usd, 0)) AS judge_cost_usd,
+                sum({_M009_MONEY}) FILTER (WHERE recorded) AS spend_usd,
+                min(started_at) AS first_request_at,
+                max(started_at) AS last_request_at
+            FROM requests_current GROUP BY run_id
+        ), sup AS (
+            SELECT run_id, count(*) AS sends, sum(cost_usd) AS cost_usd,
+                sum(coalesce(judge_calls, 0)) AS judge_calls, sum(coalesce(judge_cost_usd, 0)) AS judge_cost_usd,
+                sum({_M009_MONEY}) AS spend_usd
+            FROM superseded_requests GROUP BY run_id
+        )
+        SELECT r.run_id, r.name, r.suite_name, r.status, r.status_reason, r.simulated, r.tool_version,
+            r.suite_hash, r.created_at, r.started_at, r.finished_at,
+            r.planned,
+            coalesce(c.requests, 0) AS requests,
+            coalesce(c.warmups, 0) AS warmups,
+            coalesce(c.sent, 0) AS sent,
+            coalesce(c.ok, 0) AS ok,
+            coalesce(c.errors, 0) AS errors,
+            CAST(c.errors AS DOUBLE) / nullif(c.sent, 0) AS error_rate,
+            coalesce(c.rate_limited, 0) AS rate_limited,
+            coalesce(c.not_sent, 0) AS not_sent,
+            coalesce(c.in_flight, 0) AS in_flight,
+            CAST(c.cost_usd AS DECIMAL(38,18)) AS cost_usd,
+            CAST(c.list_cost_usd AS DECIMAL(38,18)) AS list_cost_usd,
+            CAST(c.warmup_cost_usd AS DECIMAL(38,18)) AS warmup_cost_usd,
+            coalesce(s.sends, 0) AS superseded_sends,
+            CAST(s.cost_usd AS DECIMAL(38,18)) AS superseded_cost_usd,
+            CAST(coalesce(r.judge_calls, 0) + coalesce(c.judge_calls, 0) + coalesce(s.judge_calls, 0) AS BIGINT)
+                AS judge_calls,
+            CAST(coalesce(r.judge_cost_usd, 0) + coalesce(c.judge_cost_usd, 0) + coalesce(s.judge_cost_usd, 0)
+                AS DECIMAL(38,18)) AS judge_cost_usd,
+            CAST(coalesce(c.spend_usd, 0) + coalesce(s.spend_usd, 0) + coalesce(r.judge_cost_usd, 0)
+                AS DECIMAL(38,18)) AS spend_usd,
+            c.first_request_at, c.last_request_at
+        FROM runs AS r
+        LEFT JOIN cur AS c ON c.run_id = r.run_id
+        LEFT JOIN sup AS s ON s.run_id = r.run_id
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_runs,
     m002_create_requests,
@@ -236,6 +374,7 @@ MIGRATIONS: list[Migration] = [
     m006_add_judge_costs,
     m007_add_retries_429,
     m008_money_and_wire,
+    m009_views,
 ]
 
 

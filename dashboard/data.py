@@ -30,6 +30,7 @@ from bench.catalog import Model, ModelEndpoints
 from bench.client import Credits, KeyInfo, OpenRouterClient, RetryPolicy, build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
 from bench.errors import AuthError
+from bench.examples import SUITES_DIR as EXAMPLE_SUITES_DIR
 from bench.store import Store
 
 T = TypeVar("T")
@@ -41,7 +42,7 @@ COMPARE_CAP = 300  # ok values per group and run fed to the bootstrap
 COMPARE_RESAMPLES = 400
 READ_TIMEOUT_S = 1.5  # how long a read waits for a writer before StoreBusy
 ROOT = Path(__file__).resolve().parent.parent
-SUITES_DIR = ROOT / "data" / "suites"
+SUITES_DIR = EXAMPLE_SUITES_DIR  # the bundled examples (package data; data/suites links there)
 
 
 # ------------------------------------------------------------------- settings

@@ -29,13 +29,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench.client import OpenRouterClient, RetryPolicy, build_http_client  # noqa: E402
 from bench.config import Settings  # noqa: E402
+from bench.sandbox.catalog import DEFAULT_CATALOG_PATH  # noqa: E402
 
 MODEL = "bench/steady"
 
 
 def bench_catalog(ttft_ms: float, decode_tps: float) -> Path:
     """A one-model catalog: fixed TTFT, exact decode speed, one token per event."""
-    base = json.loads((ROOT / "data" / "sandbox" / "catalog.json").read_text())
+    base = json.loads(DEFAULT_CATALOG_PATH.read_text())
     src = next(m for m in base["models"] if m["id"] == "openai/gpt-4o-mini")
     model = dict(src, id=MODEL, canonical_slug=MODEL, name="Bench: steady")
     model["endpoints"] = [{"tag": "openai", "pricing": src["pricing"], "ttft_ms": ttft_ms,

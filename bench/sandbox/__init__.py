@@ -3,7 +3,7 @@
 It serves the real API's shapes (``/models``, ``/models/{id}/endpoints``, ``/key``,
 ``/auth/key``, ``/credits``, ``/generation``, ``/chat/completions`` with SSE) on
 127.0.0.1 with no key and no network, from the project's own catalog
-(data/sandbox/catalog.json). Everything it serves is marked simulated: provider names
+(bench/sandbox/catalog.json, shipped as package data). Everything it serves is marked simulated: provider names
 contain "(simulated)" and every response carries ``X-Orbench-Simulated: true``.
 Behaviour is seeded (same seed + same request -> same answer), timed on absolute
 deadlines, and can inject faults (faults.py). It is an independent server-side

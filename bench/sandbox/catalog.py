@@ -1,4 +1,5 @@
-"""The sandbox catalog: data/sandbox/catalog.json as typed records, rendered in the API's shapes.
+"""The sandbox catalog: catalog.json beside this module (package data, so it ships in the wheel)
+as typed records, rendered in the API's shapes.
 
 Owns what the simulated OpenRouter knows about models and providers: list prices
 (``Decimal`` from the per-token strings), the simulated providers' timing profiles
@@ -20,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CATALOG_PATH = Path(__file__).resolve().parents[2] / "data" / "sandbox" / "catalog.json"
+DEFAULT_CATALOG_PATH = Path(__file__).resolve().with_name("catalog.json")  # package data: works installed
 TYPICAL_PROMPT_TOKENS = 200  # prompt size assumed by the endpoint latency statistics
 EXP_QUANTILES = {"p50": math.log(2), "p75": math.log(4), "p90": math.log(10), "p99": math.log(100)}
 ZERO = Decimal(0)

@@ -15,7 +15,7 @@ st.caption(f"Same engine as `orbench run`; results go to `{db}` and appear on th
 
 suites = data.list_suites()
 source = st.radio("Suite", ["bundled", "upload"], horizontal=True, key="run-source",
-                  format_func={"bundled": "from data/suites", "upload": "upload a YAML file"}.__getitem__)
+                  format_func={"bundled": "bundled examples", "upload": "upload a YAML file"}.__getitem__)
 path = None
 if source == "bundled":
     if suites:
@@ -23,7 +23,7 @@ if source == "bundled":
         default = list(names).index("smoke.yaml") if "smoke.yaml" in names else 0
         path = names[st.selectbox("Suite file", list(names), index=default, key="run-suite")]
     else:
-        st.info("No suites in data/suites; upload one.")
+        st.info("No bundled example suites found; upload one.")
 else:
     upload = st.file_uploader("Suite YAML", type=["yaml", "yml"], key="run-upload")
     if upload is not None:
