@@ -185,3 +185,4 @@ from bench import cli_local as _cli_local  # noqa: E402,F401
 from bench import cli_suite as _cli_suite  # noqa: E402,F401
 from bench import cli_report as _cli_report  # noqa: E402,F401
 from bench import cli_import as _cli_import  # noqa: E402,F401
+from bench import cli_decide as _cli_decide  # noqa: E402,F401
