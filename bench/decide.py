@@ -178,7 +178,8 @@ class Decision:
         return {
             "recommended": who(self.recommended), "runner_up": who(self.runner_up),
             "beyond_noise": self.beyond_noise,
-            "gap": None if gap is None else {"difference": gap.diff, "ci_lo": gap.ci_lo, "ci_hi": gap.ci_hi,
+            "gap": None if gap is None else {"of": f"recommended - runner_up, {self.objective_field}",
+                                             "difference": gap.diff, "ci_lo": gap.ci_lo, "ci_hi": gap.ci_hi,
                                              "level": gap.level},
             "objective": self.objective, "objective_field": self.objective_field,
             "constraints": [c.text for c in self.constraints], "level": self.level, "runs": list(self.runs),
