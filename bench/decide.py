@@ -22,7 +22,8 @@ only adds the intervals the summary does not carry, and the verdicts.
 - More requests needed (``more_requests``): assume the spread stays what it is and find the smallest
   sample count m whose interval would lie on one side of the limit: for a mean, mean +- z*s/sqrt(m);
   for a rate p, the Wilson interval of p at m; for a percentile q, the current sample's quantiles at
-  q/100 +- z*sqrt(q/100 (1 - q/100) / m), and m at least ``stats.min_n_for(q)``. Samples are ok
+  the ranks of the order-statistic interval at m (exact up to 2,000, then q/100 +- z*sqrt(q/100
+  (1 - q/100) / m)), which need m at least ``stats.min_n_for(q)``. Samples are ok
   requests (latency), checked answers (pass rate) or requests sent; the extra samples are scaled to
   requests by the run's sent / samples ratio. None when no m up to 10 million settles it (the
   estimate sits on the limit).
@@ -38,6 +39,7 @@ only adds the intervals the summary does not carry, and the verdicts.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
@@ -61,6 +63,7 @@ OBJECTIVES = {"cost": "cost_per_request_usd", "latency": "e2e_p50_ms", "quality"
 EXACT_METRICS = frozenset({"n", "ok", "retries_429", "cost_usd"})
 RATE_METRICS = frozenset({"error_rate", "rate_limited_rate", "pass_rate"})
 MAX_PROJECTED_SAMPLES = 10_000_000
+_EXACT_RANKS_UP_TO = 2000
 _PERCENTILE = re.compile(r"^(ttft|e2e|tpot)_p(\d+)_ms$|^(decode_tps)_p(\d+)$")
 _COLUMN = {"ttft": "ttft_ms", "e2e": "e2e_ms", "tpot": "tpot_ms", "decode_tps": "decode_tps"}
 
@@ -231,17 +234,31 @@ def _wilson(p: float, m: int, z: float) -> tuple[float, float]:
     return max(0.0, center - half), min(1.0, center + half)
 
 
+@functools.lru_cache(maxsize=4096)
+def _rank_fractions(m: int, q: float, level: float) -> tuple[float, float] | None:
+    """Where the interval's order statistics of m samples sit, as fractions of the sorted sample.
+
+    Exact ranks (``stats.order_statistic_ranks``) up to ``_EXACT_RANKS_UP_TO``, so at m = n the
+    projection is the current interval; beyond, the normal approximation q +- z*sqrt(q(1-q)/m)."""
+    if m <= _EXACT_RANKS_UP_TO:
+        ranks = stats.order_statistic_ranks(m, q, level) if m >= 2 else None
+        return None if ranks is None else ((ranks[0] - 1) / (m - 1), (ranks[1] - 1) / (m - 1))
+    p = q / 100
+    w = _z(level) * math.sqrt(p * (1 - p) / m)
+    return max(0.0, p - w), min(1.0, p + w)
+
+
 def _percentile_estimate(values: list[float], q: float, level: float) -> _Estimate:
     ci = stats.percentile_ci(values, q, level)
     if ci is None:
         return _Estimate(None, None, None, 0, "unmeasured")
-    xs, p, z, need = sorted(values), q / 100, _z(level), stats.min_n_for(q, level)
+    xs = sorted(values)
 
     def project(m: int) -> tuple[float, float] | None:
-        if m < need:
+        at = _rank_fractions(m, q, level)
+        if at is None:
             return None
-        w = z * math.sqrt(p * (1 - p) / m)
-        lo, hi = stats.percentile(xs, 100 * max(0.0, p - w)), stats.percentile(xs, 100 * min(1.0, p + w))
+        lo, hi = stats.percentile(xs, 100 * at[0]), stats.percentile(xs, 100 * at[1])
         return (lo, hi) if lo is not None and hi is not None else None
 
     return _Estimate(ci.estimate, ci.lo, ci.hi, ci.n, "order-statistic", project)
@@ -354,7 +371,7 @@ def _uncertain_reason(c: Constraint, est: _Estimate, more: int | None, level: fl
         head += f"{_ci_text(c.metric, est)}: the interval straddles the limit {format_metric(c.metric, c.limit)}"
     if more is None:
         return head + "; more requests would not settle it (the estimate sits on the limit)"
-    return head + f"; about {more:,} more requests would settle it"
+    return head + f"; about {more:,} more request{'' if more == 1 else 's'} would settle it"
 
 
 def _ci_text(metric: str, est: _Estimate) -> str:

@@ -36,7 +36,8 @@ def _more_text(c: Candidate) -> str:
     more = [r.more_requests for r in c.results if r.verdict == "uncertain"]
     if any(m is None for m in more) or not more:
         return "more requests may not settle it"
-    return f"about {max(m for m in more if m is not None):,} more requests would settle it"
+    most = max(m for m in more if m is not None)
+    return f"about {most:,} more request{'' if most == 1 else 's'} would settle it"
 
 
 def recommendation_sentence(d: Decision) -> str:
