@@ -166,20 +166,20 @@ def compare(
     *,
     n_resamples: int = 2000,
     seed: int = 0,
+    stat: Callable[[Sequence[float]], float] = statistics.median,
 ) -> Comparison:
-    """Difference of medians with a seeded bootstrap CI (A and B resampled independently)."""
+    """Difference of ``stat`` (medians; ``decide`` passes the mean for costs and pass rates)
+    with a seeded bootstrap CI (A and B resampled independently)."""
     a, b = _clean(a_values), _clean(b_values)
-    med_a = statistics.median(a) if a else None
-    med_b = statistics.median(b) if b else None
+    med_a = stat(a) if a else None
+    med_b = stat(b) if b else None
     diff = None if med_a is None or med_b is None else med_b - med_a
     rel = None if diff is None or not med_a else diff / med_a
     lo = hi = None
     if len(a) >= 2 and len(b) >= 2:
 
         def one(rng: random.Random) -> float:
-            return statistics.median(rng.choices(b, k=len(b))) - statistics.median(
-                rng.choices(a, k=len(a))
-            )
+            return stat(rng.choices(b, k=len(b))) - stat(rng.choices(a, k=len(a)))
 
         lo, hi = _bootstrap(one, n_resamples, level, seed)
     significant = lo is not None and hi is not None and (lo > 0 or hi < 0)
