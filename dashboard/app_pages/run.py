@@ -145,7 +145,8 @@ def cli_run(run: dict) -> None:
     st.markdown(f"**{run['name'] or run['suite_name'] or 'run'}** · `{run['run_id']}`")
     planned = run["planned"] or 0
     st.progress(min(run["done"] / planned, 1.0) if planned else 0.0,
-                text=f"{run['done']}/{planned or '?'} done · heartbeat {beat} · {who}")
+                text=f"running: {run['done']}/{planned or '?'} done")
+    st.caption(f"Last heartbeat {beat} from {who}.")
     if not run["alive"]:
         st.warning("Not responding (crashed?): its process stopped beating without ending the run. "
                    "Continue it with:", icon=":material/heart_broken:")
