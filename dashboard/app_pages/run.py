@@ -164,7 +164,8 @@ def cli_runs() -> None:
     if not rows:
         st.caption(f"No run started from the CLI is in progress on `{db}`.")
         return
-    st.caption("Runs started with `orbench run` on this database, read from it; each beats every 5 s.")
+    st.caption("Runs of this database in progress in another process (`orbench run`, or another "
+               "dashboard server), read from the database; a live one stamps a heartbeat every 5 s.")
     for run in rows:
         with st.container(border=True):
             cli_run(run)
