@@ -32,6 +32,7 @@ from bench.catalog import Model, ModelEndpoints
 from bench.client import Credits, KeyInfo, OpenRouterClient, RetryPolicy, build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
 from bench.errors import AuthError, BenchError
+from bench.sink import HEARTBEAT_INTERVAL_S
 from bench.store import Store
 
 T = TypeVar("T")
@@ -258,7 +259,7 @@ def simulated_key(key: KeyInfo, spent: dict[str, Any]) -> KeyInfo:
 
 
 # ------------------------------------------------------------------- runs in progress
-HEARTBEAT_STALE_S = 15.0  # three missed beats (bench.sink.HEARTBEAT_INTERVAL_S is 5 s)
+HEARTBEAT_STALE_S = 3 * HEARTBEAT_INTERVAL_S  # three missed beats: 15 s
 
 
 def running_runs(db: str) -> list[dict[str, Any]]:
