@@ -514,7 +514,7 @@ async def _execute_locked(
     on_runner: Callable[[Runner], None] | None,
 ) -> tuple[str, RunState]:
     store.update_run(run_id, status="running", status_reason=None)
-    sink = StoreSink(store)
+    sink = StoreSink(store, heartbeat_run=run_id)  # the heartbeat: see m010_run_heartbeat
     ledger = JudgeLedger()
     spec = prep.spec
     budget = Budget(spec.budget_usd)

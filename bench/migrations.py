@@ -365,6 +365,16 @@ def m009_views(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m010_run_heartbeat(con: duckdb.DuckDBPyConnection) -> None:
+    # A run in progress says it is alive: its writer thread stamps the time every few
+    # seconds (never per request), with the pid and host of the process doing it, so the
+    # dashboard can list runs started elsewhere (the CLI) and tell a live one from one
+    # whose process died without ending it (kill -9, a crash, a reboot).
+    for column, kind in (("heartbeat_at", "TIMESTAMPTZ"), ("heartbeat_pid", "BIGINT"),
+                         ("heartbeat_host", "VARCHAR")):
+        con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_runs,
     m002_create_requests,
@@ -375,6 +385,7 @@ MIGRATIONS: list[Migration] = [
     m007_add_retries_429,
     m008_money_and_wire,
     m009_views,
+    m010_run_heartbeat,
 ]
 
 

@@ -7,6 +7,11 @@ kernel has it). A background thread fsyncs the journal and ingests its new lines
 into DuckDB with a short-lived connection every ``interval_s``, so the dashboard
 (another process) can read in between and a locked database never stalls the run.
 
+With ``heartbeat_run`` the same thread also stamps that run's heartbeat in the
+database every ``HEARTBEAT_INTERVAL_S`` (at the first tick, then on schedule), so
+another process (the dashboard) can tell a live run from a dead one. It is one
+short write every few seconds, never one per request, and a missed beat is harmless.
+
 When the journal cannot be written (a full disk), ``add()`` never raises: the row
 is held in memory, ``failure`` says why in one line (the runner then takes no new
 requests), and ``close()`` writes the held rows straight into DuckDB. Nothing that
@@ -16,16 +21,25 @@ was recorded is lost, and the journal holds only whole lines.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from bench.journal import JournalWriteError
 from bench.records import RequestRow
 
 
+HEARTBEAT_INTERVAL_S = 5.0
+"""How often a running run says it is alive; readers call it dead after ~3 missed beats."""
+
+
 class StoreSink:
-    def __init__(self, store: Any, *, interval_s: float = 0.25) -> None:
+    def __init__(self, store: Any, *, interval_s: float = 0.25, heartbeat_run: str | None = None,
+                 heartbeat_s: float = HEARTBEAT_INTERVAL_S) -> None:
         self.store = store
         self.interval_s = interval_s
+        self.heartbeat_run = heartbeat_run
+        self.heartbeat_s = heartbeat_s
+        self._next_beat = 0.0  # monotonic time of the next heartbeat; 0 = at the first tick
         self._runs: set[str] = set()
         self._pending = False  # rows journaled since the last move
         self._lock = threading.Lock()
@@ -64,6 +78,17 @@ class StoreSink:
             self._move()
             if closing:
                 return
+            self._beat()
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        if self.heartbeat_run is None or now < self._next_beat:
+            return
+        self._next_beat = now + self.heartbeat_s
+        try:
+            self.store.beat(self.heartbeat_run)
+        except BaseException:  # noqa: BLE001 - a busy file skips one beat; readers allow three
+            pass
 
     def _move(self) -> None:
         # Only when something was journaled since the last pass: an idle tick must not

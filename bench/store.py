@@ -59,6 +59,7 @@ import os
 import random
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -306,6 +307,30 @@ SELECT CAST(coalesce(sum(m), 0) AS DECIMAL(38,18)) AS spent FROM (
 )
 """
 
+_HOST = socket.gethostname()  # with the pid, says which process a heartbeat came from
+_RUNNING_RUNS = """
+SELECT r.run_id, r.name, r.suite_name, r.suite_path, r.simulated, r.started_at, r.planned,
+       r.heartbeat_at, r.heartbeat_pid, r.heartbeat_host,
+       epoch(now() - r.heartbeat_at) AS heartbeat_age_s, coalesce(q.done, 0) AS done
+FROM runs AS r LEFT JOIN (
+    SELECT run_id, count(*) FILTER (WHERE list_contains($finished, outcome)) AS done
+    FROM requests WHERE run_id IN (SELECT run_id FROM runs WHERE status = 'running')
+    GROUP BY run_id) AS q USING (run_id)
+WHERE r.status = 'running'
+ORDER BY coalesce(r.started_at, r.created_at) DESC, r.run_id DESC
+"""
+_SIMULATED_SPEND = """
+WITH sim AS (SELECT run_id, judge_cost_usd FROM runs WHERE simulated)
+SELECT
+    CAST(coalesce((SELECT sum(q.cost_usd) FROM requests AS q SEMI JOIN sim USING (run_id)), 0)
+         AS DECIMAL(38,18)) AS requests_usd,
+    CAST(coalesce((SELECT sum(coalesce(q.judge_cost_usd, 0)) FROM requests AS q SEMI JOIN sim USING (run_id)), 0)
+       + coalesce((SELECT sum(coalesce(s.cost_usd, 0) + coalesce(s.judge_cost_usd, 0))
+                   FROM superseded_requests AS s SEMI JOIN sim USING (run_id)), 0)
+       + coalesce((SELECT sum(judge_cost_usd) FROM sim), 0) AS DECIMAL(38,18)) AS other_usd,
+    (SELECT count(*) FROM sim) AS runs
+"""
+
 _SUMMARY = """
 WITH base AS (
     SELECT *,
@@ -525,6 +550,42 @@ class Store:
             ORDER BY coalesce(r.started_at, r.created_at) DESC, r.created_at DESC, r.run_id DESC
             """
         )
+
+    # -- heartbeat: is a running run's process still alive? ---------------------------
+
+    def beat(self, run_id: str, *, timeout_s: float = 2.0) -> None:
+        """Stamp ``runs.heartbeat_at`` (and this process's pid and host) for a running run.
+
+        Called every few seconds by the run's writer thread, never per request. It waits
+        at most ``timeout_s`` for the file (StoreBusy after that): a missed beat is harmless.
+        """
+        sql = ("UPDATE runs SET heartbeat_at = now(), heartbeat_pid = ?, heartbeat_host = ? "
+               "WHERE run_id = ?")
+        self._ensure_ready()
+        with self._writing(timeout_s) as con:
+            self._in_transaction(con, lambda: con.execute(sql, [os.getpid(), _HOST, run_id]).fetchall())
+
+    def running_runs(self) -> pl.DataFrame:
+        """Runs whose status is still ``running``, newest first, with their heartbeat's age.
+
+        ``done`` counts requests with a finished row (warm-ups included, like ``planned``);
+        ``heartbeat_age_s`` is None for a run that never beat (an orbench older than m010).
+        """
+        return self._read(_RUNNING_RUNS, {"finished": sorted(FINISHED_OUTCOMES)})
+
+    def simulated_spend(self) -> dict[str, Any]:
+        """What the sandbox billed, as recorded here: every request of every simulated run.
+
+        ``requests_usd`` is the billed cost of their request rows (warm-ups included, as the
+        Credits page's per-run table sums it); ``other_usd`` adds replaced sends that were
+        paid and judge calls. ``usd`` is the sum; ``runs`` how many simulated runs there are.
+        """
+        frame = self._read(_SIMULATED_SPEND)
+        if frame.is_empty():
+            return {"usd": Decimal(0), "requests_usd": Decimal(0), "other_usd": Decimal(0), "runs": 0}
+        row = frame.row(0, named=True)
+        return {"usd": row["requests_usd"] + row["other_usd"], "requests_usd": row["requests_usd"],
+                "other_usd": row["other_usd"], "runs": int(row["runs"])}
 
     # -- requests: write path ------------------------------------------------------
 
@@ -871,13 +932,14 @@ class Store:
         return con
 
     @contextmanager
-    def _writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _writing(self, timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        timeout_s = self.write_timeout_s if timeout_s is None else timeout_s
         lock = _file_lock(self.path)
-        if not lock.acquire(timeout=self.write_timeout_s):
-            raise _busy(self.path, self.write_timeout_s)
+        if not lock.acquire(timeout=timeout_s):
+            raise _busy(self.path, timeout_s)
         try:
             self.journal_dir.mkdir(parents=True, exist_ok=True)  # also holds the lock file
-            with self._connection(read_only=False, timeout_s=self.write_timeout_s) as con:
+            with self._connection(read_only=False, timeout_s=timeout_s) as con:
                 yield con
         finally:
             lock.release()

@@ -18,9 +18,11 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+import duckdb
 import polars as pl
 import streamlit as st
 
@@ -29,8 +31,9 @@ from bench.analytics import Filters
 from bench.catalog import Model, ModelEndpoints
 from bench.client import Credits, KeyInfo, OpenRouterClient, RetryPolicy, build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
-from bench.errors import AuthError
+from bench.errors import AuthError, BenchError
 from bench.examples import SUITES_DIR as EXAMPLE_SUITES_DIR
+from bench.sink import HEARTBEAT_INTERVAL_S
 from bench.store import Store
 
 T = TypeVar("T")
@@ -47,11 +50,22 @@ SUITES_DIR = EXAMPLE_SUITES_DIR  # the bundled examples (package data; data/suit
 
 # ------------------------------------------------------------------- settings
 @st.cache_resource(show_spinner="Starting the simulated sandbox...")
-def _sandbox() -> Any:
-    """The in-process sandbox, started once per server (thread-safe, never mutated here)."""
+def _sandbox(db: str) -> Any:
+    """The in-process sandbox for one database, started once per server (thread-safe).
+
+    It starts with the simulated spend that database recorded as its key usage, so the
+    simulated key has spent what the runs say it spent, whichever process ran them.
+    """
     from bench.sandbox import start_sandbox
 
-    return start_sandbox(port=0, seed=0)
+    return start_sandbox(port=0, seed=0, initial_usage_usd=_recorded_simulated_usd(db))
+
+
+def _recorded_simulated_usd(db: str) -> Decimal:
+    try:
+        return Decimal(store(db).simulated_spend()["usd"])
+    except (BenchError, duckdb.Error):  # a busy or damaged file: start at zero, Credits reads the DB
+        return Decimal(0)
 
 
 def key_env() -> dict[str, str]:
@@ -75,7 +89,7 @@ def current_settings() -> Settings:
         return replace(env, api_key=key)
     if env.base_url != OPENROUTER_BASE_URL:  # a sandbox started elsewhere (tests, `orbench sandbox`)
         return replace(env, api_key=None, sandbox=True)
-    return replace(env, api_key=None, base_url=_sandbox().base_url, sandbox=True)
+    return replace(env, api_key=None, base_url=_sandbox(str(env.db_path)).base_url, sandbox=True)
 
 
 def sandbox_settings(db_path: Path) -> Settings:
@@ -83,7 +97,7 @@ def sandbox_settings(db_path: Path) -> Settings:
     env = Settings.from_env()
     if env.base_url != OPENROUTER_BASE_URL and keys.base_url_key(env.base_url, key_env()) is None:
         return replace(env, api_key=None, db_path=db_path, sandbox=True)
-    return Settings(base_url=_sandbox().base_url, db_path=db_path, sandbox=True)
+    return Settings(base_url=_sandbox(str(db_path)).base_url, db_path=db_path, sandbox=True)
 
 
 def store(db: str) -> Store:
@@ -225,6 +239,43 @@ def price_history(db: str, model_id: str) -> pl.DataFrame:
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def spend(db: str, key: str) -> pl.DataFrame:
     return analytics.spend_by(store(db), key)
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def simulated_spend(db: str) -> dict[str, Any]:
+    """The sandbox's key usage: the simulated spend this database recorded (``Store.simulated_spend``)."""
+    return store(db).simulated_spend()
+
+
+def simulated_key(key: KeyInfo, spent: dict[str, Any]) -> KeyInfo:
+    """The sandbox's /key answer with its usage taken from the database's simulated spend.
+
+    The sandbox process may have started before some of the runs (a CLI run since), so the
+    runs are the source; the limit is the sandbox's, and what remains follows from both.
+    """
+    usage = Decimal(spent["usd"])
+    remaining = None if key.limit is None else max(Decimal(0), Decimal(str(key.limit)) - usage)
+    return replace(key, usage=usage, usage_daily=usage, usage_weekly=usage, usage_monthly=usage,
+                   limit_remaining=remaining)
+
+
+# ------------------------------------------------------------------- runs in progress
+HEARTBEAT_STALE_S = 3 * HEARTBEAT_INTERVAL_S  # three missed beats: 15 s
+
+
+def running_runs(db: str) -> list[dict[str, Any]]:
+    """Runs the database says are ``running``, each with ``alive`` from its heartbeat.
+
+    Not cached: the Run page polls it every few seconds and a stale answer would show a
+    finished run as running. A missing file is no run; a busy one raises StoreBusy.
+    """
+    from dashboard.jobs import heartbeat_alive
+
+    rows = store(db).running_runs().to_dicts()
+    for row in rows:
+        row["alive"] = heartbeat_alive(row["heartbeat_age_s"], row["heartbeat_pid"],
+                                       row["heartbeat_host"], HEARTBEAT_STALE_S)
+    return rows
 
 
 # ------------------------------------------------------------------- export

@@ -2,26 +2,35 @@
 
 A ``RunJob`` owns one thread with its own event loop that does what ``orbench
 run`` does (``engine.prepare``, ``check_budget``, ``execute`` with the same
-``Store``), and publishes progress under a lock. The Run page keeps the job in
-its session and polls ``snapshot()``; nothing here touches Streamlit, so the
-thread never calls into a script run. Errors end the job with a one-line
-message (``BenchError`` text, or the exception type for anything unexpected).
+``Store``), and publishes progress under a lock. Jobs live in one ``JobRegistry``
+per server process (``registry()``, an ``st.cache_resource``), keyed by run id, not
+in a session: any tab, and a reloaded page, finds the same job, sees its progress
+and can cancel it. Only ``registry()`` touches Streamlit; the threads never call
+into a script run. Errors end the job with a one-line message (``BenchError``
+text, or the exception type for anything unexpected).
+
+Runs started elsewhere (the CLI) are read from the database; ``heartbeat_alive``
+decides from a run's heartbeat whether its process still seems to be there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import streamlit as st
+
 from bench import engine
-from bench.config import Settings
+from bench.config import DEFAULT_DB, Settings
 from bench.errors import BenchError, ConfigError
 from bench.runner import Progress, Runner
 from bench.store import Store
@@ -49,6 +58,12 @@ class JobState:
     @property
     def active(self) -> bool:
         return self.phase in ("preparing", "running")
+
+    @property
+    def cancelling(self) -> bool:
+        return self.active and self.cancel_requested
+
+    cancel_requested: bool = False
 
     @property
     def elapsed_s(self) -> float:
@@ -92,6 +107,10 @@ class RunJob:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: Runner | None = None
         self._cancel_requested = False
+        self.key = uuid.uuid4().hex  # the registry's handle until the run has an id
+        self.label = spec.name or Path(spec.suite_path).name
+        self.started_at = time.time()
+        self.on_run_id: Any = None  # set by the registry: called once with the run id
         self.thread = threading.Thread(target=self._main, name="orbench-dashboard-run", daemon=True)
 
     def start(self) -> RunJob:
@@ -106,6 +125,7 @@ class RunJob:
         """Like Ctrl-C: stop dispatching and cancel what is in flight (rows say ``cancelled``)."""
         with self._lock:
             self._cancel_requested = True
+            self._state.cancel_requested = True
             loop, runner = self._loop, self._runner
         if loop is not None and runner is not None and loop.is_running():
             loop.call_soon_threadsafe(runner.cancel)
@@ -130,6 +150,9 @@ class RunJob:
             self._state.run_id = runner.run_id
             self._state.phase = "running"
             cancel = self._cancel_requested
+            notify = self.on_run_id
+        if notify is not None:
+            notify(self, runner.run_id)
         if cancel:
             runner.cancel()
 
@@ -183,6 +206,97 @@ def start_run(settings: Settings, spec: engine.RunSpec, *, with_local: bool = Fa
     return RunJob(settings, spec, with_local=with_local, env=env).start()
 
 
+class JobRegistry:
+    """Every dashboard-started job of this server process, keyed by run id (thread-safe).
+
+    A job is filed under its ``key`` at once (it has no run id while it prepares) and
+    also under its run id as soon as the engine has one. Ended jobs are kept, newest
+    ``keep_ended`` of them, so a tab opened later still sees how a run ended.
+    """
+
+    def __init__(self, keep_ended: int = 5) -> None:
+        self.keep_ended = keep_ended
+        self._lock = threading.Lock()
+        self._jobs: dict[str, RunJob] = {}  # job key -> job, in start order
+        self._by_run: dict[str, RunJob] = {}
+
+    def start(self, settings: Settings, spec: engine.RunSpec, *, with_local: bool = False,
+              env: Mapping[str, str] | None = None) -> RunJob:
+        """Create, file and start a job; returns it."""
+        job = RunJob(settings, spec, with_local=with_local, env=env)
+        job.on_run_id = self._file_run_id
+        with self._lock:
+            self._jobs[job.key] = job
+            self._prune()
+        return job.start()
+
+    def get(self, ref: str) -> RunJob | None:
+        """The job with this run id (or job key), if this process started it."""
+        with self._lock:
+            return self._by_run.get(ref) or self._jobs.get(ref)
+
+    def jobs(self) -> list[RunJob]:
+        """All kept jobs, newest first."""
+        with self._lock:
+            return list(reversed(self._jobs.values()))
+
+    def active(self) -> list[RunJob]:
+        return [j for j in self.jobs() if j.snapshot().active]
+
+    def run_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._by_run)
+
+    def _file_run_id(self, job: RunJob, run_id: str) -> None:
+        with self._lock:
+            self._by_run[run_id] = job
+
+    def _prune(self) -> None:
+        ended = [k for k, j in self._jobs.items() if not j.snapshot().active]
+        for key in ended[: max(0, len(ended) - self.keep_ended)]:
+            job = self._jobs.pop(key)
+            self._by_run = {r: j for r, j in self._by_run.items() if j is not job}
+
+
+@st.cache_resource(show_spinner=False)
+def registry() -> JobRegistry:
+    """The one registry of this server process, shared by every session and tab."""
+    return JobRegistry()
+
+
+HOST = socket.gethostname()
+
+
+def heartbeat_alive(age_s: float | None, pid: int | None, host: str | None, stale_s: float) -> bool:
+    """Does a running run's process still seem to be there?
+
+    No beat at all, or none for ``stale_s`` (about three beats), is dead. A beat from
+    this machine whose process is gone (``kill -9``) is dead at once, without waiting.
+    """
+    if age_s is None or age_s > stale_s:
+        return False
+    if pid is not None and host == HOST:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # it exists, owned by another user
+    return True
+
+
+def resume_command(run: Mapping[str, Any], db: str) -> str:
+    """The command that continues a run whose process died (``--db`` unless the default)."""
+    import shlex
+
+    parts = ["orbench", "run", "--resume", str(run["run_id"])]
+    if run.get("simulated"):
+        parts.append("--sandbox")
+    if db != str(DEFAULT_DB):
+        parts += ["--db", db]
+    return shlex.join(parts)
+
+
 def demo_includes_local(env: dict[str, str]) -> bool:
     """The demo adds the real local model when the orbench[local] extra is installed.
 
@@ -211,7 +325,7 @@ def demo_spec(suites_dir: Path) -> engine.RunSpec:
 def run_demo(settings: Settings, suites_dir: Path, timeout_s: float = 90.0,
              with_local: bool = False) -> JobState:
     """Run the demo to the end (the caller shows a spinner) and return its final state."""
-    job = start_run(settings, demo_spec(suites_dir), with_local=with_local)
+    job = registry().start(settings, demo_spec(suites_dir), with_local=with_local)
     state = job.wait(timeout_s)
     if state.active:
         job.cancel()

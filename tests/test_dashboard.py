@@ -391,7 +391,9 @@ def test_run_starts_in_background_and_lands_in_results(tmp_path: Path,
     at = open_page(db, monkeypatch, "run")
     at.number_input(key="run-repeats").set_value(1).run()
     at.button(key="run-start").click().run()
-    job = at.session_state["run_job"]
+    from dashboard import jobs
+
+    job = jobs.registry().jobs()[0]  # the server's registry, not the session, holds the job
     state = job.wait(60)
     assert state.phase == "finished", state
     at.run()

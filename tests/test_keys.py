@@ -183,7 +183,9 @@ def test_dashboard_run_with_keys_in_env_and_secrets(cli_db: Path, tmp_path: Path
         assert not at.exception, [e.message for e in at.exception]
         at.number_input(key="run-repeats").set_value(1).run()
         at.button(key="run-start").click().run()
-        state = at.session_state["run_job"].wait(60)
+        from dashboard import jobs
+
+        state = jobs.registry().jobs()[0].wait(60)  # the server's job registry holds the run
         assert state.phase == "finished", state
         at.run()
         at.switch_page("app_pages/credits.py").run()

@@ -244,6 +244,7 @@ def start_sandbox(
     key_limit_usd: Decimal | int | str | None = _FROM_CATALOG,
     log: Log | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    initial_usage_usd: Decimal | int | str = 0,
 ) -> SandboxHandle:
     """Start a simulated OpenRouter on 127.0.0.1:``port`` (0 = any free port) in a thread.
 
@@ -252,13 +253,18 @@ def start_sandbox(
     maps a model id (or ``"*"``) to a fault spec (see faults.py). ``key_limit_usd`` is the
     simulated key's cap (catalog default; None = uncapped). ``log`` gets one line per request.
     ``ssl_context`` serves HTTPS (tests and benchmarks of TLS; the handle's base_url says https).
+    ``initial_usage_usd`` is the simulated key usage it starts with (spend of earlier processes).
     """
     if time_scale < 0:
         raise ValueError("time_scale must be >= 0")
     catalog = load_catalog(catalog_path)
     config = SandboxConfig(seed=seed, time_scale=float(time_scale), answers=dict(answers or {}),
                            faults={k: parse_fault(v) for k, v in (faults or {}).items()})
-    state = SandboxState(_key_limit(key_limit_usd, catalog), Decimal(catalog.account.get("total_credits_usd", "25")))
+    usage = Decimal(str(initial_usage_usd))
+    if not usage.is_finite() or usage < 0:
+        raise ValueError("initial_usage_usd must be a non-negative amount")
+    state = SandboxState(_key_limit(key_limit_usd, catalog),
+                         Decimal(catalog.account.get("total_credits_usd", "25")), usage)
     app = SandboxApp(catalog, state, config, log)
     return _run_in_thread(app, port, ssl_context)
 

@@ -83,11 +83,14 @@ def _ms(value: float | None) -> int | None:
 class SandboxState:
     """Spend and generations of one sandbox server (thread-safe)."""
 
-    def __init__(self, key_limit_usd: Decimal | None, total_credits_usd: Decimal) -> None:
+    def __init__(self, key_limit_usd: Decimal | None, total_credits_usd: Decimal,
+                 initial_usage_usd: Decimal = Decimal(0)) -> None:
         self._lock = threading.Lock()
         self.key_limit_usd = key_limit_usd
         self.total_credits_usd = total_credits_usd
-        self.spend_usd = Decimal(0)
+        # Usage carried over from earlier processes (the dashboard passes the simulated spend
+        # its database recorded), so /key and /credits agree with the runs, not with uptime.
+        self.spend_usd = Decimal(initial_usage_usd)
         self.generations: dict[str, Generation] = {}
         self.chat_requests = 0
         self._occurrences: Counter[str] = Counter()

@@ -20,15 +20,27 @@ else:
         key = data.key_info(settings.base_url)
     except BenchError as exc:
         st.error(f"Could not read the key's usage: {exc}")
+simulated = None
+if key is not None and settings.sandbox:
+    # The sandbox forgets its spend when its process ends; the database does not.
+    with ui.store_errors():
+        simulated = data.simulated_spend(db)
+    key = data.simulated_key(key, simulated)
 if key is not None:
     c = st.columns(4)
-    c[0].metric("Key usage (all time)", ui.money(key.usage, 4))
+    c[0].metric("Key usage (simulated)" if simulated else "Key usage (all time)", ui.money(key.usage, 4))
     c[1].metric("Key limit", ui.money(key.limit, 2) if key.limit is not None else "no limit")
     c[2].metric("Remaining under the limit", ui.money(key.limit_remaining, 4)
                 if key.limit_remaining is not None else "—")
     c[3].metric("Usage this month", ui.money(key.usage_monthly, 4))
     if key.limit_reset:
         st.caption(f"The limit resets {key.limit_reset}.")
+    if simulated is not None:
+        extra = (f" (requests {ui.money(simulated['requests_usd'], 6)}, replaced sends and judge calls "
+                 f"{ui.money(simulated['other_usd'], 6)})" if simulated["other_usd"] else "")
+        st.caption(f"Simulated: the sandbox key's usage is the simulated spend this database recorded, "
+                   f"{ui.money(simulated['usd'], 6)} over {simulated['runs']} simulated runs{extra}, "
+                   "whichever process ran them. The limit is the sandbox's.")
 
 credits, why = (None, None)
 if key is not None:

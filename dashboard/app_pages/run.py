@@ -64,8 +64,8 @@ with ui.store_errors():
                    concurrency=int(concurrency), budget_usd=jobs.parse_budget(budget_text),
                    allow_partial=allow_partial, name=name or None)
 
-job = st.session_state.get("run_job")
-busy = job is not None and job.snapshot().active
+registry = jobs.registry()  # one per server: every tab and every reload sees the same jobs
+busy = bool(registry.active())
 b1, b2, _ = st.columns([1, 1, 4])
 if b1.button("Estimate", icon=":material/calculate:", key="run-estimate", disabled=not models):
     try:
@@ -76,9 +76,11 @@ if b1.button("Estimate", icon=":material/calculate:", key="run-estimate", disabl
     except BenchError as exc:
         st.error(str(exc))
 if b2.button("Start run", type="primary", icon=":material/play_arrow:", key="run-start",
-             disabled=busy or not models):
-    st.session_state["run_job"] = jobs.start_run(settings, spec, env=data.key_env())
-    st.session_state.pop("run_job_seen_end", None)
+             disabled=busy or not models,
+             help="One dashboard run at a time; cancel the one in progress to start another."
+             if busy else None):
+    registry.start(settings, spec, env=data.key_env())
+    busy = True
 
 est = st.session_state.get("run_estimate")
 if est:
@@ -92,13 +94,13 @@ if est:
                    "the run would be refused.")
 
 
-@st.fragment(run_every=1.0)
-def progress() -> None:
-    job = st.session_state.get("run_job")
-    if job is None:
-        return
+
+SHOWN_JOBS = 3  # the newest dashboard runs shown; older ones are on the Results page
+
+
+def job_progress(job: jobs.RunJob) -> None:
     s = job.snapshot()
-    st.subheader("Progress")
+    st.markdown(f"**{job.label}** · `{s.run_id or 'preparing'}`")
     st.progress(s.done / s.total if s.total else 0.0,
                 text=f"{s.phase}: {s.done}/{s.total} done in {s.elapsed_s:.1f} s")
     c = st.columns(5)
@@ -108,11 +110,14 @@ def progress() -> None:
     c[3].metric("Rate-limited", s.rate_limited)
     c[4].metric("Spent", ui.money(s.spent_usd, 6))
     if s.active:
-        if st.button("Cancel the run", icon=":material/stop:", key="run-cancel"):
+        if s.cancel_requested:
+            st.caption("Cancelling: what is in flight is being stopped.")
+        elif st.button("Cancel the run", icon=":material/stop:", key=f"run-cancel-{job.key}"):
             job.cancel()
         return
-    if not st.session_state.get("run_job_seen_end"):
-        st.session_state["run_job_seen_end"] = True
+    seen = f"run-seen-end-{job.key}"
+    if not st.session_state.get(seen):
+        st.session_state[seen] = True
         data.clear_caches()  # the new rows should show on Results right away
     if s.phase == "finished":
         st.success(f"Run `{s.run_id}` finished.")
@@ -121,4 +126,50 @@ def progress() -> None:
         st.error(f"Run {s.run_id or ''} ended {s.phase}: {s.message or 'no reason given'}")
 
 
+@st.fragment(run_every=1.0)
+def progress() -> None:
+    shown = registry.jobs()[:SHOWN_JOBS]
+    if not shown:
+        return
+    st.subheader("Progress")
+    st.caption("Runs started from this dashboard, in any tab; a reload keeps them.")
+    for job in shown:
+        with st.container(border=True):
+            job_progress(job)
+
+
+def cli_run(run: dict) -> None:
+    age = run["heartbeat_age_s"]
+    beat = "never" if age is None else f"{age:,.0f} s ago"
+    who = f"pid {run['heartbeat_pid']} on {run['heartbeat_host']}" if run["heartbeat_pid"] else "unknown process"
+    st.markdown(f"**{run['name'] or run['suite_name'] or 'run'}** · `{run['run_id']}`")
+    planned = run["planned"] or 0
+    st.progress(min(run["done"] / planned, 1.0) if planned else 0.0,
+                text=f"running: {run['done']}/{planned or '?'} done")
+    st.caption(f"Last heartbeat {beat} from {who}.")
+    if not run["alive"]:
+        st.warning("Not responding (crashed?): its process stopped beating without ending the run. "
+                   "Continue it with:", icon=":material/heart_broken:")
+        st.code(jobs.resume_command(run, db), language="bash")
+
+
+@st.fragment(run_every=3.0)
+def cli_runs() -> None:
+    try:
+        rows = [r for r in data.running_runs(db) if r["run_id"] not in registry.run_ids()]
+    except BenchError as exc:
+        st.caption(f"Could not read the runs in progress: {exc}")
+        return
+    st.subheader("Running elsewhere")
+    if not rows:
+        st.caption(f"No run started from the CLI is in progress on `{db}`.")
+        return
+    st.caption("Runs of this database in progress in another process (`orbench run`, or another "
+               "dashboard server), read from the database; a live one stamps a heartbeat every 5 s.")
+    for run in rows:
+        with st.container(border=True):
+            cli_run(run)
+
+
 progress()
+cli_runs()
