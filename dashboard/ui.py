@@ -378,7 +378,7 @@ def constraint_inputs(key: str, metrics: Sequence[str]) -> tuple[list[str], list
     return mins, maxs
 
 
-VERDICT_MARKS = {"meets": "✅ meets", "uncertain": "⚠️ uncertain", "fails": "❌ fails"}
+VERDICT_MARKS = {"meets": "meets", "uncertain": "uncertain", "fails": "fails"}  # no emoji: headless fonts lack them
 _VERDICT_BACKGROUND = {"meets": "#e8f5e9", "uncertain": "#fff8e1", "fails": "#ffebee"}
 
 
