@@ -24,7 +24,8 @@ st.set_option("client.showErrorDetails", "type")
 st.set_option("client.toolbarMode", "minimal")
 
 PAGES = [
-    st.Page("app_pages/results.py", title="Results", icon=":material/monitoring:", default=True),
+    st.Page("app_pages/decide.py", title="Decide", icon=":material/rule:", default=True),
+    st.Page("app_pages/results.py", title="Results", icon=":material/monitoring:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("app_pages/quality.py", title="Quality", icon=":material/fact_check:"),
     st.Page("app_pages/catalog.py", title="Catalog", icon=":material/menu_book:"),
@@ -34,6 +35,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+ui.restore_view()  # the shared filters: from the URL on a new session, back into the URL on every run
 ui.banner(data.current_settings())
 ui.refresh_button()
 page.run()

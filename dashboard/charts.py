@@ -215,6 +215,33 @@ def drift_chart(bins: pl.DataFrame) -> alt.Chart:
 
 
 # ------------------------------------------------------------------- compare
+def _pareto_layers(pts: pl.DataFrame, latency_label: str,
+                   color: alt.Color | None = None) -> tuple[alt.Chart, alt.Chart]:
+    """The frontier step line and the dots of ``pareto_chart`` (shared with ``decide_frontier``)."""
+    has_pass = "pass_rate" in pts.columns and pts["pass_rate"].null_count() < pts.height
+    tooltip = [alt.Tooltip("group:N"), alt.Tooltip("n_ok:Q", title="n ok"),
+               alt.Tooltip("p50_ms:Q", format=",.1f", title=f"{latency_label} ms"),
+               alt.Tooltip("cost_per_request_usd:Q", format="$,.8f", title="USD / request"),
+               alt.Tooltip("on_frontier:N", title="on frontier")]
+    enc: dict[str, Any] = {
+        "x": alt.X("p50_ms:Q", title=f"{latency_label} (ms)", scale=alt.Scale(zero=False)),
+        "y": alt.Y("cost_per_request_usd:Q", title="USD per request", scale=alt.Scale(zero=False)),
+        "color": color or alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
+        "shape": alt.Shape("provider:N", legend=alt.Legend(orient="bottom")),
+    }
+    if has_pass:
+        enc["size"] = alt.Size("pass_rate:Q", title="pass rate",
+                               scale=alt.Scale(domain=[0, 1], range=[40, 400]))
+        tooltip.append(alt.Tooltip("pass_rate:Q", format=".0%", title="pass rate"))
+    if "verdict" in pts.columns:
+        tooltip.append(alt.Tooltip("verdict:N"))
+    dots = alt.Chart(pts).mark_point(filled=True, opacity=0.85, size=120).encode(**enc, tooltip=tooltip)
+    frontier = pts.filter(pl.col("on_frontier")).sort("p50_ms")
+    line = alt.Chart(frontier).mark_line(interpolate="step-after", color="black", strokeDash=[4, 3]).encode(
+        x=alt.X("p50_ms:Q"), y=alt.Y("cost_per_request_usd:Q"))
+    return line, dots
+
+
 def pareto_chart(points: pl.DataFrame, latency_label: str) -> alt.LayerChart | alt.Chart:
     """Cost per request vs p50 latency per group, the Pareto frontier drawn as a step line.
 
@@ -225,27 +252,40 @@ def pareto_chart(points: pl.DataFrame, latency_label: str) -> alt.LayerChart | a
     if pts.is_empty():
         return empty_chart("no group has both a latency and a cost")
     _check_rows(pts, "pareto_chart")
-    has_pass = "pass_rate" in pts.columns and pts["pass_rate"].null_count() < pts.height
-    tooltip = [alt.Tooltip("group:N"), alt.Tooltip("n_ok:Q", title="n ok"),
-               alt.Tooltip("p50_ms:Q", format=",.1f", title=f"p50 {latency_label} ms"),
-               alt.Tooltip("cost_per_request_usd:Q", format="$,.8f", title="USD / request"),
-               alt.Tooltip("on_frontier:N", title="on frontier")]
-    enc: dict[str, Any] = {
-        "x": alt.X("p50_ms:Q", title=f"p50 {latency_label} (ms)", scale=alt.Scale(zero=False)),
-        "y": alt.Y("cost_per_request_usd:Q", title="USD per request", scale=alt.Scale(zero=False)),
-        "color": alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
-        "shape": alt.Shape("provider:N", legend=alt.Legend(orient="bottom")),
-    }
-    if has_pass:
-        enc["size"] = alt.Size("pass_rate:Q", title="pass rate",
-                               scale=alt.Scale(domain=[0, 1], range=[40, 400]))
-        tooltip.append(alt.Tooltip("pass_rate:Q", format=".0%", title="pass rate"))
-    dots = alt.Chart(pts).mark_point(filled=True, opacity=0.85, size=120).encode(**enc, tooltip=tooltip)
-    frontier = pts.filter(pl.col("on_frontier")).sort("p50_ms")
-    line = alt.Chart(frontier).mark_line(interpolate="step-after", color="black", strokeDash=[4, 3]).encode(
-        x=alt.X("p50_ms:Q"), y=alt.Y("cost_per_request_usd:Q"))
+    line, dots = _pareto_layers(pts, f"p50 {latency_label}")
     title = "Cost vs latency (dashed: Pareto frontier, lower-left is better)"
     return alt.layer(line, dots, **_stretch(title, 480))
+
+
+VERDICT_COLORS = {"meets": "#2e7d32", "uncertain": "#f9a825", "fails": "#c62828"}
+
+
+def decide_frontier(points: pl.DataFrame, latency_label: str, latency_limit: float | None = None,
+                    cost_limit: float | None = None) -> alt.LayerChart | alt.Chart:
+    """The Decide page's frontier: cost vs latency coloured by verdict, the limits as rule lines.
+
+    ``points``: ``pareto_chart``'s columns plus ``verdict``. ``latency_limit`` (ms, on the x
+    metric) draws a vertical rule, ``cost_limit`` (USD per request) a horizontal one; both red dashed.
+    """
+    pts = points.drop_nulls(["p50_ms", "cost_per_request_usd"]) if points.height else points
+    if pts.is_empty():
+        return empty_chart("no candidate has both a latency and a cost")
+    _check_rows(pts, "decide_frontier")
+    color = alt.Color("verdict:N", title="verdict", legend=alt.Legend(orient="bottom"),
+                      scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values())))
+    line, dots = _pareto_layers(pts, latency_label, color)
+    layers: list[alt.Chart] = [line, dots]
+    limits = [("x", latency_limit, f"{latency_label} limit"), ("y", cost_limit, "cost limit")]
+    for axis, value, name in limits:
+        if value is None:
+            continue
+        field = "p50_ms" if axis == "x" else "cost_per_request_usd"
+        rule = pl.DataFrame({field: [float(value)], "limit": [name]})
+        enc = {axis: alt.X(f"{field}:Q") if axis == "x" else alt.Y(f"{field}:Q"),
+               "tooltip": [alt.Tooltip("limit:N"), alt.Tooltip(f"{field}:Q")]}
+        layers.append(alt.Chart(rule).mark_rule(color="#c62828", strokeDash=[6, 4], size=2).encode(**enc))
+    title = "Cost vs latency by verdict (dashed black: Pareto frontier; red: your limits)"
+    return alt.layer(*layers, **_stretch(title, 480))
 
 
 def provider_bars(frame: pl.DataFrame, model: str) -> alt.HConcatChart | alt.Chart:

@@ -352,3 +352,44 @@ def cases_with_failures(db: str, run_ids: tuple[str, ...]) -> list[str]:
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def case_answers(db: str, run_ids: tuple[str, ...], case_id: str, provider_by: str = "variant") -> pl.DataFrame:
     return analytics.case_answers(store(db), _filters(run_ids, (), (), (), provider_by), case_id)
+
+
+# ------------------------------------------------------------------- decide (the Decide page)
+# Kept apart from the credits and running-runs readers above: everything here calls bench.decide.
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Deciding...")
+def decision(db: str, run_ids: tuple[str, ...], models: tuple[str, ...], providers: tuple[str, ...],
+             cases: tuple[str, ...], provider_by: str, constraints: tuple[Any, ...],
+             objective: str) -> Any:
+    """``bench.decide.decide`` over the runs, narrowed to the picked models, providers and cases.
+
+    ``constraints``: ``bench.decide.Constraint`` values. Candidates are always model x provider
+    variant (as in ``orbench decide``); ``provider_by="served"`` only changes what the provider
+    filter matches. Returns a ``bench.decide.Decision``.
+    """
+    from bench import decide
+
+    frame = decide.pooled_frame(store(db), run_ids)
+    if frame.height:
+        column = "provider_variant" if provider_by == "variant" else "provider"
+        for col, picks in (("model", models), (column, providers), ("case_id", cases)):
+            if picks:
+                frame = frame.filter(pl.col(col).is_in(list(picks)))
+    return decide.decide(frame, constraints, objective, seed=0)
+
+
+def frontier_points(decision: Any, latency_field: str) -> pl.DataFrame:
+    """One point per candidate: ``latency_field`` (a summary field in ms) and cost per request,
+    with ``analytics.pareto_points``' frontier flag, the verdict and the why (for the tooltip)."""
+    def num(v: Any) -> float | None:
+        return None if v is None else float(v)  # money to float for drawing only
+
+    rows = [{"group": c.label, "model": c.model, "provider": c.provider, "ok": c.value("ok"),
+             "pass_rate": num(c.value("pass_rate")), "e2e_median": num(c.value(latency_field)),
+             "cost_per_request_usd": num(c.value("cost_per_request_usd")), "verdict": c.verdict}
+            for c in decision.ranking]
+    schema = {"group": pl.String, "model": pl.String, "provider": pl.String, "ok": pl.Int64,
+              "pass_rate": pl.Float64, "e2e_median": pl.Float64, "cost_per_request_usd": pl.Float64,
+              "verdict": pl.String}
+    groups = pl.DataFrame(rows, schema=schema)
+    points = analytics.pareto_points(groups, "e2e_ms")
+    return points.join(groups.select("group", "verdict"), on="group", how="left") if groups.height else points

@@ -1,6 +1,12 @@
 """Layout pieces every page shares: the simulated banner, error messages, run filters, demo button.
 
 Only layout lives here (widgets and messages); data comes from ``dashboard.data``.
+Shareable views: the filters every page shares (runs, models, providers, cases, the
+provider reading, and the Decide page's constraints and objective) live in one dict in
+``st.session_state`` (``VIEW``), copied into ``st.query_params`` on every run, so the URL
+reproduces the view and a page switch keeps the picks. A new session (a reload, a shared
+link) starts from the URL. Each widget copies its value back in ``on_change``, so the dict
+is current before the script reruns; see ``URL_PARAMS`` for the names.
 ``store_errors`` is how every page turns a database problem into a message: a
 locked file (``StoreBusy``) is a warning with a Retry button, any other
 ``BenchError`` an error; both stop the page instead of showing a stack trace.
@@ -9,8 +15,9 @@ locked file (``StoreBusy``) is a warning with a Retry button, any other
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -124,27 +131,129 @@ def run_labels(runs: pl.DataFrame) -> dict[str, str]:
 
 
 def filters(db: str, runs: pl.DataFrame, key: str, where: str = "sidebar") -> Choice:
-    """Runs, provider reading, models, providers and cases; returns the picks (stops with no run)."""
+    """Runs, provider reading, models, providers and cases; returns the picks (stops with no run).
+
+    Every pick is shared (``VIEW``): it comes from the URL or the last page, and goes back there."""
     box = st.sidebar if where == "sidebar" else st.container()
-    labels = run_labels(runs)
-    ids = list(labels)
     with box:
-        run_ids = st.multiselect("Runs", ids, default=ids[:1], format_func=labels.__getitem__,
-                                 key=f"{key}-runs", placeholder="pick one or more runs")
-        provider_by = st.radio("Provider means", list(PROVIDER_BY_LABELS),
-                               format_func=PROVIDER_BY_LABELS.__getitem__, key=f"{key}-provider-by",
-                               horizontal=True)
+        run_ids = run_picker(runs, key)
+        provider_by = provider_by_picker(key)
         with store_errors():
             opts = data.filter_options(db, tuple(run_ids)) if run_ids else {}
-        models = st.multiselect("Models", opts.get("models", []), key=f"{key}-models",
-                                placeholder="all models")
-        providers = st.multiselect("Providers", opts.get(provider_by, []), key=f"{key}-providers",
-                                   placeholder="all providers")
-        cases = st.multiselect("Cases", opts.get("cases", []), key=f"{key}-cases", placeholder="all cases")
+        models = shared_multiselect("Models", opts.get("models", []), "model", f"{key}-models",
+                                    placeholder="all models")
+        providers = shared_multiselect("Providers", opts.get(provider_by, []), "provider", f"{key}-providers",
+                                       placeholder="all providers")
+        cases = shared_multiselect("Cases", opts.get("cases", []), "case", f"{key}-cases", placeholder="all cases")
     if not run_ids:
         st.info("Pick at least one run in the sidebar.")
         st.stop()
     return Choice(tuple(run_ids), tuple(models), tuple(providers), tuple(cases), provider_by)
+
+
+def run_picker(runs: pl.DataFrame, key: str) -> list[str]:
+    """The shared "Runs" multiselect (URL ``run``); the newest run when nothing is picked yet."""
+    labels = run_labels(runs)
+    ids = list(labels)
+    return shared_multiselect("Runs", ids, "run", f"{key}-runs", default=ids[:1],
+                              format_func=labels.__getitem__, placeholder="pick one or more runs")
+
+
+def provider_by_picker(key: str, horizontal: bool = True) -> str:
+    """The shared "Provider means" radio (URL ``provider_by``: ``variant`` or ``served``)."""
+    return shared_radio("Provider means", list(PROVIDER_BY_LABELS), "provider_by", f"{key}-provider-by",
+                        format_func=PROVIDER_BY_LABELS.__getitem__, horizontal=horizontal)
+
+
+# ------------------------------------------------------------------- shareable views (URL)
+VIEW = "orbench-view"  # session_state: {URL parameter: [values]}, the picks every page shares
+URL_LISTS = ("run", "model", "provider", "case")  # repeated: ?run=A&run=B
+URL_VALUES = ("provider_by", "objective")
+URL_BOUNDS = ("min_", "max_")  # + a metric of bench.gates.GATE_METRICS: ?min_pass_rate=0.9
+URL_PARAMS = (*URL_LISTS, *URL_VALUES, "min_METRIC", "max_METRIC")
+
+
+def _ours(name: str) -> bool:
+    return name in URL_LISTS or name in URL_VALUES or name.startswith(URL_BOUNDS)
+
+
+def restore_view() -> None:
+    """Once per script run, before the page: a new session starts from the URL; then view -> URL."""
+    if VIEW not in st.session_state:
+        st.session_state[VIEW] = {k: st.query_params.get_all(k) for k in st.query_params if _ours(k)}
+    _write_url()
+
+
+def view() -> dict[str, list[str]]:
+    """The shared picks (a copy), by URL parameter."""
+    return {k: list(v) for k, v in st.session_state.get(VIEW, {}).items()}
+
+
+def view_set(param: str, values: Sequence[str]) -> None:
+    """Remember one shared pick (empty forgets it) and put the whole view in the URL."""
+    shared = st.session_state.setdefault(VIEW, {})
+    if values:
+        shared[param] = [str(v) for v in values]
+    else:
+        shared.pop(param, None)
+    _write_url()
+
+
+def _write_url() -> None:
+    shared = st.session_state.get(VIEW, {})
+    for k in [k for k in st.query_params if _ours(k) and k not in shared]:
+        del st.query_params[k]
+    for k, values in shared.items():
+        if st.query_params.get_all(k) != values:
+            st.query_params[k] = values
+
+
+def _copy_back(key: str, param: str, to_text: Callable[[Any], list[str]]) -> Callable[[], None]:
+    return lambda: view_set(param, to_text(st.session_state.get(key)))
+
+
+def _seed(key: str, want: object) -> None:
+    """Set a widget's value before it is drawn, when the shared view says otherwise (page switch, URL)."""
+    if key not in st.session_state or st.session_state[key] != want:
+        st.session_state[key] = want
+
+
+def shared_multiselect(label: str, options: Sequence[str], param: str, key: str,
+                       default: Sequence[str] = (), **kw: Any) -> list[str]:
+    """A multiselect whose picks are the shared ``param`` (values not among ``options`` are dropped)."""
+    shared = view()
+    if param not in shared and default:
+        view_set(param, default)
+        shared[param] = list(default)
+    _seed(key, [v for v in shared.get(param, []) if v in options])
+    return list(st.multiselect(label, list(options), key=key,
+                               on_change=_copy_back(key, param, lambda v: list(v or [])), **kw))
+
+
+def shared_radio(label: str, options: Sequence[str], param: str, key: str, **kw: Any) -> str:
+    """A radio whose choice is the shared ``param`` (the first option when unset or unknown)."""
+    picked = view().get(param, [])
+    _seed(key, picked[0] if picked and picked[0] in options else options[0])
+    return str(st.radio(label, list(options), key=key,
+                        on_change=_copy_back(key, param, lambda v: [] if v is None else [str(v)]), **kw))
+
+
+def shared_number(label: str, param: str, key: str, **kw: Any) -> float | None:
+    """An optional number input (empty = off) whose value is the shared ``param``.
+
+    A URL value that is not a number is dropped with a warning naming the parameter."""
+    raw = view().get(param, [])
+    value: float | None = None
+    if raw:
+        try:
+            value = float(raw[0])
+        except ValueError:
+            st.warning(f"URL parameter {param}={raw[0]!r} is not a number; ignored.")
+            view_set(param, [])
+    _seed(key, value)
+    out = st.number_input(label, value=None, key=key,
+                          on_change=_copy_back(key, param, lambda v: [] if v is None else [f"{v:g}"]), **kw)
+    return None if out is None else float(out)
 
 
 def refresh_button() -> None:
@@ -217,3 +326,92 @@ SUMMARY_FORMATS = {
     "USD / request": st.column_config.NumberColumn(format="$%.8f"),
     "USD / 1k requests": st.column_config.NumberColumn(format="$%.4f"),
 }
+
+
+# ------------------------------------------------------------------- the Decide page's pieces
+COMMON_CONSTRAINTS = (("min", "pass_rate"), ("max", "ttft_p95_ms"), ("max", "e2e_p95_ms"),
+                      ("max", "cost_per_request_usd"), ("max", "error_rate"))
+_BOUND_WORDS = {"min": "at least", "max": "at most"}
+
+
+def _number_kw(metric: str) -> dict[str, Any]:
+    if metric.endswith("_rate"):
+        return {"min_value": 0.0, "max_value": 1.0, "step": 0.05, "format": "%.3f"}
+    if metric.endswith("_usd"):
+        return {"min_value": 0.0, "step": 0.000001, "format": "%.8f"}
+    return {"min_value": 0.0, "step": 50.0 if metric.endswith("_ms") else 1.0, "format": "%.1f"}
+
+
+def constraint_inputs(key: str, metrics: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Number inputs (empty = no limit) for the common constraints, plus any other metric of
+    ``metrics`` the user adds; URL ``min_METRIC`` / ``max_METRIC``. Returns the ``--min`` and
+    ``--max`` texts ("pass_rate=0.9") for ``bench.decide.parse_constraints``."""
+    common = {f"{b}_{m}" for b, m in COMMON_CONSTRAINTS}
+    others = [f"{b}_{m}" for m in sorted(metrics) for b in ("min", "max") if f"{b}_{m}" not in common]
+    shared = view()
+    for param in [p for p in shared if p.startswith(URL_BOUNDS) and p not in common and p not in others]:
+        st.warning(f"URL parameter {param}: unknown metric {param[4:]!r}; ignored. Known: {', '.join(sorted(metrics))}")
+        view_set(param, [])
+    extra_key = f"{key}-more"
+    _seed(extra_key, [p for p in others if p in shared] + [p for p in st.session_state.get(extra_key, [])
+                                                           if p in others and p not in shared])
+    cols = st.columns(len(COMMON_CONSTRAINTS))
+    params = []
+    for col, (bound, metric) in zip(cols, COMMON_CONSTRAINTS):
+        with col:
+            params.append((f"{bound}_{metric}", f"{metric} {_BOUND_WORDS[bound]}"))
+            shared_number(params[-1][1], params[-1][0], f"{key}-{params[-1][0]}", **_number_kw(metric))
+    more = st.multiselect("More constraints", others, key=extra_key, placeholder="add a limit on another metric",
+                          format_func=lambda p: f"{p[4:]} {_BOUND_WORDS[p[:3]]}")
+    for forgotten in [p for p in others if p in shared and p not in more]:
+        view_set(forgotten, [])
+    if more:
+        cols = st.columns(min(len(more), 5))
+        for i, param in enumerate(more):
+            with cols[i % len(cols)]:
+                shared_number(f"{param[4:]} {_BOUND_WORDS[param[:3]]}", param, f"{key}-{param}",
+                              **_number_kw(param[4:]))
+    mins, maxs = [], []
+    for param, values in view().items():
+        if param.startswith(URL_BOUNDS) and values and (param in common or param in more):
+            (mins if param.startswith("min_") else maxs).append(f"{param[4:]}={values[0]}")
+    return mins, maxs
+
+
+VERDICT_MARKS = {"meets": "meets", "uncertain": "uncertain", "fails": "fails"}  # no emoji: headless fonts lack them
+_VERDICT_BACKGROUND = {"meets": "#e8f5e9", "uncertain": "#fff8e1", "fails": "#ffebee"}
+
+
+def decision_display(decision: Any) -> pl.DataFrame:
+    """The ranked candidates of a ``bench.decide.Decision`` for ``st.dataframe``: verdict, the
+    objective, money, each constraint's value with its interval, and why (uncertain or failing)."""
+    from bench.decide import format_metric, format_usd
+
+    rows = []
+    for rank, c in enumerate(decision.ranking, 1):
+        row: dict[str, Any] = {"rank": rank, "candidate": c.label, "verdict": VERDICT_MARKS[c.verdict],
+                               decision.objective_field: format_metric(decision.objective_field,
+                                                                       c.value(decision.objective_field)),
+                               "USD / 1k requests": format_usd(c.value("cost_per_1k_requests_usd")),
+                               "USD / correct answer": format_usd(c.value("cost_per_correct_usd")),
+                               "n": c.value("n")}
+        for r in c.results:
+            ci = "" if r.ci_lo is None or r.method == "exact" else \
+                f" [{format_metric(r.constraint.metric, r.ci_lo)} – {format_metric(r.constraint.metric, r.ci_hi)}]"
+            row[r.constraint.text] = f"{format_metric(r.constraint.metric, r.value)}{ci} {r.verdict}"
+        row["why"] = "; ".join(r.reason for r in c.results if r.verdict != "meets")
+        rows.append(row)
+    return pl.DataFrame(rows) if rows else pl.DataFrame({"candidate": []}, schema={"candidate": pl.String})
+
+
+def verdict_styled(table: pl.DataFrame) -> Any:
+    """The table as a pandas Styler, each row's background by its verdict."""
+    frame = table.to_pandas()
+    if "verdict" not in frame.columns:
+        return frame
+
+    def paint(row: Any) -> list[str]:
+        verdict = str(row["verdict"]).split(" ")[-1]
+        return [f"background-color: {_VERDICT_BACKGROUND.get(verdict, 'white')}"] * len(row)
+
+    return frame.style.apply(paint, axis=1)

@@ -135,8 +135,8 @@ def app_env(monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> Iterator[None]:
     st.cache_data.clear()
 
 
-def open_page(db: Path, monkeypatch: pytest.MonkeyPatch, page: str | None = None) -> AppTest:
-    """Run the app on ``page`` (Results by default); every page must say it is simulated."""
+def open_page(db: Path, monkeypatch: pytest.MonkeyPatch, page: str | None = "results") -> AppTest:
+    """Run the app on ``page`` (Results by default; None: the default page, Decide); every page must say it is simulated."""
     monkeypatch.setenv("ORBENCH_DB", str(db))
     at = AppTest.from_file(APP, default_timeout=60)
     if page:

@@ -32,7 +32,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "artifacts" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGES = {"results": "", "compare": "compare", "quality": "quality", "catalog": "catalog", "credits": "credits",
+PAGES = {"decide": "", "results": "results", "compare": "compare", "quality": "quality", "catalog": "catalog",
+         "credits": "credits",
          "run": "run", "export": "export"}
 CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
 IDLE = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
@@ -154,7 +155,7 @@ def test_every_page_renders_with_charts(servers: dict[str, Server], page: Any) -
 
 
 def test_model_filter_click_narrows_results(servers: dict[str, Server], page: Any) -> None:
-    page.goto(servers["seeded"].url, wait_until="domcontentloaded")
+    page.goto(f"{servers['seeded'].url}/results", wait_until="domcontentloaded")
     _settle(page, chart=True)
     requests = page.get_by_test_id("stMetric").first
     assert "120" in requests.inner_text()

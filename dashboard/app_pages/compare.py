@@ -17,9 +17,8 @@ ids = list(labels)
 st.subheader("Cost vs latency")
 left, right = st.columns([3, 1])
 with right:
-    run_ids = st.multiselect("Runs", ids, default=ids[:1], format_func=labels.__getitem__, key="cmp-runs")
-    provider_by = st.radio("Provider means", list(ui.PROVIDER_BY_LABELS),
-                           format_func=ui.PROVIDER_BY_LABELS.__getitem__, key="cmp-provider-by")
+    run_ids = ui.run_picker(runs, "cmp")  # shared with every page and the URL
+    provider_by = ui.provider_by_picker("cmp", horizontal=False)
     metric = st.radio("Latency", ["ttft_ms", "e2e_ms"], format_func=analytics.METRICS.__getitem__,
                       key="cmp-metric")
 if not run_ids:

@@ -8,11 +8,8 @@ import streamlit as st
 from dashboard import charts, data, ui
 
 settings, db, runs = ui.page_start("Quality")
-labels = ui.run_labels(runs)
-ids = list(labels)
-run_ids = tuple(st.multiselect("Runs", ids, default=ids[:1], format_func=labels.__getitem__, key="q-runs"))
-provider_by = st.radio("Provider means", list(ui.PROVIDER_BY_LABELS), horizontal=True,
-                       format_func=ui.PROVIDER_BY_LABELS.__getitem__, key="q-provider-by")
+run_ids = tuple(ui.run_picker(runs, "q"))  # shared with every page and the URL
+provider_by = ui.provider_by_picker("q")
 if not run_ids:
     st.info("Pick at least one run.")
     st.stop()
