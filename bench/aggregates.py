@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 ALPHA = SKETCH_ALPHA
 MIN_ROWS = 200_000
 """Selections smaller than this are summarized from the request rows, exactly."""
+EXACT_ONLY = 2**62
+"""A ``min_rows`` no selection reaches: always the exact per-request queries."""
 METRICS = AGGREGATE_METRICS
 
 _WHERE = """
@@ -127,7 +129,7 @@ class Sketch:
 
 
 # ------------------------------------------------------------------- when to use them
-def plan(store: Store, f: Filters, min_rows: int = MIN_ROWS) -> bool:
+def plan(store: Store, f: Filters, min_rows: int | None = None) -> bool:
     """True when the aggregates answer this selection (building missing ones now).
 
     False (read the request rows, exactly) for a case filter, a run still going, a
@@ -136,6 +138,7 @@ def plan(store: Store, f: Filters, min_rows: int = MIN_ROWS) -> bool:
     """
     if f.cases or not f.run_ids:
         return False
+    min_rows = MIN_ROWS if min_rows is None else min_rows
     params = {"run_ids": list(f.run_ids)}
     try:
         builds = store.query(_BUILDS, params)

@@ -56,6 +56,7 @@ BOX_QUANTILES = [0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99]
 BOX_NAMES = ["p05", "q1", "median", "q3", "p90", "p95", "p99"]
 CI_PERCENTILES = (50, 90, 95, 99)
 SEP = "\x1f"  # joins model and provider into one group key inside SQL
+EXACT_ONLY = aggregates.EXACT_ONLY  # min_rows for callers that want exact percentiles at any size
 
 _FILTERS = """
     list_contains($run_ids, run_id) AND NOT is_warmup
@@ -115,7 +116,7 @@ def runs(store: Store) -> pl.DataFrame:
 
 
 def filter_options(store: Store, run_ids: tuple[str, ...],
-                   min_rows: int = aggregates.MIN_ROWS) -> dict[str, list[str]]:
+                   min_rows: int | None = None) -> dict[str, list[str]]:
     """Distinct models, provider variants, served providers and cases of the runs."""
     if aggregates.plan(store, Filters(run_ids), min_rows):
         frame = aggregates.filter_options(store, run_ids, PROVIDER_COLUMNS["variant"],
@@ -171,7 +172,7 @@ FROM cur GROUP BY ALL ORDER BY model, provider
 _METRIC_PREFIX = {"ttft_ms": "ttft", "e2e_ms": "e2e", "decode_tps": "decode"}
 
 
-def group_stats(store: Store, f: Filters, min_rows: int = aggregates.MIN_ROWS) -> pl.DataFrame:
+def group_stats(store: Store, f: Filters, min_rows: int | None = None) -> pl.DataFrame:
     """One row per model x provider: n, sent, ok, rates, percentiles, tokens, money, pass counts.
 
     Percentile columns are ``<metric>_<p05|q1|median|q3|p90|p95|p99>`` for ttft, e2e
@@ -282,7 +283,7 @@ SELECT gi, list_select(xs, $ranks[gi]) AS vals FROM g
 
 
 def percentile_table(store: Store, f: Filters, metric: str, counts: pl.DataFrame,
-                     min_rows: int = aggregates.MIN_ROWS) -> pl.DataFrame:
+                     min_rows: int | None = None) -> pl.DataFrame:
     """p50/p90/p95/p99 of ``metric`` per group with 95 % order-statistic intervals.
 
     ``counts`` has group, model, provider, n (ok rows with the metric) and the

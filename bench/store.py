@@ -413,6 +413,13 @@ SELECT $run_id, now(), (SELECT count(*) FROM requests WHERE run_id = $run_id AND
 """
 
 
+def _build_aggregates(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    _drop_aggregates(con, [run_id])
+    con.execute(_AGG_COUNTS, {"run_id": run_id}).fetchall()
+    con.execute(_AGG_BINS, {"run_id": run_id, "ln_gamma": math.log(SKETCH_GAMMA)}).fetchall()
+    con.execute(_AGG_BUILD, {"run_id": run_id, "alpha": SKETCH_ALPHA, "version": AGGREGATE_VERSION}).fetchall()
+
+
 def _drop_aggregates(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> None:
     """A write to a run's request rows makes its aggregates stale: forget them."""
     for table in _AGG_TABLES:
@@ -641,18 +648,11 @@ class Store:
         ``timeout_s``) leaves the rest for the next try.
         """
         done: list[str] = []
-        params = {"ln_gamma": math.log(SKETCH_GAMMA), "alpha": SKETCH_ALPHA, "version": AGGREGATE_VERSION}
-        with self._writing(timeout_s) as con:
-            migrate(con, self.path)
-            for run_id in run_ids:
-                def build(run_id: str = run_id) -> None:
-                    _drop_aggregates(con, [run_id])
-                    con.execute(_AGG_COUNTS, {"run_id": run_id}).fetchall()
-                    con.execute(_AGG_BINS, {"run_id": run_id, "ln_gamma": params["ln_gamma"]}).fetchall()
-                    con.execute(_AGG_BUILD, {"run_id": run_id, "alpha": params["alpha"],
-                                             "version": params["version"]}).fetchall()
-                self._in_transaction(con, build)
-                done.append(run_id)
+        for run_id in run_ids:  # one connection each: a run's writer gets the file in between
+            with self._writing(timeout_s) as con:
+                migrate(con, self.path)
+                self._in_transaction(con, lambda: _build_aggregates(con, run_id))
+            done.append(run_id)
         return done
 
     def build_aggregates_at_end(self, run_id: str) -> bool:
