@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import json
 import math
 import os
@@ -644,14 +645,14 @@ class Store:
 
         Called when a run ends and, lazily, by the dashboard (``bench.aggregates.plan``).
         Only the schema is brought up to date first, never a journal ingested: a reader
-        must not move another process's rows. Returns the runs built; StoreBusy (after
-        ``timeout_s``) leaves the rest for the next try.
+        must not move another process's rows. Returns the runs built. StoreBusy (after
+        ``timeout_s``) stops it; the runs built before it stay built.
         """
         done: list[str] = []
         for run_id in run_ids:  # one connection each: a run's writer gets the file in between
             with self._writing(timeout_s) as con:
                 migrate(con, self.path)
-                self._in_transaction(con, lambda: _build_aggregates(con, run_id))
+                self._in_transaction(con, functools.partial(_build_aggregates, con, run_id))
             done.append(run_id)
         return done
 
