@@ -28,7 +28,7 @@ from typing import Any
 
 import polars as pl
 
-from bench import stats
+from bench import aggregates, stats
 from bench.stats import wilson_interval
 from bench.runner import FINISHED_OUTCOMES
 from bench.store import Store
@@ -56,6 +56,7 @@ BOX_QUANTILES = [0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99]
 BOX_NAMES = ["p05", "q1", "median", "q3", "p90", "p95", "p99"]
 CI_PERCENTILES = (50, 90, 95, 99)
 SEP = "\x1f"  # joins model and provider into one group key inside SQL
+EXACT_ONLY = aggregates.EXACT_ONLY  # min_rows for callers that want exact percentiles at any size
 
 _FILTERS = """
     list_contains($run_ids, run_id) AND NOT is_warmup
@@ -114,9 +115,22 @@ def runs(store: Store) -> pl.DataFrame:
     )
 
 
-def filter_options(store: Store, run_ids: tuple[str, ...]) -> dict[str, list[str]]:
+def filter_options(store: Store, run_ids: tuple[str, ...],
+                   min_rows: int | None = None) -> dict[str, list[str]]:
     """Distinct models, provider variants, served providers and cases of the runs."""
-    frame = store.query(
+    if aggregates.plan(store, Filters(run_ids), min_rows):
+        frame = aggregates.filter_options(store, run_ids, PROVIDER_COLUMNS["variant"],
+                                          PROVIDER_COLUMNS["served"])
+    else:
+        frame = _raw_filter_options(store, run_ids)
+    if frame.is_empty():
+        return {"models": [], "variant": [], "served": [], "cases": []}
+    row = frame.row(0, named=True)
+    return {k: list(v or []) for k, v in row.items()}
+
+
+def _raw_filter_options(store: Store, run_ids: tuple[str, ...]) -> pl.DataFrame:
+    return store.query(
         f"""
         SELECT list_sort(list(DISTINCT model)) AS models,
                list_sort(list(DISTINCT {PROVIDER_COLUMNS['variant']})) AS variant,
@@ -126,10 +140,6 @@ def filter_options(store: Store, run_ids: tuple[str, ...]) -> dict[str, list[str
         """,
         {"run_ids": list(run_ids)},
     )
-    if frame.is_empty():
-        return {"models": [], "variant": [], "served": [], "cases": []}
-    row = frame.row(0, named=True)
-    return {k: list(v or []) for k, v in row.items()}
 
 
 # ------------------------------------------------------------------- per-group summary
@@ -162,17 +172,24 @@ FROM cur GROUP BY ALL ORDER BY model, provider
 _METRIC_PREFIX = {"ttft_ms": "ttft", "e2e_ms": "e2e", "decode_tps": "decode"}
 
 
-def group_stats(store: Store, f: Filters) -> pl.DataFrame:
+def group_stats(store: Store, f: Filters, min_rows: int | None = None) -> pl.DataFrame:
     """One row per model x provider: n, sent, ok, rates, percentiles, tokens, money, pass counts.
 
     Percentile columns are ``<metric>_<p05|q1|median|q3|p90|p95|p99>`` for ttft, e2e
     and decode (tokens/s); money stays DECIMAL; ``cost_per_request_usd`` is billed
-    USD over requests sent, ``cost_per_1k_usd`` the same x 1000.
+    USD over requests sent, ``cost_per_1k_usd`` the same x 1000. ``sketched`` is true
+    when the percentiles come from the per-run sketches (``bench.aggregates``: within
+    0.5 %; every count, rate, token and money figure stays exact), false when exact.
     """
-    params = f.params() | {"finished": sorted(FINISHED_OUTCOMES), "qs": BOX_QUANTILES}
-    frame = store.query(_GROUP_STATS.format(prov=f.prov, where=f.where()), params)
+    sketched = aggregates.plan(store, f, min_rows)
+    if sketched:
+        frame = aggregates.group_frame(store, f, BOX_QUANTILES)
+    else:
+        params = f.params() | {"finished": sorted(FINISHED_OUTCOMES), "qs": BOX_QUANTILES}
+        frame = store.query(_GROUP_STATS.format(prov=f.prov, where=f.where()), params)
     if frame.is_empty():
         return frame
+    frame = frame.with_columns(pl.lit(sketched).alias("sketched"))
     cols = []
     for prefix in _METRIC_PREFIX.values():
         for i, name in enumerate(BOX_NAMES):
@@ -265,14 +282,17 @@ SELECT gi, list_select(xs, $ranks[gi]) AS vals FROM g
 """
 
 
-def percentile_table(store: Store, f: Filters, metric: str, counts: pl.DataFrame) -> pl.DataFrame:
+def percentile_table(store: Store, f: Filters, metric: str, counts: pl.DataFrame,
+                     min_rows: int | None = None) -> pl.DataFrame:
     """p50/p90/p95/p99 of ``metric`` per group with 95 % order-statistic intervals.
 
     ``counts`` has group, model, provider, n (ok rows with the metric) and the
     point estimates p50..p99 (from group_stats). The interval ranks come from
     ``ci_ranks`` (exact, as ``bench.stats.percentile_ci``); one query sorts each
     group's values inside DuckDB and returns only the values at those ranks.
-    "n too small" leaves the bounds empty, as the CLI does.
+    "n too small" leaves the bounds empty, as the CLI does. For selections the
+    aggregates answer (``bench.aggregates.plan``) the values at those ranks are read
+    from the merged sketches instead (within 0.5 %; the ranks stay exact).
     """
     metric = _metric(metric)
     ranks: list[list[int]] = []
@@ -283,7 +303,13 @@ def percentile_table(store: Store, f: Filters, metric: str, counts: pl.DataFrame
             wanted += list(r) if r else []
         ranks.append(wanted)
     values: dict[int, list[float]] = {}
-    if any(ranks):
+    if any(ranks) and aggregates.plan(store, f, min_rows):
+        sk = aggregates.sketches(store, f, (metric,))
+        for gi, (m, p, wanted) in enumerate(zip(counts["model"], counts["provider"], ranks), start=1):
+            s = sk.get((m, p, metric))
+            if wanted and s is not None and s.n == counts["n"][gi - 1]:
+                values[gi] = [s.at(r - 1) for r in wanted]
+    elif any(ranks):
         keys = [m + SEP + p for m, p in zip(counts["model"], counts["provider"])]
         sql = _CI_VALUES.format(metric=metric, prov=f.prov, where=f.where())
         frame = store.query(sql, f.params() | {"keys": keys, "ranks": ranks})

@@ -559,6 +559,7 @@ async def _execute_locked(
             run_id, status=runner.state.status, status_reason=runner.state.reason,
             finished_at=datetime.now(UTC), **extra,
         )
+        store.build_aggregates_at_end(run_id)  # the dashboard's per-run aggregates (m011)
     return run_id, state
 
 

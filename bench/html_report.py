@@ -154,7 +154,7 @@ def chart_sections(store: Store, runs: list[RunRecord], charts: Charts) -> str:
     from dashboard import charts as c
 
     many = len(runs) > 1
-    groups = _concat([_prefixed(analytics.group_stats(store, Filters((r.run_id,))), r.run_id if many else None)
+    groups = _concat([_prefixed(analytics.group_stats(store, Filters((r.run_id,)), analytics.EXACT_ONLY), r.run_id if many else None)
                       for r in runs])
     quality = _concat([_prefixed(analytics.quality_groups(store, Filters((r.run_id,))), r.run_id if many else None)
                        for r in runs])

@@ -375,6 +375,62 @@ def m010_run_heartbeat(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
 
+def m011_run_aggregates(con: duckdb.DuckDBPyConnection) -> None:
+    # Per-run aggregates, written once when a run ends (and lazily for runs without one),
+    # so the dashboard reads a few thousand rows instead of every request of every run.
+    # Counts, token and money sums are exact; latency distributions are DDSketch-style
+    # log-bucket counts (relative error <= sketch_alpha), mergeable across runs by adding.
+    # Any write to a run's request rows deletes its aggregates (bench.store).
+    con.execute(
+        """
+        CREATE TABLE run_aggregate_builds (
+            run_id VARCHAR PRIMARY KEY,      -- the run these aggregates summarize
+            built_at TIMESTAMPTZ NOT NULL,   -- when they were computed
+            rows BIGINT NOT NULL,            -- non-warm-up request rows summarized
+            sketch_alpha DOUBLE NOT NULL,    -- relative error bound of the latency sketches
+            version INTEGER NOT NULL         -- definition version; another one is rebuilt
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE run_aggregates (
+            run_id VARCHAR NOT NULL,
+            model VARCHAR,
+            provider_variant VARCHAR,
+            endpoint VARCHAR,
+            provider VARCHAR,                -- served provider, as in requests
+            outcome VARCHAR,                 -- one row per outcome class
+            n BIGINT NOT NULL,               -- non-warm-up rows
+            n_billed BIGINT NOT NULL,        -- rows with cost_usd
+            billed_usd DECIMAL(38,18),       -- sum(cost_usd), NULL when none
+            n_list BIGINT NOT NULL,          -- rows with list_cost_usd
+            list_usd DECIMAL(38,18),         -- sum(list_cost_usd), NULL when none
+            prompt_tokens BIGINT,            -- sum, NULL when none
+            completion_tokens BIGINT,        -- sum, NULL when none
+            n_checked BIGINT NOT NULL,       -- ok rows with a check verdict
+            n_passed BIGINT NOT NULL,        -- ok rows that passed
+            token_sources VARCHAR[],         -- distinct token_source values
+            case_ids VARCHAR[]               -- distinct case ids
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE run_aggregate_bins (
+            run_id VARCHAR NOT NULL,
+            model VARCHAR,
+            provider_variant VARCHAR,
+            endpoint VARCHAR,
+            provider VARCHAR,
+            metric VARCHAR NOT NULL,         -- ttft_ms | e2e_ms | decode_tps | tpot_ms
+            bin INTEGER,                     -- ceil(ln(x) / ln(gamma)); NULL for x <= 0
+            n BIGINT NOT NULL                -- ok, non-warm-up rows whose value fell in the bin
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_runs,
     m002_create_requests,
@@ -386,6 +442,7 @@ MIGRATIONS: list[Migration] = [
     m008_money_and_wire,
     m009_views,
     m010_run_heartbeat,
+    m011_run_aggregates,
 ]
 
 

@@ -54,7 +54,9 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import json
+import math
 import os
 import random
 import re
@@ -376,6 +378,55 @@ FROM agg ORDER BY model, provider_variant, endpoint
 """
 
 
+# -- per-run aggregates (m011; read by bench.aggregates) --------------------------
+SKETCH_ALPHA = 0.005
+"""Relative error bound of the latency sketches: every value read back is within 0.5 %."""
+SKETCH_GAMMA = (1 + SKETCH_ALPHA) / (1 - SKETCH_ALPHA)
+AGGREGATE_METRICS = ("ttft_ms", "e2e_ms", "decode_tps", "tpot_ms")
+AGGREGATE_VERSION = 1
+"""Bumped when what the aggregates hold changes; rows of another version are rebuilt."""
+_AGG_TABLES = ("run_aggregate_bins", "run_aggregates", "run_aggregate_builds")
+_AGG_KEY = "run_id, model, provider_variant, endpoint, provider"
+_AGG_COUNTS = f"""
+INSERT INTO run_aggregates
+SELECT {_AGG_KEY}, outcome,
+    count(*), count(cost_usd), sum(cost_usd), count(list_cost_usd), sum(list_cost_usd),
+    CAST(sum(prompt_tokens) AS BIGINT), CAST(sum(completion_tokens) AS BIGINT),
+    count(passed) FILTER (WHERE outcome = 'ok'), count(*) FILTER (WHERE outcome = 'ok' AND passed),
+    list_sort(list(DISTINCT token_source) FILTER (WHERE token_source IS NOT NULL)),
+    list_sort(list(DISTINCT case_id) FILTER (WHERE case_id IS NOT NULL))
+FROM requests WHERE run_id = $run_id AND NOT is_warmup
+GROUP BY {_AGG_KEY}, outcome
+"""
+_AGG_BINS = f"""
+INSERT INTO run_aggregate_bins
+SELECT {_AGG_KEY}, metric, CASE WHEN x > 0 THEN CAST(ceil(ln(x) / $ln_gamma) AS INTEGER) END AS bin,
+       count(*)
+FROM (UNPIVOT (SELECT {_AGG_KEY}, {", ".join(AGGREGATE_METRICS)} FROM requests
+               WHERE run_id = $run_id AND NOT is_warmup AND outcome = 'ok')
+      ON {", ".join(AGGREGATE_METRICS)} INTO NAME metric VALUE x)
+GROUP BY ALL
+"""
+_AGG_BUILD = """
+INSERT INTO run_aggregate_builds
+SELECT $run_id, now(), (SELECT count(*) FROM requests WHERE run_id = $run_id AND NOT is_warmup),
+       $alpha, $version
+"""
+
+
+def _build_aggregates(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    _drop_aggregates(con, [run_id])
+    con.execute(_AGG_COUNTS, {"run_id": run_id}).fetchall()
+    con.execute(_AGG_BINS, {"run_id": run_id, "ln_gamma": math.log(SKETCH_GAMMA)}).fetchall()
+    con.execute(_AGG_BUILD, {"run_id": run_id, "alpha": SKETCH_ALPHA, "version": AGGREGATE_VERSION}).fetchall()
+
+
+def _drop_aggregates(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> None:
+    """A write to a run's request rows makes its aggregates stale: forget them."""
+    for table in _AGG_TABLES:
+        con.execute(f"DELETE FROM {table} WHERE list_contains(?, run_id)", [list(run_ids)])
+
+
 class Store:
     """Access to one orbench DuckDB file (and its journal directory). Thread-safe."""
 
@@ -587,6 +638,32 @@ class Store:
         return {"usd": row["requests_usd"] + row["other_usd"], "requests_usd": row["requests_usd"],
                 "other_usd": row["other_usd"], "runs": int(row["runs"])}
 
+    # -- per-run aggregates (m011) ---------------------------------------------------
+
+    def build_aggregates(self, run_ids: Sequence[str], *, timeout_s: float | None = None) -> list[str]:
+        """(Re)write the aggregates of ended runs, one short transaction per run.
+
+        Called when a run ends and, lazily, by the dashboard (``bench.aggregates.plan``).
+        Only the schema is brought up to date first, never a journal ingested: a reader
+        must not move another process's rows. Returns the runs built. StoreBusy (after
+        ``timeout_s``) stops it; the runs built before it stay built.
+        """
+        done: list[str] = []
+        for run_id in run_ids:  # one connection each: a run's writer gets the file in between
+            with self._writing(timeout_s) as con:
+                migrate(con, self.path)
+                self._in_transaction(con, functools.partial(_build_aggregates, con, run_id))
+            done.append(run_id)
+        return done
+
+    def build_aggregates_at_end(self, run_id: str) -> bool:
+        """``build_aggregates`` for a run that just ended; never raises (the dashboard
+        rebuilds lazily what could not be written now)."""
+        try:
+            return bool(self.build_aggregates([run_id], timeout_s=5.0))
+        except (StoreBusy, duckdb.Error, OSError):
+            return False
+
     # -- requests: write path ------------------------------------------------------
 
     def write_rows(self, rows: Sequence[RequestRow]) -> int:
@@ -653,11 +730,11 @@ class Store:
         with self._writing() as con:
             con.register("_orbench_checks", frame)
             try:
-                return int(self._in_transaction(con, lambda: con.execute(
+                return int(self._in_transaction(con, lambda: (_drop_aggregates(con, [run_id]), con.execute(
                     "UPDATE requests SET passed = c.passed, score = c.score, "
                     "check_detail = c.check_detail FROM _orbench_checks AS c "
                     "WHERE requests.run_id = ? AND requests.request_idx = c.request_idx "
-                    "AND requests.session = c.session", [run_id]).fetchall()[0][0]))
+                    "AND requests.session = c.session", [run_id]).fetchall()[0][0])[1]))
             finally:
                 con.unregister("_orbench_checks")
 
@@ -742,12 +819,13 @@ class Store:
 
     def book_in_flight(self, run_id: str, request_idx: int, session: int, cost_usd: Decimal) -> None:
         """The real cost of a send a crash cut short (from /generation): it replaces the worst case."""
-        self._write(
-            "UPDATE requests SET cost_usd = CAST(? AS DECIMAL(38,18)), cost_source = 'generation', "
-            "spend_usd = CAST(? AS DECIMAL(38,18)) "
-            "WHERE run_id = ? AND request_idx = ? AND session = ? AND outcome = 'started'",
-            [str(cost_usd), str(cost_usd), run_id, request_idx, session],
-        )
+        sql = ("UPDATE requests SET cost_usd = CAST(? AS DECIMAL(38,18)), cost_source = 'generation', "
+               "spend_usd = CAST(? AS DECIMAL(38,18)) "
+               "WHERE run_id = ? AND request_idx = ? AND session = ? AND outcome = 'started'")
+        self._ensure_ready()
+        with self._writing() as con:
+            self._in_transaction(con, lambda: (_drop_aggregates(con, [run_id]), con.execute(
+                sql, [str(cost_usd), str(cost_usd), run_id, request_idx, session]).fetchall()))
 
     def run_spend(self, run_id: str) -> Decimal:
         """Money a run has put at risk so far: every send, every earlier session's send, every judge call.
@@ -1047,6 +1125,7 @@ def _merge_rows(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> int:
     """
     if frame.is_empty():
         return 0
+    _drop_aggregates(con, frame["run_id"].unique().to_list())
     batch = frame.with_columns(pl.col("rev").fill_null(0)).with_row_index("_seq").with_columns(
         pl.col("_seq").cast(pl.Int64))
     keys = batch.select("run_id", "request_idx").unique()

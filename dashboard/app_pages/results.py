@@ -29,6 +29,11 @@ cols[4].metric("Billed", ui.money(top["billed_usd"]))
 st.subheader("Latency by model × provider")
 st.caption("Box p25–p75, line p5–p95, tick median; ok requests only. Error and 429 rates "
            "(of requests sent) beside each chart.")
+SKETCHED = bool(groups["sketched"].any())
+if SKETCHED:
+    st.caption(":material/speed: Percentiles here come from per-run sketches (within ±0.5 % of the "
+               "exact value) because the selection is large; counts, error and 429 rates, tokens and "
+               "costs are exact. Pick a case filter to compute everything from the request rows.")
 rates = analytics.rates(groups)
 st.altair_chart(charts.latency_with_errors(analytics.box_stats(groups, "ttft_ms"), rates, "TTFT ms",
                                            "Time to first token"), key="chart-ttft")
@@ -43,7 +48,9 @@ with ui.store_errors():
 st.dataframe(ui.percentile_display(pct), hide_index=True, key="table-percentiles",
              column_config={f"p{q}": st.column_config.NumberColumn(format="%.1f") for q in (50, 90, 95, 99)})
 st.caption("Intervals are distribution-free (order statistics). p99 needs at least 368 ok requests "
-           "and p50 at least 6; below that the table says *n too small* instead of passing off the max.")
+           "and p50 at least 6; below that the table says *n too small* instead of passing off the max."
+           + (" The interval ranks are exact; the values read at them come from the per-run sketches "
+              "(within ±0.5 %)." if SKETCHED else ""))
 
 st.subheader("Decode speed")
 st.altair_chart(charts.latency_with_errors(
