@@ -31,7 +31,10 @@ Format (unknown keys are errors everywhere)::
     checks: [...]                    # applied to every case, before the case's own
     pass_threshold: 1.0              # default for cases
     judge: {model: openai/gpt-4o-mini, rubric: "...", pass_score: 0.7}
-    cases:                           # required; ids unique
+    seed: 0                          # default 0; seeds dataset sampling
+    datasets:                        # rows of CSV/JSONL/Parquet files as cases (bench.datasets)
+      - {path: trivia.csv, prompt: "{question}", checks: [{icontains: "{answer}"}], sample: 50}
+    cases:                           # cases and/or datasets; ids unique across both
       - id: capital
         prompt: "Capital of {country}?"    # or messages: [{role, content}, ...]
         system: "Answer briefly."
@@ -84,7 +87,8 @@ _CHARS_PER_TOKEN = 4
 _MESSAGE_OVERHEAD_TOKENS = 4
 
 _TOP_KEYS = ("name", "description", "models", "providers", "endpoints", "repeats", "warmup",
-             "defaults", "vars", "checks", "pass_threshold", "judge", "cases")  # fmt: skip
+             "defaults", "vars", "checks", "pass_threshold", "judge", "seed", "cases",
+             "datasets")  # fmt: skip
 _CASE_KEYS = ("id", "description", "prompt", "messages", "system", "vars", "images", "tools",
               "tool_choice", "response_format", "max_tokens", "temperature", "tags", "checks",
               "pass_threshold")  # fmt: skip
@@ -210,6 +214,7 @@ class Suite:
     content_hash: str = ""  # sha256 of the canonical content and every referenced file
     files: dict[str, str] = field(default_factory=dict)  # referenced file -> its sha256
     judge_models: dict[str, str] = field(default_factory=dict)  # judge model -> where named
+    seed: int = 0  # seeds everything drawn at random (dataset samples)
 
     def route(self, model_id: str) -> tuple[str, str]:
         """(endpoint name, model id to send) for a model id."""
@@ -243,8 +248,11 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
     data = _compose(text, src)
     if data is None:
         raise src.error((), "the file is empty; expected a mapping with name, models and cases")
-    what = "a mapping with name, models and cases"
-    f = _At(src, (), data).fields(_TOP_KEYS, ("name", "models", "cases"), what=what)
+    what = "a mapping with name, models and cases (or datasets)"
+    root = _At(src, (), data)
+    f = root.fields(_TOP_KEYS, ("name", "models"), what=what)
+    if "cases" not in f and "datasets" not in f:
+        raise root.fail("missing required key 'cases' (or 'datasets')")
     name = f["name"].text()
     endpoints = _opt(f, "endpoints", _parse_endpoints, {})
     judge = _opt(f, "judge", _parse_judge_settings, JudgeSettings())
@@ -267,8 +275,15 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
         repeats=_opt(f, "repeats", _At.integer, 1),
         warmup=_opt(f, "warmup", _At.boolean, True),
         judge=judge,
-        cases=_parse_cases(f["cases"], shared),
+        cases=(),
+        seed=_opt(f, "seed", lambda s: s.integer(0), 0),
     )
+    suite.cases = _parse_cases(f["cases"], shared) if "cases" in f else ()
+    if "datasets" in f:
+        from bench.datasets import parse_datasets  # here: bench.datasets imports this module
+
+        taken = {c.id: f"cases[{i}]" for i, c in enumerate(suite.cases)}
+        suite.cases += tuple(parse_datasets(f["datasets"], shared, suite.seed, taken))
     suite.files, suite.judge_models = dict(sorted(src.files.items())), src.judge_models
     suite.content_hash = _content_hash(data, suite.files)
     return suite
