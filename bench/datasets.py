@@ -34,7 +34,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,29 @@ def _render_tree(tree: Any, values: Mapping[str, str]) -> Any:
     return tree
 
 
+class _RowChecks:
+    """A checks template parsed per distinct combination of the columns it reads
+    (a label column repeats; a 100,000-row file then parses a handful of times)."""
+
+    def __init__(self, tree: Any) -> None:
+        self.render = _renderer(tree)
+        self.names = tuple(sorted(_tree_names(tree)))
+        self.parsed: dict[tuple[str, ...], tuple[Check, ...]] = {}
+
+
+def _renderer(tree: Any) -> Callable[[Mapping[str, str]], Any]:
+    """``_render_tree`` as closures built once (the per-row walk was most of the cost)."""
+    if isinstance(tree, _Template):
+        return tree.render
+    if isinstance(tree, list):
+        items = [_renderer(item) for item in tree]
+        return lambda values: [render(values) for render in items]
+    if isinstance(tree, dict):
+        pairs = [(key, _renderer(value)) for key, value in tree.items()]
+        return lambda values: {key: render(values) for key, render in pairs}
+    return lambda _: tree
+
+
 def _tree_names(tree: Any) -> set[str]:
     if isinstance(tree, _Template):
         return set(tree.names)
@@ -163,13 +186,14 @@ class _Item:
     system: _Template | None
     description: _Template | None
     tags: tuple[_Template, ...]
-    checks: Any  # a template tree, or parsed checks when no template names a column
+    checks: tuple[Check, ...] | _RowChecks  # parsed once when no template names a column
     judge: JudgeSettings  # fills a judge check's unset model and rubric
     fixed: Mapping[str, Any]  # max_tokens, temperature, tools, ... (the same for every row)
 
     def columns(self) -> list[str]:
         """The file's columns the templates read (``row`` is not one)."""
-        names: set[str] = set(self.id.names) | _tree_names(list(self.tags)) | _tree_names(self.checks)
+        names: set[str] = set(self.id.names) | _tree_names(list(self.tags))
+        names |= set(self.checks.names) if isinstance(self.checks, _RowChecks) else set()
         for template in (self.prompt, self.system, self.description):
             names |= set(template.names) if template else set()
         names |= {self.messages} if self.messages else set()
@@ -220,9 +244,10 @@ def _parse_item(at: _At, f: Mapping[str, _At], file: str, schema: Sequence[str],
     id_at = f.get("id") or _At(at.src, at.path + ("path",), Path(file).stem.replace("{", "{{").replace("}", "}}")
                                + "-{row}")  # fmt: skip
     tools = _opt(f, "tools", _parse_tools, None)
-    checks: Any = _opt(f, "checks", lambda c: _compile_tree(c, known, file), [])
-    if not _tree_names(checks):
-        checks = _parse_checks(_At(at.src, at.path + ("checks",), _render_tree(checks, {})), shared.judge)
+    tree = _opt(f, "checks", lambda c: _compile_tree(c, known, file), [])
+    checks: tuple[Check, ...] | _RowChecks = _RowChecks(tree)
+    if not _tree_names(tree):
+        checks = _parse_checks(_At(at.src, at.path + ("checks",), _render_tree(tree, {})), shared.judge)
     fixed = {
         "tools": tools,
         "tool_choice": _opt(f, "tool_choice", lambda c: _parse_tool_choice(c, tools), None),
@@ -328,7 +353,7 @@ def _row_error(item: _Item, row: int, column: str | None, problem: str, key: str
 
 
 def _text(item: _Item, row: int, column: str, value: Any) -> str:
-    if isinstance(value, str):
+    if type(value) is str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -348,17 +373,28 @@ def _nonempty(item: _Item, template: _Template, row: int, values: Mapping[str, s
 
 
 def _row_checks(item: _Item, row: int, values: Mapping[str, str]) -> tuple[Check, ...]:
-    if isinstance(item.checks, tuple):  # no column in them: parsed once
-        return item.checks
-    rendered = _render_tree(item.checks, values)
+    spec = item.checks
+    if isinstance(spec, tuple):  # no column in them: parsed once
+        return spec
+    key = tuple(values[n] for n in spec.names)
+    found = spec.parsed.get(key)
+    if found is not None:
+        return found
+    rendered = spec.render(values)
     try:
         checks = parse_checks(rendered, read_bytes=item.at.src.read_bytes)
     except CheckSpecError as exc:
-        columns = ", ".join(repr(n) for n in sorted(_tree_names(item.checks)) if n != ROW)
+        columns = ", ".join(repr(n) for n in spec.names if n != ROW)
         where = f"{item.file} row {row}, column {columns}"
         raise item.at.src.error(item.at.path + ("checks", *exc.where), f"{where}: {exc.problem}") from None
-    at = _At(item.at.src, item.at.path + ("checks",), rendered)
-    return tuple(_resolve_judge(at.at(i), c, item.judge) if c.kind == "judge" else c for i, c in enumerate(checks))
+    if any(c.kind == "judge" for c in checks):
+        at = _At(item.at.src, item.at.path + ("checks",), rendered)
+        checks = tuple(_resolve_judge(at.at(i), c, item.judge) if c.kind == "judge" else c
+                       for i, c in enumerate(checks))  # fmt: skip
+    found = checks
+    if ROW not in spec.names:  # keyed by the row number, a cache would only grow
+        spec.parsed[key] = found
+    return found
 
 
 def _messages(item: _Item, row: int, column: str, value: Any) -> list[dict[str, Any]]:

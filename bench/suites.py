@@ -179,7 +179,7 @@ class Case:
 
     def body(self) -> dict[str, Any]:
         """The chat request body pieces of this case (no model, stream or provider)."""
-        body: dict[str, Any] = {"messages": copy.deepcopy(self.messages)}
+        body: dict[str, Any] = {"messages": _copy_json(self.messages)}
         for key in ("tools", "tool_choice", "response_format", "max_tokens", "temperature"):
             value = getattr(self, key)
             if value is not None:
@@ -215,6 +215,7 @@ class Suite:
     files: dict[str, str] = field(default_factory=dict)  # referenced file -> its sha256
     judge_models: dict[str, str] = field(default_factory=dict)  # judge model -> where named
     seed: int = 0  # seeds everything drawn at random (dataset samples)
+    _expanded: tuple[tuple[Case, ...], list[ExpandedCase]] | None = field(default=None, repr=False, compare=False)
 
     def route(self, model_id: str) -> tuple[str, str]:
         """(endpoint name, model id to send) for a model id."""
@@ -228,7 +229,12 @@ class Suite:
         return [known.get(i) or Model(i, i, {}, *self.route(i)) for i in ids]
 
     def expand_cases(self) -> list[ExpandedCase]:
-        return expand_cases(self)
+        """``expand_cases(self)``, computed once per ``cases`` value: a run asks for it more
+        than once (plan, judge estimate), and a 100,000-row dataset makes that count."""
+        cached = self._expanded
+        if cached is None or cached[0] is not self.cases:
+            cached = self._expanded = (self.cases, expand_cases(self))
+        return list(cached[1])
 
 
 # ----------------------------------------------------------------- public functions
@@ -297,6 +303,16 @@ def expand_cases(suite: Suite) -> list[ExpandedCase]:
         )
         for c in suite.cases
     ]
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars); far cheaper than
+    ``copy.deepcopy``, which matters once a dataset brings 100,000 cases."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value
 
 
 def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]], tools: Sequence[Any] | None = None) -> int:
