@@ -276,8 +276,8 @@ def _whole_column(at: _At) -> str:
 # ----------------------------------------------------------------- reading
 def _scan(path: Path) -> pl.LazyFrame:
     kind = _KINDS[path.suffix.lower()]
-    if kind == "CSV":  # every column as text: no guessing that breaks at row 101
-        return pl.scan_csv(path, infer_schema=False)
+    if kind == "CSV":  # every column as text (no guessing that breaks at row 101); a blank cell is ""
+        return pl.scan_csv(path, infer_schema=False, empty_string_is_null=False)
     if kind == "JSONL":
         return pl.scan_ndjson(path, infer_schema_length=None)
     return pl.scan_parquet(path)
