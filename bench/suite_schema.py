@@ -123,6 +123,27 @@ def _case() -> dict[str, Any]:
     return _obj(props, ["id"], oneOf=[{"required": ["prompt"]}, {"required": ["messages"]}])
 
 
+def _dataset() -> dict[str, Any]:
+    """One ``datasets:`` item: a data file whose rows become cases (bench.datasets)."""
+    case = _case()["properties"]
+    template = {**_TEXT, "description": "a template over the row's columns: {column}, {row}, a suite var"}
+    props = {
+        "path": {"type": "string", "pattern": r"\.(csv|jsonl|ndjson|parquet|CSV|JSONL|NDJSON|PARQUET)$",
+                 "description": "a CSV, JSONL or Parquet file, relative to the suite"},
+        "id": {**template, "description": "unique case ids; default \"<file stem>-{row}\" ({row}: 0-based)"},
+        "prompt": template,
+        "messages": {"type": "string", "pattern": r"^\s*\{[A-Za-z_][A-Za-z0-9_]*\}\s*$",
+                     "description": "\"{column}\": a column holding a chat list (JSON text or a list)"},
+        "system": template, "description": template,
+        "checks": {"type": "array", "description": "as a case's checks; every string in them is a template"},
+        "sample": {**_POSITIVE_INT, "description": "rows drawn without replacement, seeded by the suite's seed"},
+        "tags": {"type": "array", "items": template},
+        **{key: case[key] for key in ("max_tokens", "temperature", "pass_threshold", "tools", "tool_choice",
+                                      "response_format")},
+    }  # fmt: skip
+    return _obj(props, ["path"], oneOf=[{"required": ["prompt"]}, {"required": ["messages"]}])
+
+
 def _provider() -> dict[str, Any]:
     percentiles = {"anyOf": [{"type": "number", "minimum": 0},
                              _obj({p: {"type": "number", "minimum": 0} for p in ("p50", "p75", "p90", "p99")})]}
@@ -163,10 +184,12 @@ def suite_schema() -> dict[str, Any]:
         "checks": {"$ref": "#/$defs/checks"},
         "pass_threshold": _SCORE,
         "judge": _obj({"model": _TEXT, "rubric": _TEXT, "pass_score": {"type": "number", "minimum": 0, "maximum": 1}}),
+        "seed": {"type": "integer", "minimum": 0, "description": "seeds dataset sampling; default 0"},
         "cases": {"type": "array", "items": {"$ref": "#/$defs/case"}, "minItems": 1},
+        "datasets": {"type": "array", "items": {"$ref": "#/$defs/dataset"}, "minItems": 1},
     }
     defs = {
-        "case": _case(), "provider": _provider(), **_message_defs(), **_check_defs(),
+        "case": _case(), "dataset": _dataset(), "provider": _provider(), **_message_defs(), **_check_defs(),
         "vars": {"type": "object", "propertyNames": {"pattern": _IDENT},
                  "additionalProperties": {"type": ["string", "number"]},
                  "description": "substituted for {name} in prompt, system and message text"},
@@ -176,7 +199,7 @@ def suite_schema() -> dict[str, Any]:
         "$id": SCHEMA_ID,
         "title": "orbench suite",
         "description": "A prompt suite for orbench: models x providers x cases x repeats.",
-        **_obj(top, ["name", "models", "cases"]),
+        **_obj(top, ["name", "models"], anyOf=[{"required": ["cases"]}, {"required": ["datasets"]}]),
         "$defs": defs,
     }
 

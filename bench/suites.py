@@ -31,7 +31,10 @@ Format (unknown keys are errors everywhere)::
     checks: [...]                    # applied to every case, before the case's own
     pass_threshold: 1.0              # default for cases
     judge: {model: openai/gpt-4o-mini, rubric: "...", pass_score: 0.7}
-    cases:                           # required; ids unique
+    seed: 0                          # default 0; seeds dataset sampling
+    datasets:                        # rows of CSV/JSONL/Parquet files as cases (bench.datasets)
+      - {path: trivia.csv, prompt: "{question}", checks: [{icontains: "{answer}"}], sample: 50}
+    cases:                           # cases and/or datasets; ids unique across both
       - id: capital
         prompt: "Capital of {country}?"    # or messages: [{role, content}, ...]
         system: "Answer briefly."
@@ -84,7 +87,8 @@ _CHARS_PER_TOKEN = 4
 _MESSAGE_OVERHEAD_TOKENS = 4
 
 _TOP_KEYS = ("name", "description", "models", "providers", "endpoints", "repeats", "warmup",
-             "defaults", "vars", "checks", "pass_threshold", "judge", "cases")  # fmt: skip
+             "defaults", "vars", "checks", "pass_threshold", "judge", "seed", "cases",
+             "datasets")  # fmt: skip
 _CASE_KEYS = ("id", "description", "prompt", "messages", "system", "vars", "images", "tools",
               "tool_choice", "response_format", "max_tokens", "temperature", "tags", "checks",
               "pass_threshold")  # fmt: skip
@@ -175,7 +179,7 @@ class Case:
 
     def body(self) -> dict[str, Any]:
         """The chat request body pieces of this case (no model, stream or provider)."""
-        body: dict[str, Any] = {"messages": copy.deepcopy(self.messages)}
+        body: dict[str, Any] = {"messages": _copy_json(self.messages)}
         for key in ("tools", "tool_choice", "response_format", "max_tokens", "temperature"):
             value = getattr(self, key)
             if value is not None:
@@ -210,6 +214,8 @@ class Suite:
     content_hash: str = ""  # sha256 of the canonical content and every referenced file
     files: dict[str, str] = field(default_factory=dict)  # referenced file -> its sha256
     judge_models: dict[str, str] = field(default_factory=dict)  # judge model -> where named
+    seed: int = 0  # seeds everything drawn at random (dataset samples)
+    _expanded: tuple[tuple[Case, ...], list[ExpandedCase]] | None = field(default=None, repr=False, compare=False)
 
     def route(self, model_id: str) -> tuple[str, str]:
         """(endpoint name, model id to send) for a model id."""
@@ -223,7 +229,12 @@ class Suite:
         return [known.get(i) or Model(i, i, {}, *self.route(i)) for i in ids]
 
     def expand_cases(self) -> list[ExpandedCase]:
-        return expand_cases(self)
+        """``expand_cases(self)``, computed once per ``cases`` value: a run asks for it more
+        than once (plan, judge estimate), and a 100,000-row dataset makes that count."""
+        cached = self._expanded
+        if cached is None or cached[0] is not self.cases:
+            cached = self._expanded = (self.cases, expand_cases(self))
+        return list(cached[1])
 
 
 # ----------------------------------------------------------------- public functions
@@ -243,8 +254,11 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
     data = _compose(text, src)
     if data is None:
         raise src.error((), "the file is empty; expected a mapping with name, models and cases")
-    what = "a mapping with name, models and cases"
-    f = _At(src, (), data).fields(_TOP_KEYS, ("name", "models", "cases"), what=what)
+    what = "a mapping with name, models and cases (or datasets)"
+    root = _At(src, (), data)
+    f = root.fields(_TOP_KEYS, ("name", "models"), what=what)
+    if "cases" not in f and "datasets" not in f:
+        raise root.fail("missing required key 'cases' (or 'datasets')")
     name = f["name"].text()
     endpoints = _opt(f, "endpoints", _parse_endpoints, {})
     judge = _opt(f, "judge", _parse_judge_settings, JudgeSettings())
@@ -267,8 +281,15 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
         repeats=_opt(f, "repeats", _At.integer, 1),
         warmup=_opt(f, "warmup", _At.boolean, True),
         judge=judge,
-        cases=_parse_cases(f["cases"], shared),
+        cases=(),
+        seed=_opt(f, "seed", lambda s: s.integer(0), 0),
     )
+    suite.cases = _parse_cases(f["cases"], shared) if "cases" in f else ()
+    if "datasets" in f:
+        from bench.datasets import parse_datasets  # here: bench.datasets imports this module
+
+        taken = {c.id: f"cases[{i}]" for i, c in enumerate(suite.cases)}
+        suite.cases += tuple(parse_datasets(f["datasets"], shared, suite.seed, taken))
     suite.files, suite.judge_models = dict(sorted(src.files.items())), src.judge_models
     suite.content_hash = _content_hash(data, suite.files)
     return suite
@@ -282,6 +303,16 @@ def expand_cases(suite: Suite) -> list[ExpandedCase]:
         )
         for c in suite.cases
     ]
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars); far cheaper than
+    ``copy.deepcopy``, which matters once a dataset brings 100,000 cases."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value
 
 
 def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]], tools: Sequence[Any] | None = None) -> int:

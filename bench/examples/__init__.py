@@ -51,7 +51,8 @@ def copy_examples(dest: Path | str) -> list[Path]:
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise ConfigError(f"{dest}: not a directory")
-    pairs = [(p, dest / "suites" / p.name) for p in sorted(SUITES_DIR.glob("*.yaml"))]
+    data = (".yaml", ".csv", ".jsonl", ".parquet")  # a suite's datasets: files sit beside it
+    pairs = [(p, dest / "suites" / p.name) for p in sorted(SUITES_DIR.iterdir()) if p.suffix in data]
     pairs += [(p, dest / "images" / p.name) for p in sorted(IMAGES_DIR.iterdir()) if p.is_file()]
     for src, target in pairs:
         if target.exists() and not filecmp.cmp(src, target, shallow=False):
