@@ -124,7 +124,8 @@ async def _run_step(settings: Settings, store: Store, opts: SweepOptions, sweep_
         if opts.duration_per_step_s is not None:
             loop.call_later(opts.duration_per_step_s, lambda: (timed_out.append(True), runner.cancel()))
 
-    note(f"step {opts.axis}={level:g}: {prep.measured} requests"
+    worst = "" if prep.estimate_usd is None else f", worst case ${prep.estimate_usd.normalize():f}"
+    note(f"step {opts.axis}={level:g}: {prep.measured} requests{worst}"
          + (f" (resuming run {resume_run})" if resume_run else ""))
     try:
         run_id, state = await engine.execute(settings, store, prep, clients,
@@ -223,13 +224,17 @@ def sweep_cmd(suite: str | None, concurrency: str | None, rate: str | None, requ
               resume: str | None, as_json: bool, use_local: bool, db_path: str | None,
               base_url: str | None, sandbox: bool) -> None:
     """Run SUITE at each load level (one run per step); report throughput, latency, goodput and the knee."""
+    opts = None if resume else _options(  # bad flags fail before anything starts
+        suite, concurrency, rate, requests_per_step, duration_s, slos, stop_at_knee, models, providers,
+        budget, timeout_s, no_warmup, seed)
     with contextlib.ExitStack() as stack:
         extra = engine.RunSpec(suite_path=Path("."))
         if use_local:
             stack.enter_context(_local_endpoint(extra))
         settings = stack.enter_context(api_settings(base_url, sandbox, db_path))
         store = Store(settings.db_path)
-        if resume:
+        if opts is None:
+            assert resume is not None
             store.init()
             found = store.get_sweep(resume)
             sweep_id, opts = found["sweep_id"], SweepOptions(**found["settings"]["options"])
@@ -237,8 +242,6 @@ def sweep_cmd(suite: str | None, concurrency: str | None, rate: str | None, requ
                 opts.budget_usd = budget
             store.update_sweep(sweep_id, "running")
         else:
-            opts = _options(suite, concurrency, rate, requests_per_step, duration_s, slos, stop_at_knee,
-                            models, providers, budget, timeout_s, no_warmup, seed)
             store.init()
             sweep_id = "sweep-" + engine.new_run_id()
             store.create_sweep(sweep_id, suite_path=opts.suite_path, axis=opts.axis, levels=opts.levels,
