@@ -164,3 +164,4 @@ from bench import cli_report as _cli_report  # noqa: E402,F401
 from bench import cli_import as _cli_import  # noqa: E402,F401
 from bench import cli_examples as _cli_examples  # noqa: E402,F401
 from bench import cli_decide as _cli_decide  # noqa: E402,F401
+from bench import cli_sweep as _cli_sweep  # noqa: E402,F401

@@ -214,8 +214,10 @@ def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
               help="Serve HTTPS with this certificate chain (PEM); needs --tls-key.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The private key of --tls-cert (PEM).")
+@click.option("--capacity", type=click.IntRange(min=1), default=None,
+              help="Serve at most N chat requests at once (the rest queue): a server that saturates.")
 def sandbox_cmd(port: int, seed: int, time_scale: float, catalog_path: str | None,
-                tls_cert: str | None, tls_key: str | None) -> None:
+                tls_cert: str | None, tls_key: str | None, capacity: int | None) -> None:
     """Serve the simulated OpenRouter-compatible API on 127.0.0.1 until Ctrl-C."""
     import ssl
 
@@ -231,8 +233,8 @@ def sandbox_cmd(port: int, seed: int, time_scale: float, catalog_path: str | Non
         except (ssl.SSLError, OSError) as exc:
             raise click.ClickException(f"--tls-cert/--tls-key: {exc}") from None
     sb = start_sandbox(port=port, seed=seed, time_scale=time_scale, catalog_path=catalog_path,
-                       ssl_context=context)
-    note(f"sandbox (simulated) listening: {sb.base_url}")
+                       ssl_context=context, max_concurrent=capacity)
+    note(f"sandbox (simulated) listening: {sb.base_url}" + (f" (capacity {capacity})" if capacity else ""))
     note(f"use it with: orbench models --base-url {sb.base_url}")
     import threading
 

@@ -431,6 +431,29 @@ def m011_run_aggregates(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m012_sweeps(con: duckdb.DuckDBPyConnection) -> None:
+    # A sweep (``orbench sweep``) runs one suite at several load levels, one run per level.
+    # The runs keep their own rows and money; the sweep row keeps what a resume needs (the
+    # levels, SLOs and step size as asked) and each run says which sweep and level it was.
+    con.execute(
+        """
+        CREATE TABLE sweeps (
+            sweep_id VARCHAR PRIMARY KEY,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            finished_at TIMESTAMPTZ,
+            suite_path VARCHAR,
+            axis VARCHAR NOT NULL,
+            levels DOUBLE[] NOT NULL,
+            settings VARCHAR,
+            status VARCHAR NOT NULL DEFAULT 'running',
+            status_reason VARCHAR
+        )
+        """
+    )
+    con.execute("ALTER TABLE runs ADD COLUMN sweep_id VARCHAR")
+    con.execute("ALTER TABLE runs ADD COLUMN sweep_level DOUBLE")
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_runs,
     m002_create_requests,
@@ -443,6 +466,7 @@ MIGRATIONS: list[Migration] = [
     m009_views,
     m010_run_heartbeat,
     m011_run_aggregates,
+    m012_sweeps,
 ]
 
 

@@ -624,6 +624,46 @@ class Store:
         """
         return self._read(_RUNNING_RUNS, {"finished": sorted(FINISHED_OUTCOMES)})
 
+    # -- sweeps: one run per load level, grouped by sweep_id (m012) ------------------------
+
+    def create_sweep(self, sweep_id: str, *, suite_path: str, axis: str, levels: Sequence[float],
+                     settings: Mapping[str, Any]) -> None:
+        """Record a sweep before its first step runs (what ``--resume SWEEP`` replays)."""
+        self._write("INSERT INTO sweeps (sweep_id, suite_path, axis, levels, settings) VALUES (?, ?, ?, ?, ?)",
+                    [sweep_id, suite_path, axis, [float(v) for v in levels],
+                     _json(redact_settings(dict(settings)))])
+
+    def update_sweep(self, sweep_id: str, status: str, reason: str | None = None) -> None:
+        """Set a sweep's status; anything but 'running' stamps finished_at."""
+        self._write("UPDATE sweeps SET status = ?, status_reason = ?, "
+                    "finished_at = CASE WHEN ? = 'running' THEN NULL ELSE now() END WHERE sweep_id = ?",
+                    [status, reason, status, sweep_id])
+
+    def get_sweep(self, ref: str) -> dict[str, Any]:
+        """A sweep by id, unique prefix or 'latest' (settings decoded); ConfigError if none matches."""
+        frame = self._read("SELECT * FROM sweeps WHERE $ref = 'latest' OR starts_with(sweep_id, $ref) "
+                           "ORDER BY created_at DESC, sweep_id DESC", {"ref": ref.strip() or "latest"})
+        exact = frame.filter(pl.col("sweep_id") == ref) if not frame.is_empty() else frame
+        if not exact.is_empty():
+            frame = exact
+        elif frame.height > 1 and ref != "latest":
+            raise ConfigError(f"--resume {ref!r}: matches {frame.height} sweeps; give more characters")
+        if frame.is_empty():
+            raise ConfigError(f"--resume {ref!r}: no such sweep in {self.path}")
+        row = frame.row(0, named=True)
+        row["settings"] = json.loads(row["settings"]) if row["settings"] else {}
+        return row
+
+    def tag_sweep_run(self, run_id: str, sweep_id: str, level: float) -> None:
+        """Mark a run as the step of a sweep at one load level."""
+        self._write("UPDATE runs SET sweep_id = ?, sweep_level = ? WHERE run_id = ?",
+                    [sweep_id, float(level), run_id])
+
+    def sweep_runs(self, sweep_id: str) -> pl.DataFrame:
+        """The runs of a sweep (run_id, sweep_level, status), oldest first."""
+        return self._read("SELECT run_id, sweep_level, status, status_reason FROM runs WHERE sweep_id = ? "
+                          "ORDER BY sweep_level, created_at", [sweep_id])
+
     def simulated_spend(self) -> dict[str, Any]:
         """What the sandbox billed, as recorded here: every request of every simulated run.
 

@@ -40,6 +40,9 @@ class SandboxConfig:
     time_scale: float = 1.0
     answers: Mapping[str, Any] = field(default_factory=dict)
     faults: dict[str, Fault] = field(default_factory=dict)
+    # A server of limited capacity (sweeps, demos): at most this many requests are served at
+    # once, each at full speed; the rest wait in a queue, so TTFT grows and throughput plateaus.
+    max_concurrent: int | None = None
 
 
 class ChatError(Exception):
@@ -72,9 +75,19 @@ class ChatService:
         self.config = config
         self._ids = random.Random(os.urandom(16))  # generation ids are unique, not seeded
         self.delivery = Delivery(state, config.time_scale, self._upstream_id)
+        self._slots = asyncio.Semaphore(config.max_concurrent) if config.max_concurrent else None
 
     async def handle(self, req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Serve one request; False when the connection must be dropped."""
+        """Serve one request (after a free slot, with ``max_concurrent``); False to drop the connection."""
+        if self._slots is None:
+            return await self._serve(req, reader, writer)
+        async with self._slots:
+            # The simulated schedule starts when service starts: the time spent queued lands
+            # in the client's TTFT (and /generation's latency, which counts from arrival).
+            req.received_loop_time = asyncio.get_running_loop().time()
+            return await self._serve(req, reader, writer)
+
+    async def _serve(self, req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         try:
             ex = await self._prepare(req)
         except ChatError as err:

@@ -245,6 +245,7 @@ def start_sandbox(
     log: Log | None = None,
     ssl_context: ssl.SSLContext | None = None,
     initial_usage_usd: Decimal | int | str = 0,
+    max_concurrent: int | None = None,
 ) -> SandboxHandle:
     """Start a simulated OpenRouter on 127.0.0.1:``port`` (0 = any free port) in a thread.
 
@@ -254,12 +255,17 @@ def start_sandbox(
     simulated key's cap (catalog default; None = uncapped). ``log`` gets one line per request.
     ``ssl_context`` serves HTTPS (tests and benchmarks of TLS; the handle's base_url says https).
     ``initial_usage_usd`` is the simulated key usage it starts with (spend of earlier processes).
+    ``max_concurrent`` limits the server's capacity: that many chat requests are served at once
+    at full speed, the rest queue (TTFT grows, throughput plateaus); None = unlimited.
     """
     if time_scale < 0:
         raise ValueError("time_scale must be >= 0")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ValueError("max_concurrent must be at least 1")
     catalog = load_catalog(catalog_path)
     config = SandboxConfig(seed=seed, time_scale=float(time_scale), answers=dict(answers or {}),
-                           faults={k: parse_fault(v) for k, v in (faults or {}).items()})
+                           faults={k: parse_fault(v) for k, v in (faults or {}).items()},
+                           max_concurrent=max_concurrent)
     usage = Decimal(str(initial_usage_usd))
     if not usage.is_finite() or usage < 0:
         raise ValueError("initial_usage_usd must be a non-negative amount")
@@ -316,12 +322,14 @@ def serve_forever(
     on_ready: Callable[[SandboxHandle], None] | None = None,
     log: Log | None = None,
     stop_event: threading.Event | None = None,
+    max_concurrent: int | None = None,
 ) -> None:
     """Run a sandbox until ``stop_event`` is set or KeyboardInterrupt; prints nothing itself.
 
     ``on_ready(handle)`` is called once it is listening (e.g. to print ``handle.base_url``).
     """
-    handle = start_sandbox(port, seed=seed, catalog_path=catalog_path, time_scale=time_scale, log=log)
+    handle = start_sandbox(port, seed=seed, catalog_path=catalog_path, time_scale=time_scale, log=log,
+                           max_concurrent=max_concurrent)
     try:
         if on_ready is not None:
             on_ready(handle)
