@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from bench import journal
+from bench.records import is_settled
 from bench.store import Store
 from tests.conftest import invoke
 from tests.money_server import MoneyServer, start_money_server
@@ -75,6 +77,23 @@ def paid_ids(db: Path, run_id: str) -> set[str]:
     return ids | set(store.superseded_frame(run_id)["generation_id"].drop_nulls().to_list())
 
 
+def unsettled_sends(db: Path) -> int:
+    """Planned requests the killed process had sent but never journaled as settled.
+
+    These are what a resume may send again: a stream the server finished while the client
+    was still reading it (or was killed before its journal line) counts here, though the
+    server already counted its answer.
+    """
+    last: dict[tuple[str, int], tuple[str, str | None]] = {}
+    for path in sorted((db.parent / "journal" / db.stem).glob("*.jsonl")):
+        for row in journal.read_rows(path):
+            key = (row.run_id, row.request_idx)
+            if key in last and is_settled(*last[key]):
+                continue  # a settled row is never replaced
+            last[key] = (row.outcome, row.token_source)
+    return sum(not is_settled(*v) for v in last.values())
+
+
 def assert_books(server: MoneyServer, db: Path, run_id: str, planned: int, in_flight: int,
                  budget: Decimal | None = None) -> None:
     books = server.books
@@ -104,7 +123,7 @@ def test_kill_9_during_generation_lookup_loses_nothing_and_pays_nothing_twice(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     time.sleep(0.2)  # requests already on the wire reach the server's books
-    in_flight = server.books.stream_requests - server.books.answers
+    in_flight = max(server.books.stream_requests - server.books.answers, unsettled_sends(env))
     server.books.generation_delay_s = 0.0
     code, _, err = invoke("run", "--resume", "latest", "--base-url", server.base_url, "--lookup-generation")
     assert code == 0, err
@@ -121,7 +140,7 @@ def test_two_resumes_at_once_one_stops_with_one_line(env: Path, tmp_path: Path) 
     wait_for(lambda: server.books.answers >= 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    in_flight = server.books.stream_requests - server.books.answers
+    in_flight = max(server.books.stream_requests - server.books.answers, unsettled_sends(env))
     run_id = Store(env).resolve_run("latest")
     server.books.ttft_s = 0.1
     a = spawn(["--resume", run_id, "--base-url", server.base_url, "--concurrency", "2"], env)
@@ -289,7 +308,8 @@ def test_fault_matrix_kill_or_interrupt_at_each_phase_then_resume(
             holder.communicate("", timeout=10)
     proc.communicate(timeout=60)
     time.sleep(0.2)
-    in_flight = server.books.stream_requests - server.books.answers  # sent, never answered
+    # sent and never answered, or answered while the killed client had not yet journaled it
+    in_flight = max(server.books.stream_requests - server.books.answers, unsettled_sends(env))
     assert proc.returncode in (-signal.SIGKILL, 130, 0), proc.returncode  # 0: it had finished
     for k in knobs:  # the resume runs on a quick server
         setattr(server.books, k, 0.0)
