@@ -454,6 +454,15 @@ def m012_sweeps(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN sweep_level DOUBLE")
 
 
+def m013_request_is_probe(con: duckdb.DuckDBPyConnection) -> None:
+    # Synthetic prompts are sized per model x provider by two cheap probe requests
+    # (bench.synthetic). Probes are real, paid sends, so they are rows like any other; they
+    # are also flagged is_warmup (every statistic already leaves warm-ups out), and this
+    # says which warm-ups were probes. superseded_requests keeps every requests column.
+    for table in ("requests", "superseded_requests"):
+        con.execute(f"ALTER TABLE {table} ADD COLUMN is_probe BOOLEAN DEFAULT false")
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_runs,
     m002_create_requests,
@@ -467,6 +476,7 @@ MIGRATIONS: list[Migration] = [
     m010_run_heartbeat,
     m011_run_aggregates,
     m012_sweeps,
+    m013_request_is_probe,
 ]
 
 
