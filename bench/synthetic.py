@@ -20,10 +20,10 @@ The text is real words from ``bench.wordlist`` in sentences, seeded by the suite
 lead index ``k``: its first three words are ``k`` written in base len(WORDS) through three
 seeded permutations of the list, so no two prompts of a run share their leading text (as
 Artificial Analysis does, so a prefix cache never hits), and the rest comes from a seeded
-stream of its own. Word lengths are balanced as they are drawn (the running character count
-keeps to the list's mean) and sentence lengths follow a fixed cycle, so a tokenizer that counts
-characters (the sandbox: ~4 a token) and one that keeps common words whole (a large vocabulary)
-both count a number linear in the words, which is what the fit assumes.
+stream of its own. Word lengths follow a fixed pattern by position (the list's own mix, every
+50 words) and a prompt of n words has round(n / 10.5) sentences, so a tokenizer that counts
+characters (the sandbox: ~4 a token), one that splits long words, and one that keeps common
+words whole (a large vocabulary) all count a number linear in the words, which the fit assumes.
 
 In a run, probes are planned as warm-ups (``is_probe`` and ``is_warmup``, so every statistic
 leaves them out) with concrete bodies, priced, budgeted and journaled like any request.
@@ -63,11 +63,20 @@ MAX_BYTES_PER_TOKEN = 16
 """A synthetic prompt has at most this many UTF-8 bytes per asked token (its worst case is priced
 on it before the calibration is known); the words here run at about 7 bytes per word."""
 GENERATOR = 1  # the text recipe's version, stored with every planned prompt
-_LEAD_WORDS = 3
+# Word lengths by position, repeating every 50 words with the list's own mix (1 two-letter word,
+# 4 of three letters, 14 of four, ...), each length spread evenly through the 50: every prompt of
+# n words has the same lengths, and any first m words have each length in proportion (to within
+# one word), so a tokenizer whose count follows word length counts a number linear in the words.
+_LENGTH_MIX = {2: 1, 3: 4, 4: 14, 5: 13, 6: 10, 7: 5, 8: 2, 9: 1}
+_LEAD_LENGTHS = (4, 5, 6)  # where the spread starts: the largest classes (428 x 422 x 322 triples)
 _SENTENCE_WORDS = 10.5  # words per sentence on average; a prompt has round(words / this) sentences
 _SENTENCE_SHIFTS = (0.0, -0.25, 0.3, -0.15, 0.2, -0.3, 0.1, 0.25, -0.1)  # of a sentence: uneven lengths
-_CANDIDATES = 3  # words drawn per position; the one that keeps the length balance wins
-_MEAN_LEN = sum(map(len, WORDS)) / len(WORDS)
+_BY_LENGTH: dict[int, tuple[str, ...]] = {n: tuple(w for w in WORDS if len(w) == n) for n in _LENGTH_MIX}
+
+
+_PATTERN = tuple(n for _, _, n in sorted(((j + 0.5) / k, -k, n) for n, k in _LENGTH_MIX.items()
+                                          for j in range(k)))
+assert _PATTERN[:len(_LEAD_LENGTHS)] == _LEAD_LENGTHS
 
 
 @dataclass(frozen=True)
@@ -108,34 +117,32 @@ def parse_synthetic(at: _At, shared: _Shared, taken: dict[str, str]) -> tuple[Sy
 def _permutations(seed: int) -> tuple[tuple[str, ...], ...]:
     rng = random.Random(f"orbench-synthetic-lead:{seed}")
     perms = []
-    for _ in range(_LEAD_WORDS):
-        words = list(WORDS)
+    for length in _LEAD_LENGTHS:
+        words = list(_BY_LENGTH[length])
         rng.shuffle(words)
         perms.append(tuple(words))
     return tuple(perms)
 
 
 def lead_words(seed: int, lead: int) -> list[str]:
-    """The first words of prompt ``lead``: distinct for every lead below len(WORDS) ** 3, and
-    the very first word distinct for any len(WORDS) consecutive leads."""
+    """The first words of prompt ``lead``: ``lead`` in mixed radix through seeded permutations,
+    so distinct for every lead below 58 million, and the very first word distinct for any 428
+    consecutive leads."""
     out = []
     for perm in _permutations(seed):
-        lead, digit = divmod(lead, len(WORDS))
+        lead, digit = divmod(lead, len(perm))
         out.append(perm[digit])
     return out
 
 
 def prompt_text(seed: int, lead: int, n_words: int) -> str:
-    """``n_words`` words in sentences: the lead words, then a seeded stream of their own."""
+    """``n_words`` words in sentences: the lead words, then a seeded stream of their own, each
+    word of the length its position asks (``_PATTERN``)."""
     rng = random.Random(f"orbench-synthetic:{seed}:{lead}")
     words = lead_words(seed, lead)[:n_words]
-    chars = sum(map(len, words))
     while len(words) < n_words:
-        goal = (len(words) + 1) * _MEAN_LEN - chars
-        drawn = [WORDS[rng.randrange(len(WORDS))] for _ in range(_CANDIDATES)]
-        word = min(drawn, key=lambda w: abs(len(w) - goal))
-        words.append(word)
-        chars += len(word)
+        pool = _BY_LENGTH[_PATTERN[len(words) % len(_PATTERN)]]
+        words.append(pool[rng.randrange(len(pool))])
     return " ".join(_sentences(words))
 
 
