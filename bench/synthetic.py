@@ -72,8 +72,6 @@ _LEAD_LENGTHS = (4, 5, 6)  # where the spread starts: the largest classes (428 x
 _SENTENCE_WORDS = 10.5  # words per sentence on average; a prompt has round(words / this) sentences
 _SENTENCE_SHIFTS = (0.0, -0.25, 0.3, -0.15, 0.2, -0.3, 0.1, 0.25, -0.1)  # of a sentence: uneven lengths
 _BY_LENGTH: dict[int, tuple[str, ...]] = {n: tuple(w for w in WORDS if len(w) == n) for n in _LENGTH_MIX}
-
-
 _PATTERN = tuple(n for _, _, n in sorted(((j + 0.5) / k, -k, n) for n, k in _LENGTH_MIX.items()
                                           for j in range(k)))
 assert _PATTERN[:len(_LEAD_LENGTHS)] == _LEAD_LENGTHS
