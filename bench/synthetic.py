@@ -68,7 +68,7 @@ GENERATOR = 1  # the text recipe's version, stored with every planned prompt
 # n words has the same lengths, and any first m words have each length in proportion (to within
 # one word), so a tokenizer whose count follows word length counts a number linear in the words.
 _LENGTH_MIX = {2: 1, 3: 4, 4: 14, 5: 13, 6: 10, 7: 5, 8: 2, 9: 1}
-_LEAD_LENGTHS = (4, 5, 6)  # where the spread starts: the largest classes (428 x 422 x 322 triples)
+_LEAD_LENGTHS = (4, 5, 6)  # where the spread starts: the largest classes (428 x 421 x 322 triples)
 _SENTENCE_WORDS = 10.5  # words per sentence on average; a prompt has round(words / this) sentences
 _SENTENCE_SHIFTS = (0.0, -0.25, 0.3, -0.15, 0.2, -0.3, 0.1, 0.25, -0.1)  # of a sentence: uneven lengths
 _BY_LENGTH: dict[int, tuple[str, ...]] = {n: tuple(w for w in WORDS if len(w) == n) for n in _LENGTH_MIX}

@@ -1,4 +1,4 @@
-"""The words synthetic prompts are made of (``bench.synthetic``): 1562 common English words.
+"""The words synthetic prompts are made of (``bench.synthetic``): 1561 common English words.
 
 Chosen to be cheap and regular for tokenizers: everyday words that a large-vocabulary tokenizer keeps
 whole, written both lower-case and capitalized (checked against Gemma 3's 262k vocabulary, where each
@@ -83,7 +83,7 @@ _TEXT = """
     purpose push put puzzle pyramid quality quarter question quick quiet quite rabbit race radar radio rail
     rain rainbow raise ranch range rapid rate rather raven reach read ready real reason receive recent
     recipe record red reduce reef region remain remember remove repeat report rest result return ribbon rice
-    rich ride ridge rifle right ring ripple rise risk river road robot rock rocket rod role roof room root
+    rich ride ridge right ring ripple rise risk river road robot rock rocket rod role roof room root
     rope rose round row ruby rug rule run saddle safe sail salad salmon salt same sand sauce save say scale
     scene school science score scout screen sculpture sea season seat second secret section see seed sell
     send sense series serve service set seven several shadow shake shape share shark she shed sheep shelf
