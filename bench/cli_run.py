@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from bench import engine, gates, keys, report
+from bench import engine, gates, keys, report, synthetic
 from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note, parse_usd
 from bench.cli_output import usd, wide_option
 from bench.cli_results import emit_summary
@@ -93,10 +93,11 @@ def _clock(seconds: float) -> str:
 def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
                env: dict[str, str] | None = None) -> str:
     lines = [f"suite {prep.suite.name!r}: {len(prep.targets)} targets x "
-             f"{len({p.case_id for p in prep.plan})} cases x {prep.suite.repeats} repeats = "
+             f"{len({p.case_id for p in prep.plan if not p.is_probe})} cases x {prep.suite.repeats} repeats = "
              f"{prep.measured} requests (+{len(prep.plan) - prep.measured} warm-up)"]
     for t in prep.targets:
         lines.append(f"  {t.model} [{t.variant}] via {t.endpoint}")
+    lines.extend(synthetic.plan_lines(prep.plan))
     if prep.estimate_usd is not None:
         lines.append(f"estimated worst case (an upper bound for any tokenizer, at list price): "
                      f"${prep.estimate_usd:.6f}")
@@ -120,7 +121,8 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
     prep = await engine.plan_run(settings, spec, store=store, resume=resume)
     endpoint_keys = engine.endpoint_keys(prep.suite, os.environ)  # refuses http keys before the plan
     note(_plan_text(prep, settings, dict(os.environ)))
-    if prep.suite.repeats > 1 or prep.plan and any(p.is_warmup for p in prep.plan):
+    if prep.suite.repeats > 1 and any(not p.synthetic for p in prep.plan if not p.is_warmup) \
+            or any(p.is_warmup and not p.is_probe for p in prep.plan):
         # METRICS.md "Benchmark hygiene": no response-caching header is ever sent, but
         # providers may reuse a prompt prefix they saw a moment ago.
         note("note: the same prompts are sent more than once (repeats/warm-up); providers with prefix "

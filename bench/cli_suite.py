@@ -29,7 +29,9 @@ def suite_validate(files: tuple[str, ...]) -> None:
             click.echo(str(exc).splitlines()[0] if str(exc) else f"{path}: {type(exc).__name__}")
             continue
         n_models, n_cases = len(suite.models), len(suite.cases)
-        click.echo(f"{path}: ok ({n_models} models, {n_cases} cases)")
+        synthetic = "".join(f", synthetic {s.id!r}: {s.count} prompts of {s.prompt_tokens} tokens "
+                            f"(sized at run time), max_tokens {s.output_tokens}" for s in suite.synthetic)
+        click.echo(f"{path}: ok ({n_models} models, {n_cases} cases{synthetic})")
     if failed:
         raise click.ClickException(f"{failed} of {len(files)} suite files failed")
 

@@ -38,6 +38,7 @@ from bench.judge import JUDGE_MAX_TOKENS, JUDGE_SYSTEM, JudgeLedger, make_judge_
 from bench.store import Store
 from bench.suites import Suite, load_suite
 from bench import suites as suites_mod
+from bench import synthetic as synthetic_mod
 from bench import checks as checks_mod
 from bench import keys as keys_mod
 
@@ -255,7 +256,11 @@ async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -
     cases = [CaseRequest(c.case_id, c.body, c.prompt_tokens_est) for c in suite.expand_cases()]
     if len({t.key for t in targets}) != len(targets):
         raise ConfigError("the same model and provider variant is listed twice")
-    plan = make_plan(targets, cases, suite.repeats, warmup=spec.warmup and suite.warmup)
+    # A suite of synthetic prompts alone has no case to warm up with: its probes are the warm-ups.
+    plan = make_plan(targets, cases, suite.repeats, warmup=spec.warmup and suite.warmup) \
+        if cases or not suite.synthetic else []
+    synthetic_mod.extend_plan(plan, targets, suite.synthetic, seed=suite.seed, repeats=suite.repeats,
+                              generic=lambda t: generic_endpoint(suite, t, openrouter_api))
     estimate, unpriced = _price_plan(plan, models, suite)
     prep = Prepared(spec, suite, targets, plan, models, estimate, unpriced, catalog,
                     openrouter_api=openrouter_api)
@@ -269,6 +274,15 @@ async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -
     if judge_usd:
         prep.bound_lines.append(f"  + {judge_note}: worst case ${judge_usd:.6f} (answers at 16 bytes a token)")
     return prep
+
+
+def generic_endpoint(suite: Suite, target: Target, openrouter_api: bool) -> bool:
+    """Is the target served by a generic OpenAI-compatible server (vLLM, llama.cpp), which takes
+    ``ignore_eos``/``min_tokens``, rather than by OpenRouter (or the sandbox), which does not?"""
+    if target.endpoint == OPENROUTER:
+        return not openrouter_api
+    endpoint = suite.endpoints.get(target.endpoint)
+    return endpoint is None or not keys_mod.is_openrouter_host(endpoint.base_url)
 
 
 def _pricing_for(target: Target, models: dict[str, Model], suite: Suite) -> Pricing | None:
@@ -285,23 +299,28 @@ def _price_plan(
     total = Decimal(0)
     unpriced: set[str] = set()
     for item in plan:
-        pricing = _pricing_for(item.target, models, suite)
-        max_tokens = item.max_tokens
-        if max_tokens is None:
-            m = models.get(item.target.model)
-            max_tokens = (m.top_provider_max_completion_tokens or m.context_length) if m else None
-        if pricing is None or pricing.variable or max_tokens is None:
-            if item.target.endpoint != OPENROUTER and pricing is None:
-                item.max_cost_usd = Decimal(0)  # a local server with no prices costs nothing
-                continue
+        item.max_cost_usd, priced = _ceiling(item, models, suite)
+        if not priced:
             unpriced.add(item.target.model)
-            continue
-        item.max_cost_usd = request_ceiling(pricing, item.body, max_tokens)
-        if item.max_cost_usd is None:
-            unpriced.add(item.target.model)
-        else:
+        elif item.max_cost_usd is not None:
             total += item.max_cost_usd
     return (None if unpriced else total), sorted(unpriced)
+
+
+def _ceiling(item: PlannedRequest, models: dict[str, Model], suite: Suite) -> tuple[Decimal | None, bool]:
+    """(one attempt's worst case, whether it could be priced); a synthetic prompt not built yet
+    is priced at its byte bound (``bench.synthetic.bound_body``)."""
+    pricing = _pricing_for(item.target, models, suite)
+    max_tokens = item.max_tokens
+    if max_tokens is None:
+        m = models.get(item.target.model)
+        max_tokens = (m.top_provider_max_completion_tokens or m.context_length) if m else None
+    if pricing is None or pricing.variable or max_tokens is None:
+        if item.target.endpoint != OPENROUTER and pricing is None:
+            return Decimal(0), True  # a local server with no prices costs nothing
+        return None, False
+    ceiling = request_ceiling(pricing, synthetic_mod.bound_body(item), max_tokens)
+    return ceiling, ceiling is not None
 
 
 def _judge_estimate(prep: Prepared) -> tuple[Decimal | None, str | None]:
@@ -341,7 +360,7 @@ def _bound_lines(prep: Prepared) -> list[str]:
         if item.target.key in seen or item.is_warmup:
             continue
         seen.add(item.target.key)
-        bound = prompt_bound(item.body)
+        bound = prompt_bound(synthetic_mod.bound_body(item))
         images = f" + {bound.images} image(s)" if bound.images else ""
         cost = "unknown (no price)" if item.max_cost_usd is None else f"${item.max_cost_usd:.6f}"
         lines.append(f"  {item.target.model} [{item.target.variant}]: prompt <= {bound.tokens:,} tokens"
@@ -514,6 +533,7 @@ async def _execute_locked(
     on_runner: Callable[[Runner], None] | None,
 ) -> tuple[str, RunState]:
     store.update_run(run_id, status="running", status_reason=None)
+    hooks = _synthesizer(store, prep, run_id)  # before the sink: a resume reads its stored probes
     sink = StoreSink(store, heartbeat_run=run_id)  # the heartbeat: see m010_run_heartbeat
     ledger = JudgeLedger()
     spec = prep.spec
@@ -533,7 +553,7 @@ async def _execute_locked(
         ),
         budget=budget, price_fn=_price_fn(prep), check_fn=make_check_fn(prep, clients, ledger),
         generation_fn=clients[OPENROUTER].generation if prep.openrouter_api else None,
-        on_progress=on_progress,
+        on_progress=on_progress, hooks=hooks,
     )
     runner.progress.spent_usd = budget.spent_usd
     if on_runner is not None:
@@ -561,6 +581,20 @@ async def _execute_locked(
         )
         store.build_aggregates_at_end(run_id)  # the dashboard's per-run aggregates (m011)
     return run_id, state
+
+
+def _synthesizer(store: Store, prep: Prepared, run_id: str) -> synthetic_mod.Synthesizer | None:
+    """The builder of synthetic prompts, for a plan that has some; a resume's starts from the
+    probe answers earlier sessions stored, so it builds the same prompts."""
+    if not any(synthetic_mod.is_pending(p) for p in prep.plan):
+        return None
+    synth = synthetic_mod.Synthesizer(lambda item: _ceiling(item, prep.models, prep.suite)[0])
+    if prep.run_id is not None:
+        run = store.get_run(run_id)
+        plan = [PlannedRequest.from_json(d) for d in (run["plan"] if run is not None else None) or []]
+        rows = store.requests_frame(run_id, columns=synthetic_mod.PROBE_ROW_COLUMNS).to_dicts()
+        synth.load(plan, rows)
+    return synth
 
 
 async def prepare_resume(settings: Settings, store: Store, run_ref: str, spec: RunSpec,

@@ -454,6 +454,51 @@ def m012_sweeps(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN sweep_level DOUBLE")
 
 
+# requests_current as of m013: m009's view with the is_probe column (frozen like m009's).
+_M013_REQUEST_COLUMNS = (*_M009_REQUEST_COLUMNS, "is_probe")
+_M013_PLANNED = {**_M009_PLANNED, "is_probe": "coalesce(CAST(p.e->>'is_probe' AS BOOLEAN), false)"}
+
+
+def m013_request_is_probe(con: duckdb.DuckDBPyConnection) -> None:
+    # Synthetic prompts are sized per model x provider by two cheap probe requests
+    # (bench.synthetic). Probes are real, paid sends, so they are rows like any other; they
+    # are also flagged is_warmup (every statistic already leaves warm-ups out), and this
+    # says which warm-ups were probes. superseded_requests keeps every requests column, and
+    # requests_current (m009) is replaced by the same view with the new column.
+    for table in ("requests", "superseded_requests"):
+        con.execute(f"ALTER TABLE {table} ADD COLUMN is_probe BOOLEAN DEFAULT false")
+    cols = ", ".join(f'r."{c}"' for c in _M013_REQUEST_COLUMNS)
+    planned = ", ".join(f'{_M013_PLANNED.get(c, "NULL")} AS "{c}"' for c in _M013_REQUEST_COLUMNS)
+    con.execute(
+        f"""
+        CREATE OR REPLACE VIEW requests_current AS
+        SELECT {cols},
+            true AS recorded,
+            coalesce(r.request_idx >= 0 AND r.request_idx < u.planned AND u.plan IS NOT NULL, false) AS in_plan,
+            coalesce(s.n, 0) AS superseded_sends,
+            (r.outcome IN {_M009_FINISHED} OR (r.outcome = 'cancelled' AND r.token_source = 'usage'))
+                AS is_settled,
+            NOT r.is_warmup AND r.outcome = 'ok' AS in_latency_stats
+        FROM requests AS r
+        LEFT JOIN runs AS u ON u.run_id = r.run_id
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = r.run_id AND s.request_idx = r.request_idx
+        UNION ALL
+        SELECT {planned},
+            false AS recorded, true AS in_plan, coalesce(s.n, 0) AS superseded_sends,
+            false AS is_settled, false AS in_latency_stats
+        FROM (
+            SELECT run_id, unnest(CAST(plan AS JSON[])) AS e FROM runs AS u
+            WHERE plan IS NOT NULL
+                AND planned > (SELECT count(*) FROM requests AS c WHERE c.run_id = u.run_id)
+        ) AS p
+        ANTI JOIN requests AS q ON q.run_id = p.run_id AND q.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = p.run_id AND s.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_runs,
     m002_create_requests,
@@ -467,6 +512,7 @@ MIGRATIONS: list[Migration] = [
     m010_run_heartbeat,
     m011_run_aggregates,
     m012_sweeps,
+    m013_request_is_probe,
 ]
 
 

@@ -44,6 +44,10 @@ class PlannedRequest:
     prompt_tokens_est: int
     max_tokens: int | None
     max_cost_usd: Decimal | None = None  # filled from the catalog snapshot
+    is_probe: bool = False  # a calibration probe of synthetic prompts (also a warm-up)
+    # A synthetic request (bench.synthetic): how to build its prompt once its target's probes
+    # have answered; ``body`` holds no messages until then. Probes carry their word count here.
+    synthetic: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         t = asdict(self.target)
@@ -57,6 +61,8 @@ class PlannedRequest:
             "prompt_tokens_est": self.prompt_tokens_est,
             "max_tokens": self.max_tokens,
             "max_cost_usd": None if self.max_cost_usd is None else str(self.max_cost_usd),
+            "is_probe": self.is_probe,
+            "synthetic": self.synthetic,
         }
 
     @classmethod
@@ -81,6 +87,8 @@ class PlannedRequest:
             prompt_tokens_est=int(d["prompt_tokens_est"]),
             max_tokens=d.get("max_tokens"),
             max_cost_usd=None if mc is None else Decimal(mc),
+            is_probe=bool(d.get("is_probe", False)),
+            synthetic=d.get("synthetic"),
         )
 
 

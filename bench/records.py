@@ -220,6 +220,7 @@ class RequestRow:
     judge_cost_usd: Decimal | None = None
     connect_ms: float | None = None  # TCP (+TLS) connect of the final attempt; NULL when reused
     conn_reused: bool | None = None  # False = a cold connection: its TTFT includes the connect
+    is_probe: bool = False  # a calibration probe of synthetic prompts; always a warm-up too
 
 
 REQUEST_COLUMNS = [f.name for f in dataclasses.fields(RequestRow)]

@@ -53,6 +53,16 @@ class RowSink(Protocol):
     def add(self, row: RequestRow) -> None: ...
 
 
+class RequestHooks(Protocol):
+    """Per-request hooks (``bench.synthetic.Synthesizer``): ``prepare`` may build a request's
+    body just before it is sent, or say why it cannot be (it is then ``skipped``); ``observe``
+    sees every request that was sent, once it has its outcome."""
+
+    def prepare(self, item: PlannedRequest) -> str | None: ...
+
+    def observe(self, item: PlannedRequest, row: RequestRow) -> None: ...
+
+
 PriceFn = Callable[[Target, ChatResult], tuple[Decimal | None, str | None]]
 """Returns (list_cost_usd, provider-price note) for a finished result."""
 
@@ -135,6 +145,7 @@ class Runner:
         check_fn: CheckFn | None = None,
         generation_fn: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        hooks: RequestHooks | None = None,
     ) -> None:
         self.run_id = run_id
         self.clients = clients
@@ -145,6 +156,7 @@ class Runner:
         self.check_fn = check_fn
         self.generation_fn = generation_fn
         self.on_progress = on_progress
+        self.hooks = hooks
         self.state = RunState()
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancelled = False
@@ -266,6 +278,11 @@ class Runner:
                                 error=self.state.reason)
         if target.key in self.state.skipped_targets:
             return self._finish(row, "skipped", error=self.state.skipped_targets[target.key])
+        if self.hooks is not None:
+            why = self.hooks.prepare(item)
+            if why is not None:
+                return self._finish(row, "skipped", error=why)
+            row.max_cost_usd = item.max_cost_usd  # a body built just now has its own worst case
         ceiling = item.max_cost_usd
         book = AttemptBook(self.budget, ceiling)
         if not book.reserve():
@@ -290,6 +307,8 @@ class Runner:
         self._track_failures(target, row)
         # Journal first: the paid result is durable before any check, judge or lookup runs.
         self._finish(row, row.outcome or "provider_error")
+        if self.hooks is not None:
+            self.hooks.observe(item, row)
         await self._enrich(item, row, result)
 
     async def _enrich(self, item: PlannedRequest, row: RequestRow, result: ChatResult | None) -> None:
@@ -487,6 +506,7 @@ class Runner:
             repeat=item.repeat,
             is_warmup=item.is_warmup,
             max_cost_usd=item.max_cost_usd,
+            is_probe=item.is_probe,
             session=self.opt.session,
         )
 

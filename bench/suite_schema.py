@@ -144,6 +144,21 @@ def _dataset() -> dict[str, Any]:
     return _obj(props, ["path"], oneOf=[{"required": ["prompt"]}, {"required": ["messages"]}])
 
 
+def _synthetic() -> dict[str, Any]:
+    """One ``synthetic:`` item: prompts sized in the target model's own tokens (bench.synthetic)."""
+    props = {
+        "id": {**_TEXT, "description": "the case id of these requests; unique across cases, datasets and synthetic"},
+        "prompt_tokens": {**_POSITIVE_INT, "maximum": 2_000_000,
+                          "description": "as the target model counts them: its server's usage.prompt_tokens"},
+        "output_tokens": {**_POSITIVE_INT, "description": "max_tokens (plus ignore_eos and min_tokens on "
+                                                         "generic OpenAI-compatible servers)"},
+        "count": {**_POSITIVE_INT, "description": "distinct prompts per model x provider (and per repeat); default 1"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "description": _TEXT,
+    }
+    return _obj(props, ["id", "prompt_tokens", "output_tokens"])
+
+
 def _provider() -> dict[str, Any]:
     percentiles = {"anyOf": [{"type": "number", "minimum": 0},
                              _obj({p: {"type": "number", "minimum": 0} for p in ("p50", "p75", "p90", "p99")})]}
@@ -184,12 +199,14 @@ def suite_schema() -> dict[str, Any]:
         "checks": {"$ref": "#/$defs/checks"},
         "pass_threshold": _SCORE,
         "judge": _obj({"model": _TEXT, "rubric": _TEXT, "pass_score": {"type": "number", "minimum": 0, "maximum": 1}}),
-        "seed": {"type": "integer", "minimum": 0, "description": "seeds dataset sampling; default 0"},
+        "seed": {"type": "integer", "minimum": 0,
+                 "description": "seeds dataset sampling and synthetic text; default 0"},
         "cases": {"type": "array", "items": {"$ref": "#/$defs/case"}, "minItems": 1},
         "datasets": {"type": "array", "items": {"$ref": "#/$defs/dataset"}, "minItems": 1},
+        "synthetic": {"type": "array", "items": {"$ref": "#/$defs/synthetic"}, "minItems": 1},
     }
     defs = {
-        "case": _case(), "dataset": _dataset(), "provider": _provider(), **_message_defs(), **_check_defs(),
+        "case": _case(), "dataset": _dataset(), "synthetic": _synthetic(), "provider": _provider(), **_message_defs(), **_check_defs(),
         "vars": {"type": "object", "propertyNames": {"pattern": _IDENT},
                  "additionalProperties": {"type": ["string", "number"]},
                  "description": "substituted for {name} in prompt, system and message text"},
@@ -199,7 +216,8 @@ def suite_schema() -> dict[str, Any]:
         "$id": SCHEMA_ID,
         "title": "orbench suite",
         "description": "A prompt suite for orbench: models x providers x cases x repeats.",
-        **_obj(top, ["name", "models"], anyOf=[{"required": ["cases"]}, {"required": ["datasets"]}]),
+        **_obj(top, ["name", "models"],
+               anyOf=[{"required": ["cases"]}, {"required": ["datasets"]}, {"required": ["synthetic"]}]),
         "$defs": defs,
     }
 

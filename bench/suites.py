@@ -34,7 +34,9 @@ Format (unknown keys are errors everywhere)::
     seed: 0                          # default 0; seeds dataset sampling
     datasets:                        # rows of CSV/JSONL/Parquet files as cases (bench.datasets)
       - {path: trivia.csv, prompt: "{question}", checks: [{icontains: "{answer}"}], sample: 50}
-    cases:                           # cases and/or datasets; ids unique across both
+    synthetic:                       # prompts sized in each model's own tokens (bench.synthetic)
+      - {id: long-in, prompt_tokens: 1000, output_tokens: 200, count: 20}
+    cases:                           # cases, datasets and/or synthetic; ids unique across all
       - id: capital
         prompt: "Capital of {country}?"    # or messages: [{role, content}, ...]
         system: "Answer briefly."
@@ -62,7 +64,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -80,6 +82,9 @@ from bench.checks import (
 from bench import keys
 from bench.errors import SuiteError
 
+if TYPE_CHECKING:
+    from bench.synthetic import SyntheticSpec
+
 OPENROUTER = "openrouter"  # the endpoint name of models not routed to a named endpoint
 DEFAULT_VARIANT = "default"  # the provider variant name when a suite defines none
 IMAGE_TOKENS_ESTIMATE = 258  # per image; providers charge 85..1,500+ depending on size
@@ -88,7 +93,7 @@ _MESSAGE_OVERHEAD_TOKENS = 4
 
 _TOP_KEYS = ("name", "description", "models", "providers", "endpoints", "repeats", "warmup",
              "defaults", "vars", "checks", "pass_threshold", "judge", "seed", "cases",
-             "datasets")  # fmt: skip
+             "datasets", "synthetic")  # fmt: skip
 _CASE_KEYS = ("id", "description", "prompt", "messages", "system", "vars", "images", "tools",
               "tool_choice", "response_format", "max_tokens", "temperature", "tags", "checks",
               "pass_threshold")  # fmt: skip
@@ -214,7 +219,8 @@ class Suite:
     content_hash: str = ""  # sha256 of the canonical content and every referenced file
     files: dict[str, str] = field(default_factory=dict)  # referenced file -> its sha256
     judge_models: dict[str, str] = field(default_factory=dict)  # judge model -> where named
-    seed: int = 0  # seeds everything drawn at random (dataset samples)
+    seed: int = 0  # seeds everything drawn at random (dataset samples, synthetic text)
+    synthetic: tuple[SyntheticSpec, ...] = ()  # planned per target by bench.synthetic, not cases
     _expanded: tuple[tuple[Case, ...], list[ExpandedCase]] | None = field(default=None, repr=False, compare=False)
 
     def route(self, model_id: str) -> tuple[str, str]:
@@ -254,11 +260,11 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
     data = _compose(text, src)
     if data is None:
         raise src.error((), "the file is empty; expected a mapping with name, models and cases")
-    what = "a mapping with name, models and cases (or datasets)"
+    what = "a mapping with name, models and cases (or datasets, or synthetic)"
     root = _At(src, (), data)
     f = root.fields(_TOP_KEYS, ("name", "models"), what=what)
-    if "cases" not in f and "datasets" not in f:
-        raise root.fail("missing required key 'cases' (or 'datasets')")
+    if not {"cases", "datasets", "synthetic"} & set(f):
+        raise root.fail("missing required key 'cases' (or 'datasets', or 'synthetic')")
     name = f["name"].text()
     endpoints = _opt(f, "endpoints", _parse_endpoints, {})
     judge = _opt(f, "judge", _parse_judge_settings, JudgeSettings())
@@ -285,11 +291,15 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
         seed=_opt(f, "seed", lambda s: s.integer(0), 0),
     )
     suite.cases = _parse_cases(f["cases"], shared) if "cases" in f else ()
+    taken = {c.id: f"cases[{i}]" for i, c in enumerate(suite.cases)}
     if "datasets" in f:
         from bench.datasets import parse_datasets  # here: bench.datasets imports this module
 
-        taken = {c.id: f"cases[{i}]" for i, c in enumerate(suite.cases)}
         suite.cases += tuple(parse_datasets(f["datasets"], shared, suite.seed, taken))
+    if "synthetic" in f:
+        from bench.synthetic import parse_synthetic  # here: bench.synthetic imports this module
+
+        suite.synthetic = parse_synthetic(f["synthetic"], shared, taken)
     suite.files, suite.judge_models = dict(sorted(src.files.items())), src.judge_models
     suite.content_hash = _content_hash(data, suite.files)
     return suite
