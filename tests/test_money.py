@@ -232,8 +232,8 @@ def test_full_disk_stops_with_one_line_and_resume_completes(env: Path, tmp_path:
     in_flight_max = 4
     answered_before = server.books.answers
     assert 0 < answered_before < 100
-    for journal in tiny_journal_disk.glob("*.jsonl"):  # only whole lines, none glued together
-        for line in journal.read_bytes().splitlines():
+    for jpath in tiny_journal_disk.glob("*.jsonl"):  # only whole lines, none glued together
+        for line in jpath.read_bytes().splitlines():
             json.loads(line)
     subprocess.run(["mount", "-o", "remount,size=16m", str(tiny_journal_disk)], check=True)
     code, _, err = invoke("run", "--resume", "latest", "--base-url", server.base_url)
