@@ -528,6 +528,6 @@ def _as_float(v: object) -> float | None:
     if v is None:
         return None
     try:
-        return float(v)  # type: ignore[arg-type]
+        return float(v)  # type: ignore[arg-type]  # any object: float() decides, its errors are caught
     except (TypeError, ValueError):
         return None
