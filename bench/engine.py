@@ -608,6 +608,7 @@ async def _book_in_flight(store: Store, client: OpenRouterClient, run_id: str) -
 async def _prepare_resume_locked(settings: Settings, store: Store, run_id: str, spec: RunSpec,
                                  client: OpenRouterClient, lock: RunLock) -> Prepared:
     run = store.get_run(run_id)
+    assert run is not None  # resolve_run found it, and runs are never deleted
     store.ingest_journal(run_id)
     plan = [PlannedRequest.from_json(d) for d in run["plan"]]
     suite = load_suite(Path(run["suite_path"]))
