@@ -523,7 +523,7 @@ async def _execute_locked(
         # their worst case (or the cost /generation reported), earlier sessions, judges.
         budget.spent_usd = store.run_spend(run_id)
     runner = Runner(
-        run_id, clients, sink,  # type: ignore[arg-type]
+        run_id, clients, sink,
         options=RunOptions(
             concurrency=spec.concurrency, rate=spec.rate, timeout_s=spec.timeout_s,
             stall_timeout_s=spec.stall_timeout_s,
