@@ -15,15 +15,16 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 
 
-def sh(*cmd: str | Path, **kw: object) -> None:
+def sh(*cmd: str | Path, **kw: Any) -> None:
     print("+", " ".join(str(c) for c in cmd), file=sys.stderr, flush=True)
-    subprocess.run([str(c) for c in cmd], check=True, **kw)  # type: ignore[call-overload]
+    subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
 def ensure_venv(extra: str) -> None:

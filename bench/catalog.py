@@ -109,7 +109,8 @@ class Pricing:
     def get(self, key: str) -> Decimal:
         """Any price key of the raw object (``audio``, ``input_cache_write_1h``, ...); 0 if absent."""
         if key in PRICE_KEYS:
-            return getattr(self, key)  # type: ignore[no-any-return]
+            price: Decimal = getattr(self, key)  # every PRICE_KEYS field is a Decimal
+            return price
         return parse_price(self.raw.get(key)) or ZERO
 
 

@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import unquote, urldefrag, urljoin
 
 import jsonschema
@@ -264,12 +264,12 @@ def _known_keys(mapping: dict[Any, Any], allowed: Sequence[str], where: tuple[in
 def _weight(value: object, where: tuple[int | str, ...]) -> float:
     if value is None:
         return 1.0
-    if not _is_number(value) or float(value) <= 0:  # type: ignore[arg-type]
+    if not _is_number(value) or float(value) <= 0:
         raise _expected(where, "a positive number", value)
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -349,7 +349,7 @@ def build_validator(schema: dict[str, Any], file: str | None, where: tuple[int |
     root = dict(schema)
     if "$id" not in root and "id" not in root:
         root["$id"] = SUITE_DIR_URI + (file or "inline.schema.json")
-    registry: Registry[Any] = Registry(retrieve=_refuse_retrieval)
+    registry: Registry[Any] = Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]  # attrs __init__ unseen
     docs = [(str(root["$id"] if "$id" in root else root["id"]), root)]
     known = {urldefrag(docs[0][0])[0]}
     for uri, contents in docs:  # grows while refs name more files
@@ -435,9 +435,9 @@ def _tool_call(value: object, where: tuple[int | str, ...], *_: object) -> ToolC
 
 
 def _limit_ms(value: object, where: tuple[int | str, ...], *_: object) -> float:
-    if not _is_number(value) or float(value) <= 0:  # type: ignore[arg-type]
+    if not _is_number(value) or float(value) <= 0:
         raise _expected(where, "a positive number of milliseconds", value)
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def _limit_usd(value: object, where: tuple[int | str, ...], *_: object) -> Decimal:
@@ -464,9 +464,9 @@ def _judge(value: object, where: tuple[int | str, ...], *_: object) -> JudgeSpec
 def _pass_score(value: object, where: tuple[int | str, ...]) -> float | None:
     if value is None:
         return None
-    if not _is_number(value) or not 0 <= float(value) <= 1:  # type: ignore[arg-type]
+    if not _is_number(value) or not 0 <= float(value) <= 1:
         raise _expected(where, "a number between 0 and 1", value)
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 _PARSERS: dict[str, Callable[[object, tuple[int | str, ...], ReadBytes], Any]] = {
@@ -511,7 +511,8 @@ def evaluate_checks(
     judged: dict[int, CheckResult] = {}
     for i, check in _judge_checks(checks, judge_fn):
         try:
-            judged[i] = _judged(check, judge_fn(check.arg, answer.text))  # type: ignore[misc]
+            assert judge_fn is not None  # _judge_checks finds none without it
+            judged[i] = _judged(check, judge_fn(check.arg, answer.text))
         except BenchError as exc:
             judged[i] = _judge_failed(check, exc)
     return _outcome(checks, answer, judged, threshold)
@@ -538,7 +539,8 @@ async def evaluate_checks_async(
     verdicts: dict[int, JudgeVerdict | BenchError] = {}
     for i, check in _judge_checks(checks, judge_fn):
         try:
-            verdicts[i] = await judge_fn(check.arg, output_text or "")  # type: ignore[misc]
+            assert judge_fn is not None  # _judge_checks finds none without it
+            verdicts[i] = await judge_fn(check.arg, output_text or "")
         except BenchError as exc:
             verdicts[i] = exc
 

@@ -300,7 +300,7 @@ def usd(v: Any) -> str:
     return f"{sign}${d:.{places}f}"
 
 
-def when(v: Any) -> str:
+def when(v: object) -> str:
     """A timestamp in UTC to the second: '2026-12-02 16:01:26Z'."""
     if v is None:
         return ""

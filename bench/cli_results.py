@@ -28,7 +28,7 @@ from bench.cli_output import (
 )
 from bench.config import Settings
 from bench.errors import ConfigError
-from bench.store import Store
+from bench.store import RunRecord, Store
 
 
 def _store(db_path: str | None) -> Store:
@@ -38,7 +38,7 @@ def _store(db_path: str | None) -> Store:
     return Store(settings.db_path)
 
 
-def emit_summary(summary: list[dict[str, Any]], run: dict[str, Any], wide: bool = False) -> None:
+def emit_summary(summary: list[dict[str, Any]], run: RunRecord, wide: bool = False) -> None:
     """The summary table on stdout, fitted to the terminal unless ``wide``; its notes on stderr."""
     text, hidden = report.summary_table(summary, run, None if wide else terminal_width())
     click.echo(text)
@@ -78,6 +78,7 @@ def show_cmd(run: str, db_path: str | None, output: Output, exclude_cold: bool) 
     run_id = store.resolve_run(run)
     summary = report.run_summary(store, run_id, exclude_cold)
     meta = store.get_run(run_id)
+    assert meta is not None  # resolve_run found it, and runs are never deleted
     if output.fmt == "table":
         emit_summary(summary, meta, output.wide)
         return
@@ -131,7 +132,10 @@ def _compare_rows(a_id: str, b_id: str, store: Store, seed: int) -> list[dict[st
 def _compare_display(row: dict[str, Any]) -> dict[str, Any]:
     """One compare row as a person reads it: error rates as percentages, the CI as one cell."""
     f = rate if row["metric"] == "error rate" else num
-    signed = (lambda v: "" if v is None else ("+" if v > 0 else "") + f(v))
+
+    def signed(v: Any) -> str:
+        return "" if v is None else ("+" if v > 0 else "") + f(v)
+
     ci = "" if row.get("ci_lo") is None else f"[{signed(row['ci_lo'])}, {signed(row['ci_hi'])}]"
     return dict(row, p50_a=f(row["p50_a"]), p50_b=f(row["p50_b"]), change=signed(row["change"]), ci=ci)
 
@@ -244,6 +248,7 @@ def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | Non
     summary = report.run_summary(store, run_id)
     results = gates.evaluate(gate_list, report.gate_groups(summary))
     meta = store.get_run(run_id)
+    assert meta is not None  # resolve_run found it, and runs are never deleted
     if as_json:
         import json
 

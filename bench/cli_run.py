@@ -233,6 +233,7 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     summary = report.run_summary(store, run_id)
     results = gates.evaluate(gate_list, report.gate_groups(summary))
     run = store.get_run(run_id)
+    assert run is not None  # _run created it, and runs are never deleted
     if not as_json:
         emit_summary(summary, run, wide)
     if results:

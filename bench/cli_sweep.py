@@ -29,6 +29,7 @@ from bench.cli_output import Column, fit_table, integer, num, rate
 from bench.cli_run import ProgressPrinter, _local_endpoint
 from bench.config import Settings
 from bench.errors import ConfigError
+from bench.plan import PlannedRequest
 from bench.store import Store
 
 DEFAULT_RATE_CONCURRENCY = 64  # in-flight cap of an open-loop (rate) step
@@ -69,7 +70,9 @@ def _step_count(opts: SweepOptions, level: float, suite_requests: int) -> int:
 def _fit_plan(prep: engine.Prepared, per_target: int) -> None:
     """Keep the first ``per_target`` measured requests of each target (warm-ups stay);
     renumber, and re-sum the worst case so the budget check sees the trimmed plan."""
-    kept, seen = [], {}  # type: ignore[var-annotated]
+    kept: list[PlannedRequest]
+    seen: dict[tuple[str, str], int]
+    kept, seen = [], {}
     for item in prep.plan:
         if not item.is_warmup:
             seen[item.target.key] = seen.get(item.target.key, 0) + 1
@@ -122,7 +125,12 @@ async def _run_step(settings: Settings, store: Store, opts: SweepOptions, sweep_
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, runner.cancel)
         if opts.duration_per_step_s is not None:
-            loop.call_later(opts.duration_per_step_s, lambda: (timed_out.append(True), runner.cancel()))
+
+            def time_out() -> None:
+                timed_out.append(True)
+                runner.cancel()
+
+            loop.call_later(opts.duration_per_step_s, time_out)
 
     worst = "" if prep.estimate_usd is None else f", worst case ${prep.estimate_usd.normalize():f}"
     note(f"step {opts.axis}={level:g}: {prep.measured} requests{worst}"

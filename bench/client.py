@@ -76,7 +76,7 @@ class RetryPolicy:
 
     def backoff_s(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with equal jitter: between half and all of base * 2^(attempt-1)."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        ceiling: float = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))  # int ** int is Any
         return ceiling * (0.5 + 0.5 * rng.random())
 
 

@@ -22,6 +22,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.errors import ConfigError
 
@@ -61,7 +62,7 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":
         """Flags (overrides that are not None) win over the environment."""
         env = dict(os.environ if env is None else env)
-        values: dict[str, object] = {
+        values: dict[str, Any] = {  # Settings field name -> value (of that field's type)
             "base_url": env.get("OPENROUTER_BASE_URL") or OPENROUTER_BASE_URL,
             "api_key": env.get("OPENROUTER_API_KEY") or None,
             "db_path": Path(env.get("ORBENCH_DB") or DEFAULT_DB),
@@ -77,8 +78,8 @@ class Settings:
             overrides.setdefault("ca_source", "--ca-bundle")
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values["db_path"], str):
-            values["db_path"] = Path(values["db_path"])  # type: ignore[arg-type]
-        return cls(**values)  # type: ignore[arg-type]
+            values["db_path"] = Path(values["db_path"])
+        return cls(**values)
 
 
 def environment_proxies(env: Mapping[str, str]) -> tuple[tuple[str, str | None], ...]:

@@ -244,7 +244,7 @@ def _parse_item(at: _At, f: Mapping[str, _At], file: str, schema: Sequence[str],
     id_at = f.get("id") or _At(at.src, at.path + ("path",), Path(file).stem.replace("{", "{{").replace("}", "}}")
                                + "-{row}")  # fmt: skip
     tools = _opt(f, "tools", _parse_tools, None)
-    tree = _opt(f, "checks", lambda c: _compile_tree(c, known, file), [])
+    tree: Any = _opt(f, "checks", lambda c: _compile_tree(c, known, file), [])
     checks: tuple[Check, ...] | _RowChecks = _RowChecks(tree)
     if not _tree_names(tree):
         checks = _parse_checks(_At(at.src, at.path + ("checks",), _render_tree(tree, {})), shared.judge)
@@ -256,6 +256,7 @@ def _parse_item(at: _At, f: Mapping[str, _At], file: str, schema: Sequence[str],
         "temperature": _opt(f, "temperature", _temperature, shared.temperature),
         "pass_threshold": _opt(f, "pass_threshold", _threshold, shared.pass_threshold),
     }
+    compile_opt: Callable[[str], _Template | None]  # a lambda alone is untyped to mypy
     compile_opt = lambda key: _compile(f[key], known, file) if key in f else None  # noqa: E731
     return _Item(
         at=at, file=file, id=_compile(id_at, known, file), prompt=compile_opt("prompt"),

@@ -52,7 +52,7 @@ import polars as pl
 
 from bench import report, stats
 from bench.errors import ConfigError
-from bench.gates import GATE_METRICS
+from bench.gates import GATE_METRICS as GATE_METRICS  # re-exported: the metrics a constraint names
 from bench.records import FINISHED_OUTCOMES
 from bench.store import Store
 

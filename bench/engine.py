@@ -543,7 +543,7 @@ async def _execute_locked(
         # their worst case (or the cost /generation reported), earlier sessions, judges.
         budget.spent_usd = store.run_spend(run_id)
     runner = Runner(
-        run_id, clients, sink,  # type: ignore[arg-type]
+        run_id, clients, sink,
         options=RunOptions(
             concurrency=spec.concurrency, rate=spec.rate, timeout_s=spec.timeout_s,
             stall_timeout_s=spec.stall_timeout_s,
@@ -642,6 +642,7 @@ async def _book_in_flight(store: Store, client: OpenRouterClient, run_id: str) -
 async def _prepare_resume_locked(settings: Settings, store: Store, run_id: str, spec: RunSpec,
                                  client: OpenRouterClient, lock: RunLock) -> Prepared:
     run = store.get_run(run_id)
+    assert run is not None  # resolve_run found it, and runs are never deleted
     store.ingest_journal(run_id)
     plan = [PlannedRequest.from_json(d) for d in run["plan"]]
     suite = load_suite(Path(run["suite_path"]))

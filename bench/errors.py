@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 
 class BenchError(Exception):
     """Base class; ``str(exc)`` is one line a user can read."""
@@ -113,16 +115,24 @@ class SchemaTooNew(StoreError):
     pass
 
 
-def error_for_status(status: int, message: str, **kw: object) -> ProviderError:
+class _ProviderErrorFields(TypedDict, total=False):
+    """The keywords of ProviderError.__init__ that error_for_status passes through."""
+
+    code: object
+    retry_after_s: float | None
+    body: object
+
+
+def error_for_status(status: int, message: str, **kw: Unpack[_ProviderErrorFields]) -> ProviderError:
     """Map an HTTP status to its typed error (API.md section 6.2)."""
     if status in (401, 403):
-        return AuthError(message, status=status, **kw)  # type: ignore[arg-type]
+        return AuthError(message, status=status, **kw)
     if status == 402:
-        return InsufficientCredits(message, status=status, **kw)  # type: ignore[arg-type]
+        return InsufficientCredits(message, status=status, **kw)
     if status == 408:
-        return RequestTimeout(message, status=status, **kw)  # type: ignore[arg-type]
+        return RequestTimeout(message, status=status, **kw)
     if status == 429:
-        return RateLimited(message, status=status, **kw)  # type: ignore[arg-type]
+        return RateLimited(message, status=status, **kw)
     if status >= 500:
-        return ProviderUnavailable(message, status=status, **kw)  # type: ignore[arg-type]
-    return BadRequest(message, status=status, **kw)  # type: ignore[arg-type]
+        return ProviderUnavailable(message, status=status, **kw)
+    return BadRequest(message, status=status, **kw)

@@ -20,6 +20,7 @@ from bench.budget import maybe_billed, request_ceiling
 from bench.catalog import Pricing, list_cost_usd
 from bench.checks import JudgeSpec, JudgeVerdict
 from bench.errors import BenchError, ProviderError
+from bench.records import ChatResult
 
 JUDGE_SYSTEM = (
     "You grade an answer against a rubric. Reply with JSON only: "
@@ -130,7 +131,7 @@ async def _judge_call(client: Any, body: dict[str, Any], book: Any, money: Any) 
         raise
 
 
-def _judge_cost(res: Any, pricing: Pricing | None) -> Decimal | None:
+def _judge_cost(res: ChatResult, pricing: Pricing | None) -> Decimal | None:
     """Reported cost, else the list price of the tokens; None (= the worst case) when neither is known."""
     usage = res.usage
     if usage is None:

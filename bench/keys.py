@@ -33,9 +33,12 @@ KEY_NAME_RULE = "an environment variable name ending in _KEY or _TOKEN"
 
 
 class _Endpoint(Protocol):
-    name: str
-    base_url: str
-    api_key_env: str | None
+    @property
+    def name(self) -> str: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def api_key_env(self) -> str | None: ...
 
 
 def _host(url: str) -> str:

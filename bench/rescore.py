@@ -38,7 +38,7 @@ async def rescore_run(settings: Settings, store: Store, suite_path: Path, run_id
     http = build_http_client(settings, 2)
     client = OpenRouterClient(http, api_key=settings.api_key, retry=RetryPolicy())
     judge_fn = make_judge_fn(client, suite.judge.model, ledger)
-    updates = []
+    updates: list[tuple[int, int, bool | None, float | None, str | None]] = []
     try:
         for row in frame.iter_rows(named=True):
             case = cases[row["case_id"]]

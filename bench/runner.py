@@ -19,7 +19,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -136,7 +136,7 @@ class Runner:
     def __init__(
         self,
         run_id: str,
-        clients: dict[str, ChatClient],
+        clients: Mapping[str, ChatClient],  # read only, so a dict of OpenRouterClient fits
         sink: RowSink,
         *,
         options: RunOptions,
@@ -548,6 +548,6 @@ def _as_float(v: object) -> float | None:
     if v is None:
         return None
     try:
-        return float(v)  # type: ignore[arg-type]
+        return float(v)  # type: ignore[arg-type]  # any object: float() decides, its errors are caught
     except (TypeError, ValueError):
         return None

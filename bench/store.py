@@ -64,13 +64,13 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import duckdb
@@ -96,7 +96,9 @@ PRICE_FIELDS = (
     "input_cache_read",
     "input_cache_write",
 )
-_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+_T = TypeVar("_T")
+_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False, "autoload_known_extensions": False}
 _RUN_FIELDS = (
     "name", "suite_name", "suite_path", "suite_hash", "tool_version", "settings", "status",
     "status_reason", "started_at", "finished_at", "catalog_snapshot_id", "simulated", "planned",
@@ -245,7 +247,8 @@ def _empty_result(sql: str, params: Any) -> pl.DataFrame:
     con = duckdb.connect(":memory:", config=_CONFIG)
     try:
         migrate(con)
-        return con.sql(sql, params=params).pl()
+        frame: pl.DataFrame = con.sql(sql, params=params).pl()  # duckdb types .pl() as Any
+        return frame
     finally:
         con.close()
 
@@ -769,12 +772,17 @@ class Store:
         self._ensure_ready()
         with self._writing() as con:
             con.register("_orbench_checks", frame)
-            try:
-                return int(self._in_transaction(con, lambda: (_drop_aggregates(con, [run_id]), con.execute(
+
+            def update() -> Any:
+                _drop_aggregates(con, [run_id])
+                return con.execute(
                     "UPDATE requests SET passed = c.passed, score = c.score, "
                     "check_detail = c.check_detail FROM _orbench_checks AS c "
                     "WHERE requests.run_id = ? AND requests.request_idx = c.request_idx "
-                    "AND requests.session = c.session", [run_id]).fetchall()[0][0])[1]))
+                    "AND requests.session = c.session", [run_id]).fetchall()[0][0]
+
+            try:
+                return int(self._in_transaction(con, update))
             finally:
                 con.unregister("_orbench_checks")
 
@@ -809,7 +817,7 @@ class Store:
         files = [f for r in frame["run_id"].unique().sort() for f in self._journal_files(r)]
         recovered = self._ensure_ready()
         with self._writing() as con:
-            return recovered + self._in_transaction(  # type: ignore[no-any-return]
+            return recovered + self._in_transaction(
                 con, lambda: _merge_rows(con, frame) + self._ingest(con, files)
             )
 
@@ -828,7 +836,7 @@ class Store:
             return 0
         recovered = self._ensure_ready()
         with self._writing() as con:
-            return recovered + self._in_transaction(con, lambda: self._ingest(con, files))  # type: ignore[no-any-return]
+            return recovered + self._in_transaction(con, lambda: self._ingest(con, files))
 
     # -- requests: read path -------------------------------------------------------
 
@@ -864,8 +872,12 @@ class Store:
                "WHERE run_id = ? AND request_idx = ? AND session = ? AND outcome = 'started'")
         self._ensure_ready()
         with self._writing() as con:
-            self._in_transaction(con, lambda: (_drop_aggregates(con, [run_id]), con.execute(
-                sql, [str(cost_usd), str(cost_usd), run_id, request_idx, session]).fetchall()))
+
+            def update() -> None:
+                _drop_aggregates(con, [run_id])
+                con.execute(sql, [str(cost_usd), str(cost_usd), run_id, request_idx, session]).fetchall()
+
+            self._in_transaction(con, update)
 
     def run_spend(self, run_id: str) -> Decimal:
         """Money a run has put at risk so far: every send, every earlier session's send, every judge call.
@@ -891,9 +903,9 @@ class Store:
         """Session number for the next resume of a run (1 for the first resume)."""
         stored = self._read("SELECT max(session) AS s FROM requests WHERE run_id = ?", [run_id])
         journaled, _, _ = journal.read_journal(journal.journal_path(self.journal_dir, run_id))
-        found = [v for v in (stored.item() if not stored.is_empty() else None,
-                             journaled["session"].max()) if v is not None]  # fmt: skip
-        return max([0, *found]) + 1  # type: ignore[type-var]
+        found = [cast(int, v) for v in (stored.item() if not stored.is_empty() else None,  # both BIGINT
+                                        journaled["session"].max()) if v is not None]  # fmt: skip
+        return max([0, *found]) + 1
 
     def requests_frame(
         self,
@@ -908,12 +920,13 @@ class Store:
         bad = set(cols) - set(REQUEST_COLUMNS)
         if bad:
             raise ConfigError(f"unknown request column(s): {', '.join(sorted(bad))}")
+        params: dict[str, Any]
         where, params = ["run_id = $run_id"], {"run_id": run_id}
         if not include_warmup:
             where.append("NOT is_warmup")
         if outcomes is not None:
             where.append("list_contains($outcomes, outcome)")
-            params["outcomes"] = list(outcomes)  # type: ignore[assignment]
+            params["outcomes"] = list(outcomes)
         sql = f"SELECT {_quoted(cols)} FROM requests WHERE {' AND '.join(where)} ORDER BY request_idx"
         return self._read(sql, params)
 
@@ -1063,7 +1076,7 @@ class Store:
             lock.release()
 
     @staticmethod
-    def _in_transaction(con: duckdb.DuckDBPyConnection, work: Any) -> Any:
+    def _in_transaction(con: duckdb.DuckDBPyConnection, work: Callable[[], _T]) -> _T:
         con.begin()
         try:
             result = work()
@@ -1077,7 +1090,7 @@ class Store:
         """One statement in its own short transaction."""
         self._ensure_ready()
         with self._writing() as con:
-            return self._in_transaction(con, lambda: con.execute(sql, params).fetchall())  # type: ignore[no-any-return]
+            return self._in_transaction(con, lambda: con.execute(sql, params).fetchall())
 
     def _read(self, sql: str, params: Any = None) -> pl.DataFrame:
         if not self.path.exists():
@@ -1085,7 +1098,8 @@ class Store:
         try:
             with self._connection(read_only=True, timeout_s=self.read_timeout_s) as con:
                 try:
-                    return con.sql(sql, params=params).pl()
+                    frame: pl.DataFrame = con.sql(sql, params=params).pl()  # duckdb types .pl() as Any
+                    return frame
                 except duckdb.CatalogException:
                     if _has_table(con, MIGRATIONS_TABLE):
                         raise

@@ -266,9 +266,9 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
     if not {"cases", "datasets", "synthetic"} & set(f):
         raise root.fail("missing required key 'cases' (or 'datasets', or 'synthetic')")
     name = f["name"].text()
-    endpoints = _opt(f, "endpoints", _parse_endpoints, {})
+    endpoints: dict[str, Endpoint] = _opt(f, "endpoints", _parse_endpoints, {})
     judge = _opt(f, "judge", _parse_judge_settings, JudgeSettings())
-    defaults = _opt(f, "defaults", _At.fields_of(("max_tokens", "temperature")), {})
+    defaults: dict[str, _At] = _opt(f, "defaults", _At.fields_of(("max_tokens", "temperature")), {})
     shared = _Shared(
         max_tokens=_opt(defaults, "max_tokens", _At.integer, None),
         temperature=_opt(defaults, "temperature", _temperature, None),
@@ -666,7 +666,7 @@ def _parse_model(at: _At, endpoints: Mapping[str, Endpoint]) -> Model:
     if "/" not in model_id.strip("/") or any(c.isspace() for c in model_id):
         raise id_at.fail(f"expected a model id like 'openai/gpt-4o-mini', got {model_id!r}")
     endpoint, api_model = _route(model_id, endpoints)
-    params = _opt(f, "params", lambda p: _parse_params(p, endpoint == OPENROUTER), {})
+    params: dict[str, Any] = _opt(f, "params", lambda p: _parse_params(p, endpoint == OPENROUTER), {})
     return Model(model_id, _opt(f, "label", _At.text, model_id), params, endpoint, api_model, at.place())
 
 
@@ -858,7 +858,7 @@ def _parse_case(at: _At, shared: _Shared) -> Case:
     case_id = f["id"].text()
     variables = _Template(case_id, {**shared.vars, **_opt(f, "vars", _parse_vars, {})})
     tools = _opt(f, "tools", _parse_tools, None)
-    checks = _opt(f, "checks", lambda c: _parse_checks(c, shared.judge), ())
+    checks: tuple[Check, ...] = _opt(f, "checks", lambda c: _parse_checks(c, shared.judge), ())
     if tools is not None and "checks" in f:
         _check_tool_names(f["checks"], checks, tools)
     return Case(
@@ -980,7 +980,7 @@ def _message_tool_call(at: _At) -> dict[str, Any]:
     f = at.fields(("id", "type", "function"), ("id", "function"))
     _opt(f, "type", lambda t: t.choice(("function",)), None)
     fn = f["function"].fields(("name", "arguments"), ("name",))
-    arguments = _opt(fn, "arguments", lambda a: a.value, {})
+    arguments: Any = _opt(fn, "arguments", lambda a: a.value, {})
     if not isinstance(arguments, str | dict):
         raise fn["arguments"].expected("a JSON string or a mapping")
     text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)

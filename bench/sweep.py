@@ -99,9 +99,9 @@ def window_s(sent: pl.DataFrame) -> float | None:
         return None
     start = sent["t_start_ms"].min()
     ends = sent.select((pl.col("t_start_ms") + pl.coalesce("e2e_ms", "done_ms")).alias("end"))["end"].max()
-    if start is None or ends is None or ends <= start:  # type: ignore[operator]
+    if not isinstance(start, int | float) or not isinstance(ends, int | float) or ends <= start:  # None: no rows
         return None
-    return (float(ends) - float(start)) / 1000  # type: ignore[arg-type]
+    return (float(ends) - float(start)) / 1000
 
 
 def group_stats(g: pl.DataFrame, slos: list[Gate]) -> dict[str, Any]:

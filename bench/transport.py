@@ -132,7 +132,7 @@ class _Conn:
 
     def unread(self) -> int:
         """Bytes received but not handed out (left over after a response, if idle)."""
-        return len(self.reader._buffer)  # noqa: SLF001 - no public API
+        return len(self.reader._buffer)  # type: ignore[attr-defined]  # noqa: SLF001 - private, no public API
 
     def consumed(self) -> int:
         """Bytes the reader has handed out so far (received minus still buffered)."""

@@ -10,7 +10,7 @@ every latency chart is concatenated with its group's error and 429 rates.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import altair as alt
 import polars as pl
@@ -45,7 +45,7 @@ def empty_chart(message: str) -> alt.Chart:
 
 # ------------------------------------------------------------------- box plots
 def box_chart(stats: pl.DataFrame, unit_label: str, title: str,
-              width: int | None = None) -> alt.LayerChart | alt.Chart:
+              width: int | None = None) -> alt.LayerChart | alt.FacetChart | alt.Chart:
     """Horizontal box plots per group from precomputed stats, ``n`` in each group's label.
 
     ``stats`` columns: group, model, n, p05, q1, median, q3, p95 (rows with n == 0 dropped).
@@ -96,7 +96,7 @@ def rate_chart(rates: pl.DataFrame, order: list[str] | None = None) -> alt.Chart
         pl.col("rate_limited_rate").fill_null(0.0).alias("429 rate-limited"),
     ).unpivot(index=["group", "sent"], variable_name="kind", value_name="rate")
     # A 0-100 % axis would hide a 2 % error rate; zoom to the data but never below 0-5 %.
-    top = max(0.05, float(long["rate"].max() or 0.0) * 1.15)
+    top = max(0.05, float(cast(float | None, long["rate"].max()) or 0.0) * 1.15)  # a Float64 column
     chart = alt.Chart(long, width=RATE_WIDTH, height=_height(rates), title="errors beside it")
     return chart.mark_bar().encode(
         y=alt.Y("group:N", sort=order or rates["group"].to_list(), title=None, axis=None),
@@ -115,7 +115,7 @@ INDEPENDENT_COLORS = alt.Resolve(scale=alt.ScaleResolveMap(color="independent"))
 
 
 def latency_with_errors(stats: pl.DataFrame, rates: pl.DataFrame, unit_label: str,
-                        title: str) -> alt.HConcatChart | alt.Chart:
+                        title: str) -> alt.HConcatChart | alt.LayerChart | alt.FacetChart | alt.Chart:
     """A box-plot chart with the same groups' error and 429 rates beside it."""
     measured = stats.filter(pl.col("n") > 0) if stats.height else stats
     if measured.is_empty():
@@ -175,7 +175,7 @@ def timeline_chart(rows: pl.DataFrame, total: int, first: int = 0) -> alt.Chart:
         (pl.col("t_start_ms") / 1000).alias("start_s"), (pl.col("t_end_ms") / 1000).alias("end_s"),
         (pl.col("outcome") != "ok").alias("not_ok"),
     )
-    slots = int(frame["slot"].max() or 0) + 1
+    slots = int(cast(int | None, frame["slot"].max()) or 0) + 1  # an integer column
     title = f"Run timeline: {shown} (black outline = not ok)"
     return alt.Chart(frame, **_stretch(title, min(640, max(120, 16 * slots)))).mark_bar(
         height={"band": 0.8}, cornerRadius=2, strokeWidth=2
@@ -242,7 +242,7 @@ def _pareto_layers(pts: pl.DataFrame, latency_label: str,
     return line, dots
 
 
-def pareto_chart(points: pl.DataFrame, latency_label: str) -> alt.LayerChart | alt.Chart:
+def pareto_chart(points: pl.DataFrame, latency_label: str) -> alt.LayerChart | alt.FacetChart | alt.Chart:
     """Cost per request vs p50 latency per group, the Pareto frontier drawn as a step line.
 
     ``points`` columns: group, model, provider, p50_ms, cost_per_request_usd, on_frontier,
@@ -261,7 +261,7 @@ VERDICT_COLORS = {"meets": "#2e7d32", "uncertain": "#f9a825", "fails": "#c62828"
 
 
 def decide_frontier(points: pl.DataFrame, latency_label: str, latency_limit: float | None = None,
-                    cost_limit: float | None = None) -> alt.LayerChart | alt.Chart:
+                    cost_limit: float | None = None) -> alt.LayerChart | alt.FacetChart | alt.Chart:
     """The Decide page's frontier: cost vs latency coloured by verdict, the limits as rule lines.
 
     ``points``: ``pareto_chart``'s columns plus ``verdict``. ``latency_limit`` (ms, on the x
@@ -319,7 +319,7 @@ def provider_bars(frame: pl.DataFrame, model: str) -> alt.HConcatChart | alt.Cha
     return alt.hconcat(left, rate_chart(rates, order), resolve=INDEPENDENT_COLORS)
 
 
-def diff_chart(diff: pl.DataFrame) -> alt.LayerChart | alt.Chart:
+def diff_chart(diff: pl.DataFrame) -> alt.LayerChart | alt.FacetChart | alt.Chart:
     """Run A -> run B: median change in % per group and metric, with its CI; beyond-noise coloured.
 
     ``diff`` columns: group, metric, change_pct, ci_lo_pct, ci_hi_pct, verdict.
@@ -433,7 +433,7 @@ def chart_image(chart: alt.TopLevelMixin, fmt: str, scale: float = 2.0) -> bytes
     raise ValueError(f"unknown image format {fmt!r}")
 
 
-def quality_chart(groups: pl.DataFrame) -> alt.LayerChart | alt.Chart:
+def quality_chart(groups: pl.DataFrame) -> alt.LayerChart | alt.FacetChart | alt.Chart:
     """Cost per correct answer vs p50 end-to-end latency; size = pass rate; frontier ringed.
 
     ``groups`` columns: group, model, provider, pass_rate, e2e_p50_ms, cost_per_correct_usd,

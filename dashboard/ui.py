@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsFloat
 
 import duckdb
 import polars as pl
@@ -262,7 +262,7 @@ def refresh_button() -> None:
         st.rerun()
 
 
-def money(value: object, digits: int = 6) -> str:
+def money(value: SupportsFloat | None, digits: int = 6) -> str:
     """A USD amount for a metric tile ("—" when unknown)."""
     if value is None:
         return "—"
@@ -371,6 +371,8 @@ def constraint_inputs(key: str, metrics: Sequence[str]) -> tuple[list[str], list
             with cols[i % len(cols)]:
                 shared_number(f"{param[4:]} {_BOUND_WORDS[param[:3]]}", param, f"{key}-{param}",
                               **_number_kw(param[4:]))
+    mins: list[str]
+    maxs: list[str]
     mins, maxs = [], []
     for param, values in view().items():
         if param.startswith(URL_BOUNDS) and values and (param in common or param in more):

@@ -15,8 +15,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,9 +47,12 @@ def make_rows(run_id: str, n: int, start: int = 0) -> list[RequestRow]:
     ]
 
 
-def timed(label: str, fn: object) -> object:
+T = TypeVar("T")
+
+
+def timed(label: str, fn: Callable[[], T]) -> T:
     t0 = time.perf_counter()
-    result = fn()  # type: ignore[operator]
+    result = fn()
     print(f"{label:<52} {time.perf_counter() - t0:8.3f} s")
     return result
 
@@ -64,12 +69,12 @@ def bench_writes(base: Path, n: int) -> Store:
     rows_b = make_rows("bench-parts", n)
     frame = timed("  part 1: RequestRows -> polars frame", lambda: journal.rows_frame(rows_b))
     j = journal.Journal(journal.journal_path(parts.journal_dir, "bench-parts"))
-    timed("  part 2: journal append (JSON lines + fsync)", lambda: j.append(frame))  # type: ignore[arg-type]
+    timed("  part 2: journal append (JSON lines + fsync)", lambda: j.append(frame))
     j.close()
 
     def insert() -> int:
         with parts._writing() as con:  # the frame insert path: open, INSERT ... SELECT, close
-            return int(parts._in_transaction(con, lambda: store_mod._merge_rows(con, frame)))  # type: ignore[arg-type]
+            return int(parts._in_transaction(con, lambda: store_mod._merge_rows(con, frame)))
 
     timed("  part 3: frame -> DuckDB (open, merge, commit, close)", insert)
 
@@ -102,7 +107,7 @@ def bench_reads(store: Store, n: int, repeats: int = 30) -> None:
     print(f"{'read-only open + SELECT 1 + close p50 / p90':<52} "
           f"{statistics.median(opens) * 1e3:6.1f} / {sorted(opens)[int(repeats * 0.9)] * 1e3:.1f} ms")  # fmt: skip
     frame = timed(f"requests_frame({n:,} rows) -> polars", lambda: store.requests_frame("bench-write"))
-    assert frame.height == n  # type: ignore[attr-defined]
+    assert frame.height == n
     timed("summary() in DuckDB", lambda: store.summary("bench-write"))
 
 

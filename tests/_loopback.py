@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import BinaryIO
 
 Step = tuple[float, bytes]
 Script = list[Step] | None
@@ -86,7 +87,7 @@ class LoopbackServer:
             except OSError:
                 pass  # the client went away (a timeout test): nothing to do
 
-    def _serve_one(self, conn: socket.socket, reader: object) -> bool:
+    def _serve_one(self, conn: socket.socket, reader: BinaryIO) -> bool:
         body = _read_request(reader)
         if body is None:
             return False
@@ -112,9 +113,9 @@ class LoopbackServer:
         return True
 
 
-def _read_request(reader: object) -> bytes | None:
+def _read_request(reader: BinaryIO) -> bytes | None:
     """The body of the next request on the connection, or None when it closed."""
-    readline = reader.readline  # type: ignore[attr-defined]
+    readline = reader.readline
     line = readline()
     if not line:
         return None
@@ -126,7 +127,7 @@ def _read_request(reader: object) -> bytes | None:
         name, _, value = header.decode("latin-1").partition(":")
         if name.strip().lower() == "content-length":
             length = int(value.strip())
-    return reader.read(length) if length else b""  # type: ignore[attr-defined,no-any-return]
+    return reader.read(length) if length else b""
 
 
 def sse(payload: str) -> bytes:

@@ -27,7 +27,8 @@ def sse_bytes(name: str) -> bytes:
 
 
 def cassette_interactions(*parts: str) -> list[dict[str, Any]]:
-    return yaml.safe_load(snapshot(*parts).read_text(encoding="utf-8"))["interactions"]  # type: ignore[no-any-return]
+    interactions: list[dict[str, Any]] = yaml.safe_load(snapshot(*parts).read_text(encoding="utf-8"))["interactions"]
+    return interactions
 
 
 def response_body(interaction: dict[str, Any]) -> Any:

@@ -29,8 +29,9 @@ ALPHA = aggregates.ALPHA
 TOL = ALPHA * (1 + 1e-9)  # the bound, plus float rounding of ln() at a bin edge
 
 _spec = importlib.util.spec_from_file_location("seed_big_db", ROOT / "scripts" / "seed_big_db.py")
-seed_big_db = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(seed_big_db)  # type: ignore[union-attr]
+assert _spec is not None and _spec.loader is not None
+seed_big_db = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(seed_big_db)
 
 SKETCHED_COLUMNS = {f"{p}_{n}" for p in ("ttft", "e2e", "decode") for n in analytics.BOX_NAMES} | {"tpot_p50_ms"}
 

@@ -272,4 +272,5 @@ def _last_usage(name: str) -> dict[str, Any]:
         if line.startswith("data: {"):
             usage = json.loads(line[6:]).get("usage") or usage
     assert usage is not None
-    return usage  # type: ignore[no-any-return]
+    found: dict[str, Any] = usage
+    return found

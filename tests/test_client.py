@@ -146,7 +146,7 @@ def test_chat_streams_a_real_transcript() -> None:
     assert r.usage is not None and r.usage.cost_usd == Decimal("0.00333825") and r.usage.cached_tokens == 679
     assert r.attempts == 1 and r.http_status == 200 and r.finish_reason == "stop"
     c = r.clocks
-    assert c.t0 < c.t_headers <= c.t_first_byte <= c.t_first_token <= c.t_last_token <= c.t_done  # type: ignore[operator]
+    assert c.t0 < c.t_headers <= c.t_first_byte <= c.t_first_token <= c.t_last_token <= c.t_done  # type: ignore[operator]  # clocks are float | None
     assert json.loads(rec.requests[0].content) == {**BODY, "stream": True}
 
 
@@ -400,12 +400,12 @@ def test_http_limits_follow_concurrency() -> None:
     from bench.transport import LeanTransport
 
     big = build_http_client(settings(), 128)
-    transport = big._transport  # type: ignore[attr-defined]
+    transport = big._transport
     assert isinstance(transport, LeanTransport)
-    assert transport._slots is not None and transport._slots._value == 256  # type: ignore[attr-defined]
-    assert transport._keepalive  # type: ignore[attr-defined]
+    assert transport._slots is not None and transport._slots._value == 256
+    assert transport._keepalive
     fresh = build_http_client(settings(), 2, fresh_connections=True)
-    assert not fresh._transport._keepalive  # type: ignore[attr-defined]
+    assert not fresh._transport._keepalive  # type: ignore[attr-defined]  # typed as httpx's base transport
     assert big.timeout.read == 120 and big.timeout.connect == 10
     run(big.aclose())
     run(fresh.aclose())
@@ -414,7 +414,7 @@ def test_http_limits_follow_concurrency() -> None:
 def test_sharded_transport_splits_a_big_pool() -> None:
     """The fallback used when a proxy is configured (httpx's own pools, sharded)."""
     t = ShardedTransport(256)
-    pools = [shard._pool for shard in t.shards]  # type: ignore[attr-defined]
+    pools = [shard._pool for shard in t.shards]
     assert len(pools) == 16 and sum(p._max_connections for p in pools) == 256
     run(t.aclose())
 

@@ -176,7 +176,7 @@ def charts(at: AppTest) -> dict[str, list[pl.DataFrame]]:
     for el in at.get("vega_lite_chart"):
         spec = json.loads(el.proto.spec)
         frames = [pl.from_arrow(pa.ipc.open_stream(d.data.data).read_all()) for d in el.proto.datasets]
-        out[_title(spec) or "?"] = frames  # type: ignore[assignment]
+        out[_title(spec) or "?"] = frames  # type: ignore[assignment]  # from_arrow(Table) is a DataFrame
     return out
 
 

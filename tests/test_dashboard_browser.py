@@ -124,8 +124,8 @@ def page(browser: Any) -> Iterator[Any]:
     """A fresh tab that records every URL it requests."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 2200})
     tab = ctx.new_page()
-    tab.requested = []  # type: ignore[attr-defined]
-    tab.on("request", lambda r: tab.requested.append(r.url))  # type: ignore[attr-defined]
+    tab.requested = []
+    tab.on("request", lambda r: tab.requested.append(r.url))
     yield tab
     ctx.close()
 

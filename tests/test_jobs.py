@@ -102,7 +102,7 @@ def test_registry_second_session_sees_progress_and_cancels(tmp_path: Path,
         assert any("ended cancelled" in e for e in texts(b, "error")), texts(b, "error")
         a.run()  # the first tab sees the same ending
         assert any("ended cancelled" in e for e in texts(a, "error")), texts(a, "error")
-    assert Store(db).get_run(s.run_id).status == "cancelled"  # type: ignore[union-attr]
+    assert Store(db).get_run(s.run_id).status == "cancelled"  # type: ignore[union-attr]  # None fails the test
 
 
 def test_registry_files_jobs_by_run_id_and_keeps_the_newest_ended(tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ def test_cli_run_is_listed_running_then_gone_when_finished(tmp_path: Path,
     finally:
         proc.kill()
         proc.wait()
-    assert Store(db).get_run(row["run_id"]).status == "finished"  # type: ignore[union-attr]
+    assert Store(db).get_run(row["run_id"]).status == "finished"  # type: ignore[union-attr]  # None fails the test
 
 
 def test_killed_cli_run_is_listed_not_responding_with_resume(tmp_path: Path,

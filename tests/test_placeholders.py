@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import SuiteError
-from bench.suites import load_suite
+from bench.suites import Suite, load_suite
 from conftest import invoke
 
 HEAD = """\
@@ -19,7 +19,7 @@ cases:
 """
 
 
-def load(tmp_path: Path, cases: str, head: str = HEAD) -> object:
+def load(tmp_path: Path, cases: str, head: str = HEAD) -> Suite:
     path = tmp_path / "s.yaml"
     path.write_text(head + textwrap.dedent(cases), encoding="utf-8")
     return load_suite(path)
@@ -33,8 +33,8 @@ def error(tmp_path: Path, cases: str, head: str = HEAD) -> str:
     return message
 
 
-def content(suite: object, message: int = 0) -> object:
-    return suite.cases[0].messages[message]["content"]  # type: ignore[attr-defined]
+def content(suite: Suite, message: int = 0) -> object:
+    return suite.cases[0].messages[message]["content"]
 
 
 @pytest.mark.parametrize("field", [
@@ -87,8 +87,8 @@ def test_suite_vars_reach_every_case_and_case_vars_win(tmp_path: Path) -> None:
         vars: {tone: brisk}
         prompt: 'Be {tone} for {company}.'
     """, head)
-    assert suite.cases[0].messages[0]["content"] == "You work for Acme; be calm."  # type: ignore[attr-defined]
-    assert suite.cases[1].messages[0]["content"] == "Be brisk for Acme."  # type: ignore[attr-defined]
+    assert suite.cases[0].messages[0]["content"] == "You work for Acme; be calm."
+    assert suite.cases[1].messages[0]["content"] == "Be brisk for Acme."
 
 
 def test_suite_vars_are_checked_like_case_vars(tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_tools_and_response_format_are_not_templates(tmp_path: Path) -> None:
           type: json_schema
           json_schema: {name: out, schema: {type: object, description: '{{x}} {y}'}}
     """)
-    case = suite.cases[0]  # type: ignore[attr-defined]
+    case = suite.cases[0]
     assert case.tools[0]["function"]["description"] == "Takes {city} and {{units}}"
     assert case.response_format["json_schema"]["schema"]["description"] == "{{x}} {y}"
 

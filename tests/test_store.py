@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -23,12 +24,12 @@ CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": Fa
 
 
 def row(run_id: str = "run-a", idx: int = 0, **kw: object) -> RequestRow:
-    base: dict[str, object] = dict(
+    base: dict[str, Any] = dict(
         run_id=run_id, request_idx=idx, model="acme/alpha", provider_variant="default",
         endpoint="openrouter", case_id="c1", repeat=0, is_warmup=False, outcome="ok",
     )  # fmt: skip
     base.update(kw)
-    return RequestRow(**base)  # type: ignore[arg-type]
+    return RequestRow(**base)
 
 
 def full_row() -> RequestRow:

@@ -67,7 +67,9 @@ def test_sweep_stop_at_knee_stops_after_the_level_that_shows_it(cli_db: Path, ca
 
 
 def _worst_case(err: str) -> Decimal:
-    return Decimal(re.search(r"worst case \$([0-9.]+)", err).group(1))  # type: ignore[union-attr]
+    found = re.search(r"worst case \$([0-9.]+)", err)
+    assert found is not None, err
+    return Decimal(found.group(1))
 
 
 def test_sweep_budget_covers_the_whole_sweep_and_resume_continues(cli_db: Path) -> None:

@@ -45,7 +45,9 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str, 
     finally:
         mp.undo()
     run_b = json.loads(out_b)["run_id"]
-    run_a = re.search(r"^run (\S+) ", out_a, flags=re.M).group(1)  # type: ignore[union-attr]
+    head = re.search(r"^run (\S+) ", out_a, flags=re.M)
+    assert head is not None, out_a
+    run_a = head.group(1)
     return db, run_a, run_b, out_a, err_a
 
 

@@ -268,7 +268,7 @@ def _fault_model(template: dict[str, Any], fault: str, profiles: dict[str, Provi
 def list_models(catalog: Catalog, query: dict[str, list[str]], base_path: str) -> dict[str, Any]:
     """The /models envelope with the filters of API.md 1.1 applied minimally."""
     def first(name: str) -> str | None:
-        return (query.get(name) or [None])[0]
+        return next(iter(query.get(name) or []), None)
 
     selected = [m.api for m in catalog.models.values() if _matches(m.api, first)]
     offset = int(first("offset") or 0)

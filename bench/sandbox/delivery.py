@@ -123,9 +123,10 @@ class Delivery:
                 if not await _flush(out, progress, fresh_output):
                     return "cancelled"
                 fresh_output = False
-                if ex.fault.name != "stall":  # type: ignore[union-attr]
+                assert ex.fault is not None  # _fault_after gives a token count only for a fault
+                if ex.fault.name != "stall":
                     return "fault"
-                stall = ex.fault.number("seconds", DEFAULT_STALL_S)  # type: ignore[union-attr]
+                stall = ex.fault.number("seconds", DEFAULT_STALL_S)
                 await asyncio.sleep(stall)
                 t_first += stall
             if data is not None:

@@ -232,7 +232,7 @@ def _reasoning_tokens(body: dict[str, Any], model: Model, rng: random.Random) ->
     spec = model.reasoning
     if not spec:
         return [], True
-    opts = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    opts = body["reasoning"] if isinstance(body.get("reasoning"), dict) else {}
     effort = opts.get("effort") or body.get("reasoning_effort")
     asked = bool(opts) or bool(effort) or bool(body.get("include_reasoning"))
     disabled = opts.get("enabled") is False or effort == "none"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from bench.catalog import ModelEndpoints
 from bench.errors import BenchError
 from dashboard import catalog_view, charts, data, ui
 
@@ -49,6 +50,7 @@ st.caption(f"{len(shown)} of {len(models)} models match. An empty price means a 
 st.subheader("A model's providers")
 ids = [m.id for m in shown] or [m.id for m in models]
 model_id = st.selectbox("Model", ids, key="cat-model")
+eps: ModelEndpoints | None
 try:
     eps = data.endpoints(settings.base_url, model_id)
 except BenchError as exc:

@@ -6,6 +6,7 @@ import polars as pl
 import streamlit as st
 
 from bench import analytics
+from bench.catalog import ModelEndpoints
 from bench.errors import BenchError
 from dashboard import charts, data, ui
 
@@ -77,6 +78,7 @@ if all_models:
     adv_model = st.selectbox("Model", all_models, key="cmp-adv-model")
     with ui.store_errors():
         served = data.group_stats(db, tuple(run_ids), (adv_model,), provider_by="served")
+    eps: ModelEndpoints | None
     try:
         eps = data.endpoints(settings.base_url, adv_model)
     except BenchError as exc:

@@ -49,10 +49,10 @@ if key is not None:
     except BenchError as exc:
         why = f"Could not read account credits: {exc}"
 if credits is not None:
-    c = st.columns(3)
-    c[0].metric("Account credits", ui.money(credits.total_credits, 2))
-    c[1].metric("Account usage", ui.money(credits.total_usage, 4))
-    c[2].metric("Balance", ui.money(credits.balance, 4))
+    acct = st.columns(3)
+    acct[0].metric("Account credits", ui.money(credits.total_credits, 2))
+    acct[1].metric("Account usage", ui.money(credits.total_usage, 4))
+    acct[2].metric("Balance", ui.money(credits.balance, 4))
 elif why:
     st.info(why)
 
