@@ -277,10 +277,8 @@ def _report(store: Store, sweep_id: str, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2, default=str))
         return
     click.echo(_table(result))
-    for key in sorted({sweep.target_key(s["model"], s["provider"]) for s in result["steps"]}):
-        knee = result["knee"].get(key)
-        click.echo(f"{key}: knee at {result['axis']} {knee if knee is not None else 'not reached'}, "
-                   f"max goodput at {result['max_goodput'].get(key, '-')}")
+    for line in sweep.summary_lines(result):
+        click.echo(line)
 
 
 def _options(suite: str | None, concurrency: str | None, rate_levels: str | None,

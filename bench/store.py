@@ -253,6 +253,15 @@ def _empty_result(sql: str, params: Any) -> pl.DataFrame:
         con.close()
 
 
+_SWEEPS = """
+    SELECT s.sweep_id, s.created_at, s.finished_at, s.suite_path, s.axis, s.levels, s.status,
+           s.status_reason, count(r.run_id) AS steps, coalesce(bool_or(r.simulated), false) AS simulated
+    FROM sweeps s LEFT JOIN runs r ON r.sweep_id = s.sweep_id
+    GROUP BY ALL
+    ORDER BY s.created_at DESC, s.sweep_id DESC
+"""
+
+
 def _quoted(columns: Sequence[str]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
@@ -656,6 +665,14 @@ class Store:
         row = frame.row(0, named=True)
         row["settings"] = json.loads(row["settings"]) if row["settings"] else {}
         return row
+
+    def list_sweeps(self) -> pl.DataFrame:
+        """Every sweep, newest first: its row (settings left out) plus ``steps`` (runs tagged
+        with it) and ``simulated`` (any of them ran on the sandbox). Read-only; a file written
+        before sweeps existed (no ``sweeps`` table yet) has none."""
+        if self._read("SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'sweeps'")["n"].item() == 0:
+            return _empty_result(_SWEEPS, None)  # the blank schema's answer: right columns, no rows
+        return self._read(_SWEEPS)
 
     def tag_sweep_run(self, run_id: str, sweep_id: str, level: float) -> None:
         """Mark a run as the step of a sweep at one load level."""

@@ -187,8 +187,8 @@ class Case:
         body: dict[str, Any] = {"messages": _copy_json(self.messages)}
         for key in ("tools", "tool_choice", "response_format", "max_tokens", "temperature"):
             value = getattr(self, key)
-            if value is not None:
-                body[key] = copy.deepcopy(value)
+            if value is not None:  # a number is its own copy (deepcopy returned it anyway)
+                body[key] = value if type(value) in (int, float) else copy.deepcopy(value)
         return body
 
 
@@ -204,7 +204,7 @@ class ExpandedCase:
     tags: tuple[str, ...]
 
 
-@dataclass
+@dataclass(repr=False)
 class Suite:
     path: Path
     name: str
@@ -222,6 +222,9 @@ class Suite:
     seed: int = 0  # seeds everything drawn at random (dataset samples, synthetic text)
     synthetic: tuple[SyntheticSpec, ...] = ()  # planned per target by bench.synthetic, not cases
     _expanded: tuple[tuple[Case, ...], list[ExpandedCase]] | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:  # not every case: a dataset brings 100,000 of them
+        return f"Suite(path={str(self.path)!r}, name={self.name!r}, models={len(self.models)}, cases={len(self.cases)})"
 
     def route(self, model_id: str) -> tuple[str, str]:
         """(endpoint name, model id to send) for a model id."""
@@ -319,9 +322,9 @@ def _copy_json(value: Any) -> Any:
     """A deep copy of JSON-shaped data (dicts, lists, scalars); far cheaper than
     ``copy.deepcopy``, which matters once a dataset brings 100,000 cases."""
     if isinstance(value, dict):
-        return {k: _copy_json(v) for k, v in value.items()}
+        return {k: v if type(v) is str else _copy_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy_json(v) for v in value]
+        return [v if type(v) is str else _copy_json(v) for v in value]
     return value
 
 

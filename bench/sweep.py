@@ -203,6 +203,17 @@ def _level_out(level: float, axis: str) -> int | float:
     return int(level) if axis == "concurrency" else level
 
 
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """Per model x provider of a ``sweep_json`` result, one line: where its knee and its
+    maximum goodput are ('not reached' / '-' when the steps do not show them)."""
+    axis, lines = result["axis"], []
+    for key in sorted({target_key(s["model"], s["provider"]) for s in result["steps"]}):
+        knee = result["knee"].get(key)
+        lines.append(f"{key}: knee at {axis} {knee if knee is not None else 'not reached'}, "
+                     f"max goodput at {result['max_goodput'].get(key, '-')}")
+    return lines
+
+
 # ------------------------------------------------------------------------- the JSON
 def sweep_steps(store: Store, sweep_id: str, axis: str, slos: list[Gate]) -> list[dict[str, Any]]:
     """Every finished or partial step of a sweep, one row per level x model x provider."""

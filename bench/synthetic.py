@@ -322,8 +322,9 @@ class Synthesizer:
                 tokens: int | None, error: str | None) -> None:
         key = item.target.key
         self._fits.pop(key, None)
-        if outcome in ("ok", "cancelled") and source == "usage" and tokens:  # cancelled after its usage
-            self._answers.setdefault(key, {})[int(item.synthetic["probe_words"])] = int(tokens)  # type: ignore[index]
+        words = int(item.synthetic["probe_words"]) if item.synthetic is not None else None
+        if outcome in ("ok", "cancelled") and source == "usage" and tokens and words is not None:
+            self._answers.setdefault(key, {})[words] = int(tokens)  # cancelled after its usage counts
         elif key not in self._problems:
             why = f": {error}" if outcome != "ok" and error else (
                 "" if outcome != "ok" else " with no usage.prompt_tokens from the server")

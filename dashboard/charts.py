@@ -458,3 +458,97 @@ def quality_chart(groups: pl.DataFrame) -> alt.LayerChart | alt.FacetChart | alt
         shape="circle", size=700, color="black", strokeWidth=1.5, filled=False).encode(x=x, y=y)
     title = "Quality x latency x cost (ringed: Pareto frontier of pass rate, p50 latency, cost per correct)"
     return alt.layer(ring, dots, **_stretch(title, 420))
+
+
+# ------------------------------------------------------------------- load (sweeps)
+def _level_x(axis: str, levels: list[float]) -> alt.X:
+    # Sweep levels usually double (1, 2, 4, ...): a log-2 axis spaces them evenly; ticks at the levels.
+    return alt.X("level:Q", title=axis, scale=alt.Scale(type="log", base=2),
+                 axis=alt.Axis(values=levels, format="~g"))
+
+
+def load_curve(points: pl.DataFrame, x_label: str, y_label: str,
+               slos: list[tuple[float, str]]) -> alt.LayerChart | alt.FacetChart | alt.Chart:
+    """Throughput (x) against latency (y) per model x provider: one point per step, joined in
+    level order and labelled with the level, the latency's 95 % interval as a vertical bar,
+    and each SLO on this latency as a red dashed rule.
+
+    ``points``: ``dashboard.data.load_points`` (group, level, label, n, throughput, latency,
+    latency_lo, latency_hi, ...); ``slos``: (limit, text) pairs.
+    """
+    pts = points.drop_nulls(["throughput", "latency"]) if points.height else points
+    if pts.is_empty():
+        return empty_chart("no step has both a throughput and this latency")
+    _check_rows(pts, "load_curve")
+    color = alt.Color("group:N", title="model [provider]",
+                      legend=alt.Legend(orient="bottom", columns=2, labelLimit=LABEL_LIMIT))
+    x = alt.X("throughput:Q", title=x_label)
+    y = alt.Y("latency:Q", title=f"{y_label} (bars: 95% CI)")
+    tooltip = [alt.Tooltip("group:N"), alt.Tooltip("label:N", title="level"), alt.Tooltip("n:Q"),
+               alt.Tooltip("throughput:Q", format=",.2f", title=x_label),
+               alt.Tooltip("latency:Q", format=",.1f", title=y_label),
+               alt.Tooltip("latency_lo:Q", format=",.1f", title="CI low"),
+               alt.Tooltip("latency_hi:Q", format=",.1f", title="CI high")]
+    line = alt.Chart(pts).mark_line(strokeWidth=2).encode(x=x, y=y, color=color, order=alt.Order("level:Q"))
+    dots = alt.Chart(pts).mark_point(filled=True, size=70).encode(x=x, y=y, color=color, tooltip=tooltip)
+    labels = alt.Chart(pts).mark_text(align="left", dx=7, dy=-9, fontSize=12).encode(
+        x=x, y=y, text=alt.Text("label:N"), color=color)
+    layers: list[alt.Chart] = [line, dots, labels]
+    bars = pts.drop_nulls(["latency_lo", "latency_hi"])
+    if bars.height:
+        layers.insert(0, alt.Chart(bars).mark_rule(strokeWidth=2, opacity=0.6).encode(
+            x=x, y=alt.Y("latency_lo:Q"), y2=alt.Y2("latency_hi:Q"), color=color))
+    if slos:
+        right = max(float(v) for v in pts["throughput"].drop_nulls().to_list())
+        rules = pl.DataFrame({"latency": [v for v, _ in slos], "slo": [f"SLO {t}" for _, t in slos],
+                              "throughput": [right] * len(slos)})
+        layers.append(alt.Chart(rules).mark_rule(color="#c62828", strokeDash=[6, 4], size=2).encode(
+            y=alt.Y("latency:Q"), tooltip=[alt.Tooltip("slo:N")]))
+        layers.append(alt.Chart(rules).mark_text(align="right", dy=-7, color="#c62828", fontSize=12).encode(
+            x=alt.X("throughput:Q"), y=alt.Y("latency:Q"), text=alt.Text("slo:N")))
+    title = "Throughput vs latency: one point per step, labelled with its level (red: SLO)"
+    return alt.layer(*layers, **_stretch(title, 420))
+
+
+def goodput_chart(points: pl.DataFrame, axis: str) -> alt.LayerChart | alt.FacetChart | alt.Chart:
+    """Goodput (solid) and req/s (dashed) against the load level per model x provider; the
+    knee as a vertical rule with its label, max goodput as a large diamond.
+
+    ``points``: ``dashboard.data.load_points`` (group, level, label, goodput_req_per_s,
+    req_per_s, is_knee, is_max_goodput).
+    """
+    pts = points.drop_nulls(["goodput_req_per_s"]) if points.height else points
+    if pts.is_empty():
+        return empty_chart("no step has a goodput yet")
+    _check_rows(pts, "goodput_chart")
+    long = pts.select("group", "level", "label", pl.col("goodput_req_per_s").alias("goodput"),
+                      pl.col("req_per_s").alias("req/s (all ok)")).unpivot(
+        index=["group", "level", "label"], variable_name="series", value_name="req_per_s")
+    x = _level_x(axis, sorted(set(pts["level"].to_list())))
+    y = alt.Y("req_per_s:Q", title="requests per second")
+    color = alt.Color("group:N", title="model [provider]",
+                      legend=alt.Legend(orient="bottom", columns=2, labelLimit=LABEL_LIMIT))
+    dash = alt.StrokeDash("series:N", title=None, legend=alt.Legend(orient="bottom", symbolType="stroke"),
+                          scale=alt.Scale(domain=["goodput", "req/s (all ok)"], range=[[1, 0], [5, 4]]))
+    tooltip = [alt.Tooltip("group:N"), alt.Tooltip("label:N", title="level"), alt.Tooltip("series:N"),
+               alt.Tooltip("req_per_s:Q", format=",.2f", title="req/s")]
+    layers: list[alt.Chart] = [
+        alt.Chart(long).mark_line(point=True).encode(x=x, y=y, color=color, strokeDash=dash,
+                                                     order=alt.Order("level:Q"), tooltip=tooltip)]
+    knees = pts.filter(pl.col("is_knee")).with_columns(
+        pl.concat_str([pl.lit("knee "), pl.col("label")]).alias("mark"))
+    if knees.height:
+        layers.append(alt.Chart(knees).mark_rule(strokeDash=[2, 2], size=2).encode(
+            x=alt.X("level:Q"), color=color, tooltip=[alt.Tooltip("group:N"), alt.Tooltip("mark:N")]))
+        layers.append(alt.Chart(knees).mark_text(align="left", dx=5, dy=-12, fontSize=13, fontWeight="bold").encode(
+            x=alt.X("level:Q"), y=alt.Y("goodput_req_per_s:Q"), text=alt.Text("mark:N"), color=color))
+    best = pts.filter(pl.col("is_max_goodput")).with_columns(pl.lit("max goodput").alias("mark"))
+    if best.height:
+        layers.append(alt.Chart(best).mark_point(shape="diamond", filled=True, size=260, opacity=0.9).encode(
+            x=alt.X("level:Q"), y=alt.Y("goodput_req_per_s:Q"), color=color,
+            tooltip=[alt.Tooltip("group:N"), alt.Tooltip("mark:N"), alt.Tooltip("label:N", title="level"),
+                     alt.Tooltip("goodput_req_per_s:Q", format=",.2f", title="goodput req/s")]))
+        layers.append(alt.Chart(best).mark_text(align="left", dx=10, dy=14, fontSize=12).encode(
+            x=alt.X("level:Q"), y=alt.Y("goodput_req_per_s:Q"), text=alt.Text("mark:N"), color=color))
+    title = f"Goodput (solid: ok requests meeting every SLO) and req/s (dashed) by {axis}: knee and max goodput"
+    return alt.layer(*layers, **_stretch(title, 360))

@@ -393,3 +393,74 @@ def frontier_points(decision: Any, latency_field: str) -> pl.DataFrame:
     groups = pl.DataFrame(rows, schema=schema)
     points = analytics.pareto_points(groups, "e2e_ms")
     return points.join(groups.select("group", "verdict"), on="group", how="left") if groups.height else points
+
+
+# ------------------------------------------------------------------- load (the Load page)
+# Every figure is bench.sweep.sweep_json's (what ``orbench sweep --json`` prints); the helpers
+# below only pick and rename its fields for the charts.
+LOAD_THROUGHPUT = {"req_per_s": "req/s", "output_tok_per_s": "output tok/s"}
+LOAD_LATENCY = {"ttft_p95_ms": "TTFT p95 (ms)", "e2e_p95_ms": "e2e p95 (ms)", "tpot_p50_ms": "TPOT p50 (ms)"}
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def sweeps(db: str) -> pl.DataFrame:
+    """Stored sweeps, newest first (``Store.list_sweeps``: steps, simulated)."""
+    return store(db).list_sweeps()
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Reading the sweep...")
+def sweep_result(db: str, sweep_id: str) -> dict[str, Any]:
+    """``bench.sweep.sweep_json`` of one sweep: steps, knee, max_goodput, SLOs."""
+    from bench import sweep
+
+    return sweep.sweep_json(store(db), sweep_id)
+
+
+def level_label(axis: str, level: Any) -> str:
+    """How a step is named on the charts: 'c=4' (concurrency) or '2.5/s' (rate)."""
+    return f"c={level:g}" if axis == "concurrency" else f"{level:g}/s"
+
+
+def load_points(result: dict[str, Any], throughput: str, latency: str) -> pl.DataFrame:
+    """One row per step and model x provider: ``throughput`` and ``latency`` (fields of
+    ``LOAD_THROUGHPUT``/``LOAD_LATENCY``) with the latency's 95 % interval, goodput and req/s,
+    and whether the step is the target's knee or its max goodput."""
+    from bench.sweep import target_key
+
+    axis = result["axis"]
+    lo, hi = latency.replace("_ms", "_ci_lo_ms"), latency.replace("_ms", "_ci_hi_ms")
+    rows = []
+    for s in result["steps"]:
+        group = target_key(s["model"], s["provider"])
+        rows.append({"group": group, "level": float(s[axis]), "label": level_label(axis, s[axis]), "n": s["n"],
+                     "throughput": s[throughput], "latency": s[latency], "latency_lo": s.get(lo),
+                     "latency_hi": s.get(hi), "goodput_req_per_s": s["goodput_req_per_s"],
+                     "req_per_s": s["req_per_s"], "error_rate": s["error_rate"],
+                     "is_knee": result["knee"].get(group) == s[axis],
+                     "is_max_goodput": result["max_goodput"].get(group) == s[axis]})
+    schema = {"group": pl.String, "level": pl.Float64, "label": pl.String, "n": pl.Int64,
+              "throughput": pl.Float64, "latency": pl.Float64, "latency_lo": pl.Float64,
+              "latency_hi": pl.Float64, "goodput_req_per_s": pl.Float64, "req_per_s": pl.Float64,
+              "error_rate": pl.Float64, "is_knee": pl.Boolean, "is_max_goodput": pl.Boolean}
+    return pl.DataFrame(rows, schema=schema).sort("group", "level")
+
+
+def slo_lines(result: dict[str, Any], latency: str) -> list[tuple[float, str]]:
+    """The sweep's stored SLOs on ``latency`` (the metric the chart draws): (limit, text)."""
+    from bench.sweep import parse_slo
+
+    return [(float(g.value), g.text) for g in map(parse_slo, result["slos"]) if g.metric == latency]
+
+
+STEP_COLUMNS = ("model", "provider", "n", "req_per_s", "output_tok_per_s", "goodput_req_per_s",
+                "ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "e2e_p95_ms", "error_rate",
+                "rate_limited_rate", "run_id", "run_status")
+
+
+def step_table(result: dict[str, Any]) -> pl.DataFrame:
+    """The steps as ``sweep_json`` has them (the level first), for ``st.dataframe``."""
+    cols = (result["axis"], *STEP_COLUMNS)
+    types = {result["axis"]: pl.Float64 if result["axis"] == "rate" else pl.Int64, "model": pl.String,
+             "provider": pl.String, "n": pl.Int64, "run_id": pl.String, "run_status": pl.String}
+    schema = {c: types.get(c, pl.Float64) for c in cols}
+    return pl.DataFrame([{c: s.get(c) for c in cols} for s in result["steps"]], schema=schema)

@@ -130,6 +130,16 @@ def run_labels(runs: pl.DataFrame) -> dict[str, str]:
     return labels
 
 
+def sweep_labels(sweeps: pl.DataFrame) -> dict[str, str]:
+    """sweep_id -> "id · concurrency 1,2,4 · 3 steps (finished, simulated)" for the Load page's picker."""
+    labels = {}
+    for r in sweeps.iter_rows(named=True):
+        levels = ",".join(f"{v:g}" for v in r["levels"] or [])
+        tags = [r["status"]] + (["simulated"] if r["simulated"] else [])
+        labels[r["sweep_id"]] = f"{r['sweep_id']} · {r['axis']} {levels} · {r['steps']} steps ({', '.join(tags)})"
+    return labels
+
+
 def filters(db: str, runs: pl.DataFrame, key: str, where: str = "sidebar") -> Choice:
     """Runs, provider reading, models, providers and cases; returns the picks (stops with no run).
 
@@ -168,7 +178,7 @@ def provider_by_picker(key: str, horizontal: bool = True) -> str:
 # ------------------------------------------------------------------- shareable views (URL)
 VIEW = "orbench-view"  # session_state: {URL parameter: [values]}, the picks every page shares
 URL_LISTS = ("run", "model", "provider", "case")  # repeated: ?run=A&run=B
-URL_VALUES = ("provider_by", "objective")
+URL_VALUES = ("provider_by", "objective", "sweep")  # one value each: ?sweep=<sweep_id> on the Load page
 URL_BOUNDS = ("min_", "max_")  # + a metric of bench.gates.GATE_METRICS: ?min_pass_rate=0.9
 URL_PARAMS = (*URL_LISTS, *URL_VALUES, "min_METRIC", "max_METRIC")
 
@@ -236,6 +246,22 @@ def shared_radio(label: str, options: Sequence[str], param: str, key: str, **kw:
     _seed(key, picked[0] if picked and picked[0] in options else options[0])
     return str(st.radio(label, list(options), key=key,
                         on_change=_copy_back(key, param, lambda v: [] if v is None else [str(v)]), **kw))
+
+
+def shared_selectbox(label: str, options: Sequence[str], param: str, key: str, **kw: Any) -> str:
+    """A selectbox whose choice is the shared ``param``, written back into the URL even when it
+    is the default (the first option), so the address always names what is shown. A URL value
+    not among ``options`` is dropped with a warning naming the parameter."""
+    picked = view().get(param, [])
+    if picked and picked[0] not in options:
+        st.warning(f"URL parameter {param}={picked[0]!r}: no such choice here; showing {options[0]!r}.")
+        picked = []
+    choice = picked[0] if picked else options[0]
+    if picked != [choice]:
+        view_set(param, [choice])
+    _seed(key, choice)
+    return str(st.selectbox(label, list(options), key=key,
+                            on_change=_copy_back(key, param, lambda v: [] if v is None else [str(v)]), **kw))
 
 
 def shared_number(label: str, param: str, key: str, **kw: Any) -> float | None:
