@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from bench.catalog import Model, list_cost_usd
+from bench.api.catalog import Model, list_cost_usd
 
 PER_M = Decimal(1_000_000)
 

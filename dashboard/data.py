@@ -26,15 +26,16 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from bench import analytics, keys
-from bench.analytics import Filters
-from bench.catalog import Model, ModelEndpoints
-from bench.client import Credits, KeyInfo, OpenRouterClient, RetryPolicy, build_http_client
+from bench.results import analytics
+from bench.api import keys
+from bench.results.analytics import Filters
+from bench.api.catalog import Model, ModelEndpoints
+from bench.api.client import Credits, KeyInfo, OpenRouterClient, RetryPolicy, build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
 from bench.errors import AuthError, BenchError
 from bench.examples import SUITES_DIR as EXAMPLE_SUITES_DIR
-from bench.sink import HEARTBEAT_INTERVAL_S
-from bench.store import Store
+from bench.store.sink import HEARTBEAT_INTERVAL_S
+from bench.store.store import Store
 
 T = TypeVar("T")
 
@@ -282,7 +283,7 @@ def running_runs(db: str) -> list[dict[str, Any]]:
 def export_rows(db: str, run_ids: tuple[str, ...], models: tuple[str, ...], providers: tuple[str, ...],
                 cases: tuple[str, ...], provider_by: str) -> pl.DataFrame:
     """All filtered per-request rows in the export column order (not cached: built on click)."""
-    from bench.export import EXTRA_COLUMNS, REQUIRED_COLUMNS
+    from bench.results.export import EXTRA_COLUMNS, REQUIRED_COLUMNS
 
     f = _filters(run_ids, models, providers, cases, provider_by)
     return analytics.request_rows(store(db), f, REQUIRED_COLUMNS + EXTRA_COLUMNS)
@@ -321,7 +322,7 @@ def load_suite(path: Path) -> Any:
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _parsed_suite(path: str, content_sha256: str) -> Any:
-    from bench.suites import load_suite as load
+    from bench.suites.parse import load_suite as load
 
     return load(path)
 
@@ -366,7 +367,7 @@ def decision(db: str, run_ids: tuple[str, ...], models: tuple[str, ...], provide
     variant (as in ``orbench decide``); ``provider_by="served"`` only changes what the provider
     filter matches. Returns a ``bench.decide.Decision``.
     """
-    from bench import decide
+    from bench.results import decide
 
     frame = decide.pooled_frame(store(db), run_ids)
     if frame.height:

@@ -29,11 +29,11 @@ from typing import Any
 
 import streamlit as st
 
-from bench import engine
+from bench.run import engine
 from bench.config import DEFAULT_DB, Settings
 from bench.errors import BenchError, ConfigError
-from bench.runner import Progress, Runner
-from bench.store import Store
+from bench.run.runner import Progress, Runner
+from bench.store.store import Store
 
 DEMO_SUITE = "smoke.yaml"
 
@@ -172,7 +172,7 @@ class RunJob:
         if not self.with_local:
             return await self._execute()
         from bench import local
-        from bench.suites import Endpoint
+        from bench.suites.parse import Endpoint
 
         server = local.LocalServer(await asyncio.to_thread(local.ensure_gguf))
         await asyncio.to_thread(server.start)

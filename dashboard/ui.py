@@ -385,7 +385,7 @@ _VERDICT_BACKGROUND = {"meets": "#e8f5e9", "uncertain": "#fff8e1", "fails": "#ff
 def decision_display(decision: Any) -> pl.DataFrame:
     """The ranked candidates of a ``bench.decide.Decision`` for ``st.dataframe``: verdict, the
     objective, money, each constraint's value with its interval, and why (uncertain or failing)."""
-    from bench.decide import format_metric, format_usd
+    from bench.results.decide import format_metric, format_usd
 
     rows = []
     for rank, c in enumerate(decision.ranking, 1):

@@ -28,8 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import analytics  # noqa: E402
-from bench.store import Store  # noqa: E402
+from bench.results import analytics  # noqa: E402
+from bench.store.store import Store  # noqa: E402
 from dashboard import charts  # noqa: E402
 
 Step = tuple[str, Callable[[], Any]]

@@ -29,8 +29,8 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.migrations import migrate  # noqa: E402
-from bench.store import Store  # noqa: E402
+from bench.store.migrations import migrate  # noqa: E402
+from bench.store.store import Store  # noqa: E402
 
 MODELS = [  # id, TTFT base ms, e2e base ms, decode tok/s, prompt $/token, completion $/token
     ("openai/gpt-4o-mini", 420, 1600, 95, "0.00000015", "0.0000006"),

@@ -19,8 +19,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bench import aggregates, analytics
-from bench.store import Store
+from bench.results import aggregates, analytics
+from bench.store.store import Store
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from bench.client import (
+from bench.api.client import (
     KeyInfo,
     OpenRouterClient,
     RetryPolicy,
@@ -397,7 +397,7 @@ def test_key_never_appears_in_error_messages_or_reprs() -> None:
 
 def test_http_limits_follow_concurrency() -> None:
     """The lean transport gets a connection cap of 2x concurrency; keep-alive off on request."""
-    from bench.transport import LeanTransport
+    from bench.api.transport import LeanTransport
 
     big = build_http_client(settings(), 128)
     transport = big._transport  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from bench.records import RequestRow
 from bench.sandbox import start_sandbox
-from bench.store import Store
+from bench.store.store import Store
 from conftest import invoke
 from dashboard import data
 from test_dashboard import APP, texts

@@ -24,11 +24,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bench import analytics, stats
-from bench.catalog import parse_models
+from bench.results import analytics, stats
+from bench.api.catalog import parse_models
 from bench.records import RequestRow
 from bench.sandbox import start_sandbox
-from bench.store import Store
+from bench.store.store import Store
 
 Seeded = tuple[Path, dict[str, Any]]
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bench.store import Store
+from bench.store.store import Store
 import test_dashboard_browser as shared
 from test_dashboard_browser import ROOT, Server, _check, _settle
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from bench.store import Store
+from bench.store.store import Store
 from tests.conftest import invoke
 from tests.fake_openrouter import start_fake
 
@@ -84,7 +84,7 @@ def test_ttft_matches_server_first_token_within_2ms(env: Path, tmp_path: Path) -
     """In-process run so the server's perf_counter_ns and the client's share one clock."""
     import asyncio
 
-    from bench import engine
+    from bench.run import engine
     from bench.config import Settings
 
     server = start_fake(ttft_s=0.02, token_gap_s=0.001)
@@ -116,7 +116,7 @@ def test_ttft_matches_server_first_token_within_2ms(env: Path, tmp_path: Path) -
         truth_ns = server.state.first_token_ns[r["generation_id"]]
         assert truth_ns > t_before
     # Direct check through the client API, one request at a time.
-    from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client
 
     async def one() -> list[float]:
         http = build_http_client(settings, 1)
@@ -318,7 +318,7 @@ def test_ctrl_c_cancels_in_flight_and_leaves_a_resumable_run(env: Path, tmp_path
     assert any(r["outcome"] == "cancelled" for r in got)
     code, out, err = invoke("run", "--resume", run_id[:10], "--base-url", server.base_url)
     assert code == 0, err
-    from bench.report import current_rows
+    from bench.results.report import current_rows
 
     cur = current_rows(store.requests_frame(run_id)).to_dicts()
     assert len(cur) == 16 and {r["outcome"] for r in cur} == {"ok"}

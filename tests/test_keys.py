@@ -17,10 +17,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bench import keys
+from bench.api import keys
 from bench.errors import ConfigError, SuiteError
 from bench.sandbox import start_sandbox
-from bench.suites import parse_suite
+from bench.suites.parse import parse_suite
 from tests._openai_compat import MODELS, OpenAICompatServer
 from tests.conftest import invoke
 from tests.fake_openrouter import start_fake

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.store import Store
+from bench.store.store import Store
 from tests.conftest import invoke
 from tests.money_server import MoneyServer, start_money_server
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import SuiteError
-from bench.suites import load_suite
+from bench.suites.parse import load_suite
 from conftest import invoke
 
 HEAD = """\

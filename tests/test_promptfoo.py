@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from bench.errors import ConfigError
-from bench.promptfoo import convert_config
-from bench.suites import load_suite
+from bench.suites.promptfoo import convert_config
+from bench.suites.parse import load_suite
 from conftest import invoke
 
 CONFIG = """\

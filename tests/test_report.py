@@ -20,9 +20,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bench import report
+from bench.results import report
 from bench.sandbox import start_sandbox
-from bench.store import Store
+from bench.store.store import Store
 from conftest import invoke
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ def test_report_holds_metadata_summary_and_every_chart(runs: dict[str, Any]) -> 
         assert sum(title in t for t in titles) == 1, title
     # the summary is bench.report's: the TOTAL row's n and TTFT p50 with its interval
     total = report.run_summary(Store(runs["db"]), runs["a"])[-1]
-    from bench.html_report import fmt_ci
+    from bench.results.html_report import fmt_ci
 
     cell = fmt_ci(total["ttft_p50_ms"], total["ttft_p50_ci_lo_ms"], total["ttft_p50_ci_hi_ms"])
     assert re.search(rf"<td>TOTAL</td><td>{total['n']}</td><td>{total['ok']}</td>.*?<td>{re.escape(cell)}</td>", page)

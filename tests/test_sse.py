@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bench.records import ChatResult, Clocks, ToolCall
-from bench.sse import (
+from bench.api.stream import (
     COMMENT,
     DATA,
     DONE,

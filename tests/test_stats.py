@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from bench import stats
+from bench.results import stats
 
 
 def test_percentile_of_1_to_100_interpolates_linearly() -> None:

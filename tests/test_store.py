@@ -13,11 +13,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from bench import journal
+from bench.store import journal
 from bench.errors import ConfigError, SchemaTooNew, StoreBusy
-from bench.migrations import MIGRATIONS_TABLE, migration_names
+from bench.store.migrations import MIGRATIONS_TABLE, migration_names
 from bench.records import REQUEST_COLUMNS, RequestRow
-from bench.store import Store
+from bench.store.store import Store
 
 CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 

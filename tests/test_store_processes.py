@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench import journal
-from bench.store import Store
+from bench.store import journal
+from bench.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import SuiteError
-from bench.suites import (
+from bench.suites.parse import (
     IMAGE_TOKENS_ESTIMATE,
     OPENROUTER,
     estimate_prompt_tokens,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench.sandbox import start_sandbox
-from bench.store import Store
-from bench.sweep import Point, find_knee, parse_slo
+from bench.store.store import Store
+from bench.run.sweep import Point, find_knee, parse_slo
 from bench.errors import ConfigError
 from tests.conftest import invoke
 

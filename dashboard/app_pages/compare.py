@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from bench import analytics
+from bench.results import analytics
 from bench.errors import BenchError
 from dashboard import charts, data, ui
 

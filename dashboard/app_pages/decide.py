@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bench import decide
-from bench.decide_render import decision_markdown, recommendation_sentence
+from bench.results import decide
+from bench.results.decide_render import decision_markdown, recommendation_sentence
 from dashboard import charts, data, ui
 
 settings, db, runs = ui.page_start("Decide")

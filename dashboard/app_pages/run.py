@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bench.engine import RunSpec
+from bench.run.engine import RunSpec
 from bench.errors import BenchError
 from dashboard import data, jobs, ui
 
