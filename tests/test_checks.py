@@ -10,17 +10,19 @@ from typing import Any
 
 import pytest
 
-from bench.suites.checks import (
-    Check,
+from bench.quality.checks import (
     CheckOutcome,
-    CheckSpecError,
-    JudgeSpec,
     JudgeVerdict,
     evaluate_checks,
     evaluate_checks_async,
     last_number,
-    parse_checks,
     results_json,
+)
+from bench.suites.checks import (
+    Check,
+    CheckSpecError,
+    JudgeSpec,
+    parse_checks,
 )
 from bench.errors import ProviderError, SuiteError
 from bench.records import ToolCall
@@ -205,7 +207,7 @@ def test_results_json_is_a_list_of_results() -> None:
 
 
 def _result(kind: str, passed: bool | None, score: float | None, reason: str | None) -> Any:
-    from bench.suites.checks import CheckResult
+    from bench.quality.checks import CheckResult
 
     return CheckResult(kind, passed, score, reason, 1.0)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.suites.checks import evaluate_checks
+from bench.quality.checks import evaluate_checks
 from bench.errors import SuiteError
 from bench.suites.parse import load_suite, parse_suite
 from tests._loopback import LoopbackServer

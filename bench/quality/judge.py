@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 from bench.run.budget import maybe_billed, request_ceiling
 from bench.api.catalog import Pricing, list_cost_usd
-from bench.suites.checks import JudgeSpec, JudgeVerdict
+from bench.quality.checks import JudgeVerdict
+from bench.suites.checks import JudgeSpec
 from bench.errors import BenchError, ProviderError
 
 JUDGE_SYSTEM = (

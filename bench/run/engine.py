@@ -38,7 +38,7 @@ from bench.quality.judge import JUDGE_MAX_TOKENS, JUDGE_SYSTEM, JudgeLedger, mak
 from bench.store.store import Store
 from bench.suites.parse import Suite, load_suite
 from bench.suites import parse as suites_mod
-from bench.suites import checks as checks_mod
+from bench.quality import checks as checks_mod
 from bench.api import keys as keys_mod
 
 OPENROUTER = "openrouter"

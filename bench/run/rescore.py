@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.suites import checks as checks_mod
+from bench.quality import checks as checks_mod
 from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client
 from bench.config import Settings
 from bench.errors import ConfigError
