@@ -172,7 +172,7 @@ class RunJob:
         if not self.with_local:
             return await self._execute()
         from bench import local
-        from bench.suites.parse import Endpoint
+        from bench.suites.model import Endpoint
 
         server = local.LocalServer(await asyncio.to_thread(local.ensure_gguf))
         await asyncio.to_thread(server.start)

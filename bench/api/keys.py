@@ -19,17 +19,15 @@ Library code never reads the environment: callers pass it in (``env``).
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from bench.config import KEY_NAME_RULE, key_name_ok
 from bench.errors import ConfigError
 
 OPENROUTER_KEY_ENV = "OPENROUTER_API_KEY"
 BASE_URL_KEY_ENV = "ORBENCH_BASE_URL_KEY_ENV"
-KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*_(KEY|TOKEN)")
-KEY_NAME_RULE = "an environment variable name ending in _KEY or _TOKEN"
 
 
 class _Endpoint(Protocol):
@@ -60,10 +58,6 @@ def is_openrouter_host(url: str) -> bool:
     """openrouter.ai or a subdomain of it (not ``openrouter.ai.example.com``, not a path)."""
     host = _host(url)
     return host == "openrouter.ai" or host.endswith(".openrouter.ai")
-
-
-def key_name_ok(name: str) -> bool:
-    return bool(KEY_NAME.fullmatch(name))
 
 
 def require_safe(url: str, key: str | None) -> None:

@@ -30,7 +30,7 @@ from bench.store.store import Store
 def _local_endpoint(spec: engine.RunSpec) -> Any:
     """Start llama-server with the real local model and register it as endpoint ``local``."""
     from bench import local
-    from bench.suites.parse import Endpoint
+    from bench.suites.model import Endpoint
 
     ok, message = local.local_extra_status()
     if not ok:

@@ -23,9 +23,9 @@ version) before anything is collected, and the collected frame walked in slices,
 text (no type guessing: a column that looks numeric for 100 rows and then is not would
 otherwise fail halfway). A bad value is one line naming the file, the row and the column.
 
-This module sits beside ``bench.suites`` and borrows its cursor (``_At``) and case
-records; ``bench.suites.parse_suite`` imports it at call time (the two would otherwise
-import each other).
+This module sits beside ``bench.suites.parse`` and borrows the cursor (``_At``) and the
+case parsing of ``bench.suites.cases``; ``parse_suite`` imports it at call time (it imports
+polars, which a suite without datasets never needs).
 """
 
 from __future__ import annotations
@@ -41,14 +41,9 @@ from typing import Any
 
 import polars as pl
 
-from bench.suites.checks import Check, CheckSpecError, describe_value, parse_checks
-from bench.suites.parse import (
+from bench.suites.cases import (
     _PLACEHOLDER,
     _ROLES,
-    Case,
-    JudgeSettings,
-    _At,
-    _opt,
     _parse_checks,
     _parse_response_format,
     _parse_tool_choice,
@@ -58,6 +53,9 @@ from bench.suites.parse import (
     _temperature,
     _threshold,
 )
+from bench.suites.checks import Check, CheckSpecError, describe_value, parse_checks
+from bench.suites.cursor import _At, _opt
+from bench.suites.model import Case, JudgeSettings
 
 _KINDS = {".csv": "CSV", ".jsonl": "JSONL", ".ndjson": "JSONL", ".parquet": "Parquet"}
 _KEYS = ("path", "id", "prompt", "messages", "system", "checks", "sample", "description",
