@@ -110,23 +110,6 @@ def emit_table(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None
     emit(rows, columns, Output(fmt), fields=fields)
 
 
-def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """Every column, unfitted (Markdown-like contexts and callers that fit on their own)."""
-    return fit_table(rows, columns, None)[0]
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1e6 else f"{v:.0f}"
-    if isinstance(v, Decimal):
-        return format(v.normalize(), "f")
-    if isinstance(v, (list, tuple)):
-        return ",".join(str(x) for x in v)
-    return str(v)
-
-
 def parse_usd(value: str | None, flag: str) -> Decimal | None:
     if value is None:
         return None

@@ -243,7 +243,7 @@ def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | Non
         n = asyncio.run(rescore.rescore_run(settings, store, Path(suite), run_id))
     note(f"re-scored {n} requests of run {run_id}")
     summary = report.run_summary(store, run_id)
-    results = gates.evaluate(gate_list, report.gate_groups(summary))
+    results = gates.evaluate(gate_list, summary)
     meta = store.get_run(run_id)
     if as_json:
         import json

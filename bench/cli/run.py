@@ -231,7 +231,7 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     if run_id is None:
         return
     summary = report.run_summary(store, run_id)
-    results = gates.evaluate(gate_list, report.gate_groups(summary))
+    results = gates.evaluate(gate_list, summary)
     run = store.get_run(run_id)
     if not as_json:
         emit_summary(summary, run, wide)

@@ -30,7 +30,7 @@ import polars as pl
 
 from bench.results import aggregates, stats
 from bench.results.stats import wilson_interval
-from bench.run.runner import FINISHED_OUTCOMES
+from bench.records import FINISHED_OUTCOMES
 from bench.store.store import Store
 
 PROVIDER_COLUMNS = {

@@ -107,7 +107,7 @@ def _heading(d: Decision, simulated: bool) -> str:
 
 def decision_text(d: Decision, simulated: bool = False) -> str:
     """What ``orbench decide`` prints: heading, ranked table, why not, the recommendation."""
-    from bench.cli import format_table
+    from bench.results.render import format_table
 
     rows, columns = _rows(d)
     lines = [_heading(d, simulated), format_table(rows, columns)]

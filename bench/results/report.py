@@ -16,7 +16,7 @@ import polars as pl
 
 from bench.results import stats
 from bench.results.gates import GateResult
-from bench.run.runner import FINISHED_OUTCOMES
+from bench.records import FINISHED_OUTCOMES
 from bench.store.store import Store
 
 GROUP_COLS = ["model", "provider_variant", "endpoint"]
@@ -135,10 +135,6 @@ def run_summary(store: Store, run_id: str, exclude_cold: bool = False) -> list[d
     return summarize(store.requests_frame(run_id), exclude_cold)
 
 
-def gate_groups(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return summary
-
-
 SHOW_COLUMNS = [
     "group", "n", "ok", "error_rate", "rate_limited_rate", "retries_429", "ttft_p50_ms", "ttft_p50_ci_lo_ms",
     "ttft_p50_ci_hi_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "decode_tps_p50",
@@ -226,7 +222,7 @@ def summary_text(summary: list[dict[str, Any]], run: dict[str, Any], width: int 
 
 
 def summary_markdown(summary: list[dict[str, Any]], run: dict[str, Any]) -> str:
-    from bench.cli import _cell
+    from bench.results.render import _cell
 
     cols = ["group", "n", "ok", "error_rate", "ttft_p50_ms", "ttft_p95_ms", "e2e_p50_ms",
             "decode_tps_p50", "cost_usd", "pass_rate"]

@@ -36,13 +36,11 @@ from bench.run.runner import Progress, Runner, RunOptions, RunState
 from bench.store.sink import StoreSink
 from bench.quality.judge import JUDGE_MAX_TOKENS, JUDGE_SYSTEM, JudgeLedger, make_judge_fn
 from bench.store.store import Store
-from bench.suites.model import Suite
+from bench.suites.model import OPENROUTER, Suite
 from bench.suites.parse import load_suite
 from bench.suites import parse as suites_mod
 from bench.quality import checks as checks_mod
 from bench.api import keys as keys_mod
-
-OPENROUTER = "openrouter"
 
 
 @dataclass

@@ -29,10 +29,10 @@ from bench.run.budget import AttemptBook, Budget, maybe_billed
 from bench.errors import AuthError, BenchError, InsufficientCredits, ProviderError
 from bench.run.plan import PlannedRequest, Target
 from bench.records import FINISHED_OUTCOMES, ChatResult, RequestRow, derive_times
+from bench.suites.model import OPENROUTER
 
-__all__ = ["FINISHED_OUTCOMES", "Runner", "RunOptions", "Progress", "RunState", "RowMoney"]
+__all__ = ["Runner", "RunOptions", "Progress", "RunState", "RowMoney"]
 
-OPENROUTER_ENDPOINT = "openrouter"
 TRUNCATED_MESSAGE = "the stream ended with no [DONE], finish_reason or usage (truncated)"
 
 
@@ -295,7 +295,7 @@ class Runner:
     async def _enrich(self, item: PlannedRequest, row: RequestRow, result: ChatResult | None) -> None:
         """Later revisions of a journaled row: the /generation lookup, then the checks."""
         if (self.opt.lookup_generation and self.generation_fn and row.generation_id
-                and row.endpoint == OPENROUTER_ENDPOINT):  # /generation is OpenRouter's alone
+                and row.endpoint == OPENROUTER):  # /generation is OpenRouter's alone
             if await self._lookup_generation(row):
                 self._revise(row)
         if self.check_fn is not None and row.outcome == "ok" and not item.is_warmup:
