@@ -190,9 +190,12 @@ def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_wa
 @db_option
 def dashboard_cmd(port: int, db_path: str | None) -> None:
     """Start the Streamlit dashboard on 127.0.0.1."""
-    import dashboard
+    import importlib.util
 
-    here = Path(dashboard.__file__).resolve().parent  # the installed package, or the checkout's folder
+    spec = importlib.util.find_spec("dashboard")  # found, not imported: bench never imports the dashboard
+    if spec is None or spec.origin is None:
+        raise ConfigError("the dashboard package is not installed beside bench")
+    here = Path(spec.origin).resolve().parent  # the installed package, or the checkout's folder
     env = dict(os.environ)
     if db_path:
         env["ORBENCH_DB"] = db_path

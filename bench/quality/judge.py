@@ -16,7 +16,7 @@ from typing import Any
 
 from collections.abc import Callable
 
-from bench.run.budget import maybe_billed, request_ceiling
+from bench.api.ceiling import maybe_billed, request_ceiling
 from bench.api.catalog import Pricing, list_cost_usd
 from bench.quality.checks import JudgeVerdict
 from bench.suites.checks import JudgeSpec

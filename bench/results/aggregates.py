@@ -40,7 +40,7 @@ from bench.records import FINISHED_OUTCOMES
 from bench.store.store import AGGREGATE_METRICS, AGGREGATE_VERSION, SKETCH_ALPHA, SKETCH_GAMMA, TERMINAL_STATUSES
 
 if TYPE_CHECKING:
-    from bench.results.analytics import Filters
+    from bench.results.filters import Filters
     from bench.store.store import Store
 
 ALPHA = SKETCH_ALPHA

@@ -22,27 +22,16 @@ import functools
 import heapq
 import json
 import math
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
 
-from bench.results import aggregates, stats
-from bench.results.stats import wilson_interval
 from bench.records import FINISHED_OUTCOMES
+from bench.results import aggregates, stats
+from bench.results.filters import PROVIDER_COLUMNS, Filters
+from bench.results.stats import wilson_interval
 from bench.store.store import Store
-
-PROVIDER_COLUMNS = {
-    # Results from a named OpenAI-compatible endpoint are real even in a sandbox run:
-    # the label says so, so no chart can mix them up with simulated providers.
-    "variant": ("CASE WHEN endpoint = 'local' THEN 'local (real, on this machine)' "
-                "WHEN endpoint <> 'openrouter' THEN endpoint || ' (real)' ELSE provider_variant END"),
-    "served": ("CASE WHEN endpoint = 'local' THEN 'llama.cpp (real, on this machine)' "
-               "WHEN endpoint <> 'openrouter' THEN coalesce(provider, endpoint) || ' (real)' "
-               "ELSE coalesce(provider, '(not reported)') END"),
-}
-"""How "provider" is read: the routing variant asked for, or the provider that served."""
 
 METRICS = {
     "ttft_ms": "TTFT ms",
@@ -57,43 +46,6 @@ BOX_NAMES = ["p05", "q1", "median", "q3", "p90", "p95", "p99"]
 CI_PERCENTILES = (50, 90, 95, 99)
 SEP = "\x1f"  # joins model and provider into one group key inside SQL
 EXACT_ONLY = aggregates.EXACT_ONLY  # min_rows for callers that want exact percentiles at any size
-
-_FILTERS = """
-    list_contains($run_ids, run_id) AND NOT is_warmup
-    AND (len($models) = 0 OR list_contains($models, model))
-    AND (len($providers) = 0 OR list_contains($providers, {prov}))
-    AND (len($cases) = 0 OR list_contains($cases, case_id))
-"""
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What the user picked; empty tuples mean "all"."""
-
-    run_ids: tuple[str, ...]
-    models: tuple[str, ...] = ()
-    providers: tuple[str, ...] = ()
-    cases: tuple[str, ...] = ()
-    provider_by: str = "variant"
-
-    def __post_init__(self) -> None:
-        if self.provider_by not in PROVIDER_COLUMNS:
-            raise ValueError(f"provider_by must be one of {sorted(PROVIDER_COLUMNS)}")
-
-    @property
-    def prov(self) -> str:
-        return PROVIDER_COLUMNS[self.provider_by]
-
-    def where(self) -> str:
-        return _FILTERS.format(prov=self.prov)
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "run_ids": list(self.run_ids),
-            "models": list(self.models),
-            "providers": list(self.providers),
-            "cases": list(self.cases),
-        }
 
 
 def _metric(name: str) -> str:
@@ -572,7 +524,6 @@ def count_rows(store: Store, f: Filters) -> int:
 # ------------------------------------------------------------------- page-level summaries
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
 
 
 def headline(groups: pl.DataFrame) -> dict[str, Any]:

@@ -152,7 +152,7 @@ def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
 def chart_sections(store: Store, runs: list[RunRecord], charts: Charts) -> str:
     """The Results page's latency and cost charts, its timeline and drift, the Quality chart,
     and the cost x latency frontier, over every run (groups prefixed by run id when several)."""
-    from dashboard import charts as c
+    from bench.results import charts as c
 
     many = len(runs) > 1
     groups = _concat([_prefixed(analytics.group_stats(store, Filters((r.run_id,)), analytics.EXACT_ONLY), r.run_id if many else None)

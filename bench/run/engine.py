@@ -23,7 +23,8 @@ from typing import Any
 from bench import __version__
 import functools
 
-from bench.run.budget import BOUND_DERIVATION, Budget, prompt_bound, request_ceiling
+from bench.api.ceiling import BOUND_DERIVATION, prompt_bound, request_ceiling
+from bench.run.budget import Budget
 from bench.api.catalog import Model, Pricing, find_model, list_cost_usd, parse_models
 from bench.api.catalog import to_decimal as catalog_decimal
 from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client
@@ -280,7 +281,7 @@ def _pricing_for(target: Target, models: dict[str, Model], suite: Suite) -> Pric
 def _price_plan(
     plan: list[PlannedRequest], models: dict[str, Model], suite: Suite
 ) -> tuple[Decimal | None, list[str]]:
-    """Reserve each request's true worst case (``budget.request_ceiling``); sum them."""
+    """Reserve each request's true worst case (``ceiling.request_ceiling``); sum them."""
     total = Decimal(0)
     unpriced: set[str] = set()
     for item in plan:

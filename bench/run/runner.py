@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from bench.run.budget import AttemptBook, Budget, maybe_billed
+from bench.api.ceiling import maybe_billed
+from bench.run.budget import AttemptBook, Budget
 from bench.errors import AuthError, BenchError, InsufficientCredits, ProviderError
 from bench.run.plan import PlannedRequest, Target
 from bench.records import FINISHED_OUTCOMES, ChatResult, RequestRow, derive_times
