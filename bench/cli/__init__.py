@@ -3,37 +3,108 @@
 Data goes to stdout, progress and notes to stderr. Expected failures (BenchError)
 are one line on stderr and exit 1; a run whose CI gates fail exits 3. Set
 ``ORBENCH_RAISE_ERRORS=1`` to see tracebacks instead.
+
+Commands live in one module per family (catalog, run, results, report, decide, sweep,
+suite, local, imports) and are registered here by import path: a command's module (and
+polars, DuckDB or Altair behind it) is imported only when that command is run or asked
+for its help, so ``orbench --help`` and ``orbench models --help`` start fast. Shared
+options and helpers: ``bench.cli.common``.
+
+May import: all of bench (never dashboard or streamlit). Nothing in bench imports this package.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import importlib
 import os
-from collections.abc import Iterator
-from dataclasses import replace
-from decimal import Decimal, InvalidOperation
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 import click
 
 from bench import __version__
-from bench.api import keys
-# the shared output helpers, importable from here too (they live in bench.cli_output)
-from bench.results.render import Column, Output, emit, fit_table, output_options, wide_option  # noqa: F401
-from bench.config import Settings
-from bench.errors import BenchError, ConfigError
+from bench.errors import BenchError
 
-EXIT_GATE = 3
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("bench.cli.results:check_cmd",
+              "Re-score RUN with SUITE's current checks; sends nothing to the benchmarked models."),
+    "compare": ("bench.cli.results:compare_cmd",
+                "Change per metric from RUN_A to RUN_B per model x provider, and whether it beats the noise."),
+    "credits": ("bench.cli.catalog:credits_cmd",
+                "Key usage, limit and remaining; account credits where the key allows it."),
+    "dashboard": ("bench.cli.results:dashboard_cmd", "Start the Streamlit dashboard on 127.0.0.1."),
+    "decide": ("bench.cli.decide:decide_cmd",
+               "Rank every model x provider of RUN(s) against --min/--max limits and recommend one."),
+    "endpoints": ("bench.cli.catalog:endpoints_cmd",
+                  "The providers serving MODEL, with prices, quantization, uptime and advertised latency."),
+    "export": ("bench.cli.results:export_cmd",
+               "Write RUN's per-request rows (or --summary) as CSV, Parquet, JSON or Markdown, with its metadata."),
+    "import": ("bench.cli.imports:import_group", "Convert another tool's test config into an orbench suite."),
+    "local": ("bench.cli.local:local_group",
+              "Serve a real small LLM on this machine (needs the orbench[local] extra)."),
+    "models": ("bench.cli.catalog:models_cmd",
+               "List the model catalog with per-token prices (public, no key needed)."),
+    "report": ("bench.cli.report:report_cmd", "Write RUN... as one self-contained HTML report that opens offline."),
+    "run": ("bench.cli.run:run_cmd",
+            "Run SUITE across models x providers x cases x repeats and store every request."),
+    "runs": ("bench.cli.results:runs_cmd", "List stored runs, newest first."),
+    "sandbox": ("bench.cli.catalog:sandbox_cmd",
+                "Serve the simulated OpenRouter-compatible API on 127.0.0.1 until Ctrl-C."),
+    "show": ("bench.cli.results:show_cmd",
+             "Per model x provider: n, errors, TTFT percentiles with 95% CI, TPOT, tokens, cost."),
+    "suite": ("bench.cli.suite:suite_group",
+              "Suite files: check one offline, print the JSON Schema, list or copy the bundled examples."),
+    "sweep": ("bench.cli.sweep:sweep_cmd",
+              "Run SUITE at each load level (one run per step); report throughput, latency, goodput and the knee."),
+}
+"""name -> ("module:attribute", the command's first help sentence, shown by ``orbench --help``).
+
+The sentence is the command's own (tests/test_cli_startup.py fails when they drift), kept
+here so listing the commands imports none of them."""
 
 
-# ------------------------------------------------------------------- helpers
-def note(msg: str) -> None:
-    click.echo(msg, err=True)
+class LazyCommands(MutableMapping[str, click.Command]):
+    """A group's ``commands``: every name is known at once, a command object only on first use.
 
+    Looking a command up imports its module; listing names, ``in`` and ``len`` do not.
+    ``add_command`` (``group.commands[name] = cmd``) registers an already-built command.
+    """
 
-def fail(msg: str) -> None:
-    raise click.ClickException(msg)
+    def __init__(self, table: Mapping[str, tuple[str, str]]) -> None:
+        self.table = dict(table)
+        self.loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self.loaded:
+            if name not in self.table:
+                raise KeyError(name)
+            module, _, attr = self.table[name][0].partition(":")
+            self.loaded[name] = getattr(importlib.import_module(module), attr)
+        return self.loaded[name]
+
+    def __setitem__(self, name: str, cmd: click.Command) -> None:
+        self.loaded[name] = cmd
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self.loaded.pop(name, None)
+        self.table.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.loaded or name in self.table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self.table, *self.loaded]))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys([*self.table, *self.loaded]))
+
+    def peek(self, name: str) -> click.Command:
+        """The command if it is loaded, else a stand-in that carries only its help sentence."""
+        if name in self.loaded:
+            return self.loaded[name]
+        return click.Command(name, help=self.table[name][1])
 
 
 class OrbenchGroup(click.Group):
@@ -45,85 +116,23 @@ class OrbenchGroup(click.Group):
                 raise
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
-
-def api_options(f: Any) -> Any:
-    f = click.option("--sandbox", is_flag=True, help="Start the simulated sandbox in-process and use it.")(f)
-    f = click.option("--base-url", default=None, help="API base URL (default OPENROUTER_BASE_URL or OpenRouter).")(f)
-    # TLS options go to ctx.meta (read by api_settings), so no command's signature changes.
-    f = click.option("--ca-bundle", type=click.Path(exists=True), expose_value=False, callback=_tls_meta,
-                     help="CA file or directory to trust (default ORBENCH_CA_BUNDLE, SSL_CERT_FILE, "
-                          "SSL_CERT_DIR, then certifi).")(f)
-    f = click.option("--insecure", is_flag=True, expose_value=False, callback=_tls_meta,
-                     help="Do not verify TLS certificates (unsafe; for debugging a proxy only).")(f)
-    return f
-
-
-def _tls_meta(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-    if value:
-        ctx.meta[f"orbench.{param.name}"] = value
-
-
-def _tls_overrides() -> dict[str, Any]:
-    """--ca-bundle / --insecure of the running command, as Settings overrides; warns once on --insecure."""
-    ctx = click.get_current_context(silent=True)
-    meta = ctx.meta if ctx is not None else {}
-    if meta.get("orbench.insecure"):
-        note("WARNING: --insecure: TLS certificates are NOT verified; anyone on the path can read the key")
-    return {"ca_bundle": meta.get("orbench.ca_bundle"), "insecure": bool(meta.get("orbench.insecure")) or None}
-
-
-def db_option(f: Any) -> Any:
-    return click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False),
-                        help="DuckDB file (default ORBENCH_DB or data/orbench.duckdb).")(f)
-
-
-@contextlib.contextmanager
-def api_settings(base_url: str | None, sandbox: bool, db_path: str | None = None,
-                 need_key: bool = False) -> Iterator[Settings]:
-    """Resolve settings; with --sandbox start the simulated server for the duration."""
-    if sandbox and base_url:
-        fail("use either --sandbox or --base-url, not both")
-    if sandbox:
-        from bench.sandbox import start_sandbox
-
-        with start_sandbox() as sb:
-            note(f"sandbox: simulated OpenRouter at {sb.base_url} (no key, no network, not real data)")
-            # from_env ignores None overrides, so the key is dropped after: the sandbox never sees it
-            # and the sandbox on loopback is never reached through a proxy
-            yield replace(Settings.from_env(base_url=sb.base_url, sandbox=True, db_path=db_path),
-                          api_key=None, proxies=())
-        return
-    settings = Settings.from_env(base_url=base_url, db_path=db_path, **_tls_overrides())
-    settings = replace(settings, api_key=keys.base_url_key(settings.base_url, os.environ))
-    if need_key and settings.api_key is None and keys.is_openrouter_host(settings.base_url):
-        fail("set OPENROUTER_API_KEY, or use --sandbox")
-    yield settings
-
-
-def run_async(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-def emit_table(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
-    """Older entry point: ``fmt`` "table", "json", "csv" or "nl"; see bench.cli_output.emit."""
-    fields = None if fmt == "json" else columns
-    emit(rows, columns, Output(fmt), fields=fields)
-
-
-def parse_usd(value: str | None, flag: str) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise ConfigError(f"{flag} {value!r}: not a number of USD") from None
-    if d < 0:
-        raise ConfigError(f"{flag} must not be negative")
-    return d
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own listing, from the declared help sentences: no command module is imported."""
+        peek = getattr(self.commands, "peek", None)
+        if peek is None:
+            super().format_commands(ctx, formatter)
+            return
+        commands = [(name, peek(name)) for name in self.list_commands(ctx)]
+        commands = [(name, cmd) for name, cmd in commands if not cmd.hidden]
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in commands])
 
 
 # --------------------------------------------------------------------- group
-@click.group(cls=OrbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OrbenchGroup, commands=LazyCommands(COMMANDS),
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="orbench")
 def cli() -> None:
     """Benchmark LLMs and providers on your own prompts: latency, tokens, cost, quality."""
@@ -135,17 +144,3 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C outside a run (a run records it and exits 130 itself)
         click.echo("interrupted", err=True)
         raise SystemExit(130) from None
-
-
-# Commands live in their own modules to keep this one small; importing them
-# registers them on the group.
-from bench.cli import catalog as _cli_catalog  # noqa: E402,F401
-from bench.cli import run as _cli_run  # noqa: E402,F401
-from bench.cli import results as _cli_results  # noqa: E402,F401
-from bench.cli import local as _cli_local  # noqa: E402,F401
-from bench.cli import suite as _cli_suite  # noqa: E402,F401
-from bench.cli import report as _cli_report  # noqa: E402,F401
-from bench.cli import imports as _cli_import  # noqa: E402,F401
-from bench.cli import examples as _cli_examples  # noqa: E402,F401
-from bench.cli import decide as _cli_decide  # noqa: E402,F401
-from bench.cli import sweep as _cli_sweep  # noqa: E402,F401

@@ -8,16 +8,8 @@ from typing import Any
 import click
 
 from bench.api.catalog import Model
-from bench.cli import (
-    api_options,
-    api_settings,
-    cli,
-    fail,
-    note,
-    parse_usd,
-    run_async,
-)
-from bench.results.render import Column, Output, emit, integer, num, output_options, usd
+from bench.cli.common import api_options, api_settings, fail, note, output_options, parse_usd, run_async
+from bench.results.render import Column, Output, emit, integer, num, usd
 from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client
 from bench.config import Settings
 from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
@@ -113,7 +105,7 @@ ENDPOINT_COLUMNS = [
 ]
 
 
-@cli.command("models")
+@click.command("models")
 @api_options
 @click.option("--search", "text", default=None, help="Substring of the id or name.")
 @click.option("--modality", default=None, help="Input or output modality, e.g. image.")
@@ -139,7 +131,7 @@ def models_cmd(base_url: str | None, sandbox: bool, text: str | None, modality: 
     note(f"{len(rows)} models; prices in USD (per token in --json/--csv/--nl, per 1M tokens in the table)")
 
 
-@cli.command("endpoints")
+@click.command("endpoints")
 @click.argument("model")
 @api_options
 @output_options
@@ -167,7 +159,7 @@ def endpoints_cmd(model: str, base_url: str | None, sandbox: bool, output: Outpu
     emit(rows, ENDPOINT_COLUMNS, output, fields=list(rows[0]) if rows else ["provider"])
 
 
-@cli.command("credits")
+@click.command("credits")
 @api_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
@@ -203,7 +195,7 @@ def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
         note("simulated: these are the sandbox's numbers, not a real account")
 
 
-@cli.command("sandbox")
+@click.command("sandbox")
 @click.option("--port", type=int, default=8765, show_default=True, help="Port on 127.0.0.1 (0 = any).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--time-scale", type=float, default=1.0, show_default=True,

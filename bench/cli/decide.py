@@ -13,14 +13,14 @@ import sys
 import click
 
 from bench.results import decide
-from bench.cli import cli, db_option, note
+from bench.cli.common import db_option, note
 from bench.cli.results import _store
 from bench.results.decide_render import decision_text
 
 _METRICS = ", ".join(sorted(decide.GATE_METRICS))
 
 
-@cli.command("decide")
+@click.command("decide")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--min", "mins", multiple=True, metavar="METRIC=VALUE",
               help=f"A lower limit, e.g. pass_rate=0.9 (repeatable). METRIC: {_METRICS}.")

@@ -6,11 +6,10 @@ from dataclasses import asdict
 
 import click
 
-from bench.cli import emit_table, note
-from bench.cli.suite import suite_group
+from bench.cli.common import emit_table, note
 
 
-@suite_group.command("examples")
+@click.command("examples")
 @click.option("--copy", "copy_to", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Copy the suites to DIR/suites and their images to DIR/images (never overwrites a "
                    "changed file). `--copy data` gives the README's data/suites/... paths.")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from bench.cli import cli, note
+from bench.cli.common import note
 
 
-@cli.group("import")
+@click.group("import")
 def import_group() -> None:
     """Convert another tool's test config into an orbench suite."""
 

@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from bench.cli import cli, note
+from bench.cli.common import note
 
 
-@cli.group("local")
+@click.group("local")
 def local_group() -> None:
     """Serve a real small LLM on this machine (needs the orbench[local] extra)."""
 

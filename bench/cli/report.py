@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from bench.cli import cli, db_option, note
+from bench.cli.common import db_option, note
 from bench.config import Settings
 from bench.errors import ConfigError
 
 
-@cli.command("report")
+@click.command("report")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--baseline", default=None, metavar="RUN",
               help="Mark each run's changes against this run (beyond the noise or not).")

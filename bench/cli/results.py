@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from bench.results import export, report, stats
-from bench.cli import cli, db_option, note
+from bench.cli.common import db_option, note, output_options, wide_option
 from bench.results.render import (
     Column,
     Output,
@@ -18,13 +18,11 @@ from bench.results.render import (
     hidden_note,
     integer,
     num,
-    output_options,
     pct,
     rate,
     terminal_width,
     usd,
     when,
-    wide_option,
 )
 from bench.config import Settings
 from bench.errors import ConfigError
@@ -57,7 +55,7 @@ RUNS_COLUMNS = [
 ]
 
 
-@cli.command("runs")
+@click.command("runs")
 @db_option
 @output_options
 def runs_cmd(db_path: str | None, output: Output) -> None:
@@ -66,7 +64,7 @@ def runs_cmd(db_path: str | None, output: Output) -> None:
     emit(frame.to_dicts(), RUNS_COLUMNS, output, fields=frame.columns)  # CSV keeps its header at 0 runs
 
 
-@cli.command("show")
+@click.command("show")
 @click.argument("run", default="latest")
 @db_option
 @output_options
@@ -136,7 +134,7 @@ def _compare_display(row: dict[str, Any]) -> dict[str, Any]:
     return dict(row, p50_a=f(row["p50_a"]), p50_b=f(row["p50_b"]), change=signed(row["change"]), ci=ci)
 
 
-@cli.command("compare")
+@click.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
 @db_option
@@ -149,7 +147,7 @@ def compare_cmd(run_a: str, run_b: str, db_path: str | None, output: Output, see
     emit(rows, COMPARE_COLUMNS, output, fields=COMPARE_FIELDS, table_rows=[_compare_display(r) for r in rows])
 
 
-@cli.command("export")
+@click.command("export")
 @click.argument("run", default="latest")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json", "md"]), default="csv",
               show_default=True)
@@ -185,7 +183,7 @@ def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_wa
     note(f"wrote {frame.height} rows to {output}{sidecar}")
 
 
-@cli.command("dashboard")
+@click.command("dashboard")
 @click.option("--port", type=int, default=8501, show_default=True)
 @db_option
 def dashboard_cmd(port: int, db_path: str | None) -> None:
@@ -221,7 +219,7 @@ def _streamlit_flags(here: Path) -> list[str]:
     return flags
 
 
-@cli.command("check")
+@click.command("check")
 @click.argument("suite", type=click.Path(dir_okay=False))
 @click.option("--run", "run_ref", default="latest", show_default=True, help="The stored run to re-score.")
 @db_option
@@ -237,7 +235,7 @@ def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | Non
 
     from bench.results import gates
     from bench.run import rescore
-    from bench.cli import api_settings
+    from bench.cli.common import api_settings
 
     gate_list = [gates.parse_gate(g) for g in fail_on]
     store = _store(db_path)

@@ -17,8 +17,8 @@ import click
 from bench.run import engine
 from bench.results import gates, report
 from bench.api import keys
-from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note, parse_usd
-from bench.results.render import usd, wide_option
+from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, parse_usd, wide_option
+from bench.results.render import usd
 from bench.cli.results import emit_summary
 from bench.config import Settings
 from bench.errors import ConfigError
@@ -163,7 +163,7 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
     return run_id, state
 
 
-@cli.command("run")
+@click.command("run")
 @click.argument("suite", required=False, type=click.Path(dir_okay=False))
 @click.option("--model", "-m", "models", multiple=True, help="Model id (repeatable); overrides the suite.")
 @click.option("--provider", "-p", "providers", multiple=True,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from bench.cli import cli
+from bench.cli.examples import examples_cmd
 from bench.errors import BenchError
 
 
-@cli.group("suite")
+@click.group("suite")
 def suite_group() -> None:
     """Suite files: check one offline, print the JSON Schema, list or copy the bundled examples."""
 
@@ -41,3 +41,6 @@ def suite_schema() -> None:
     from bench.suites.schema import schema_json
 
     click.echo(schema_json(), nl=False)
+
+
+suite_group.add_command(examples_cmd)

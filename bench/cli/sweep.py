@@ -25,7 +25,7 @@ import click
 
 from bench.run import engine, sweep
 from bench.suites import parse as suites
-from bench.cli import api_options, api_settings, cli, db_option, note, parse_usd
+from bench.cli.common import api_options, api_settings, db_option, note, parse_usd
 from bench.results.render import Column, fit_table, integer, num, rate
 from bench.cli.run import ProgressPrinter, _local_endpoint
 from bench.config import Settings
@@ -194,7 +194,7 @@ def _table(result: dict[str, Any]) -> str:
     return fit_table(rows, cols, None)[0]
 
 
-@cli.command("sweep")
+@click.command("sweep")
 @click.argument("suite", required=False, type=click.Path(dir_okay=False))
 @click.option("--concurrency", "-c", "concurrency", default=None,
               help="Concurrency levels, e.g. 1,2,4,8,16,32 (the in-flight cap with --rate: one number).")

@@ -11,7 +11,6 @@ of heavy imports: ``orbench --help`` loads this module.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import os
@@ -57,34 +56,6 @@ class Column:
     @property
     def header(self) -> str:
         return self.label if self.label is not None else self.key
-
-
-# ----------------------------------------------------------------- the options
-def output_options(f: Any) -> Any:
-    """Add --json/--csv/--nl/--wide; the command receives one ``output: Output`` argument."""
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        chosen = [name for name in ("json", "csv", "nl") if kwargs.pop(f"output_{name}")]
-        if len(chosen) > 1:
-            raise click.UsageError(f"choose one output format, not {' and '.join('--' + c for c in chosen)}")
-        kwargs["output"] = Output(chosen[0] if chosen else "table", kwargs.pop("output_wide"))
-        return f(*args, **kwargs)
-
-    wrapper = click.option("--wide", "output_wide", is_flag=True,
-                           help="Show every table column, however wide the terminal.")(wrapper)
-    wrapper = click.option("--nl", "output_nl", is_flag=True,
-                           help="Print JSON lines: one object per row, exact values.")(wrapper)
-    wrapper = click.option("--csv", "output_csv", is_flag=True,
-                           help="Print CSV with every field, exact values.")(wrapper)
-    wrapper = click.option("--json", "output_json", is_flag=True,
-                           help="Print a JSON array with every field, exact values.")(wrapper)
-    return wrapper
-
-
-def wide_option(f: Any) -> Any:
-    """--wide alone, for commands whose --json is not a listing (``orbench run``)."""
-    return click.option("--wide", is_flag=True, help="Show every table column, however wide the terminal.")(f)
 
 
 # ------------------------------------------------------------------ emitting
