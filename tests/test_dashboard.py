@@ -457,7 +457,7 @@ def test_locked_db_is_a_warning_with_retry(tmp_path: Path, monkeypatch: pytest.M
 WRITER = """
 import sys, time
 from bench.records import RequestRow
-from bench.store import Store
+from bench.store.store import Store
 store = Store(sys.argv[1], write_timeout_s=30)
 print("writing", flush=True)
 i = 10_000

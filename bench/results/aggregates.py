@@ -37,7 +37,7 @@ import polars as pl
 
 from bench.errors import BenchError
 from bench.records import FINISHED_OUTCOMES
-from bench.store.store import AGGREGATE_METRICS, AGGREGATE_VERSION, SKETCH_ALPHA, SKETCH_GAMMA, TERMINAL_STATUSES
+from bench.store.runs import AGGREGATE_METRICS, AGGREGATE_VERSION, SKETCH_ALPHA, SKETCH_GAMMA, TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from bench.results.filters import Filters

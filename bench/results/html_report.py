@@ -36,7 +36,8 @@ from bench.results import analytics, report, stats
 from bench.results.analytics import Filters
 from bench.errors import ConfigError
 from bench.records import FINISHED_OUTCOMES
-from bench.store.store import RunRecord, Store
+from bench.store.runs import RunRecord
+from bench.store.store import Store
 
 VL_VERSION = "6.4"  # the Vega-Lite major.minor Altair 6.3 writes (dashboard.charts.chart_image agrees)
 TIMELINE_CAP = 1000

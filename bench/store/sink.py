@@ -24,9 +24,8 @@ import threading
 import time
 from typing import Any
 
-from bench.store.journal import JournalWriteError
 from bench.records import RequestRow
-
+from bench.store.journal import JournalWriteError
 
 HEARTBEAT_INTERVAL_S = 5.0
 """How often a running run says it is alive; readers call it dead after ~3 missed beats."""
