@@ -30,7 +30,9 @@ from bench.results import analytics
 from bench.api import keys
 from bench.results.analytics import Filters
 from bench.api.catalog import Model, ModelEndpoints
-from bench.api.client import Credits, KeyInfo, OpenRouterClient, RetryPolicy, build_http_client
+from bench.api.account import Credits, KeyInfo
+from bench.api.client import OpenRouterClient, RetryPolicy
+from bench.api.http import build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
 from bench.errors import AuthError, BenchError
 from bench.examples import SUITES_DIR as EXAMPLE_SUITES_DIR

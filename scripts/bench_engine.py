@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client  # noqa: E402
+from bench.api.client import OpenRouterClient, RetryPolicy  # noqa: E402
+from bench.api.http import build_http_client  # noqa: E402
 from bench.config import Settings  # noqa: E402
 from bench.sandbox.catalog import DEFAULT_CATALOG_PATH  # noqa: E402
 

@@ -16,14 +16,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from bench.api.client import (
-    KeyInfo,
-    OpenRouterClient,
-    RetryPolicy,
-    ShardedTransport,
-    build_http_client,
-    parse_retry_after,
-)
+from bench.api.account import KeyInfo
+from bench.api.client import OpenRouterClient, RetryPolicy
+from bench.api.http import ShardedTransport, build_http_client
+from bench.api.envelope import parse_retry_after
 from bench.config import Settings
 from bench.errors import (
     AuthError,

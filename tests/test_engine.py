@@ -116,7 +116,8 @@ def test_ttft_matches_server_first_token_within_2ms(env: Path, tmp_path: Path) -
         truth_ns = server.state.first_token_ns[r["generation_id"]]
         assert truth_ns > t_before
     # Direct check through the client API, one request at a time.
-    from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.api.client import OpenRouterClient, RetryPolicy
+    from bench.api.http import build_http_client
 
     async def one() -> list[float]:
         http = build_http_client(settings, 1)

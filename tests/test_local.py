@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.api.client import OpenRouterClient, build_http_client
+from bench.api.client import OpenRouterClient
+from bench.api.http import build_http_client
 from bench.config import Settings
 from bench.local import (
     BINARY_ENV,

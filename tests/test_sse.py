@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from bench.records import ChatResult, Clocks, ToolCall
-from bench.api.stream import (
+from bench.api.sse import (
     COMMENT,
     DATA,
     DONE,
     SSEEvent,
     SSEParser,
+)
+from bench.api.stream import (
     StreamAccumulator,
     parse_completion,
     parse_usage,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client
+from bench.api.client import OpenRouterClient, RetryPolicy
+from bench.api.http import build_http_client
 from bench.config import Settings
 from bench.errors import ConfigError, NetworkError
 from bench.sandbox import start_sandbox

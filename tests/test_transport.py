@@ -292,7 +292,8 @@ def test_informational_responses_are_skipped() -> None:
 
 def test_a_bad_content_length_is_a_network_row_and_the_client_goes_on() -> None:
     """Through OpenRouterClient.chat: NetworkError naming the protocol error, then a normal answer."""
-    from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.api.client import OpenRouterClient, RetryPolicy
+    from bench.api.http import build_http_client
     from bench.config import Settings
     from bench.errors import NetworkError
 
@@ -351,7 +352,8 @@ def chat_body(i: int = 0) -> dict[str, object]:
 
 
 def test_connection_facts_cold_first_then_reused() -> None:
-    from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.api.client import OpenRouterClient, RetryPolicy
+    from bench.api.http import build_http_client
     from bench.config import Settings
 
     with start_sandbox(time_scale=0) as sb:
@@ -366,7 +368,8 @@ def test_connection_facts_cold_first_then_reused() -> None:
 
 
 def test_prewarm_makes_the_next_n_concurrent_requests_reused() -> None:
-    from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.api.client import OpenRouterClient, RetryPolicy
+    from bench.api.http import build_http_client
     from bench.config import Settings
 
     n = 24

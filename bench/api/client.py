@@ -1,11 +1,12 @@
 """HTTP access to OpenRouter (and any OpenAI-compatible server): chat, catalog, key, credits.
 
 ``OpenRouterClient`` wraps an injected ``httpx.AsyncClient`` (built once per run by
-``build_http_client``) and is the only place that knows OpenRouter's URLs, error
-envelope (API.md section 6) and retry rules. ``chat`` is the measured path: ``t0``
-is stamped right before the request is handed to the transport, every read is
-stamped as it arrives and fed to the pure ``bench.sse`` parser, and nothing else
-runs between a read and its stamp.
+``bench.api.http.build_http_client``) and is the only place that knows OpenRouter's
+URLs, error envelope (API.md section 6, read by ``bench.api.envelope``) and retry
+rules. ``chat`` is the measured path: ``t0`` is stamped right before the request is
+handed to the transport, every read is stamped as it arrives and fed to the pure SSE
+parser and accumulator (``bench.api.sse``, ``bench.api.stream``), and nothing else runs
+between a read and its stamp.
 
 Retries: only 408, 429, 500/502/503/504/524/529 and transport failures, honouring
 ``Retry-After`` within ``RetryPolicy`` caps. A response that already delivered
@@ -19,24 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
 import re
-import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
-from email.utils import parsedate_to_datetime
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
-from bench import __version__
-from bench.api.catalog import Model, ModelEndpoints, parse_endpoints, parse_models, to_decimal
-from bench.config import Settings
+from bench.api.account import Credits, KeyInfo, _data
+from bench.api.catalog import Model, ModelEndpoints, parse_endpoints, parse_models
+from bench.api.envelope import (
+    _availability,
+    _clip,
+    _metadata_hint,
+    _non_negative,
+    _numeric_status,
+    _status_message,
+    parse_retry_after,
+)
+from bench.api.stream import StreamAccumulator, _connection_facts, _read_events
 from bench.errors import (
     AuthError,
     ConfigError,
@@ -47,8 +52,6 @@ from bench.errors import (
     error_for_status,
 )
 from bench.records import ChatResult, Clocks
-from bench.api.stream import DATA, DONE, SSEEvent, SSEParser, StreamAccumulator
-from bench.api.transport import HttpxTransport, LeanTransport, warm_requests, tls_context
 
 T = TypeVar("T")
 
@@ -58,7 +61,6 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 524, 529})
 _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _KEY_PATTERN = re.compile(r"sk-or-[A-Za-z0-9_-]{8,}")
-_MAX_MESSAGE = 600
 
 
 # ---------------------------------------------------------------- policy and records
@@ -78,209 +80,6 @@ class RetryPolicy:
         """Exponential backoff with equal jitter: between half and all of base * 2^(attempt-1)."""
         ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
         return ceiling * (0.5 + 0.5 * rng.random())
-
-
-@dataclass
-class KeyInfo:
-    """``GET /key`` (or the legacy ``/auth/key``): this key's cap and spend, USD."""
-
-    label: str | None
-    limit: Decimal | None
-    limit_remaining: Decimal | None
-    limit_reset: str | None
-    usage: Decimal | None
-    usage_daily: Decimal | None
-    usage_weekly: Decimal | None
-    usage_monthly: Decimal | None
-    is_free_tier: bool | None
-    is_management_key: bool | None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_payload(cls, payload: Any) -> KeyInfo:
-        d = _data(payload)
-        management = d.get("is_management_key", d.get("is_provisioning_key"))
-        return cls(
-            label=d.get("label") if isinstance(d.get("label"), str) else None,
-            limit=to_decimal(d.get("limit")),
-            limit_remaining=to_decimal(d.get("limit_remaining")),
-            limit_reset=d.get("limit_reset") if isinstance(d.get("limit_reset"), str) else None,
-            usage=to_decimal(d.get("usage")),
-            usage_daily=to_decimal(d.get("usage_daily")),
-            usage_weekly=to_decimal(d.get("usage_weekly")),
-            usage_monthly=to_decimal(d.get("usage_monthly")),
-            is_free_tier=_bool(d.get("is_free_tier")),
-            is_management_key=_bool(management),
-            raw=d,
-        )
-
-
-@dataclass
-class Credits:
-    """``GET /credits``: account-wide USD purchased and used (management key only)."""
-
-    total_credits: Decimal | None
-    total_usage: Decimal | None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def balance(self) -> Decimal | None:
-        if self.total_credits is None or self.total_usage is None:
-            return None
-        return self.total_credits - self.total_usage
-
-    @classmethod
-    def from_payload(cls, payload: Any) -> Credits:
-        d = _data(payload)
-        return cls(to_decimal(d.get("total_credits")), to_decimal(d.get("total_usage")), raw=d)
-
-
-# ---------------------------------------------------------------- the httpx client
-def build_http_client(
-    settings: Settings,
-    concurrency: int = 1,
-    *,
-    fresh_connections: bool = False,
-    connect_timeout_s: float = 10.0,
-    read_timeout_s: float = 120.0,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> httpx.AsyncClient:
-    """One long-lived HTTP/1.1 client per run, sized for ``concurrency`` streams.
-
-    ``fresh_connections`` turns keep-alive off (llama.cpp sometimes drops a reused
-    connection after a stream). ``read_timeout_s`` is the default stall timeout.
-    Never sends response-caching headers: a cache hit would fake the measurement.
-
-    TLS trust and proxies come from ``settings`` (see bench/config.py), never from
-    the environment here. URLs a proxy serves go through httpx's own transport with
-    that proxy (sharded above ``POOL_SHARD_SIZE`` connections); the rest, NO_PROXY
-    hosts included, through our lean transport. A ``transport`` passed in (a test's
-    MockTransport) serves every URL, as httpx does with an explicit transport.
-    """
-    max_conn = max(concurrency * 2, 16) if concurrency > 0 else None
-    limits = httpx.Limits(
-        max_connections=max_conn,
-        max_keepalive_connections=0 if fresh_connections else max_conn,
-    )
-    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
-    if transport is None:
-        # A configured CA is loaded now, so a bad one fails here with the setting's name;
-        # certifi's default (~16 ms of CPU) only at the first https connect.
-        ssl_context = (tls_context(settings.ca_bundle, insecure=settings.insecure,
-                                   source=settings.ca_source or "--ca-bundle")
-                       if settings.ca_bundle or settings.insecure else None)
-        # Our lean HTTP/1.1 transport: ~10x less CPU per SSE event than httpcore,
-        # which is what keeps TTFT honest at 100+ concurrent streams (bench/transport.py).
-        transport = LeanTransport(max_conn, keepalive=not fresh_connections, ssl_context=ssl_context)
-        mounts = {pattern: None if proxy is None else _proxy_transport(proxy, max_conn, limits, ssl_context)
-                  for pattern, proxy in settings.proxies}
-    timeout = httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s, write=30.0, pool=60.0)
-    return httpx.AsyncClient(
-        base_url=settings.base_url,
-        headers=_default_headers(settings),
-        timeout=timeout,
-        limits=limits,
-        http1=True,
-        http2=False,
-        transport=transport,
-        mounts=mounts,  # pattern -> None keeps the default (lean) transport: NO_PROXY hosts
-        trust_env=False,  # settings already hold what the environment says
-    )
-
-
-def _proxy_transport(proxy: str, max_conn: int | None, limits: httpx.Limits,
-                     ssl_context: ssl.SSLContext | None) -> httpx.AsyncBaseTransport:
-    ssl_context = ssl_context or tls_context()
-    try:
-        if max_conn is not None and max_conn > POOL_SHARD_SIZE:
-            return ShardedTransport(max_conn, fresh_connections=limits.max_keepalive_connections == 0,
-                                    proxy=proxy, ssl_context=ssl_context)
-        return HttpxTransport(verify=ssl_context, limits=limits, http1=True, http2=False,
-                              proxy=proxy, trust_env=False)
-    except (ImportError, ValueError) as exc:  # socks5:// without socksio, an unknown proxy scheme
-        scheme = proxy.split("://", 1)[0]
-        raise ConfigError(f"the {scheme}:// proxy from the *_PROXY variables cannot be used: {exc}") from None
-
-
-POOL_SHARD_SIZE = 16
-
-
-class ShardedTransport(httpx.AsyncBaseTransport):
-    """Several HTTP/1.1 connection pools of ``POOL_SHARD_SIZE`` instead of one big pool.
-
-    httpcore 1.0's pool re-scans every connection for every idle connection (and
-    every queued request) each time a request starts or ends: with 128 warm
-    connections that is ~16k checks, tens of ms with the event loop blocked, which
-    lands in the clocks of every other stream. Measured at 128 streams x 50 events
-    (loopback, warm pool): client CPU 5.1 s -> 1.1 s per round. Each request goes to
-    the least busy shard, so keep-alive connections are still reused; the total
-    connection cap stays ``max_connections``. Used for URLs served by a proxy: every
-    shard goes through ``proxy``.
-    """
-
-    def __init__(self, max_connections: int, *, fresh_connections: bool = False, proxy: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
-        n = -(-max_connections // POOL_SHARD_SIZE)
-        per = -(-max_connections // n)
-        limits = httpx.Limits(max_connections=per, max_keepalive_connections=0 if fresh_connections else per)
-        verify = ssl_context or tls_context()
-        self.shards = [HttpxTransport(verify=verify, limits=limits, http1=True, http2=False, proxy=proxy,
-                                      trust_env=False) for _ in range(n)]
-        self.in_flight = [0] * n
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        loads = self.in_flight
-        i = loads.index(min(loads))
-        loads[i] += 1
-        try:
-            response = await self.shards[i].handle_async_request(request)
-        except BaseException:
-            loads[i] -= 1
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _ReleasingStream(response.stream, loads, i)
-        return response
-
-    async def prewarm(self, url: httpx.URL, n: int, *, timeout: float | None = None) -> int:
-        """``n`` concurrent GET requests (spread over the shards); returns the idle connections after."""
-        await warm_requests(self, url, n, timeout)
-        return sum(shard.idle_connections(url) for shard in self.shards)
-
-    async def aclose(self) -> None:
-        for shard in self.shards:
-            await shard.aclose()
-
-
-class _ReleasingStream(httpx.AsyncByteStream):
-    """A response body that gives its shard slot back when closed (no per-chunk wrapper)."""
-
-    def __init__(self, inner: httpx.AsyncByteStream, loads: list[int], index: int) -> None:
-        self._inner = inner
-        self._loads: list[int] | None = loads
-        self._index = index
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._inner.__aiter__()
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            if self._loads is not None:
-                self._loads[self._index] -= 1
-                self._loads = None
-
-
-def _default_headers(settings: Settings) -> dict[str, str]:
-    headers = {"User-Agent": f"orbench/{__version__}"}
-    if settings.api_key:
-        headers["Authorization"] = f"Bearer {settings.api_key}"
-    if settings.referer:
-        headers["HTTP-Referer"] = settings.referer
-    if settings.title:
-        headers["X-OpenRouter-Title"] = settings.title
-        headers["X-Title"] = settings.title  # legacy name, still read by OpenRouter
-    return headers
 
 
 # ---------------------------------------------------------------- the API client
@@ -637,119 +436,6 @@ class OpenRouterClient:
             raise ConfigError(f"{what} is an OpenRouter API call; {self._http.base_url} is a generic server")
 
 
-async def _read_events(response: httpx.Response, acc: StreamAccumulator) -> None:
-    """Feed a streamed body to the parser and accumulator, stamping each read.
-
-    After ``[DONE]`` the rest of the body is drained unparsed, so the connection
-    can go back to the pool instead of being torn down (a new TLS handshake would
-    land in the next request's TTFT).
-    """
-    clock = time.perf_counter_ns
-    parser = SSEParser()
-    clocks = acc.clocks
-    # aiter_raw skips httpx's decoder and re-chunker layers when there is nothing to decode
-    # (a body already read into memory, as a mocked one is, only aiter_bytes can replay).
-    raw = not response.headers.get("content-encoding") and not response.is_stream_consumed
-    reads = response.aiter_raw() if raw else response.aiter_bytes()
-    # The lean transport knows when each part's bytes were read from the socket
-    # (bench/transport.py); other transports: when the part reaches us.
-    stream = response.extensions.get("orbench_body") if raw else None
-    async for chunk in reads:
-        t = getattr(stream, "arrival_ns", None) or clock()
-        if clocks.t_first_byte is None:
-            clocks.t_first_byte = t
-        if not acc.done:
-            _apply(parser.feed(chunk), acc, t)
-    if not acc.done:
-        t = clock()
-        _apply(parser.finish(), acc, t)
-        acc.on_done(t)
-
-
-def _connection_facts(response: httpx.Response, result: ChatResult) -> None:
-    """How the request got its connection, as our transports report it (None when unknown)."""
-    ext = response.extensions
-    reused = ext.get("orbench_conn_reused")
-    result.conn_reused = reused if isinstance(reused, bool) else None
-    connect_ms = ext.get("orbench_connect_ms")
-    result.connect_ms = float(connect_ms) if isinstance(connect_ms, (int, float)) else None
-
-
-def _apply(events: list[SSEEvent], acc: StreamAccumulator, t: int) -> None:
-    loads = json.loads
-    for ev in events:
-        kind = ev.kind
-        if kind == DATA:
-            try:
-                payload = loads(ev.data)
-            except ValueError:
-                continue  # not JSON (a generic server's ping): nothing to measure
-            if isinstance(payload, dict):
-                acc.on_event(payload, t)
-        elif kind == DONE:
-            acc.result.saw_done = True
-            acc.on_done(t)
-            return
-
-
-# ---------------------------------------------------------------- helpers
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date relative to ``now``."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return _non_negative(float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def _status_message(status: int, error: Any, availability: dict[str, Any] | None, text: str) -> str:
-    if not isinstance(error, dict):
-        snippet = " ".join(text.split())[:200]
-        return f"HTTP {status}" + (f": {snippet}" if snippet else "")
-    message = error.get("message") or error.get("error_type") or "error"
-    out = f"HTTP {status}: {message}" + _metadata_hint(error.get("metadata"))
-    if availability is not None and availability.get("code"):
-        out += f" [availability: {availability['code']}]"
-    return _clip(out)
-
-
-def _metadata_hint(metadata: Any) -> str:
-    if not isinstance(metadata, dict):
-        return ""
-    hints = [f"{k} {metadata[k]}" for k in ("provider_name", "error_type", "provider_code") if metadata.get(k)]
-    out = f" [{', '.join(hints)}]" if hints else ""
-    raw = metadata.get("raw")
-    if raw:
-        out += f": {raw if isinstance(raw, str) else json.dumps(raw)}"
-    return out
-
-
-def _availability(error: Any) -> dict[str, Any] | None:
-    if not isinstance(error, dict):
-        return None
-    avail = error.get("availability") or (error.get("metadata") or {}).get("availability")
-    return avail if isinstance(avail, dict) else None
-
-
-def _numeric_status(code: object) -> int | None:
-    if isinstance(code, bool):
-        return None
-    if isinstance(code, int):
-        return code
-    if isinstance(code, str) and code.strip().isdigit():
-        return int(code)
-    return None
-
-
 def _delivered_output(result: ChatResult) -> bool:
     c = result.clocks
     return c.t_first_token is not None or c.t_last_token is not None or bool(result.content or result.tool_calls)
@@ -758,16 +444,6 @@ def _delivered_output(result: ChatResult) -> bool:
 def _describe_exc(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
-
-
-def _non_negative(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return max(0.0, float(value))
 
 
 def _bearer_token(header: str | None) -> str | None:
@@ -788,14 +464,3 @@ def _query(query: Mapping[str, Any]) -> dict[str, str]:
         else:
             out[key] = str(value)
     return out
-
-
-def _data(payload: Any) -> dict[str, Any]:
-    if isinstance(payload, dict):
-        inner = payload.get("data", payload)
-        return inner if isinstance(inner, dict) else {}
-    return {}
-
-
-def _bool(value: object) -> bool | None:
-    return value if isinstance(value, bool) else None

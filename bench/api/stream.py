@@ -1,127 +1,31 @@
-"""Server-sent events in, one ``ChatResult`` out: a pure parser and accumulator, no I/O.
+"""Server-sent events in, one ``ChatResult`` out.
 
-``SSEParser`` turns bytes as they come off the socket into events (WHATWG SSE
-rules: CR, LF or CRLF line ends, also split across reads; several ``data:`` lines
-joined with ``\\n``; ``: comment`` lines reported on their own so the caller can
-see a keep-alive; ``data: [DONE]`` as its own kind). ``StreamAccumulator`` applies
+The events come from ``bench.api.sse.SSEParser``. ``StreamAccumulator`` applies
 the clock rules of METRICS.md to decoded chunk objects: the first token is the
 first event carrying generated output (content, reasoning text, a tool-call
 delta), never a role-only or empty delta, a comment or the usage chunk. It also
 collects text, tool-call fragments, usage, finish reasons and an in-band ``error``.
 
-Both sit on the hot path of every streamed request (many streams per process), so
+Parser and accumulator sit on the hot path of every streamed request (many streams per process), so
 they avoid work per event that the result does not need: one ``json.loads`` per
 event in the caller, list appends here, and strings joined once at the end.
-``parse_completion`` does the same for a non-streaming response body.
+``parse_completion`` does the same for a non-streaming response body. The accumulator does
+no I/O; ``_read_events`` is the client's measured read loop that feeds it, stamping each read.
 """
 
 from __future__ import annotations
 
-import re
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
+
+import httpx
 
 from bench.api.catalog import parse_int, to_decimal
+from bench.api.sse import DATA, DONE, SSEEvent, SSEParser
 from bench.records import NS_PER_MS, ChatResult, Clocks, ToolCall, Usage
-
-DATA = "data"
-COMMENT = "comment"
-DONE = "done"
-
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-_BOM = b"\xef\xbb\xbf"
-
-
-class SSEEvent(NamedTuple):
-    """One parsed event. ``kind`` is DATA, COMMENT or DONE; ``data`` is the payload text."""
-
-    kind: str
-    data: str
-    event: str | None = None  # the ``event:`` field, when a server sends one
-
-
-class SSEParser:
-    """Incremental SSE parser: ``feed(bytes) -> [SSEEvent]``, then ``finish()`` at end of stream."""
-
-    __slots__ = ("_buf", "_data", "_event", "_skip_lf", "_started")
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._data: list[bytes] | None = None
-        self._event: str | None = None
-        self._skip_lf = False  # the last read ended in CR: a leading LF belongs to it
-        self._started = False
-
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Events completed by ``chunk`` (possibly none)."""
-        if not self._started:
-            chunk = self._strip_bom(chunk)
-            if not self._started:
-                return []
-        if self._skip_lf and chunk[:1] == b"\n":
-            chunk = chunk[1:]
-        buf = self._buf + chunk if self._buf else chunk
-        if b"\r" in buf:
-            lines = _LINE_END.split(buf)
-            self._skip_lf = buf.endswith(b"\r")
-        else:
-            lines = buf.split(b"\n")
-            self._skip_lf = False
-        self._buf = lines.pop()
-        out: list[SSEEvent] = []
-        for line in lines:
-            self._line(line, out)
-        return out
-
-    def finish(self) -> list[SSEEvent]:
-        """Flush at end of stream: a last line or event without its blank line still counts."""
-        out: list[SSEEvent] = []
-        if self._buf:
-            self._line(self._buf, out)
-            self._buf = b""
-        self._line(b"", out)
-        return out
-
-    def _strip_bom(self, chunk: bytes) -> bytes:
-        # A BOM may only open the stream; keep looking until 3 bytes are in.
-        buf = self._buf + chunk
-        if len(buf) < 3 and _BOM.startswith(buf):
-            self._buf = buf
-            return b""
-        self._started = True
-        self._buf = b""
-        return buf[3:] if buf.startswith(_BOM) else buf
-
-    def _line(self, line: bytes, out: list[SSEEvent]) -> None:
-        if not line:
-            self._dispatch(out)
-            return
-        if line[0] == 0x3A:  # ":" comment / keep-alive
-            out.append(SSEEvent(COMMENT, line[1:].decode("utf-8", "replace").strip()))
-            return
-        name, _, value = line.partition(b":")
-        if value[:1] == b" ":
-            value = value[1:]
-        if name == b"data":
-            if self._data is None:
-                self._data = [value]
-            else:
-                self._data.append(value)
-        elif name == b"event":
-            self._event = value.decode("utf-8", "replace")
-        # "id" and "retry" do not matter for a one-shot response stream.
-
-    def _dispatch(self, out: list[SSEEvent]) -> None:
-        data, event = self._data, self._event
-        self._data, self._event = None, None
-        if data is None:
-            return
-        text = (data[0] if len(data) == 1 else b"\n".join(data)).decode("utf-8", "replace")
-        if len(text) < 16 and text.strip() == "[DONE]":
-            out.append(SSEEvent(DONE, text, event))
-        else:
-            out.append(SSEEvent(DATA, text, event))
 
 
 # ---------------------------------------------------------------- usage
@@ -388,3 +292,58 @@ def _message_into(r: ChatResult, message: dict[str, Any]) -> None:
         for i, c in enumerate(calls)
         if isinstance(c, dict)
     ]
+
+
+async def _read_events(response: httpx.Response, acc: StreamAccumulator) -> None:
+    """Feed a streamed body to the parser and accumulator, stamping each read.
+
+    After ``[DONE]`` the rest of the body is drained unparsed, so the connection
+    can go back to the pool instead of being torn down (a new TLS handshake would
+    land in the next request's TTFT).
+    """
+    clock = time.perf_counter_ns
+    parser = SSEParser()
+    clocks = acc.clocks
+    # aiter_raw skips httpx's decoder and re-chunker layers when there is nothing to decode
+    # (a body already read into memory, as a mocked one is, only aiter_bytes can replay).
+    raw = not response.headers.get("content-encoding") and not response.is_stream_consumed
+    reads = response.aiter_raw() if raw else response.aiter_bytes()
+    # The lean transport knows when each part's bytes were read from the socket
+    # (bench/transport.py); other transports: when the part reaches us.
+    stream = response.extensions.get("orbench_body") if raw else None
+    async for chunk in reads:
+        t = getattr(stream, "arrival_ns", None) or clock()
+        if clocks.t_first_byte is None:
+            clocks.t_first_byte = t
+        if not acc.done:
+            _apply(parser.feed(chunk), acc, t)
+    if not acc.done:
+        t = clock()
+        _apply(parser.finish(), acc, t)
+        acc.on_done(t)
+
+
+def _connection_facts(response: httpx.Response, result: ChatResult) -> None:
+    """How the request got its connection, as our transports report it (None when unknown)."""
+    ext = response.extensions
+    reused = ext.get("orbench_conn_reused")
+    result.conn_reused = reused if isinstance(reused, bool) else None
+    connect_ms = ext.get("orbench_connect_ms")
+    result.connect_ms = float(connect_ms) if isinstance(connect_ms, (int, float)) else None
+
+
+def _apply(events: list[SSEEvent], acc: StreamAccumulator, t: int) -> None:
+    loads = json.loads
+    for ev in events:
+        kind = ev.kind
+        if kind == DATA:
+            try:
+                payload = loads(ev.data)
+            except ValueError:
+                continue  # not JSON (a generic server's ping): nothing to measure
+            if isinstance(payload, dict):
+                acc.on_event(payload, t)
+        elif kind == DONE:
+            acc.result.saw_done = True
+            acc.on_done(t)
+            return

@@ -27,7 +27,8 @@ from bench.api.ceiling import BOUND_DERIVATION, prompt_bound, request_ceiling
 from bench.run.budget import Budget
 from bench.api.catalog import Model, Pricing, find_model, list_cost_usd, parse_models
 from bench.api.catalog import to_decimal as catalog_decimal
-from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client
+from bench.api.client import OpenRouterClient, RetryPolicy
+from bench.api.http import build_http_client
 from bench.config import Settings
 from bench.errors import AuthError, BenchError, ConfigError, NetworkError, ProviderError
 from bench.store.journal import RunLock

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from bench.quality import checks as checks_mod
-from bench.api.client import OpenRouterClient, RetryPolicy, build_http_client
+from bench.api.client import OpenRouterClient, RetryPolicy
+from bench.api.http import build_http_client
 from bench.config import Settings
 from bench.errors import ConfigError
 from bench.quality.judge import JudgeLedger, make_judge_fn
