@@ -29,9 +29,11 @@ from typing import Any
 
 import streamlit as st
 
-from bench.run import engine
 from bench.config import DEFAULT_DB, Settings
 from bench.errors import BenchError, ConfigError
+from bench.run import budget as budget_mod
+from bench.run import engine
+from bench.run import targets as targets_mod
 from bench.run.runner import Progress, Runner
 from bench.store.store import Store
 
@@ -186,12 +188,12 @@ class RunJob:
 
     async def _execute(self) -> tuple[str, Any]:
         prep = await estimate_async(self.settings, self.spec)
-        engine.check_budget(prep)
+        budget_mod.check_budget(prep)
         self._update(total=len(prep.plan))
         store = Store(self.settings.db_path)
         await asyncio.to_thread(store.init)
         clients = engine.make_clients(self.settings, prep.suite, self.spec.concurrency,
-                                      keys=engine.endpoint_keys(prep.suite, self.env),
+                                      keys=targets_mod.endpoint_keys(prep.suite, self.env),
                                       openrouter_api=prep.openrouter_api)
         try:
             return await engine.execute(self.settings, store, prep, clients,

@@ -14,14 +14,16 @@ from typing import Any
 
 import click
 
-from bench.run import engine
-from bench.results import gates, report
 from bench.api import keys
 from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, parse_usd, wide_option
-from bench.results.render import usd
 from bench.cli.results import emit_summary
 from bench.config import Settings
 from bench.errors import ConfigError
+from bench.results import gates, report
+from bench.results.render import usd
+from bench.run import budget as budget_mod
+from bench.run import engine
+from bench.run import targets as targets_mod
 from bench.run.runner import Progress, Runner
 from bench.store.store import Store
 
@@ -120,7 +122,7 @@ def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
 async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: str | None,
                dry_run: bool, printer: ProgressPrinter | None) -> tuple[str | None, Any]:
     prep = await engine.plan_run(settings, spec, store=store, resume=resume)
-    endpoint_keys = engine.endpoint_keys(prep.suite, os.environ)  # refuses http keys before the plan
+    endpoint_keys = targets_mod.endpoint_keys(prep.suite, os.environ)  # refuses http keys before the plan
     note(_plan_text(prep, settings, dict(os.environ)))
     if prep.suite.repeats > 1 or prep.plan and any(p.is_warmup for p in prep.plan):
         # METRICS.md "Benchmark hygiene": no response-caching header is ever sent, but
@@ -136,7 +138,7 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
         note("dry run: nothing was sent")
         return None, prep
     if not resume:
-        engine.check_budget(prep)
+        budget_mod.check_budget(prep)
     store.init()  # only now: a bad suite or flag must leave the database untouched
     clients = engine.make_clients(settings, prep.suite, spec.concurrency,
                                   keys=endpoint_keys,

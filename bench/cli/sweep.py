@@ -23,14 +23,16 @@ from typing import Any
 
 import click
 
-from bench.run import engine, sweep
-from bench.suites import parse as suites
 from bench.cli.common import api_options, api_settings, db_option, note, parse_usd
-from bench.results.render import Column, fit_table, integer, num, rate
 from bench.cli.run import ProgressPrinter, _local_endpoint
 from bench.config import Settings
 from bench.errors import ConfigError
+from bench.results.render import Column, fit_table, integer, num, rate
+from bench.run import budget as budget_mod
+from bench.run import engine, sweep
+from bench.run import targets as targets_mod
 from bench.store.store import Store
+from bench.suites import parse as suites
 
 DEFAULT_RATE_CONCURRENCY = 64  # in-flight cap of an open-loop (rate) step
 
@@ -103,11 +105,11 @@ async def _run_step(settings: Settings, store: Store, opts: SweepOptions, sweep_
     spec = _spec(opts, level, budget_left, sweep_id, repeats=max(1, math.ceil(per_target / max(1, n_cases))))
     spec.extra_endpoints, spec.add_models = extra.extra_endpoints, list(extra.add_models)
     prep = await engine.plan_run(settings, spec, store=store, resume=resume_run)
-    keys = engine.endpoint_keys(prep.suite, os.environ)
+    keys = targets_mod.endpoint_keys(prep.suite, os.environ)
     if resume_run is None:
         _fit_plan(prep, per_target)
         try:
-            engine.check_budget(prep)
+            budget_mod.check_budget(prep)
         except ConfigError as exc:
             note(f"sweep stopped before {opts.axis}={level:g}: {exc}")
             return None, "over-budget"

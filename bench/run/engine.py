@@ -2,227 +2,52 @@
 
 ``prepare()`` does everything that can fail on bad input before anything is sent
 or written: load and validate the suite, fetch the catalog, check model ids,
-build the plan and its cost estimate. ``execute()`` records the run and drives the
+build the plan and its cost estimate (targets and clients: bench.run.targets; prices
+and the budget check: bench.run.budget). ``execute()`` records the run and drives the
 runner; ``prepare_resume()`` rebuilds the stored plan minus the finished requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
+import functools
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from bench import __version__
-import functools
-
-from bench.api.ceiling import BOUND_DERIVATION, prompt_bound, request_ceiling
-from bench.run.budget import Budget
-from bench.api.catalog import Model, Pricing, find_model, list_cost_usd, parse_models
+from bench.api.catalog import Model, Pricing, find_model, parse_models
 from bench.api.catalog import to_decimal as catalog_decimal
-from bench.api.client import OpenRouterClient, RetryPolicy
-from bench.api.http import build_http_client
+from bench.api.client import OpenRouterClient
 from bench.config import Settings
 from bench.errors import AuthError, BenchError, ConfigError, NetworkError, ProviderError
-from bench.store.journal import RunLock
-from bench.run.plan import CaseRequest, PlannedRequest, Target, make_plan
-from bench.records import ChatResult, RequestRow
-from bench.run.runner import Progress, Runner, RunOptions, RunState
-from bench.store.sink import StoreSink
-from bench.quality.judge import JUDGE_MAX_TOKENS, JUDGE_SYSTEM, JudgeLedger, make_judge_fn
-from bench.store.store import Store
-from bench.suites.model import OPENROUTER, Suite
-from bench.suites.parse import load_suite
-from bench.suites import parse as suites_mod
 from bench.quality import checks as checks_mod
-from bench.api import keys as keys_mod
-
-
-@dataclass
-class RunSpec:
-    """What the user asked for (flags or dashboard widgets)."""
-
-    suite_path: Path
-    models: list[str] = field(default_factory=list)  # overrides the suite's models
-    providers: list[str] = field(default_factory=list)  # names from the suite or JSON objects
-    repeats: int | None = None
-    concurrency: int = 4
-    rate: float | None = None
-    timeout_s: float = 120.0
-    stall_timeout_s: float | None = 60.0
-    warmup: bool = True
-    budget_usd: Decimal | None = None
-    allow_partial: bool = False
-    lookup_generation: bool = False
-    max_consecutive_failures: int = 5
-    seed: int = 0
-    name: str | None = None
-    extra_endpoints: dict[str, Any] = field(default_factory=dict)  # e.g. the --local server
-    add_models: list[str] = field(default_factory=list)  # appended to the suite's (or --model) list
-
-
-@dataclass
-class Prepared:
-    spec: RunSpec
-    suite: Suite
-    targets: list[Target]
-    plan: list[PlannedRequest]
-    models: dict[str, Model]  # catalog entries by the id the user wrote
-    estimate_usd: Decimal | None  # sum of ceilings; None when some price is unknown
-    unpriced: list[str]
-    catalog: list[Model]
-    key_remaining_usd: float | None = None
-    run_id: str | None = None  # set for a resume
-    session: int = 0
-    suite_changed: bool = False  # resume: the suite file differs from the one the run started with
-    lock: RunLock | None = None  # resume: held from the plan until the run ends (one run, one writer)
-    bound_lines: list[str] = field(default_factory=list)  # how the worst case was derived, per target
-    in_flight_booked: list[str] = field(default_factory=list)  # resume: crashed sends and their cost
-    # False when the base URL is a generic OpenAI-compatible server (its /models has no
-    # OpenRouter prices) or no model of the run is on it: no key, credits or /generation calls.
-    openrouter_api: bool = True
-
-    @property
-    def measured(self) -> int:
-        return sum(1 for p in self.plan if not p.is_warmup)
-
-
-# ------------------------------------------------------------------- clients
-def endpoint_keys(suite: Suite | None, env: Mapping[str, str]) -> dict[str, str | None]:
-    """Resolve each named endpoint's key from the environment variable the suite names.
-
-    Called at the edge (CLI, dashboard) so library code never reads the environment;
-    ``bench.keys`` decides (and refuses a key over plain http to a remote host).
-    """
-    return {name: keys_mod.endpoint_key(ep, env)
-            for name, ep in (suite.endpoints.items() if suite is not None else [])}
-
-
-def make_clients(settings: Settings, suite: Suite | None, concurrency: int,
-                 keys: Mapping[str, str | None] | None = None, *,
-                 openrouter_api: bool = True) -> dict[str, OpenRouterClient]:
-    """One client per endpoint. ``openrouter_api=False`` (``Prepared.openrouter_api``): the
-    base URL is a generic OpenAI-compatible server, or the run has no OpenRouter model, so
-    the main client asks for usage in the stream and makes no OpenRouter-only call."""
-    keys_mod.require_safe(settings.base_url, settings.api_key)
-    clients = {
-        OPENROUTER: OpenRouterClient(
-            build_http_client(settings, concurrency), api_key=settings.api_key,
-            retry=RetryPolicy(), openai_compatible=not openrouter_api,
-        )
-    }
-    for name, ep in (suite.endpoints.items() if suite is not None else []):
-        key = (keys or {}).get(name)
-        keys_mod.require_safe(ep.base_url, key)
-        # TLS trust and proxies carry over; attribution headers and the key do not
-        ep_settings = dataclasses.replace(settings, base_url=ep.base_url, api_key=key, referer=None,
-                                          title=None, sandbox=False)
-        # Keep-alive stays on (a fresh TCP+TLS handshake per request would inflate
-        # TTFT on remote servers); a reused connection that the server had closed
-        # fails before any byte and is retried by the client as a transport error.
-        clients[name] = OpenRouterClient(
-            build_http_client(ep_settings, concurrency, fresh_connections=ep.fresh_connections),
-            api_key=ep_settings.api_key, retry=RetryPolicy(), openai_compatible=True,
-        )
-    return clients
-
-
-async def close_clients(clients: dict[str, OpenRouterClient]) -> None:
-    for c in clients.values():
-        await c.aclose()
+from bench.quality.judge import JudgeLedger, make_judge_fn
+from bench.records import ChatResult, RequestRow
+from bench.run.budget import Budget, _bound_lines, _judge_estimate, _price_fn, _price_plan
+from bench.run.plan import CaseRequest, PlannedRequest, make_plan
+from bench.run.runner import Progress, Runner, RunOptions, RunState
+from bench.run.spec import Prepared, RunSpec
+from bench.run.targets import (
+    build_targets,
+    close_clients,
+    make_clients,
+    require_key,
+    speaks_openrouter,
+    uses_openrouter,
+)
+from bench.store.journal import RunLock
+from bench.store.sink import StoreSink
+from bench.store.store import Store
+from bench.suites import parse as suites_mod
+from bench.suites.model import OPENROUTER
+from bench.suites.parse import load_suite
 
 
 # ------------------------------------------------------------------- prepare
-def parse_provider_arg(text: str, suite: Suite) -> tuple[str, dict[str, Any] | None]:
-    """``--provider NAME`` (a variant of the suite) or ``--provider '{json}'``."""
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--provider {text!r}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise ConfigError(f"--provider {text!r}: expected a JSON object")
-        suites_mod.validate_provider_object(obj, f"--provider {text}")
-        name = _variant_name(obj)
-        return name, obj
-    if text == "default":
-        return "default", None
-    if text not in suite.providers:
-        known = ", ".join(sorted(suite.providers)) or "none"
-        raise ConfigError(f"--provider {text!r}: not a provider variant of the suite (known: {known})")
-    return text, suite.providers[text]
-
-
-def _variant_name(obj: dict[str, Any]) -> str:
-    for key in ("only", "order"):
-        if obj.get(key):
-            return "+".join(str(x) for x in obj[key])
-    if obj.get("sort"):
-        s = obj["sort"]
-        return f"sort:{s['by'] if isinstance(s, dict) else s}"
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
-def build_targets(suite: Suite, spec: RunSpec) -> list[Target]:
-    model_specs = suite.model_specs(spec.models or None)
-    known = {m.id for m in model_specs}
-    if spec.add_models:
-        model_specs += [m for m in suite.model_specs(spec.add_models) if m.id not in known]
-    if spec.providers:
-        variants = [parse_provider_arg(p, suite) for p in spec.providers]
-    elif suite.providers:
-        variants = list(suite.providers.items())
-    else:
-        variants = [("default", None)]
-    targets: list[Target] = []
-    for m in model_specs:
-        endpoint, api_model = suite.route(m.id)
-        if endpoint != OPENROUTER:
-            targets.append(Target(m.id, endpoint, api_model, "default", None, dict(m.params)))
-            continue
-        for name, obj in variants:
-            targets.append(Target(m.id, OPENROUTER, api_model, name, obj, dict(m.params)))
-    return targets
-
-
-def endpoint_pricing(suite: Suite, endpoint: str) -> Pricing | None:
-    ep = suite.endpoints.get(endpoint)
-    if ep is None or ep.prices is None:
-        return None
-    return Pricing.from_dict(ep.prices)
-
-
-def uses_openrouter(suite: Suite, targets: list[Target]) -> bool:
-    """Does the run send anything to the base URL (a model on it, or a judge)?"""
-    return any(t.endpoint == OPENROUTER for t in targets) or bool(suite.judge_models)
-
-
-def require_key(settings: Settings, suite: Suite, targets: list[Target]) -> None:
-    """OpenRouter itself needs a key; the sandbox, another base URL or a run without
-    OpenRouter models does not."""
-    if (settings.api_key is None and not settings.sandbox and uses_openrouter(suite, targets)
-            and keys_mod.is_openrouter_host(settings.base_url)):
-        raise ConfigError(f"set {keys_mod.OPENROUTER_KEY_ENV}, or use --sandbox")
-
-
-def speaks_openrouter(settings: Settings, raw_catalog: Mapping[str, Any]) -> bool:
-    """OpenRouter, the sandbox, or a server whose /models carries OpenRouter's ``pricing``
-    (tests' fakes, proxies); a vLLM or llama.cpp /v1/models has none."""
-    if settings.sandbox or keys_mod.is_openrouter_host(settings.base_url):
-        return True
-    items = raw_catalog.get("data")
-    return isinstance(items, list) and any(isinstance(m, dict) and isinstance(m.get("pricing"), dict)
-                                           for m in items)
-
-
 async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -> Prepared:
     suite = load_suite(spec.suite_path)
     suite.endpoints.update(spec.extra_endpoints)
@@ -270,121 +95,6 @@ async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -
     if judge_usd:
         prep.bound_lines.append(f"  + {judge_note}: worst case ${judge_usd:.6f} (answers at 16 bytes a token)")
     return prep
-
-
-def _pricing_for(target: Target, models: dict[str, Model], suite: Suite) -> Pricing | None:
-    if target.endpoint != OPENROUTER:
-        return endpoint_pricing(suite, target.endpoint)
-    m = models.get(target.model)
-    return None if m is None else m.pricing
-
-
-def _price_plan(
-    plan: list[PlannedRequest], models: dict[str, Model], suite: Suite
-) -> tuple[Decimal | None, list[str]]:
-    """Reserve each request's true worst case (``ceiling.request_ceiling``); sum them."""
-    total = Decimal(0)
-    unpriced: set[str] = set()
-    for item in plan:
-        pricing = _pricing_for(item.target, models, suite)
-        max_tokens = item.max_tokens
-        if max_tokens is None:
-            m = models.get(item.target.model)
-            max_tokens = (m.top_provider_max_completion_tokens or m.context_length) if m else None
-        if pricing is None or pricing.variable or max_tokens is None:
-            if item.target.endpoint != OPENROUTER and pricing is None:
-                item.max_cost_usd = Decimal(0)  # a local server with no prices costs nothing
-                continue
-            unpriced.add(item.target.model)
-            continue
-        item.max_cost_usd = request_ceiling(pricing, item.body, max_tokens)
-        if item.max_cost_usd is None:
-            unpriced.add(item.target.model)
-        else:
-            total += item.max_cost_usd
-    return (None if unpriced else total), sorted(unpriced)
-
-
-def _judge_estimate(prep: Prepared) -> tuple[Decimal | None, str | None]:
-    """Worst case of the judge calls: one per judge check of every measured ok answer.
-
-    The answer's length is bounded by its max_tokens at 16 bytes a token for this
-    estimate; during the run each call reserves its exact worst case before it is sent.
-    """
-    cases = {c.case_id: c for c in prep.suite.expand_cases()}
-    total, calls = Decimal(0), 0
-    for item in prep.plan:
-        case = cases.get(item.case_id)
-        if item.is_warmup or case is None:
-            continue
-        for check in case.checks:
-            if check.kind != "judge":
-                continue
-            model = check.arg.model or prep.suite.judge.model
-            found = find_model(prep.catalog, model) if model else None
-            if found is None or found.pricing.variable:
-                return None, model
-            answer_bytes = 16 * (item.max_tokens or 4096)
-            body = {"messages": [{"role": "system", "content": JUDGE_SYSTEM},
-                                 {"role": "user", "content": check.arg.rubric + "x" * answer_bytes}]}
-            ceiling = request_ceiling(found.pricing, body, JUDGE_MAX_TOKENS)
-            if ceiling is None:
-                return None, model
-            total += ceiling
-            calls += 1
-    return total, (f"{calls} judge calls" if calls else None)
-
-
-def _bound_lines(prep: Prepared) -> list[str]:
-    """Per target: the prompt bound and the worst case of one request, and how they were derived."""
-    lines, seen = [BOUND_DERIVATION], set()
-    for item in prep.plan:
-        if item.target.key in seen or item.is_warmup:
-            continue
-        seen.add(item.target.key)
-        bound = prompt_bound(item.body)
-        images = f" + {bound.images} image(s)" if bound.images else ""
-        cost = "unknown (no price)" if item.max_cost_usd is None else f"${item.max_cost_usd:.6f}"
-        lines.append(f"  {item.target.model} [{item.target.variant}]: prompt <= {bound.tokens:,} tokens"
-                     f"{images}, max_tokens {item.max_tokens}, worst case {cost} per attempt "
-                     f"(case {item.case_id})")
-    return lines
-
-
-def check_budget(prep: Prepared) -> None:
-    """Refuse a run whose ceiling exceeds --budget (unless --allow-partial) or the key's limit."""
-    spec = prep.spec
-    if spec.budget_usd is not None and not spec.allow_partial:
-        if prep.estimate_usd is None:
-            raise ConfigError(
-                f"cannot guarantee --budget {spec.budget_usd}: no price for "
-                f"{', '.join(prep.unpriced)}; use --allow-partial to run what fits"
-            )
-        if prep.estimate_usd > spec.budget_usd:
-            raise ConfigError(
-                f"estimated worst case ${prep.estimate_usd:.6f} exceeds --budget ${spec.budget_usd}; "
-                "raise the budget, lower max_tokens/repeats, or use --allow-partial"
-            )
-    rem = prep.key_remaining_usd
-    if rem is not None and prep.estimate_usd is not None and prep.estimate_usd > Decimal(str(rem)):
-        raise ConfigError(
-            f"estimated worst case ${prep.estimate_usd:.6f} exceeds the key's remaining limit ${rem:.6f}"
-        )
-
-
-# ------------------------------------------------------------------- execute
-def _price_fn(prep: Prepared) -> Callable[[Target, ChatResult], tuple[Decimal | None, str | None]]:
-    def price(target: Target, res: ChatResult) -> tuple[Decimal | None, str | None]:
-        pricing = _pricing_for(target, prep.models, prep.suite)
-        u = res.usage
-        if pricing is None or u is None or u.prompt_tokens is None or u.completion_tokens is None:
-            return None, None
-        return list_cost_usd(
-            pricing, u.prompt_tokens, u.completion_tokens, cached_tokens=u.cached_tokens or 0,
-            cache_write_tokens=u.cache_write_tokens or 0,
-        ), None
-
-    return price
 
 
 async def snapshot_key(store: Store, client: OpenRouterClient, run_id: str) -> None:
@@ -684,4 +394,3 @@ def check_key(settings: Settings, prep: Prepared, key: Any) -> None:
     """Store the key's remaining limit on the plan (when the server reports one)."""
     if key is not None and key.limit_remaining is not None:
         prep.key_remaining_usd = float(key.limit_remaining)
-

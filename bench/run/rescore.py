@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.quality import checks as checks_mod
 from bench.api.client import OpenRouterClient, RetryPolicy
 from bench.api.http import build_http_client
 from bench.config import Settings
 from bench.errors import ConfigError
+from bench.quality import checks as checks_mod
 from bench.quality.judge import JudgeLedger, make_judge_fn
 from bench.records import ToolCall
 from bench.results.report import current_rows

@@ -26,10 +26,10 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from bench.api.ceiling import maybe_billed
-from bench.run.budget import AttemptBook, Budget
 from bench.errors import AuthError, BenchError, InsufficientCredits, ProviderError
-from bench.run.plan import PlannedRequest, Target
 from bench.records import FINISHED_OUTCOMES, ChatResult, RequestRow, derive_times
+from bench.run.budget import AttemptBook, Budget
+from bench.run.plan import PlannedRequest, Target
 from bench.suites.model import OPENROUTER
 
 __all__ = ["Runner", "RunOptions", "Progress", "RunState", "RowMoney"]

@@ -25,10 +25,10 @@ from typing import Any
 
 import polars as pl
 
-from bench.results import stats
 from bench.errors import ConfigError
-from bench.results.gates import _OPS, Gate, parse_gate
 from bench.records import FINISHED_OUTCOMES
+from bench.results import stats
+from bench.results.gates import _OPS, Gate, parse_gate
 from bench.results.report import current_rows
 from bench.store.store import Store
 
