@@ -27,6 +27,9 @@ import polars as pl
 import streamlit as st
 
 from bench.results import analytics
+from bench.results import compare as compare_mod
+from bench.results import quality as quality_mod
+from bench.results import spend as spend_mod
 from bench.api import keys
 from bench.results.analytics import Filters
 from bench.api.catalog import Model, ModelEndpoints
@@ -183,9 +186,9 @@ def run_comparison(db: str, run_a: str, run_b: str, provider_by: str, cap: int =
     s = store(db)
     rows = []
     for metric in ("ttft_ms", "e2e_ms"):
-        a = analytics.run_samples(s, run_a, metric, provider_by, cap)
-        b = analytics.run_samples(s, run_b, metric, provider_by, cap)
-        rows += analytics.compare_runs(a, b, analytics.METRICS[metric], n_resamples=COMPARE_RESAMPLES)
+        a = compare_mod.run_samples(s, run_a, metric, provider_by, cap)
+        b = compare_mod.run_samples(s, run_b, metric, provider_by, cap)
+        rows += compare_mod.compare_runs(a, b, analytics.METRICS[metric], n_resamples=COMPARE_RESAMPLES)
     schema = {"group": pl.String, "metric": pl.String, "n_a": pl.Int64, "n_b": pl.Int64,
               "p50_a": pl.Float64, "p50_b": pl.Float64, "change": pl.Float64,
               "change_pct": pl.Float64, "ci_lo_pct": pl.Float64, "ci_hi_pct": pl.Float64,
@@ -236,12 +239,12 @@ def account_credits(base_url: str) -> tuple[Credits | None, str | None]:
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def price_history(db: str, model_id: str) -> pl.DataFrame:
-    return analytics.price_history(store(db), model_id)
+    return spend_mod.price_history(store(db), model_id)
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def spend(db: str, key: str) -> pl.DataFrame:
-    return analytics.spend_by(store(db), key)
+    return spend_mod.spend_by(store(db), key)
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
@@ -344,17 +347,17 @@ def save_upload(name: str, content: bytes) -> Path:
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def quality_groups(db: str, run_ids: tuple[str, ...], provider_by: str = "variant") -> pl.DataFrame:
-    return analytics.quality_groups(store(db), _filters(run_ids, (), (), (), provider_by))
+    return quality_mod.quality_groups(store(db), _filters(run_ids, (), (), (), provider_by))
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def cases_with_failures(db: str, run_ids: tuple[str, ...]) -> list[str]:
-    return analytics.cases_with_failures(store(db), _filters(run_ids, (), (), (), "variant"))
+    return quality_mod.cases_with_failures(store(db), _filters(run_ids, (), (), (), "variant"))
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def case_answers(db: str, run_ids: tuple[str, ...], case_id: str, provider_by: str = "variant") -> pl.DataFrame:
-    return analytics.case_answers(store(db), _filters(run_ids, (), (), (), provider_by), case_id)
+    return quality_mod.case_answers(store(db), _filters(run_ids, (), (), (), provider_by), case_id)
 
 
 # ------------------------------------------------------------------- decide (the Decide page)

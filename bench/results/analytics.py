@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import json
 import math
 from decimal import Decimal
 from typing import Any
@@ -30,7 +29,6 @@ import polars as pl
 from bench.records import FINISHED_OUTCOMES
 from bench.results import aggregates, stats
 from bench.results.filters import PROVIDER_COLUMNS, Filters
-from bench.results.stats import wilson_interval
 from bench.store.store import Store
 
 METRICS = {
@@ -371,7 +369,7 @@ def drift(store: Store, f: Filters, run_id: str, bins: int = 40) -> pl.DataFrame
         pl.col("metric").replace({"ttft": "TTFT", "e2e": "end-to-end"}))
 
 
-# ------------------------------------------------------------------- compare
+# ------------------------------------------------------------------- cost x latency frontier
 def pareto_points(groups: pl.DataFrame, metric: str = "ttft_ms") -> pl.DataFrame:
     """Cost per request vs p50 latency per group; ``on_frontier`` marks the non-dominated ones.
 
@@ -399,108 +397,6 @@ def pareto_points(groups: pl.DataFrame, metric: str = "ttft_ms") -> pl.DataFrame
         )
         flags.append(not dominated)
     return pts.with_columns(pl.Series("on_frontier", flags, dtype=pl.Boolean))
-
-
-def run_samples(store: Store, run_id: str, metric: str, provider_by: str,
-                cap: int) -> dict[tuple[str, str], list[float]]:
-    """Up to ``cap`` ok values of ``metric`` per group of one run (a fixed pseudo-random subset)."""
-    prov, metric = PROVIDER_COLUMNS[provider_by], _metric(metric)
-    sql = f"""
-        WITH s AS (
-            SELECT model, {prov} AS provider, {metric} AS x FROM requests
-            WHERE run_id = $run_id AND NOT is_warmup AND outcome = 'ok' AND {metric} IS NOT NULL
-            QUALIFY row_number() OVER (PARTITION BY model, {prov} ORDER BY hash(request_idx)) <= $cap
-        )
-        SELECT model, provider, list(x) AS xs FROM s GROUP BY ALL
-    """
-    frame = store.query(sql, {"run_id": run_id, "cap": cap})
-    return {(r["model"], r["provider"]): list(r["xs"]) for r in frame.iter_rows(named=True)}
-
-
-def error_rates_by_group(store: Store, run_id: str, provider_by: str) -> dict[tuple[str, str], float | None]:
-    """Error rate over requests sent per group of one run."""
-    prov = PROVIDER_COLUMNS[provider_by]
-    frame = store.query(
-        f"""
-        SELECT model, {prov} AS provider,
-               count(*) FILTER (WHERE list_contains($finished, outcome)) AS sent,
-               count(*) FILTER (WHERE outcome = 'ok') AS ok
-        FROM requests WHERE run_id = $run_id AND NOT is_warmup GROUP BY ALL
-        """,
-        {"run_id": run_id, "finished": sorted(FINISHED_OUTCOMES)},
-    )
-    return {(r["model"], r["provider"]): ((r["sent"] - r["ok"]) / r["sent"] if r["sent"] else None)
-            for r in frame.iter_rows(named=True)}
-
-
-def compare_runs(a: dict[tuple[str, str], list[float]], b: dict[tuple[str, str], list[float]],
-                 metric_label: str, n_resamples: int = 500, seed: int = 0) -> list[dict[str, Any]]:
-    """``bench.stats.compare`` (median change with bootstrap CI) for every group both runs have."""
-    rows = []
-    for key in sorted(set(a) & set(b)):
-        c = stats.compare(a[key], b[key], n_resamples=n_resamples, seed=seed)
-        ref = c.median_a or None
-        rows.append({
-            "group": group_label(*key), "metric": metric_label, "n_a": c.n_a, "n_b": c.n_b,
-            "p50_a": c.median_a, "p50_b": c.median_b, "change": c.diff,
-            "change_pct": None if c.rel_change is None else 100 * c.rel_change,
-            "ci_lo_pct": None if c.ci_lo is None or not ref else 100 * c.ci_lo / ref,
-            "ci_hi_pct": None if c.ci_hi is None or not ref else 100 * c.ci_hi / ref,
-            "verdict": "beyond noise" if c.significant else "within noise",
-        })
-    return rows
-
-
-# ------------------------------------------------------------------- catalog and money
-def price_history(store: Store, model_id: str) -> pl.DataFrame:
-    """Model-level list prices per stored catalog snapshot, USD per 1M tokens, long format."""
-    frame = store.query(
-        """
-        SELECT s.taken_at, s.simulated,
-               CAST(p.prompt * 1000000 AS DOUBLE) AS prompt,
-               CAST(p.completion * 1000000 AS DOUBLE) AS completion
-        FROM catalog_prices AS p JOIN catalog_snapshots AS s USING (snapshot_id)
-        WHERE (p.model_id = $model OR p.canonical_slug = $model) AND p.provider IS NULL
-              AND NOT coalesce(p.variable, false)
-        ORDER BY s.taken_at
-        """,
-        {"model": model_id},
-    )
-    if frame.is_empty():
-        return pl.DataFrame(schema={"taken_at": pl.Datetime("us", "UTC"), "kind": pl.String,
-                                    "usd_per_m": pl.Float64, "simulated": pl.Boolean})
-    return frame.unpivot(index=["taken_at", "simulated"], on=["prompt", "completion"],
-                         variable_name="kind", value_name="usd_per_m")
-
-
-def spend_by(store: Store, key: str) -> pl.DataFrame:
-    """Billed and list USD per run (``key="run"``) or per model (``"model"``), warm-ups included."""
-    if key == "run":
-        sql = """
-            SELECT q.run_id, coalesce(r.name, q.run_id) AS name, r.simulated,
-                   coalesce(r.started_at, r.created_at) AS started_at,
-                   q.requests, q.billed_usd, q.list_usd
-            FROM (SELECT run_id, count(*) AS requests, sum(cost_usd) AS billed_usd,
-                         sum(list_cost_usd) AS list_usd
-                  FROM requests GROUP BY run_id) AS q
-            LEFT JOIN runs AS r USING (run_id)
-            ORDER BY started_at DESC NULLS LAST, q.run_id DESC
-        """
-    elif key == "model":
-        sql = """
-            SELECT model, count(*) AS requests, sum(cost_usd) AS billed_usd,
-                   sum(list_cost_usd) AS list_usd
-            FROM requests GROUP BY model ORDER BY billed_usd DESC NULLS LAST, model
-        """
-    else:
-        raise ValueError(f"spend_by: unknown key {key!r}")
-    return store.query(sql)
-
-
-def total_spend(store: Store) -> Decimal | None:
-    """All reported cost in the database (every run, warm-ups included)."""
-    frame = store.query("SELECT sum(cost_usd) AS usd FROM requests")
-    return None if frame.is_empty() else frame["usd"][0]
 
 
 # ------------------------------------------------------------------- export
@@ -571,96 +467,3 @@ def advertised_vs_measured(served: pl.DataFrame, endpoints: Any) -> pl.DataFrame
                      "ms": _float((e.latency_last_30m or {}).get("p50")), "n": None})
     return pl.DataFrame(rows, schema={"provider": pl.String, "source": pl.String, "ms": pl.Float64,
                                       "n": pl.Int64})
-
-
-# ------------------------------------------------------------------- quality
-_QUALITY = """
-WITH cur AS (SELECT *, {prov} AS prov, outcome = 'ok' AS is_ok FROM requests WHERE {where})
-SELECT model, prov AS provider,
-    count(*) FILTER (WHERE is_ok) AS n_ok,
-    count(passed) FILTER (WHERE is_ok) AS n_checked,
-    count(*) FILTER (WHERE is_ok AND passed) AS n_passed,
-    sum(coalesce(cost_usd, list_cost_usd)) AS cost_usd,
-    quantile_cont(ttft_ms, 0.5) FILTER (WHERE is_ok) AS ttft_p50_ms,
-    quantile_cont(e2e_ms, 0.5) FILTER (WHERE is_ok) AS e2e_p50_ms,
-    quantile_cont(e2e_ms, 0.5) FILTER (WHERE is_ok AND passed) AS e2e_p50_correct_ms
-FROM cur GROUP BY ALL ORDER BY model, provider
-"""
-
-
-def pareto_flags(points: list[tuple[float | None, ...]], better: tuple[str, ...]) -> list[bool]:
-    """Non-dominated points; ``better`` says per coordinate "high" or "low" is better.
-
-    A point is dominated when another is at least as good in every coordinate and
-    strictly better in one. Points with a missing coordinate are never on the frontier.
-    """
-    sign = [1.0 if b == "low" else -1.0 for b in better]
-    norm = [None if any(v is None for v in p) else [s * float(v) for s, v in zip(sign, p)]  # type: ignore[arg-type]
-            for p in points]
-    flags = []
-    for i, p in enumerate(norm):
-        if p is None:
-            flags.append(False)
-            continue
-        dominated = any(
-            j != i and q is not None and all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p))
-            for j, q in enumerate(norm)
-        )
-        flags.append(not dominated)
-    return flags
-
-
-def quality_groups(store: Store, f: Filters) -> pl.DataFrame:
-    """Per model x provider: pass rate with a 95 % Wilson interval, cost per correct answer,
-    p50 latency of correct answers, and the Pareto frontier of (pass rate, p50 e2e, cost per correct)."""
-    frame = store.query(_QUALITY.format(prov=f.prov, where=f.where()), f.params())
-    if frame.is_empty():
-        return frame
-    rows = []
-    for r in frame.iter_rows(named=True):
-        lo, hi = wilson_interval(r["n_passed"], r["n_checked"]) if r["n_checked"] else (None, None)
-        cost = None if r["cost_usd"] is None else float(r["cost_usd"])
-        rows.append({
-            **r,
-            "cost_usd": cost,
-            "group": f"{r['model']} · {r['provider']}",
-            "pass_rate": r["n_passed"] / r["n_checked"] if r["n_checked"] else None,
-            "pass_rate_ci_lo": lo, "pass_rate_ci_hi": hi,
-            "cost_per_correct_usd": cost / r["n_passed"] if cost is not None and r["n_passed"] else None,
-        })
-    flags = pareto_flags([(r["pass_rate"], r["e2e_p50_ms"], r["cost_per_correct_usd"]) for r in rows],
-                         ("high", "low", "low"))
-    for r, flag in zip(rows, flags):
-        r["on_frontier"] = flag
-    return pl.DataFrame(rows, infer_schema_length=None)
-
-
-_CASE_ANSWERS = """
-SELECT model, {prov} AS provider, repeat, outcome, passed, score, output_text, tool_calls_json,
-       check_detail, e2e_ms
-FROM requests WHERE {where} AND case_id = $case_id
-ORDER BY model, provider, repeat
-"""
-
-
-def case_answers(store: Store, f: Filters, case_id: str) -> pl.DataFrame:
-    """Every answer to one case with its verdict and the reasons of its failed checks."""
-    frame = store.query(_CASE_ANSWERS.format(prov=f.prov, where=f.where()), f.params() | {"case_id": case_id})
-    reasons = []
-    for detail in frame["check_detail"].to_list() if frame.height else []:
-        failed = [f"{c.get('kind')}: {c.get('reason')}" for c in json.loads(detail or "[]")
-                  if c.get("passed") is False]
-        reasons.append("; ".join(failed))
-    if frame.height:
-        frame = frame.with_columns(pl.Series("reasons", reasons, dtype=pl.String),
-                                   pl.concat_str([pl.col("model"), pl.lit(" · "), pl.col("provider")]).alias("group"))
-    return frame
-
-
-def cases_with_failures(store: Store, f: Filters) -> list[str]:
-    """Cases that have checked answers, the ones with most failures first."""
-    frame = store.query(
-        f"SELECT case_id, count(*) FILTER (WHERE NOT passed) AS failed FROM requests "
-        f"WHERE {f.where()} AND passed IS NOT NULL GROUP BY case_id ORDER BY failed DESC, case_id",
-        f.params())
-    return frame["case_id"].to_list() if frame.height else []

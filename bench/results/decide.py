@@ -50,10 +50,10 @@ from typing import Any, Literal
 
 import polars as pl
 
-from bench.results import report, stats
 from bench.errors import ConfigError
-from bench.results.gates import GATE_METRICS
 from bench.records import FINISHED_OUTCOMES
+from bench.results import report, stats
+from bench.results.gates import GATE_METRICS
 from bench.store.store import Store
 
 Bound = Literal["min", "max"]

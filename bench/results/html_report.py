@@ -32,10 +32,11 @@ from typing import Any
 import polars as pl
 
 from bench import __version__
-from bench.results import analytics, report, stats
-from bench.results.analytics import Filters
 from bench.errors import ConfigError
 from bench.records import FINISHED_OUTCOMES
+from bench.results import analytics, report, stats
+from bench.results import quality as quality_mod
+from bench.results.analytics import Filters
 from bench.store.runs import RunRecord
 from bench.store.store import Store
 
@@ -158,7 +159,7 @@ def chart_sections(store: Store, runs: list[RunRecord], charts: Charts) -> str:
     many = len(runs) > 1
     groups = _concat([_prefixed(analytics.group_stats(store, Filters((r.run_id,)), analytics.EXACT_ONLY), r.run_id if many else None)
                       for r in runs])
-    quality = _concat([_prefixed(analytics.quality_groups(store, Filters((r.run_id,))), r.run_id if many else None)
+    quality = _concat([_prefixed(quality_mod.quality_groups(store, Filters((r.run_id,))), r.run_id if many else None)
                        for r in runs])
     out = ["<h2 id='latency'>Latency</h2>"]
     if groups.is_empty():
@@ -182,7 +183,7 @@ def chart_sections(store: Store, runs: list[RunRecord], charts: Charts) -> str:
         out.append("<p>These runs have no quality checks.</p>")
     else:
         if many:  # the frontier over every run's groups, not per run
-            flags = analytics.pareto_flags(
+            flags = quality_mod.pareto_flags(
                 list(zip(quality["pass_rate"], quality["e2e_p50_ms"], quality["cost_per_correct_usd"])),
                 ("high", "low", "low"))
             quality = quality.with_columns(pl.Series("on_frontier", flags, dtype=pl.Boolean))

@@ -14,9 +14,9 @@ from typing import Any
 
 import polars as pl
 
+from bench.records import FINISHED_OUTCOMES
 from bench.results import stats
 from bench.results.gates import GateResult
-from bench.records import FINISHED_OUTCOMES
 from bench.store.store import Store
 
 GROUP_COLS = ["model", "provider_variant", "endpoint"]
