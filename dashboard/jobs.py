@@ -307,7 +307,7 @@ def demo_includes_local(env: dict[str, str]) -> bool:
     choice = env.get("ORBENCH_DEMO_LOCAL", "auto").strip().lower()
     if choice in ("0", "no", "false", "off"):
         return False
-    from bench.local import local_extra_status
+    from bench.local_build import local_extra_status
 
     return choice in ("1", "yes", "true", "on") or local_extra_status()[0]
 

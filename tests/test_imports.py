@@ -29,11 +29,12 @@ ALLOWED: dict[str, set[str]] = {
     "bench.store": BASE | {"bench.suites"},
     "bench.quality": BASE | {"bench.suites", "bench.api"},
     "bench.results": BASE | {"bench.suites", "bench.store"},
-    "bench.local": BASE,
+    "bench.local_build": BASE,
+    "bench.local": BASE | {"bench.local_build"},
     "bench.examples": BASE,
     "bench.sandbox": BASE,
     "bench.run": BASE | {"bench.suites", "bench.api", "bench.store", "bench.results", "bench.quality",
-                         "bench.local"},
+                         "bench.local", "bench.local_build"},
 }
 """Per package (or top-level module): the other bench packages its modules may import.
 

@@ -32,20 +32,22 @@ from bench.api.client import OpenRouterClient
 from bench.api.http import build_http_client
 from bench.config import Settings
 from bench.local import (
-    BINARY_ENV,
     DEFAULT_CACHE_DIR,
-    INSTALL_COMMAND,
     LOCAL_ENDPOINT,
-    PORTABLE_CMAKE_ARGS,
-    REBUILD_COMMAND,
     LocalServer,
     LocalServerError,
+    ensure_gguf,
+    local_endpoint_config,
+)
+from bench.local_build import (
+    BINARY_ENV,
+    INSTALL_COMMAND,
+    PORTABLE_CMAKE_ARGS,
+    REBUILD_COMMAND,
     build_check,
     cpu_backend_libs,
     describe_exit,
-    ensure_gguf,
     extra_missing_message,
-    local_endpoint_config,
     local_extra_status,
     native_instruction_count,
     server_binary,
@@ -497,12 +499,11 @@ def test_client_keeps_llama_cpp_timings(client_results: list[ChatResult]) -> Non
 @pytest.mark.local
 def test_dashboard_demo_includes_the_real_local_model_labelled_real(tmp_path: Path) -> None:
     """The one-click demo (no key) runs the sandbox and the real model; labels keep them apart."""
+    from bench.config import Settings
     from bench.results import analytics
     from bench.sandbox import start_sandbox
     from bench.store.store import Store
     from dashboard import jobs
-
-    from bench.config import Settings
 
     db = tmp_path / "demo.duckdb"
     assert jobs.demo_includes_local({}) is True  # the extra is installed here
