@@ -24,7 +24,8 @@ from bench.results.render import usd
 from bench.run import budget as budget_mod
 from bench.run import engine
 from bench.run import targets as targets_mod
-from bench.run.runner import Progress, Runner
+from bench.run.runner import Runner
+from bench.run.state import Progress
 from bench.store.store import Store
 
 

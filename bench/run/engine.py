@@ -29,8 +29,9 @@ from bench.quality.judge import JudgeLedger, make_judge_fn
 from bench.records import ChatResult, RequestRow
 from bench.run.budget import Budget, _bound_lines, _judge_estimate, _price_fn, _price_plan
 from bench.run.plan import CaseRequest, PlannedRequest, make_plan
-from bench.run.runner import Progress, Runner, RunOptions, RunState
+from bench.run.runner import Runner
 from bench.run.spec import Prepared, RunSpec
+from bench.run.state import Progress, RunOptions, RunState
 from bench.run.targets import (
     build_targets,
     close_clients,

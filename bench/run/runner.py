@@ -20,42 +20,22 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from bench.api.ceiling import maybe_billed
 from bench.errors import AuthError, BenchError, InsufficientCredits, ProviderError
 from bench.records import FINISHED_OUTCOMES, ChatResult, RequestRow, derive_times
 from bench.run.budget import AttemptBook, Budget
 from bench.run.plan import PlannedRequest, Target
+from bench.run.state import ChatClient, PriceFn, Progress, RowSink, RunOptions, RunState
 from bench.suites.model import OPENROUTER
 
-__all__ = ["Runner", "RunOptions", "Progress", "RunState", "RowMoney"]
+__all__ = ["Runner", "RowMoney"]
 
 TRUNCATED_MESSAGE = "the stream ended with no [DONE], finish_reason or usage (truncated)"
-
-
-class ChatClient(Protocol):
-    async def chat(
-        self,
-        body: dict[str, Any],
-        *,
-        stream: bool = True,
-        timeout_s: float | None = None,
-        stall_timeout_s: float | None = None,
-        before_retry: Callable[[ProviderError], bool] | None = None,
-        on_started: Callable[[str], None] | None = None,
-    ) -> ChatResult: ...
-
-
-class RowSink(Protocol):
-    def add(self, row: RequestRow) -> None: ...
-
-
-PriceFn = Callable[[Target, ChatResult], tuple[Decimal | None, str | None]]
-"""Returns (list_cost_usd, provider-price note) for a finished result."""
 
 
 @dataclass
@@ -87,40 +67,6 @@ class RowMoney:
 
 CheckFn = Callable[[PlannedRequest, RequestRow, ChatResult | None, RowMoney], Awaitable[None]]
 """Fills passed/score/check_detail on a row (quality checks); may call a judge through RowMoney."""
-
-
-@dataclass
-class RunOptions:
-    concurrency: int = 4
-    rate: float | None = None  # open-loop arrivals per second
-    timeout_s: float = 120.0
-    stall_timeout_s: float | None = 60.0
-    max_consecutive_failures: int = 5
-    seed: int = 0
-    session: int = 0
-    lookup_generation: bool = False
-    prewarm_connections: bool = True  # open `concurrency` connections per endpoint before measuring
-
-
-@dataclass
-class Progress:
-    total: int
-    done: int = 0
-    in_flight: int = 0
-    ok: int = 0
-    errors: int = 0
-    rate_limited: int = 0
-    spent_usd: Decimal = Decimal(0)
-    status: str = "running"
-    last: str = ""
-
-
-@dataclass
-class RunState:
-    status: str = "running"
-    reason: str | None = None
-    failures_in_a_row: dict[tuple[str, str], int] = field(default_factory=dict)
-    skipped_targets: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class Runner:
