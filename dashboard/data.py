@@ -26,19 +26,19 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from bench.results import analytics
-from bench.results import compare as compare_mod
-from bench.results import quality as quality_mod
-from bench.results import spend as spend_mod
 from bench.api import keys
-from bench.results.analytics import Filters
-from bench.api.catalog import Model, ModelEndpoints
 from bench.api.account import Credits, KeyInfo
+from bench.api.catalog import Model, ModelEndpoints
 from bench.api.client import OpenRouterClient, RetryPolicy
 from bench.api.http import build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
 from bench.errors import AuthError, BenchError
 from bench.examples import SUITES_DIR as EXAMPLE_SUITES_DIR
+from bench.results import analytics
+from bench.results import compare as compare_mod
+from bench.results import quality as quality_mod
+from bench.results import spend as spend_mod
+from bench.results.analytics import Filters
 from bench.store.sink import HEARTBEAT_INTERVAL_S
 from bench.store.store import Store
 

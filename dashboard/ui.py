@@ -83,9 +83,8 @@ def empty_state(settings: Settings, db: str) -> None:
 
 
 def demo_button_action(settings: Settings, db: str) -> None:
-    from pathlib import Path
-
     import os
+    from pathlib import Path
 
     with_local = jobs.demo_includes_local(dict(os.environ))
     what = "the simulated sandbox" + (" and the real local model" if with_local else "")

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.records import RequestRow  # noqa: E402
 from bench.store import journal  # noqa: E402
 from bench.store import merge as store_mod  # noqa: E402
-from bench.records import RequestRow  # noqa: E402
 from bench.store.store import Store  # noqa: E402
 
 

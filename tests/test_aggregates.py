@@ -150,7 +150,8 @@ def test_a_finished_cli_run_writes_its_aggregates(cli_db: Path) -> None:
     try:
         measured = con.sql("SELECT count(*) FROM requests WHERE run_id = ? AND NOT is_warmup",
                            params=[run_id]).fetchall()[0][0]
-        billed = con.sql("SELECT sum(billed_usd) FROM run_aggregates WHERE run_id = ?", params=[run_id]).fetchall()[0][0]
+        billed = con.sql("SELECT sum(billed_usd) FROM run_aggregates WHERE run_id = ?",
+                         params=[run_id]).fetchall()[0][0]
         exact = con.sql("SELECT sum(cost_usd) FROM requests WHERE run_id = ? AND NOT is_warmup",
                         params=[run_id]).fetchall()[0][0]
     finally:

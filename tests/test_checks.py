@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench.errors import ProviderError, SuiteError
 from bench.quality.checks import (
     CheckOutcome,
     JudgeVerdict,
@@ -18,14 +19,13 @@ from bench.quality.checks import (
     last_number,
     results_json,
 )
+from bench.records import ToolCall
 from bench.suites.checks import (
     Check,
     CheckSpecError,
     JudgeSpec,
     parse_checks,
 )
-from bench.errors import ProviderError, SuiteError
-from bench.records import ToolCall
 from bench.suites.parse import load_suite
 
 PERSON_SCHEMA = {"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}

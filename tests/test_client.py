@@ -18,8 +18,8 @@ import pytest
 
 from bench.api.account import KeyInfo
 from bench.api.client import OpenRouterClient, RetryPolicy
-from bench.api.http import ShardedTransport, build_http_client
 from bench.api.envelope import parse_retry_after
+from bench.api.http import ShardedTransport, build_http_client
 from bench.config import Settings
 from bench.errors import (
     AuthError,
@@ -121,9 +121,11 @@ def error_response(status: int, message: str = "nope", headers: dict[str, str] |
 
 OK_STREAM = (
     b": OPENROUTER PROCESSING\n\n"
-    + sse('{"id":"gen-ok","model":"m","provider":"P","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}')
+    + sse('{"id":"gen-ok","model":"m","provider":"P",'
+          '"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}')
     + sse('{"id":"gen-ok","model":"m","provider":"P","choices":[{"index":0,"delta":{"content":"Hello"}}]}')
-    + sse('{"id":"gen-ok","model":"m","provider":"P","choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}]}')
+    + sse('{"id":"gen-ok","model":"m","provider":"P",'
+          '"choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}]}')
     + sse('{"id":"gen-ok","model":"m","provider":"P","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,'
           '"total_tokens":4,"cost":0.0000021}}')
     + b"data: [DONE]\n\n"
@@ -161,7 +163,8 @@ def test_chat_stream_error_transcript_raises_stream_error_with_usage() -> None:
 
 def test_stream_error_after_tokens_is_not_retried_even_if_5xx() -> None:
     data = (sse('{"choices":[{"index":0,"delta":{"content":"Hel"}}]}')
-            + sse('{"error":{"code":502,"message":"Provider disconnected"},"choices":[{"index":0,"delta":{"content":""},'
+            + sse('{"error":{"code":502,"message":"Provider disconnected"},'
+                  '"choices":[{"index":0,"delta":{"content":""},'
                   '"finish_reason":"error"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"cost":0.00001}}')
             + b"data: [DONE]\n\n")
     sleeper = SleepRecorder()

@@ -24,9 +24,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bench.results import analytics, stats
 from bench.api.catalog import parse_models
 from bench.records import RequestRow
+from bench.results import analytics, stats
 from bench.sandbox import start_sandbox
 from bench.store.store import Store
 
@@ -136,7 +136,8 @@ def app_env(monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> Iterator[None]:
 
 
 def open_page(db: Path, monkeypatch: pytest.MonkeyPatch, page: str | None = "results") -> AppTest:
-    """Run the app on ``page`` (Results by default; None: the default page, Decide); every page must say it is simulated."""
+    """Run the app on ``page`` (Results by default; None: the default page, Decide); every page
+    must say it is simulated."""
     monkeypatch.setenv("ORBENCH_DB", str(db))
     at = AppTest.from_file(APP, default_timeout=60)
     if page:

@@ -84,8 +84,8 @@ def test_ttft_matches_server_first_token_within_2ms(env: Path, tmp_path: Path) -
     """In-process run so the server's perf_counter_ns and the client's share one clock."""
     import asyncio
 
-    from bench.run import engine
     from bench.config import Settings
+    from bench.run import engine
 
     server = start_fake(ttft_s=0.02, token_gap_s=0.001)
     suite = write_suite(tmp_path, ["acme/alpha"], repeats=10, cases=1)
@@ -361,7 +361,8 @@ def test_bad_suite_is_one_line_and_leaves_the_database_untouched(env: Path, tmp_
         "wrong_type": "name: x\nmodels: [acme/alpha]\nrepeats: two\ncases:\n  - id: a\n    prompt: hi\n",
         "unknown_key": "name: x\nmodels: [acme/alpha]\nrepeats: 1\nbogus: 1\ncases:\n  - id: a\n    prompt: hi\n",
         "missing": "name: x\nmodels: [acme/alpha]\nrepeats: 1\n",
-        "image": "name: x\nmodels: [acme/alpha]\nrepeats: 1\ncases:\n  - id: a\n    prompt: hi\n    images: [nope.png]\n",
+        "image": ("name: x\nmodels: [acme/alpha]\nrepeats: 1\ncases:\n"
+                  "  - id: a\n    prompt: hi\n    images: [nope.png]\n"),
     }
     for label, text in bad_cases.items():
         p = tmp_path / f"bad_{label}.yaml"

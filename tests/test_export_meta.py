@@ -15,8 +15,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from bench.results.export import EXPORT_COLUMNS, META_KEY
 from bench.records import REQUEST_COLUMNS
+from bench.results.export import EXPORT_COLUMNS, META_KEY
 from bench.sandbox import start_sandbox
 from bench.store.store import Store
 from tests.conftest import invoke

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import engine
 from bench.config import Settings
+from bench.run import engine
 from bench.store.store import Store
 from bench.suites.parse import load_suite
 from tests._openai_compat import MODELS, OpenAICompatServer

@@ -21,13 +21,13 @@ from typing import Any
 import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_dashboard import APP, texts
 
 from bench.records import RequestRow
 from bench.sandbox import start_sandbox
 from bench.store.sink import StoreSink
 from bench.store.store import Store
 from dashboard import jobs
-from test_dashboard import APP, texts
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "data" / "suites" / "smoke.yaml"

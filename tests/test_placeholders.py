@@ -7,10 +7,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import invoke
 
 from bench.errors import SuiteError
 from bench.suites.parse import load_suite
-from conftest import invoke
 
 HEAD = """\
 name: p

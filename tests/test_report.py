@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from conftest import invoke
 from streamlit.testing.v1 import AppTest
 
 from bench.results import report
 from bench.sandbox import start_sandbox
 from bench.store.store import Store
-from conftest import invoke
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -252,7 +252,6 @@ def test_export_page_offers_the_report(runs: dict[str, Any], monkeypatch: pytest
 def test_export_page_download_is_the_report(runs: dict[str, Any], tmp_path: Path) -> None:
     """A real `streamlit run`: clicking "Report as HTML" downloads the report of the selected run."""
     from playwright.sync_api import sync_playwright
-
     from test_dashboard_browser import ARGS, IDLE, Server
 
     with start_sandbox(time_scale=0) as sb:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.quality.checks import evaluate_checks
 from bench.errors import SuiteError
+from bench.quality.checks import evaluate_checks
 from bench.suites.parse import load_suite, parse_suite
 from tests._loopback import LoopbackServer
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-
 from conftest import invoke
 from test_suites import MALFORMED
 

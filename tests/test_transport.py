@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.sandbox import start_sandbox
 from bench.api.transport import LeanTransport
+from bench.sandbox import start_sandbox
 
 
 class RawServer:
@@ -85,7 +85,8 @@ def fetch(url: str, transport: LeanTransport, n: int = 1, **kw: object) -> list[
 def test_sized_chunked_and_close_delimited_bodies_and_keepalive() -> None:
     bodies = {
         b"/sized": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-        b"/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        b"/chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n"),
         b"/close": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
     }
     srv = RawServer(lambda req: bodies[req.split(b" ")[1]])

@@ -8,12 +8,12 @@ from typing import Any
 import click
 
 from bench.api.catalog import Model
-from bench.cli.common import api_options, api_settings, fail, note, output_options, parse_usd, run_async
-from bench.results.render import Column, Output, emit, integer, num, usd
 from bench.api.client import OpenRouterClient, RetryPolicy
 from bench.api.http import build_http_client
+from bench.cli.common import api_options, api_settings, fail, note, output_options, parse_usd, run_async
 from bench.config import Settings
 from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
+from bench.results.render import Column, Output, emit, integer, num, usd
 
 PER_M = Decimal(1_000_000)
 

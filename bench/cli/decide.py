@@ -12,9 +12,9 @@ import sys
 
 import click
 
-from bench.results import decide
 from bench.cli.common import db_option, note
 from bench.cli.results import _store
+from bench.results import decide
 from bench.results.decide_render import decision_text
 
 _METRICS = ", ".join(sorted(decide.GATE_METRICS))

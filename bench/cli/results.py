@@ -9,8 +9,10 @@ from typing import Any
 
 import click
 
-from bench.results import export, report, stats
 from bench.cli.common import db_option, note, output_options, wide_option
+from bench.config import Settings
+from bench.errors import ConfigError
+from bench.results import export, report, stats
 from bench.results.render import (
     Column,
     Output,
@@ -24,8 +26,6 @@ from bench.results.render import (
     usd,
     when,
 )
-from bench.config import Settings
-from bench.errors import ConfigError
 from bench.store.store import Store
 
 
@@ -129,7 +129,10 @@ def _compare_rows(a_id: str, b_id: str, store: Store, seed: int) -> list[dict[st
 def _compare_display(row: dict[str, Any]) -> dict[str, Any]:
     """One compare row as a person reads it: error rates as percentages, the CI as one cell."""
     f = rate if row["metric"] == "error rate" else num
-    signed = (lambda v: "" if v is None else ("+" if v > 0 else "") + f(v))
+
+    def signed(v: Any) -> str:
+        return "" if v is None else ("+" if v > 0 else "") + f(v)
+
     ci = "" if row.get("ci_lo") is None else f"[{signed(row['ci_lo'])}, {signed(row['ci_hi'])}]"
     return dict(row, p50_a=f(row["p50_a"]), p50_b=f(row["p50_b"]), change=signed(row["change"]), ci=ci)
 
@@ -233,9 +236,9 @@ def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | Non
     """Re-score RUN with SUITE's current checks; sends nothing to the benchmarked models."""
     import asyncio
 
+    from bench.cli.common import api_settings
     from bench.results import gates
     from bench.run import rescore
-    from bench.cli.common import api_settings
 
     gate_list = [gates.parse_gate(g) for g in fail_on]
     store = _store(db_path)

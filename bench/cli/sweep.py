@@ -185,7 +185,8 @@ def _all_knees(store: Store, sweep_id: str, opts: SweepOptions, slos: list[Any])
 
 def _table(result: dict[str, Any]) -> str:
     axis = result["axis"]
-    cols = [Column(axis, axis, integer if axis == "concurrency" else num, priority=0), Column("group", "model [provider]", priority=0, align="left"),
+    cols = [Column(axis, axis, integer if axis == "concurrency" else num, priority=0),
+            Column("group", "model [provider]", priority=0, align="left"),
             Column("n", fmt=integer, priority=1), Column("req_per_s", "req/s", num, priority=0),
             Column("output_tok_per_s", "out tok/s", num, priority=1),
             Column("goodput_req_per_s", "goodput", num, priority=1),

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from collections.abc import Callable
-
-from bench.api.ceiling import maybe_billed, request_ceiling
 from bench.api.catalog import Pricing, list_cost_usd
+from bench.api.ceiling import maybe_billed, request_ceiling
+from bench.errors import BenchError, ProviderError
 from bench.quality.checks import JudgeVerdict
 from bench.suites.checks import JudgeSpec
-from bench.errors import BenchError, ProviderError
 
 JUDGE_SYSTEM = (
     "You grade an answer against a rubric. Reply with JSON only: "

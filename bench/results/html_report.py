@@ -157,7 +157,8 @@ def chart_sections(store: Store, runs: list[RunRecord], charts: Charts) -> str:
     from bench.results import charts as c
 
     many = len(runs) > 1
-    groups = _concat([_prefixed(analytics.group_stats(store, Filters((r.run_id,)), analytics.EXACT_ONLY), r.run_id if many else None)
+    groups = _concat([_prefixed(analytics.group_stats(store, Filters((r.run_id,)), analytics.EXACT_ONLY),
+                                r.run_id if many else None)
                       for r in runs])
     quality = _concat([_prefixed(quality_mod.quality_groups(store, Filters((r.run_id,))), r.run_id if many else None)
                        for r in runs])
@@ -212,7 +213,8 @@ def _frontier_table(points: pl.DataFrame) -> str:
 def _quality_table(q: pl.DataFrame) -> str:
     rows = [[r["group"], str(r["n_checked"]), fmt_ci(r["pass_rate"], r["pass_rate_ci_lo"], r["pass_rate_ci_hi"],
                                                      fmt_pct),
-             fmt_usd(r["cost_per_correct_usd"]), fmt_num(r["e2e_p50_ms"]), "on the frontier" if r["on_frontier"] else ""]
+             fmt_usd(r["cost_per_correct_usd"]), fmt_num(r["e2e_p50_ms"]),
+             "on the frontier" if r["on_frontier"] else ""]
             for r in q.iter_rows(named=True)]
     return table(["group", "n checked", "pass rate [95% CI]", "USD per correct", "p50 e2e ms", "frontier"], rows,
                  ["frontier" if f else "" for f in q["on_frontier"]])
@@ -283,8 +285,10 @@ def baseline_changes(store: Store, base_id: str, run_id: str, seed: int = 0) -> 
     rows: list[dict[str, Any]] = []
     keys = sorted(set(zip(a["model"], a["provider_variant"])) & set(zip(b["model"], b["provider_variant"])))
     for model, variant in keys:
-        ga = a.filter((pl.col("model") == model) & (pl.col("provider_variant") == variant) & (pl.col("outcome") == "ok"))
-        gb = b.filter((pl.col("model") == model) & (pl.col("provider_variant") == variant) & (pl.col("outcome") == "ok"))
+        ga = a.filter((pl.col("model") == model) & (pl.col("provider_variant") == variant)
+                      & (pl.col("outcome") == "ok"))
+        gb = b.filter((pl.col("model") == model) & (pl.col("provider_variant") == variant)
+                      & (pl.col("outcome") == "ok"))
         for col, label, better in COMPARE_METRICS:
             va = [v for v in ga[col].to_list() if v is not None]
             vb = [v for v in gb[col].to_list() if v is not None]
@@ -384,7 +388,8 @@ color:#1b1b1b}
 h1{margin:.2em 0}h2{margin-top:1.8em;border-bottom:1px solid #ddd}h3{margin:1.2em 0 .4em}
 table{border-collapse:collapse;margin:.4em 0 1em;font-size:12.5px}th,td{border:1px solid #ddd;padding:3px 6px;
 text-align:left;vertical-align:top}thead th{background:#f4f4f4}td{white-space:nowrap}
-table.text td{max-width:420px;overflow-wrap:anywhere;white-space:pre-wrap}.scroll{overflow-x:auto}tr.total td{font-weight:600;background:#fafafa}tr.frontier td{background:#eef7ee}
+table.text td{max-width:420px;overflow-wrap:anywhere;white-space:pre-wrap}.scroll{overflow-x:auto}
+tr.total td{font-weight:600;background:#fafafa}tr.frontier td{background:#eef7ee}
 tr.beyond.worse td{background:#fdecea}tr.beyond.better td{background:#e8f4fd}table.meta th{width:170px;
 background:#f8f8f8}.banner{padding:10px 14px;border-radius:6px;margin:10px 0;font-weight:600}
 .simulated.banner{background:#fff4d6;border:1px solid #e0b000}.caption{color:#555;font-size:12.5px}

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from bench.errors import ConfigError, SuiteError
+from bench.suites.parse import parse_suite
 from bench.suites.promptfoo_files import (  # file reading and text rules, kept apart
     VAR,
     csv_test,
@@ -41,7 +42,6 @@ from bench.suites.promptfoo_files import (  # file reading and text rules, kept 
     unique,
     var_text,
 )
-from bench.suites.parse import parse_suite
 
 OPENROUTER_PREFIX = "openrouter:"
 DEFAULT_JUDGE_MODEL = "openai/gpt-4o-mini"  # when an llm-rubric names no openrouter: grader

@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from bench.results import analytics
 from bench.errors import BenchError
+from bench.results import analytics
 from dashboard import charts, data, ui
 
 settings, db, runs = ui.page_start("Compare")
