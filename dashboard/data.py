@@ -86,7 +86,7 @@ def key_env() -> dict[str, str]:
 def current_settings() -> Settings:
     """Settings for this session: real API with a key, else the sandbox (simulated).
 
-    ``bench.keys`` decides: the OpenRouter key only goes to openrouter.ai; another
+    ``bench.api.keys`` decides: the OpenRouter key only goes to openrouter.ai; another
     ``OPENROUTER_BASE_URL`` gets the key ``ORBENCH_BASE_URL_KEY_ENV`` names, or none.
     """
     env = Settings.from_env()
@@ -180,7 +180,7 @@ def outputs(db: str, run_ids: tuple[str, ...], models: tuple[str, ...] = (),
 def run_comparison(db: str, run_a: str, run_b: str, provider_by: str, cap: int = COMPARE_CAP) -> pl.DataFrame:
     """Median change per group from run A to run B, TTFT and e2e, with bootstrap CIs.
 
-    ``bench.stats.compare`` is pure Python, so each side is capped at ``cap`` ok
+    ``bench.results.stats.compare`` is pure Python, so each side is capped at ``cap`` ok
     values per group (a fixed pseudo-random subset) to keep the page interactive.
     """
     s = store(db)
@@ -361,16 +361,16 @@ def case_answers(db: str, run_ids: tuple[str, ...], case_id: str, provider_by: s
 
 
 # ------------------------------------------------------------------- decide (the Decide page)
-# Kept apart from the credits and running-runs readers above: everything here calls bench.decide.
+# Kept apart from the credits and running-runs readers above: everything here calls bench.results.decide.
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Deciding...")
 def decision(db: str, run_ids: tuple[str, ...], models: tuple[str, ...], providers: tuple[str, ...],
              cases: tuple[str, ...], provider_by: str, constraints: tuple[Any, ...],
              objective: str) -> Any:
-    """``bench.decide.decide`` over the runs, narrowed to the picked models, providers and cases.
+    """``bench.results.decide.decide`` over the runs, narrowed to the picked models, providers and cases.
 
-    ``constraints``: ``bench.decide.Constraint`` values. Candidates are always model x provider
+    ``constraints``: ``bench.results.decide.Constraint`` values. Candidates are always model x provider
     variant (as in ``orbench decide``); ``provider_by="served"`` only changes what the provider
-    filter matches. Returns a ``bench.decide.Decision``.
+    filter matches. Returns a ``bench.results.decide.Decision``.
     """
     from bench.results import decide
 

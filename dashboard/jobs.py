@@ -102,7 +102,7 @@ class RunJob:
                  env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.spec = spec
-        # where suite endpoints' api_key_env are looked up (bench.keys decides what goes where)
+        # where suite endpoints' api_key_env are looked up (bench.api.keys decides what goes where)
         self.env: Mapping[str, str] = dict(os.environ) if env is None else env
         self.with_local = with_local  # start the real local model (llama.cpp) for this run
         self._state = JobState()

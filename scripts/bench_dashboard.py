@@ -3,7 +3,7 @@
 
 Two views of the same thing, both with cold caches:
 
-1. The page's data functions (``bench.analytics``) and chart building, one by
+1. The page's data functions (``bench.results.analytics``) and chart building, one by
    one, for the default selection (the newest run) and for every run at once
    (all rows), with ``to_dict()`` standing in for Streamlit's serialization.
 2. The whole Results page script under ``streamlit.testing.AppTest``: the wall

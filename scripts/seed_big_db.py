@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seed a large orbench database (default 1,000,000 request rows) for dashboard timing.
 
-The schema comes from ``bench.migrations``, the store's own steps (``Store.init`` is
+The schema comes from ``bench.store.migrations``, the store's own steps (``Store.init`` is
 avoided: it would also ingest any run journal lying in the same folder). The rows
 are generated inside DuckDB from ``range()`` in one ``INSERT ... BY NAME SELECT``
 (seconds, not the hours a Python loop would take). Latencies are log-normal per model x provider,

@@ -1,4 +1,4 @@
-"""Per-run aggregates (m011, bench.aggregates): the Results page's numbers at team scale.
+"""Per-run aggregates (m011, bench.results.aggregates): the Results page's numbers at team scale.
 
 A real DuckDB file seeded by scripts/seed_big_db.py (240,000 rows in 3 runs, over the
 200,000-row threshold), the aggregate-backed figures against the exact per-request

@@ -494,7 +494,7 @@ def test_pages_keep_working_while_a_run_writes(tmp_path: Path, monkeypatch: pyte
     assert writer.returncode is not None
 
 
-# ------------------------------------------------------------------- bench.analytics
+# ------------------------------------------------------------------- bench.results.analytics
 def test_ci_ranks_match_bench_stats() -> None:
     """The windowed ranks equal the exact ones, including n where the window matters."""
     for n in (6, 50, 367, 368, 2001, 2500, 10_000):

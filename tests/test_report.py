@@ -121,7 +121,7 @@ def test_report_holds_metadata_summary_and_every_chart(runs: dict[str, Any]) -> 
     for title in ("Time to first token", "End to end", "Decode tokens/s", "Cost per 1,000 requests",
                   "Cost vs latency", "Quality x latency x cost", "Run timeline", "Drift over the run"):
         assert sum(title in t for t in titles) == 1, title
-    # the summary is bench.report's: the TOTAL row's n and TTFT p50 with its interval
+    # the summary is bench.results.report's: the TOTAL row's n and TTFT p50 with its interval
     total = report.run_summary(Store(runs["db"]), runs["a"])[-1]
     from bench.results.html_report import fmt_ci
 

@@ -1,6 +1,6 @@
 """The sandbox (bench.sandbox) against plain httpx on loopback: shapes, grammar, timing, faults.
 
-Independent of bench.client on purpose: these tests pin down the server side so the
+Independent of bench.api.client on purpose: these tests pin down the server side so the
 client's own tests can trust it. ``time_scale`` keeps the simulated delays short.
 """
 

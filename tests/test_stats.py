@@ -1,4 +1,4 @@
-"""bench.stats against known values."""
+"""bench.results.stats against known values."""
 
 from __future__ import annotations
 

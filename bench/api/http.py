@@ -57,7 +57,7 @@ def build_http_client(
                                    source=settings.ca_source or "--ca-bundle")
                        if settings.ca_bundle or settings.insecure else None)
         # Our lean HTTP/1.1 transport: ~10x less CPU per SSE event than httpcore,
-        # which is what keeps TTFT honest at 100+ concurrent streams (bench/transport.py).
+        # which is what keeps TTFT honest at 100+ concurrent streams (bench/api/transport.py).
         transport = LeanTransport(max_conn, keepalive=not fresh_connections, ssl_context=ssl_context)
         mounts = {pattern: None if proxy is None else _proxy_transport(proxy, max_conn, limits, ssl_context)
                   for pattern, proxy in settings.proxies}

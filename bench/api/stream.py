@@ -309,7 +309,7 @@ async def _read_events(response: httpx.Response, acc: StreamAccumulator) -> None
     raw = not response.headers.get("content-encoding") and not response.is_stream_consumed
     reads = response.aiter_raw() if raw else response.aiter_bytes()
     # The lean transport knows when each part's bytes were read from the socket
-    # (bench/transport.py); other transports: when the part reaches us.
+    # (bench/api/transport.py); other transports: when the part reaches us.
     stream = response.extensions.get("orbench_body") if raw else None
     async for chunk in reads:
         t = getattr(stream, "arrival_ns", None) or clock()

@@ -93,7 +93,7 @@ def run_async(coro: Any) -> Any:
 
 
 def emit_table(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
-    """Older entry point: ``fmt`` "table", "json", "csv" or "nl"; see bench.cli_output.emit."""
+    """Older entry point: ``fmt`` "table", "json", "csv" or "nl"; see bench.results.render.emit."""
     fields = None if fmt == "json" else columns
     emit(rows, columns, Output(fmt), fields=fields)
 

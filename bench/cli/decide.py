@@ -1,6 +1,6 @@
 """``orbench decide``: which model x provider meets your limits, ranked by one objective.
 
-The engine is ``bench.decide`` (the dashboard's Decide page calls the same function); this module
+The engine is ``bench.results.decide`` (the dashboard's Decide page calls the same function); this module
 only parses flags, reads the runs and prints. Exit 0 when a candidate meets every constraint, 3 when
 none does, so CI can gate on "some model still fits".
 """

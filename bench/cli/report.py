@@ -1,4 +1,4 @@
-"""``orbench report``: one self-contained HTML file of stored runs (see bench.html_report)."""
+"""``orbench report``: one self-contained HTML file of stored runs (see bench.results.html_report)."""
 
 from __future__ import annotations
 

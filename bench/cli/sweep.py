@@ -1,7 +1,7 @@
 """``orbench sweep``: run a suite at each load level (one run per step) and find the knee.
 
-Each step is an ordinary run driven through bench.engine (plan, budget check, execute),
-tagged with the sweep's id and level; the figures come from bench.sweep over the stored
+Each step is an ordinary run driven through bench.run.engine (plan, budget check, execute),
+tagged with the sweep's id and level; the figures come from bench.run.sweep over the stored
 rows. ``--budget`` covers the whole sweep (each step may use what the earlier ones left);
 ``--resume SWEEP`` skips finished steps and resumes an interrupted one with the engine's
 own resume, which never sends a paid request twice.

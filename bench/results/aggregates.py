@@ -23,7 +23,7 @@ exact value (the interval *ranks* are exact; the value read at a rank is sketche
 ``plan`` decides per selection: aggregates are used only when every selected run
 has ended, no case filter is set (cases are not a key of the sketches) and the
 selection has at least ``MIN_ROWS`` rows; below that the exact per-request queries
-of ``bench.analytics`` are fast enough and are used instead.
+of ``bench.results.analytics`` are fast enough and are used instead.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def sketches(store: Store, f: Filters, metrics: tuple[str, ...] = METRICS) -> di
 
 
 def group_frame(store: Store, f: Filters, quantiles: list[float]) -> pl.DataFrame:
-    """``bench.analytics``' raw group query, answered from the aggregates (same columns)."""
+    """``bench.results.analytics``' raw group query, answered from the aggregates (same columns)."""
     sql = _COUNTS.format(prov=f.prov, where=_WHERE.format(prov=f.prov))
     counts = store.query(sql, _params(f) | {"finished": sorted(FINISHED_OUTCOMES)})
     if counts.is_empty():

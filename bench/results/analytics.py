@@ -1,16 +1,16 @@
 """Read-only aggregations for the dashboard, computed in DuckDB over the ``requests`` table.
 
-Why this module exists beside ``bench.report``: the report pulls one run's rows
+Why this module exists beside ``bench.results.report``: the report pulls one run's rows
 into Python, which is fine for the CLI but not for a dashboard that may select a
 million rows across runs. Here every figure is one parameterized query through
 ``Store.query`` (a short read-only connection; ``StoreBusy`` when the file is
 locked) that returns a handful of rows per model x provider: counts, rates, money
 sums (DECIMAL, exact) and ``quantile_cont`` percentiles (the same definition as
-``bench.stats.percentile``). Percentile confidence intervals use the same
-order-statistic ranks as ``bench.stats.percentile_ci``, computed here in a
+``bench.results.stats.percentile``). Percentile confidence intervals use the same
+order-statistic ranks as ``bench.results.stats.percentile_ci``, computed here in a
 windowed form that stays fast for large n, and fetched with ``quantile_disc``.
 
-Definitions follow ``bench.report``: warm-ups never count; ``sent`` = requests
+Definitions follow ``bench.results.report``: warm-ups never count; ``sent`` = requests
 that got an answer (``FINISHED_OUTCOMES``); error and 429 rates are over ``sent``;
 latency statistics use ``ok`` rows only. SQL text is fixed; the only pieces
 chosen at run time are identifiers from the whitelists below, never values.
@@ -128,7 +128,7 @@ def group_stats(store: Store, f: Filters, min_rows: int | None = None) -> pl.Dat
     Percentile columns are ``<metric>_<p05|q1|median|q3|p90|p95|p99>`` for ttft, e2e
     and decode (tokens/s); money stays DECIMAL; ``cost_per_request_usd`` is billed
     USD over requests sent, ``cost_per_1k_usd`` the same x 1000. ``sketched`` is true
-    when the percentiles come from the per-run sketches (``bench.aggregates``: within
+    when the percentiles come from the per-run sketches (``bench.results.aggregates``: within
     0.5 %; every count, rate, token and money figure stays exact), false when exact.
     """
     sketched = aggregates.plan(store, f, min_rows)
@@ -194,7 +194,7 @@ def cost_frame(groups: pl.DataFrame) -> pl.DataFrame:
 # ------------------------------------------------------------------- percentile CIs
 @functools.lru_cache(maxsize=4096)
 def ci_ranks(n: int, q: float, level: float = 0.95) -> tuple[int, int] | None:
-    """``bench.stats.order_statistic_ranks`` in O(sqrt(n)): only the binomial's bulk is summed.
+    """``bench.results.stats.order_statistic_ranks`` in O(sqrt(n)): only the binomial's bulk is summed.
 
     Ranks more than ~9 standard deviations from n*q carry < 1e-18 of the mass,
     far below the 1e-12 tolerance the exact version uses, so the result is the same.
@@ -238,10 +238,10 @@ def percentile_table(store: Store, f: Filters, metric: str, counts: pl.DataFrame
 
     ``counts`` has group, model, provider, n (ok rows with the metric) and the
     point estimates p50..p99 (from group_stats). The interval ranks come from
-    ``ci_ranks`` (exact, as ``bench.stats.percentile_ci``); one query sorts each
+    ``ci_ranks`` (exact, as ``bench.results.stats.percentile_ci``); one query sorts each
     group's values inside DuckDB and returns only the values at those ranks.
     "n too small" leaves the bounds empty, as the CLI does. For selections the
-    aggregates answer (``bench.aggregates.plan``) the values at those ranks are read
+    aggregates answer (``bench.results.aggregates.plan``) the values at those ranks are read
     from the merged sketches instead (within 0.5 %; the ranks stay exact).
     """
     metric = _metric(metric)
@@ -456,7 +456,7 @@ def advertised_vs_measured(served: pl.DataFrame, endpoints: Any) -> pl.DataFrame
     """Measured TTFT p50 per served-by provider next to each endpoint's ``latency_last_30m.p50``.
 
     ``served`` is group_stats with provider_by="served" for one model; ``endpoints`` a
-    ``bench.catalog.ModelEndpoints`` (or None when it could not be loaded).
+    ``bench.api.catalog.ModelEndpoints`` (or None when it could not be loaded).
     """
     rows: list[dict[str, Any]] = [
         {"provider": r["provider"], "source": "measured TTFT p50", "ms": r["ttft_median"], "n": r["ok"]}

@@ -162,7 +162,7 @@ def timeline_chart(rows: pl.DataFrame, total: int, first: int = 0) -> alt.Chart:
     """Requests as bars from send to stream end, one row per in-flight slot, coloured by model.
 
     ``rows`` columns: slot, request_idx, model, provider, case_id, outcome, t_start_ms,
-    t_end_ms, ttft_ms (see ``bench.analytics.timeline``). Gaps in a slot are idle
+    t_end_ms, ttft_ms (see ``bench.results.analytics.timeline``). Gaps in a slot are idle
     capacity; many bars starting together after a gap are queueing; bars that grow
     along the run are drift. ``total``/``first`` say which window of the run this is.
     """

@@ -46,7 +46,7 @@ def error_rates_by_group(store: Store, run_id: str, provider_by: str) -> dict[tu
 
 def compare_runs(a: dict[tuple[str, str], list[float]], b: dict[tuple[str, str], list[float]],
                  metric_label: str, n_resamples: int = 500, seed: int = 0) -> list[dict[str, Any]]:
-    """``bench.stats.compare`` (median change with bootstrap CI) for every group both runs have."""
+    """``bench.results.stats.compare`` (median change with bootstrap CI) for every group both runs have."""
     rows = []
     for key in sorted(set(a) & set(b)):
         c = stats.compare(a[key], b[key], n_resamples=n_resamples, seed=seed)

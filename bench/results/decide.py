@@ -2,7 +2,7 @@
 
 One engine for ``orbench decide`` and the dashboard's Decide page: plain data in (the per-request
 frame of one or more runs, as ``Store.requests_frame`` returns it), a typed ``Decision`` out, no I/O
-besides ``decide_runs`` reading the store. The numbers are ``bench.report.summarize``'s; this module
+besides ``decide_runs`` reading the store. The numbers are ``bench.results.report.summarize``'s; this module
 only adds the intervals the summary does not carry, and the verdicts.
 
 - Pooling: the frames of several runs are concatenated; ``summarize`` keeps the current row of each
@@ -10,7 +10,7 @@ only adds the intervals the summary does not carry, and the verdicts.
   candidate over both runs' requests.
 - Intervals (95 % by default), one method per kind of metric:
   percentiles (``ttft_p95_ms``, ``e2e_p50_ms``, ``decode_tps_p50``, ...) by order statistics over the
-  ok requests (``bench.stats.percentile_ci``, distribution-free; too few samples give no interval);
+  ok requests (``bench.results.stats.percentile_ci``, distribution-free; too few samples give no interval);
   ``error_rate``, ``rate_limited_rate`` and ``pass_rate`` by Wilson; ``cost_per_request_usd`` by a
   normal interval of the mean per-request cost, mean +- z*s/sqrt(n) over the requests sent (a request
   with no reported cost counts 0, as in the summary's cost_usd / sent; needs 2 requests). Counts and
@@ -138,7 +138,7 @@ class Candidate:
     endpoint: str
     verdict: str
     results: tuple[ConstraintResult, ...]
-    summary: dict[str, Any]  # its bench.report.summarize row: every number shown comes from here
+    summary: dict[str, Any]  # its bench.results.report.summarize row: every number shown comes from here
 
     @property
     def label(self) -> str:

@@ -1,6 +1,6 @@
 """A ``Decision`` for people: the one-sentence recommendation, a plain-text table, Markdown.
 
-Kept apart from ``bench.decide`` so the engine stays about numbers; the CLI prints ``decision_text``
+Kept apart from ``bench.results.decide`` so the engine stays about numbers; the CLI prints ``decision_text``
 and the dashboard's Decide page shows ``recommendation_sentence`` and offers ``decision_markdown``
 ("Copy as Markdown") from the very same ``Decision``.
 """

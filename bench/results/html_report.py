@@ -6,10 +6,10 @@ JSON; a Content-Security-Policy forbids every fetch, so the page requests nothin
 any host. Every string that comes from the data is HTML-escaped, and the JSON blocks
 escape ``<``, ``>`` and ``&``, so no answer text can close a tag or start a script.
 
-The numbers are the ones the other views show: the summary is ``bench.report``'s (the
-same as ``orbench show``), the charts are the dashboard's own builders
-(``dashboard.charts``) over ``bench.analytics``'s aggregations, and changes against a
-baseline use ``bench.stats.compare`` on every ok value, as ``orbench compare`` does.
+The numbers are the ones the other views show: the summary is ``bench.results.report``'s (the
+same as ``orbench show``), the charts are the builders the dashboard draws with
+(``bench.results.charts``) over ``bench.results.analytics``'s aggregations, and changes against a
+baseline use ``bench.results.stats.compare`` on every ok value, as ``orbench compare`` does.
 
 What is cut, so a 1,000-request run stays well under 2 MB (the Vega bundle is ~0.9 MB):
 the box plots, rates, costs and frontiers are aggregates (a few rows per model x
@@ -46,7 +46,7 @@ FAILED_CAP = 100
 TEXT_CAP = 400
 COMPARE_METRICS = [("ttft_ms", "TTFT ms", "lower"), ("e2e_ms", "e2e ms", "lower"),
                    ("tpot_ms", "TPOT ms", "lower"), ("decode_tps", "decode tok/s", "higher")]
-"""What ``orbench compare`` compares (bench/cli_results.py), with which direction is better."""
+"""What ``orbench compare`` compares (bench/cli/results.py), with which direction is better."""
 
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
        "img-src data:; font-src data:; connect-src 'none'; form-action 'none'; base-uri 'none'")
@@ -245,7 +245,7 @@ SUMMARY_HEADERS = ["group", "n", "ok", "errors", "429", "TTFT p50 ms [95% CI]", 
 
 
 def summary_rows(summary: list[dict[str, Any]]) -> list[list[str]]:
-    """``bench.report.summarize`` groups as display cells (the numbers ``orbench show`` prints)."""
+    """``bench.results.report.summarize`` groups as display cells (the numbers ``orbench show`` prints)."""
     out = []
     for s in summary:
         ttft = [fmt_ci(s[f"ttft_p{q}_ms"], s[f"ttft_p{q}_ci_lo_ms"], s[f"ttft_p{q}_ci_hi_ms"]) for q in (50, 90, 99)]

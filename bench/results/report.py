@@ -1,7 +1,7 @@
 """Per-run summaries for ``show``, ``run``, ``export --summary``, gates and compare.
 
 One run's rows are few enough (thousands) to aggregate in polars; percentiles
-get order-statistic confidence intervals from ``bench.stats`` and every group
+get order-statistic confidence intervals from ``bench.results.stats`` and every group
 shows ``n``. Latency statistics use ``ok`` rows only; error and 429 rates sit
 beside them. The newest row of each planned request counts (resume sessions).
 """

@@ -1,7 +1,7 @@
 """Load sweeps: one suite at several load levels, one run per level, and what they show.
 
 A sweep is a list of steps (a concurrency or a Poisson rate each); every step is an
-ordinary run (bench.engine), tagged in ``runs.sweep_id``/``runs.sweep_level``; the sweep
+ordinary run (bench.run.engine), tagged in ``runs.sweep_id``/``runs.sweep_level``; the sweep
 row (``sweeps``, m012) keeps what a resume needs. Everything here is computed from the
 stored rows, so the CLI, a resume and the dashboard show the same figures
 (METRICS.md "Load (sweeps)"):
@@ -55,7 +55,7 @@ def parse_levels(text: str, flag: str, *, integer: bool) -> list[float]:
 
 
 def parse_slo(expr: str) -> Gate:
-    """``--slo "ttft_p95_ms<=500"``: a gate expression (bench.gates) on a latency metric."""
+    """``--slo "ttft_p95_ms<=500"``: a gate expression (bench.results.gates) on a latency metric."""
     try:
         gate = parse_gate(expr)
     except ConfigError as exc:

@@ -26,7 +26,7 @@ def endpoint_keys(suite: Suite | None, env: Mapping[str, str]) -> dict[str, str 
     """Resolve each named endpoint's key from the environment variable the suite names.
 
     Called at the edge (CLI, dashboard) so library code never reads the environment;
-    ``bench.keys`` decides (and refuses a key over plain http to a remote host).
+    ``bench.api.keys`` decides (and refuses a key over plain http to a remote host).
     """
     return {name: keys_mod.endpoint_key(ep, env)
             for name, ep in (suite.endpoints.items() if suite is not None else [])}

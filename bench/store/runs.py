@@ -396,7 +396,7 @@ class RunTables(StoreBase):
     def build_aggregates(self, run_ids: Sequence[str], *, timeout_s: float | None = None) -> list[str]:
         """(Re)write the aggregates of ended runs, one short transaction per run.
 
-        Called when a run ends and, lazily, by the dashboard (``bench.aggregates.plan``).
+        Called when a run ends and, lazily, by the dashboard (``bench.results.aggregates.plan``).
         Only the schema is brought up to date first, never a journal ingested: a reader
         must not move another process's rows. Returns the runs built. StoreBusy (after
         ``timeout_s``) stops it; the runs built before it stay built.

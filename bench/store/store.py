@@ -9,7 +9,7 @@ runs in two processes to share a file, and a crash or ``kill -9`` to lose at mos
 the requests in flight. So nothing holds a connection:
 
 1. **Journal first.** ``write_rows`` appends each finished row to
-   ``<db dir>/journal/<run_id>.jsonl`` and fsyncs (``bench.journal``). From then
+   ``<db dir>/journal/<run_id>.jsonl`` and fsyncs (``bench.store.journal``). From then
    on the row is durable, whatever happens to the database or the process.
 2. **Short write transactions.** It then opens the file read-write, inserts the
    batch from a polars frame in one ``INSERT ... SELECT`` (never executemany),
@@ -46,7 +46,7 @@ merge + close is ~50-90 ms, a read-only open ~20-45 ms, most of it DuckDB start-
 and the checkpoint on close, so batches should be small but not tiny.
 
 Every connection turns off extension auto-install/auto-load, so nothing tries
-to download. SQL lives here and in ``bench.migrations`` only, always with
+to download. SQL lives in bench.store and bench.results only, always with
 parameters; identifiers interpolated into SQL come from fixed whitelists.
 """
 

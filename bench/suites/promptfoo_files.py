@@ -1,4 +1,4 @@
-"""Helpers of ``bench.promptfoo``: reading its files (YAML/JSON, CSV test rows), the asserts
+"""Helpers of ``bench.suites.promptfoo``: reading its files (YAML/JSON, CSV test rows), the asserts
 beyond the issue's table that orbench's checks express exactly, and the text rules
 (``{{ var }}`` rendering, brace escaping, readable ids).
 

@@ -64,7 +64,7 @@ _CHECK_ARGS: dict[str, Any] = {
 
 def _check_defs() -> dict[str, Any]:
     missing = set(KINDS) ^ set(_CHECK_ARGS)
-    assert not missing, f"the schema and bench.checks disagree on check kinds: {missing}"
+    assert not missing, f"the schema and bench.suites.checks disagree on check kinds: {missing}"
     one = [_obj({kind: arg, "weight": {"$ref": "#/$defs/weight"}}, [kind], title=kind)
            for kind, arg in _CHECK_ARGS.items()]
     return {"check": {"description": "one check: {KIND: ARG} with an optional weight", "anyOf": one},
@@ -124,7 +124,7 @@ def _case() -> dict[str, Any]:
 
 
 def _dataset() -> dict[str, Any]:
-    """One ``datasets:`` item: a data file whose rows become cases (bench.datasets)."""
+    """One ``datasets:`` item: a data file whose rows become cases (bench.suites.datasets)."""
     case = _case()["properties"]
     template = {**_TEXT, "description": "a template over the row's columns: {column}, {row}, a suite var"}
     props = {
