@@ -107,7 +107,7 @@ def test_registry_second_session_sees_progress_and_cancels(tmp_path: Path,
 
 def test_registry_files_jobs_by_run_id_and_keeps_the_newest_ended(tmp_path: Path) -> None:
     from bench.config import Settings
-    from bench.run.engine import RunSpec
+    from bench.run.spec import RunSpec
 
     reg = jobs.JobRegistry(keep_ended=1)
     with start_sandbox(seed=4, time_scale=0.0) as sb:

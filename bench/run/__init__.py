@@ -4,6 +4,6 @@ Owns the plan, the budget (reservations per attempt), the runner, the engine tha
 run together (clients, targets, prices, store, resume), re-scoring and load sweeps.
 
 May import: bench.api, bench.store, bench.results, bench.quality, bench.suites,
-bench.records, bench.errors, bench.config, bench.local. Never bench.cli (the CLI calls
-this package, not the reverse).
+bench.records, bench.errors, bench.config, bench.local, bench.local_build. Never bench.cli
+(the CLI calls this package, not the reverse).
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bench.errors import BenchError
-from bench.run.engine import RunSpec
+from bench.run.spec import RunSpec
 from dashboard import data, jobs, ui
 
 settings = data.current_settings()
