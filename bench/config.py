@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +29,17 @@ from bench.errors import ConfigError
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_DB = Path("data") / "orbench.duckdb"
+# Where a key may come from: the suite loader and bench.api.keys both hold names to this rule.
+KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*_(KEY|TOKEN)")
+KEY_NAME_RULE = "an environment variable name ending in _KEY or _TOKEN"
 
 # Settings that become header values, and the name a user knows each one by.
 _HEADER_SETTINGS = {"api_key": "the API key (OPENROUTER_API_KEY / --key)",
                     "referer": "ORBENCH_REFERER", "title": "ORBENCH_TITLE"}
+
+
+def key_name_ok(name: str) -> bool:
+    return bool(KEY_NAME.fullmatch(name))
 
 
 @dataclass(frozen=True)

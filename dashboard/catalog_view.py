@@ -1,4 +1,4 @@
-"""The Catalog page's tables and cost calculator: pure functions over ``bench.catalog`` records.
+"""The Catalog page's tables and cost calculator: pure functions over ``bench.api.catalog`` records.
 
 The live model list is small (hundreds of models), so filtering and shaping it
 happens in Python; prices stay ``Decimal`` until they become per-1M floats for
@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from bench.catalog import Model, list_cost_usd
+from bench.api.catalog import Model, list_cost_usd
 
 PER_M = Decimal(1_000_000)
 
@@ -70,7 +70,7 @@ def catalog_frame(models: list[Model]) -> pl.DataFrame:
 
 
 def endpoints_frame(endpoints: Any) -> pl.DataFrame:
-    """A model's providers (``bench.catalog.ModelEndpoints``): prices, quantization, uptime, speed."""
+    """A model's providers (``bench.api.catalog.ModelEndpoints``): prices, quantization, uptime, speed."""
     rows = []
     for e in endpoints.endpoints:
         lat, thr = e.latency_last_30m or {}, e.throughput_last_30m or {}

@@ -26,15 +26,21 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from bench import analytics, keys
-from bench.analytics import Filters
-from bench.catalog import Model, ModelEndpoints
-from bench.client import Credits, KeyInfo, OpenRouterClient, RetryPolicy, build_http_client
+from bench.api import keys
+from bench.api.account import Credits, KeyInfo
+from bench.api.catalog import Model, ModelEndpoints
+from bench.api.client import OpenRouterClient, RetryPolicy
+from bench.api.http import build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
 from bench.errors import AuthError, BenchError
 from bench.examples import SUITES_DIR as EXAMPLE_SUITES_DIR
-from bench.sink import HEARTBEAT_INTERVAL_S
-from bench.store import Store
+from bench.results import analytics
+from bench.results import compare as compare_mod
+from bench.results import quality as quality_mod
+from bench.results import spend as spend_mod
+from bench.results.analytics import Filters
+from bench.store.sink import HEARTBEAT_INTERVAL_S
+from bench.store.store import Store
 
 T = TypeVar("T")
 
@@ -80,7 +86,7 @@ def key_env() -> dict[str, str]:
 def current_settings() -> Settings:
     """Settings for this session: real API with a key, else the sandbox (simulated).
 
-    ``bench.keys`` decides: the OpenRouter key only goes to openrouter.ai; another
+    ``bench.api.keys`` decides: the OpenRouter key only goes to openrouter.ai; another
     ``OPENROUTER_BASE_URL`` gets the key ``ORBENCH_BASE_URL_KEY_ENV`` names, or none.
     """
     env = Settings.from_env()
@@ -174,15 +180,15 @@ def outputs(db: str, run_ids: tuple[str, ...], models: tuple[str, ...] = (),
 def run_comparison(db: str, run_a: str, run_b: str, provider_by: str, cap: int = COMPARE_CAP) -> pl.DataFrame:
     """Median change per group from run A to run B, TTFT and e2e, with bootstrap CIs.
 
-    ``bench.stats.compare`` is pure Python, so each side is capped at ``cap`` ok
+    ``bench.results.stats.compare`` is pure Python, so each side is capped at ``cap`` ok
     values per group (a fixed pseudo-random subset) to keep the page interactive.
     """
     s = store(db)
     rows = []
     for metric in ("ttft_ms", "e2e_ms"):
-        a = analytics.run_samples(s, run_a, metric, provider_by, cap)
-        b = analytics.run_samples(s, run_b, metric, provider_by, cap)
-        rows += analytics.compare_runs(a, b, analytics.METRICS[metric], n_resamples=COMPARE_RESAMPLES)
+        a = compare_mod.run_samples(s, run_a, metric, provider_by, cap)
+        b = compare_mod.run_samples(s, run_b, metric, provider_by, cap)
+        rows += compare_mod.compare_runs(a, b, analytics.METRICS[metric], n_resamples=COMPARE_RESAMPLES)
     schema = {"group": pl.String, "metric": pl.String, "n_a": pl.Int64, "n_b": pl.Int64,
               "p50_a": pl.Float64, "p50_b": pl.Float64, "change": pl.Float64,
               "change_pct": pl.Float64, "ci_lo_pct": pl.Float64, "ci_hi_pct": pl.Float64,
@@ -233,12 +239,12 @@ def account_credits(base_url: str) -> tuple[Credits | None, str | None]:
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def price_history(db: str, model_id: str) -> pl.DataFrame:
-    return analytics.price_history(store(db), model_id)
+    return spend_mod.price_history(store(db), model_id)
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def spend(db: str, key: str) -> pl.DataFrame:
-    return analytics.spend_by(store(db), key)
+    return spend_mod.spend_by(store(db), key)
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
@@ -282,7 +288,7 @@ def running_runs(db: str) -> list[dict[str, Any]]:
 def export_rows(db: str, run_ids: tuple[str, ...], models: tuple[str, ...], providers: tuple[str, ...],
                 cases: tuple[str, ...], provider_by: str) -> pl.DataFrame:
     """All filtered per-request rows in the export column order (not cached: built on click)."""
-    from bench.export import EXTRA_COLUMNS, REQUIRED_COLUMNS
+    from bench.results.export import EXTRA_COLUMNS, REQUIRED_COLUMNS
 
     f = _filters(run_ids, models, providers, cases, provider_by)
     return analytics.request_rows(store(db), f, REQUIRED_COLUMNS + EXTRA_COLUMNS)
@@ -321,7 +327,7 @@ def load_suite(path: Path) -> Any:
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _parsed_suite(path: str, content_sha256: str) -> Any:
-    from bench.suites import load_suite as load
+    from bench.suites.parse import load_suite as load
 
     return load(path)
 
@@ -341,32 +347,32 @@ def save_upload(name: str, content: bytes) -> Path:
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def quality_groups(db: str, run_ids: tuple[str, ...], provider_by: str = "variant") -> pl.DataFrame:
-    return analytics.quality_groups(store(db), _filters(run_ids, (), (), (), provider_by))
+    return quality_mod.quality_groups(store(db), _filters(run_ids, (), (), (), provider_by))
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def cases_with_failures(db: str, run_ids: tuple[str, ...]) -> list[str]:
-    return analytics.cases_with_failures(store(db), _filters(run_ids, (), (), (), "variant"))
+    return quality_mod.cases_with_failures(store(db), _filters(run_ids, (), (), (), "variant"))
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def case_answers(db: str, run_ids: tuple[str, ...], case_id: str, provider_by: str = "variant") -> pl.DataFrame:
-    return analytics.case_answers(store(db), _filters(run_ids, (), (), (), provider_by), case_id)
+    return quality_mod.case_answers(store(db), _filters(run_ids, (), (), (), provider_by), case_id)
 
 
 # ------------------------------------------------------------------- decide (the Decide page)
-# Kept apart from the credits and running-runs readers above: everything here calls bench.decide.
+# Kept apart from the credits and running-runs readers above: everything here calls bench.results.decide.
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Deciding...")
 def decision(db: str, run_ids: tuple[str, ...], models: tuple[str, ...], providers: tuple[str, ...],
              cases: tuple[str, ...], provider_by: str, constraints: tuple[Any, ...],
              objective: str) -> Any:
-    """``bench.decide.decide`` over the runs, narrowed to the picked models, providers and cases.
+    """``bench.results.decide.decide`` over the runs, narrowed to the picked models, providers and cases.
 
-    ``constraints``: ``bench.decide.Constraint`` values. Candidates are always model x provider
+    ``constraints``: ``bench.results.decide.Constraint`` values. Candidates are always model x provider
     variant (as in ``orbench decide``); ``provider_by="served"`` only changes what the provider
-    filter matches. Returns a ``bench.decide.Decision``.
+    filter matches. Returns a ``bench.results.decide.Decision``.
     """
-    from bench import decide
+    from bench.results import decide
 
     frame = decide.pooled_frame(store(db), run_ids)
     if frame.height:
@@ -411,7 +417,7 @@ def sweeps(db: str) -> pl.DataFrame:
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Reading the sweep...")
 def sweep_result(db: str, sweep_id: str) -> dict[str, Any]:
     """``bench.sweep.sweep_json`` of one sweep: steps, knee, max_goodput, SLOs."""
-    from bench import sweep
+    from bench.run import sweep
 
     return sweep.sweep_json(store(db), sweep_id)
 
@@ -425,7 +431,7 @@ def load_points(result: dict[str, Any], throughput: str, latency: str) -> pl.Dat
     """One row per step and model x provider: ``throughput`` and ``latency`` (fields of
     ``LOAD_THROUGHPUT``/``LOAD_LATENCY``) with the latency's 95 % interval, goodput and req/s,
     and whether the step is the target's knee or its max goodput."""
-    from bench.sweep import target_key
+    from bench.run.sweep import target_key
 
     axis = result["axis"]
     lo, hi = latency.replace("_ms", "_ci_lo_ms"), latency.replace("_ms", "_ci_hi_ms")
@@ -447,7 +453,7 @@ def load_points(result: dict[str, Any], throughput: str, latency: str) -> pl.Dat
 
 def slo_lines(result: dict[str, Any], latency: str) -> list[tuple[float, str]]:
     """The sweep's stored SLOs on ``latency`` (the metric the chart draws): (limit, text)."""
-    from bench.sweep import parse_slo
+    from bench.run.sweep import parse_slo
 
     return [(float(g.value), g.text) for g in map(parse_slo, result["slos"]) if g.metric == latency]
 

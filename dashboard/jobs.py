@@ -29,11 +29,14 @@ from typing import Any
 
 import streamlit as st
 
-from bench import engine
 from bench.config import DEFAULT_DB, Settings
 from bench.errors import BenchError, ConfigError
-from bench.runner import Progress, Runner
-from bench.store import Store
+from bench.run import budget as budget_mod
+from bench.run import engine
+from bench.run import targets as targets_mod
+from bench.run.runner import Runner
+from bench.run.state import Progress
+from bench.store.store import Store
 
 DEMO_SUITE = "smoke.yaml"
 
@@ -99,7 +102,7 @@ class RunJob:
                  env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.spec = spec
-        # where suite endpoints' api_key_env are looked up (bench.keys decides what goes where)
+        # where suite endpoints' api_key_env are looked up (bench.api.keys decides what goes where)
         self.env: Mapping[str, str] = dict(os.environ) if env is None else env
         self.with_local = with_local  # start the real local model (llama.cpp) for this run
         self._state = JobState()
@@ -172,7 +175,7 @@ class RunJob:
         if not self.with_local:
             return await self._execute()
         from bench import local
-        from bench.suites import Endpoint
+        from bench.suites.model import Endpoint
 
         server = local.LocalServer(await asyncio.to_thread(local.ensure_gguf))
         await asyncio.to_thread(server.start)
@@ -186,12 +189,12 @@ class RunJob:
 
     async def _execute(self) -> tuple[str, Any]:
         prep = await estimate_async(self.settings, self.spec)
-        engine.check_budget(prep)
+        budget_mod.check_budget(prep)
         self._update(total=len(prep.plan))
         store = Store(self.settings.db_path)
         await asyncio.to_thread(store.init)
         clients = engine.make_clients(self.settings, prep.suite, self.spec.concurrency,
-                                      keys=engine.endpoint_keys(prep.suite, self.env),
+                                      keys=targets_mod.endpoint_keys(prep.suite, self.env),
                                       openrouter_api=prep.openrouter_api)
         try:
             return await engine.execute(self.settings, store, prep, clients,
@@ -305,7 +308,7 @@ def demo_includes_local(env: dict[str, str]) -> bool:
     choice = env.get("ORBENCH_DEMO_LOCAL", "auto").strip().lower()
     if choice in ("0", "no", "false", "off"):
         return False
-    from bench.local import local_extra_status
+    from bench.local_build import local_extra_status
 
     return choice in ("1", "yes", "true", "on") or local_extra_status()[0]
 

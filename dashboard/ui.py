@@ -83,9 +83,8 @@ def empty_state(settings: Settings, db: str) -> None:
 
 
 def demo_button_action(settings: Settings, db: str) -> None:
-    from pathlib import Path
-
     import os
+    from pathlib import Path
 
     with_local = jobs.demo_includes_local(dict(os.environ))
     what = "the simulated sandbox" + (" and the real local model" if with_local else "")
@@ -179,7 +178,7 @@ def provider_by_picker(key: str, horizontal: bool = True) -> str:
 VIEW = "orbench-view"  # session_state: {URL parameter: [values]}, the picks every page shares
 URL_LISTS = ("run", "model", "provider", "case")  # repeated: ?run=A&run=B
 URL_VALUES = ("provider_by", "objective", "sweep")  # one value each: ?sweep=<sweep_id> on the Load page
-URL_BOUNDS = ("min_", "max_")  # + a metric of bench.gates.GATE_METRICS: ?min_pass_rate=0.9
+URL_BOUNDS = ("min_", "max_")  # + a metric of bench.results.gates.GATE_METRICS: ?min_pass_rate=0.9
 URL_PARAMS = (*URL_LISTS, *URL_VALUES, "min_METRIC", "max_METRIC")
 
 
@@ -371,7 +370,7 @@ def _number_kw(metric: str) -> dict[str, Any]:
 def constraint_inputs(key: str, metrics: Sequence[str]) -> tuple[list[str], list[str]]:
     """Number inputs (empty = no limit) for the common constraints, plus any other metric of
     ``metrics`` the user adds; URL ``min_METRIC`` / ``max_METRIC``. Returns the ``--min`` and
-    ``--max`` texts ("pass_rate=0.9") for ``bench.decide.parse_constraints``."""
+    ``--max`` texts ("pass_rate=0.9") for ``bench.results.decide.parse_constraints``."""
     common = {f"{b}_{m}" for b, m in COMMON_CONSTRAINTS}
     others = [f"{b}_{m}" for m in sorted(metrics) for b in ("min", "max") if f"{b}_{m}" not in common]
     shared = view()
@@ -411,9 +410,9 @@ _VERDICT_BACKGROUND = {"meets": "#e8f5e9", "uncertain": "#fff8e1", "fails": "#ff
 
 
 def decision_display(decision: Any) -> pl.DataFrame:
-    """The ranked candidates of a ``bench.decide.Decision`` for ``st.dataframe``: verdict, the
+    """The ranked candidates of a ``bench.results.decide.Decision`` for ``st.dataframe``: verdict, the
     objective, money, each constraint's value with its interval, and why (uncertain or failing)."""
-    from bench.decide import format_metric, format_usd
+    from bench.results.decide import format_metric, format_usd
 
     rows = []
     for rank, c in enumerate(decision.ranking, 1):

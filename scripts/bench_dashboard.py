@@ -3,7 +3,7 @@
 
 Two views of the same thing, both with cold caches:
 
-1. The page's data functions (``bench.analytics``) and chart building, one by
+1. The page's data functions (``bench.results.analytics``) and chart building, one by
    one, for the default selection (the newest run) and for every run at once
    (all rows), with ``to_dict()`` standing in for Streamlit's serialization.
 2. The whole Results page script under ``streamlit.testing.AppTest``: the wall
@@ -28,8 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import analytics  # noqa: E402
-from bench.store import Store  # noqa: E402
+from bench.results import analytics  # noqa: E402
+from bench.store.store import Store  # noqa: E402
 from dashboard import charts  # noqa: E402
 
 Step = tuple[str, Callable[[], Any]]

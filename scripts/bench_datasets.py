@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.suites import load_suite  # noqa: E402
+from bench.suites.parse import load_suite  # noqa: E402
 
 SUITE = """name: big-dataset
 models: [openai/gpt-4o-mini]

@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.client import OpenRouterClient, RetryPolicy, build_http_client  # noqa: E402
+from bench.api.client import OpenRouterClient, RetryPolicy  # noqa: E402
+from bench.api.http import build_http_client  # noqa: E402
 from bench.config import Settings  # noqa: E402
 from bench.sandbox.catalog import DEFAULT_CATALOG_PATH  # noqa: E402
 
@@ -215,8 +216,8 @@ def scenario_throughput() -> None:
 
 def scenario_engine() -> None:
     """The whole engine (plan, runner, journal, DuckDB writer) at zero delay and at c=128."""
-    from bench import engine
-    from bench.store import Store
+    from bench.run import engine
+    from bench.store.store import Store
 
     sb = SandboxProcess(bench_catalog(ttft_ms=0, decode_tps=1000), time_scale=0)
     tmp = Path(tempfile.mkdtemp())

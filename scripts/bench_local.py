@@ -27,7 +27,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.local import DEFAULT_CACHE_DIR, LocalServer, ensure_gguf, local_extra_status  # noqa: E402
+from bench.local import DEFAULT_CACHE_DIR, LocalServer, ensure_gguf  # noqa: E402
+from bench.local_build import local_extra_status  # noqa: E402
 
 TOPICS = ["a CPU cache", "a river delta", "public key cryptography", "a compiler", "photosynthesis",
           "a lighthouse", "the moon's phases", "a hash table", "volcanoes", "jazz", "bread yeast",

@@ -22,10 +22,10 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import journal  # noqa: E402
-from bench import store as store_mod  # noqa: E402
 from bench.records import RequestRow  # noqa: E402
-from bench.store import Store  # noqa: E402
+from bench.store import journal  # noqa: E402
+from bench.store import merge as store_mod  # noqa: E402
+from bench.store.store import Store  # noqa: E402
 
 
 def make_rows(run_id: str, n: int, start: int = 0) -> list[RequestRow]:

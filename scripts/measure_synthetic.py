@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.store import Store  # noqa: E402
-from bench.suites import load_suite  # noqa: E402
+from bench.store.store import Store  # noqa: E402
+from bench.suites.parse import load_suite  # noqa: E402
 
 DEFAULT_SUITE = ROOT / "bench" / "examples" / "suites" / "synthetic.yaml"
 

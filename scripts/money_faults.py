@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.store import Store  # noqa: E402
+from bench.store.store import Store  # noqa: E402
 from tests.money_server import MoneyServer, start_money_server  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seed a large orbench database (default 1,000,000 request rows) for dashboard timing.
 
-The schema comes from ``bench.migrations``, the store's own steps (``Store.init`` is
+The schema comes from ``bench.store.migrations``, the store's own steps (``Store.init`` is
 avoided: it would also ingest any run journal lying in the same folder). The rows
 are generated inside DuckDB from ``range()`` in one ``INSERT ... BY NAME SELECT``
 (seconds, not the hours a Python loop would take). Latencies are log-normal per model x provider,
@@ -29,8 +29,8 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.migrations import migrate  # noqa: E402
-from bench.store import Store  # noqa: E402
+from bench.store.migrations import migrate  # noqa: E402
+from bench.store.store import Store  # noqa: E402
 
 MODELS = [  # id, TTFT base ms, e2e base ms, decode tok/s, prompt $/token, completion $/token
     ("openai/gpt-4o-mini", 420, 1600, 95, "0.00000015", "0.0000006"),

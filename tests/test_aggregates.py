@@ -1,4 +1,4 @@
-"""Per-run aggregates (m011, bench.aggregates): the Results page's numbers at team scale.
+"""Per-run aggregates (m011, bench.results.aggregates): the Results page's numbers at team scale.
 
 A real DuckDB file seeded by scripts/seed_big_db.py (240,000 rows in 3 runs, over the
 200,000-row threshold), the aggregate-backed figures against the exact per-request
@@ -19,8 +19,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bench import aggregates, analytics
-from bench.store import Store
+from bench.results import aggregates, analytics
+from bench.store.store import Store
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,7 +151,8 @@ def test_a_finished_cli_run_writes_its_aggregates(cli_db: Path) -> None:
     try:
         measured = con.sql("SELECT count(*) FROM requests WHERE run_id = ? AND NOT is_warmup",
                            params=[run_id]).fetchall()[0][0]
-        billed = con.sql("SELECT sum(billed_usd) FROM run_aggregates WHERE run_id = ?", params=[run_id]).fetchall()[0][0]
+        billed = con.sql("SELECT sum(billed_usd) FROM run_aggregates WHERE run_id = ?",
+                         params=[run_id]).fetchall()[0][0]
         exact = con.sql("SELECT sum(cost_usd) FROM requests WHERE run_id = ? AND NOT is_warmup",
                         params=[run_id]).fetchall()[0][0]
     finally:

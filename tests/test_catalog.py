@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench.catalog import (
+from bench.api.catalog import (
     Model,
     Pricing,
     effective_prices,
@@ -17,7 +17,7 @@ from bench.catalog import (
     parse_endpoints,
     parse_models,
 )
-from bench.sse import parse_usage, web_search_requests
+from bench.api.stream import parse_usage, web_search_requests
 from tests._snapshots import cassette_interactions, load_json, response_body, sse_bytes
 
 MODEL_DUMPS = {

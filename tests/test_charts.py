@@ -7,7 +7,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from bench import analytics
+from bench.results import analytics
 from dashboard import catalog_view, charts
 
 
@@ -133,7 +133,7 @@ def test_chart_images_render_offline() -> None:
 
 
 def test_monthly_costs_skip_variable_prices() -> None:
-    from bench.catalog import parse_models
+    from bench.api.catalog import parse_models
 
     models = parse_models({"data": [
         {"id": "a/fixed", "name": "A", "pricing": {"prompt": "0.000001", "completion": "0.000002"}},

@@ -10,21 +10,23 @@ from typing import Any
 
 import pytest
 
-from bench.checks import (
-    Check,
+from bench.errors import ProviderError, SuiteError
+from bench.quality.checks import (
     CheckOutcome,
-    CheckSpecError,
-    JudgeSpec,
     JudgeVerdict,
     evaluate_checks,
     evaluate_checks_async,
     last_number,
-    parse_checks,
     results_json,
 )
-from bench.errors import ProviderError, SuiteError
 from bench.records import ToolCall
-from bench.suites import load_suite
+from bench.suites.checks import (
+    Check,
+    CheckSpecError,
+    JudgeSpec,
+    parse_checks,
+)
+from bench.suites.parse import load_suite
 
 PERSON_SCHEMA = {"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}
 
@@ -95,7 +97,7 @@ def test_check_kind_passes_and_fails_with_reason(raw: dict[str, Any], good: dict
 
 
 def test_every_kind_is_covered() -> None:
-    from bench.checks import KINDS as ALL_KINDS
+    from bench.suites.checks import KINDS as ALL_KINDS
 
     covered = {next(iter(k[0])) for k in KINDS} | {"judge"}
     assert covered == set(ALL_KINDS)
@@ -205,7 +207,7 @@ def test_results_json_is_a_list_of_results() -> None:
 
 
 def _result(kind: str, passed: bool | None, score: float | None, reason: str | None) -> Any:
-    from bench.checks import CheckResult
+    from bench.quality.checks import CheckResult
 
     return CheckResult(kind, passed, score, reason, 1.0)
 

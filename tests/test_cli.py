@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from bench.sandbox import start_sandbox
-from bench.store import Store
+from bench.store.store import Store
 from tests.conftest import invoke
 from tests.fake_openrouter import PRICES, start_fake
 

@@ -16,14 +16,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from bench.client import (
-    KeyInfo,
-    OpenRouterClient,
-    RetryPolicy,
-    ShardedTransport,
-    build_http_client,
-    parse_retry_after,
-)
+from bench.api.account import KeyInfo
+from bench.api.client import OpenRouterClient, RetryPolicy
+from bench.api.envelope import parse_retry_after
+from bench.api.http import ShardedTransport, build_http_client
 from bench.config import Settings
 from bench.errors import (
     AuthError,
@@ -125,9 +121,11 @@ def error_response(status: int, message: str = "nope", headers: dict[str, str] |
 
 OK_STREAM = (
     b": OPENROUTER PROCESSING\n\n"
-    + sse('{"id":"gen-ok","model":"m","provider":"P","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}')
+    + sse('{"id":"gen-ok","model":"m","provider":"P",'
+          '"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}')
     + sse('{"id":"gen-ok","model":"m","provider":"P","choices":[{"index":0,"delta":{"content":"Hello"}}]}')
-    + sse('{"id":"gen-ok","model":"m","provider":"P","choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}]}')
+    + sse('{"id":"gen-ok","model":"m","provider":"P",'
+          '"choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}]}')
     + sse('{"id":"gen-ok","model":"m","provider":"P","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,'
           '"total_tokens":4,"cost":0.0000021}}')
     + b"data: [DONE]\n\n"
@@ -165,7 +163,8 @@ def test_chat_stream_error_transcript_raises_stream_error_with_usage() -> None:
 
 def test_stream_error_after_tokens_is_not_retried_even_if_5xx() -> None:
     data = (sse('{"choices":[{"index":0,"delta":{"content":"Hel"}}]}')
-            + sse('{"error":{"code":502,"message":"Provider disconnected"},"choices":[{"index":0,"delta":{"content":""},'
+            + sse('{"error":{"code":502,"message":"Provider disconnected"},'
+                  '"choices":[{"index":0,"delta":{"content":""},'
                   '"finish_reason":"error"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"cost":0.00001}}')
             + b"data: [DONE]\n\n")
     sleeper = SleepRecorder()
@@ -397,7 +396,7 @@ def test_key_never_appears_in_error_messages_or_reprs() -> None:
 
 def test_http_limits_follow_concurrency() -> None:
     """The lean transport gets a connection cap of 2x concurrency; keep-alive off on request."""
-    from bench.transport import LeanTransport
+    from bench.api.transport import LeanTransport
 
     big = build_http_client(settings(), 128)
     transport = big._transport

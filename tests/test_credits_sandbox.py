@@ -13,14 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 import streamlit as st
+from conftest import invoke
 from streamlit.testing.v1 import AppTest
+from test_dashboard import APP, texts
 
 from bench.records import RequestRow
 from bench.sandbox import start_sandbox
-from bench.store import Store
-from conftest import invoke
+from bench.store.store import Store
 from dashboard import data
-from test_dashboard import APP, texts
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "data" / "suites" / "smoke.yaml")
 

@@ -24,11 +24,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bench import analytics, stats
-from bench.catalog import parse_models
+from bench.api.catalog import parse_models
 from bench.records import RequestRow
+from bench.results import analytics, stats
 from bench.sandbox import start_sandbox
-from bench.store import Store
+from bench.store.store import Store
 
 Seeded = tuple[Path, dict[str, Any]]
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -136,7 +136,8 @@ def app_env(monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> Iterator[None]:
 
 
 def open_page(db: Path, monkeypatch: pytest.MonkeyPatch, page: str | None = "results") -> AppTest:
-    """Run the app on ``page`` (Results by default; None: the default page, Decide); every page must say it is simulated."""
+    """Run the app on ``page`` (Results by default; None: the default page, Decide); every page
+    must say it is simulated."""
     monkeypatch.setenv("ORBENCH_DB", str(db))
     at = AppTest.from_file(APP, default_timeout=60)
     if page:
@@ -457,7 +458,7 @@ def test_locked_db_is_a_warning_with_retry(tmp_path: Path, monkeypatch: pytest.M
 WRITER = """
 import sys, time
 from bench.records import RequestRow
-from bench.store import Store
+from bench.store.store import Store
 store = Store(sys.argv[1], write_timeout_s=30)
 print("writing", flush=True)
 i = 10_000
@@ -493,7 +494,7 @@ def test_pages_keep_working_while_a_run_writes(tmp_path: Path, monkeypatch: pyte
     assert writer.returncode is not None
 
 
-# ------------------------------------------------------------------- bench.analytics
+# ------------------------------------------------------------------- bench.results.analytics
 def test_ci_ranks_match_bench_stats() -> None:
     """The windowed ranks equal the exact ones, including n where the window matters."""
     for n in (6, 50, 367, 368, 2001, 2500, 10_000):

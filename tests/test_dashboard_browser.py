@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 from urllib.request import urlopen
 
 import pytest
+from test_dashboard import seed_results_db
 
 from bench.sandbox import start_sandbox
-from test_dashboard import seed_results_db
 
 pytestmark = pytest.mark.browser
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
+from test_dashboard import chart, charts, texts
 
 from bench.sandbox import start_sandbox
-from test_dashboard import chart, charts, texts
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]

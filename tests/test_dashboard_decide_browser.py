@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from test_dashboard_browser import CHART, Server, _check, _settle, browser, page  # noqa: F401 - fixtures
 
 from bench.sandbox import start_sandbox
-from test_dashboard_browser import CHART, Server, _check, _settle, browser, page  # noqa: F401 - fixtures
 from tests.conftest import invoke
 
 pytestmark = pytest.mark.browser

@@ -14,15 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import polars as pl
+import pyarrow as pa
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from bench.run.sweep import summary_lines
 from bench.sandbox import start_sandbox
-from bench.store import Store
-from bench.sweep import summary_lines
+from bench.store.store import Store
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,10 +18,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
-from bench.sandbox import start_sandbox
-from bench.sweep import summary_lines
 from test_dashboard_browser import CHART, SHOTS, Server, _check, _settle, browser, page  # noqa: F401 - fixtures
+
+from bench.run.sweep import summary_lines
+from bench.sandbox import start_sandbox
 from tests.conftest import invoke
 
 pytestmark = pytest.mark.browser

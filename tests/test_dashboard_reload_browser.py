@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from bench.store import Store
 import test_dashboard_browser as shared
 from test_dashboard_browser import ROOT, Server, _check, _settle
+
+from bench.store.store import Store
 
 browser = shared.browser  # the same fixtures: Debian's chromium, a fresh tab that records requests
 page = shared.page

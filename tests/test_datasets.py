@@ -12,8 +12,8 @@ import pytest
 
 from bench.errors import SuiteError
 from bench.sandbox import start_sandbox
-from bench.store import Store
-from bench.suites import load_suite
+from bench.store.store import Store
+from bench.suites.parse import load_suite
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from bench.store import Store
+from bench.store.store import Store
 from tests.conftest import invoke
 from tests.fake_openrouter import start_fake
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from bench import decide
-from bench.decide_render import decision_markdown, recommendation_sentence
+from bench.results import decide
+from bench.results.decide_render import decision_markdown, recommendation_sentence
 from bench.sandbox import start_sandbox
-from bench.store import Store
+from bench.store.store import Store
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from bench import engine
 from bench.config import Settings
-from bench.plan import CaseRequest, Target, build_body, json_copy
+from bench.run import engine
+from bench.run.plan import CaseRequest, Target, build_body, json_copy
 from bench.sandbox import start_sandbox
 
 ROWS = 5000
@@ -59,7 +59,8 @@ def _plan(suite_path: Path, tmp_path: Path) -> engine.Prepared:
 @pytest.mark.parametrize("value", [
     {"messages": [{"role": "user", "content": "héllo \u2028 \ud800"}], "max_tokens": 16, "temperature": 0.1},
     {"a": [1, 2.5, True, None, {"b": [[], {}]}], "c": float("inf"), "d": -0.0, "e": 10**30},
-    {"tools": ({"type": "function"},), "n": {1: "int key", None: "null key", 2.5: "float key"}},  # a round trip changes these
+    # a round trip changes these:
+    {"tools": ({"type": "function"},), "n": {1: "int key", None: "null key", 2.5: "float key"}},
 ])
 def test_json_copy_is_a_json_round_trip(value: Any) -> None:
     copied = json_copy(value)

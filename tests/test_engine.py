@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from bench.store import Store
+from bench.store.store import Store
 from tests.conftest import invoke
 from tests.fake_openrouter import start_fake
 
@@ -84,8 +84,8 @@ def test_ttft_matches_server_first_token_within_2ms(env: Path, tmp_path: Path) -
     """In-process run so the server's perf_counter_ns and the client's share one clock."""
     import asyncio
 
-    from bench import engine
     from bench.config import Settings
+    from bench.run import engine
 
     server = start_fake(ttft_s=0.02, token_gap_s=0.001)
     suite = write_suite(tmp_path, ["acme/alpha"], repeats=10, cases=1)
@@ -116,7 +116,8 @@ def test_ttft_matches_server_first_token_within_2ms(env: Path, tmp_path: Path) -
         truth_ns = server.state.first_token_ns[r["generation_id"]]
         assert truth_ns > t_before
     # Direct check through the client API, one request at a time.
-    from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.api.client import OpenRouterClient, RetryPolicy
+    from bench.api.http import build_http_client
 
     async def one() -> list[float]:
         http = build_http_client(settings, 1)
@@ -318,7 +319,7 @@ def test_ctrl_c_cancels_in_flight_and_leaves_a_resumable_run(env: Path, tmp_path
     assert any(r["outcome"] == "cancelled" for r in got)
     code, out, err = invoke("run", "--resume", run_id[:10], "--base-url", server.base_url)
     assert code == 0, err
-    from bench.report import current_rows
+    from bench.results.report import current_rows
 
     cur = current_rows(store.requests_frame(run_id)).to_dicts()
     assert len(cur) == 16 and {r["outcome"] for r in cur} == {"ok"}
@@ -360,7 +361,8 @@ def test_bad_suite_is_one_line_and_leaves_the_database_untouched(env: Path, tmp_
         "wrong_type": "name: x\nmodels: [acme/alpha]\nrepeats: two\ncases:\n  - id: a\n    prompt: hi\n",
         "unknown_key": "name: x\nmodels: [acme/alpha]\nrepeats: 1\nbogus: 1\ncases:\n  - id: a\n    prompt: hi\n",
         "missing": "name: x\nmodels: [acme/alpha]\nrepeats: 1\n",
-        "image": "name: x\nmodels: [acme/alpha]\nrepeats: 1\ncases:\n  - id: a\n    prompt: hi\n    images: [nope.png]\n",
+        "image": ("name: x\nmodels: [acme/alpha]\nrepeats: 1\ncases:\n"
+                  "  - id: a\n    prompt: hi\n    images: [nope.png]\n"),
     }
     for label, text in bad_cases.items():
         p = tmp_path / f"bad_{label}.yaml"

@@ -15,10 +15,10 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from bench.export import EXPORT_COLUMNS, META_KEY
 from bench.records import REQUEST_COLUMNS
+from bench.results.export import EXPORT_COLUMNS, META_KEY
 from bench.sandbox import start_sandbox
-from bench.store import Store
+from bench.store.store import Store
 from tests.conftest import invoke
 
 MEASURED = ["chunk_gaps_ms", "t_start_ms", "done_ms", "connect_ms", "conn_reused", "ttft_ms", "spend_usd"]

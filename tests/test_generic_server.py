@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import engine
 from bench.config import Settings
-from bench.store import Store
-from bench.suites import load_suite
+from bench.run import engine
+from bench.store.store import Store
+from bench.suites.parse import load_suite
 from tests._openai_compat import MODELS, OpenAICompatServer
 from tests.conftest import invoke
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from bench import examples
-from bench.cli_results import _streamlit_flags
+from bench.cli.results import _streamlit_flags
 from bench.sandbox.catalog import DEFAULT_CATALOG_PATH
 from tests.conftest import invoke
 

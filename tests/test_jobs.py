@@ -21,13 +21,13 @@ from typing import Any
 import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_dashboard import APP, texts
 
 from bench.records import RequestRow
 from bench.sandbox import start_sandbox
-from bench.sink import StoreSink
-from bench.store import Store
+from bench.store.sink import StoreSink
+from bench.store.store import Store
 from dashboard import jobs
-from test_dashboard import APP, texts
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "data" / "suites" / "smoke.yaml"
@@ -107,7 +107,7 @@ def test_registry_second_session_sees_progress_and_cancels(tmp_path: Path,
 
 def test_registry_files_jobs_by_run_id_and_keeps_the_newest_ended(tmp_path: Path) -> None:
     from bench.config import Settings
-    from bench.engine import RunSpec
+    from bench.run.spec import RunSpec
 
     reg = jobs.JobRegistry(keep_ended=1)
     with start_sandbox(seed=4, time_scale=0.0) as sb:

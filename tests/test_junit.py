@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from bench.gates import CaseResult, Gate, GateResult, case_results, junit_xml
+from bench.results.gates import CaseResult, Gate, GateResult, case_results, junit_xml
 from bench.sandbox import start_sandbox
 from tests.conftest import invoke
 

@@ -17,10 +17,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bench import keys
+from bench.api import keys
 from bench.errors import ConfigError, SuiteError
 from bench.sandbox import start_sandbox
-from bench.suites import parse_suite
+from bench.suites.parse import parse_suite
 from tests._openai_compat import MODELS, OpenAICompatServer
 from tests.conftest import invoke
 from tests.fake_openrouter import start_fake
@@ -83,7 +83,8 @@ def run_everything(tmp_path: Path, *run_args: str) -> tuple[str, str]:
         code, o, e = invoke("export", "latest", "--format", fmt, "-o", str(out_dir / f"rows.{fmt}"))
         assert code == 0, e
         outs.append(o), errs.append(e)
-    for args in (("show", "latest", "--json"), ("runs", "--json"), ("export", "latest", "--summary", "--format", "json")):
+    for args in (("show", "latest", "--json"), ("runs", "--json"),
+                 ("export", "latest", "--summary", "--format", "json")):
         code, o, e = invoke(*args)
         assert code == 0, e
         outs.append(o), errs.append(e)
@@ -236,16 +237,19 @@ def test_the_openrouter_key_goes_only_to_openrouter_hosts(url: str, ours: bool) 
 
 def test_base_url_key_env_must_name_a_key_variable() -> None:
     env = {"HOME": "/root", "ORBENCH_BASE_URL_KEY_ENV": "HOME"}
-    with pytest.raises(ConfigError, match="ORBENCH_BASE_URL_KEY_ENV='HOME': expected an environment variable name ending in _KEY or _TOKEN"):
+    with pytest.raises(ConfigError, match="ORBENCH_BASE_URL_KEY_ENV='HOME': "
+                                          "expected an environment variable name ending in _KEY or _TOKEN"):
         keys.base_url_key("http://127.0.0.1:1/v1", env)
     with pytest.raises(ConfigError, match=r"names \$VLLM_TOKEN, which is not set"):
         keys.base_url_key("http://127.0.0.1:1/v1", {"ORBENCH_BASE_URL_KEY_ENV": "VLLM_TOKEN"})
-    assert keys.base_url_key("http://127.0.0.1:1/v1", {"ORBENCH_BASE_URL_KEY_ENV": "VLLM_TOKEN", "VLLM_TOKEN": "t"}) == "t"
+    env = {"ORBENCH_BASE_URL_KEY_ENV": "VLLM_TOKEN", "VLLM_TOKEN": "t"}
+    assert keys.base_url_key("http://127.0.0.1:1/v1", env) == "t"
 
 
 @pytest.mark.parametrize("name", ["HOME", "AWS_SECRET", "DATABASE_URL", "KEY", "1_KEY", "MY-KEY"])
 def test_suite_api_key_env_must_end_in_key_or_token(name: str) -> None:
-    text = f"name: s\nendpoints:\n  v: {{base_url: 'http://127.0.0.1:1/v1', api_key_env: '{name}'}}\nmodels: [v/m]\ncases:\n  - {{id: a, prompt: hi}}\n"
+    text = (f"name: s\nendpoints:\n  v: {{base_url: 'http://127.0.0.1:1/v1', api_key_env: '{name}'}}\n"
+            "models: [v/m]\ncases:\n  - {id: a, prompt: hi}\n")
     with pytest.raises(SuiteError) as info:
         parse_suite(text, "data/suites/s.yaml")
     msg = str(info.value)

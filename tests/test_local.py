@@ -28,23 +28,26 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.client import OpenRouterClient, build_http_client
+from bench.api.client import OpenRouterClient
+from bench.api.http import build_http_client
 from bench.config import Settings
 from bench.local import (
-    BINARY_ENV,
     DEFAULT_CACHE_DIR,
-    INSTALL_COMMAND,
     LOCAL_ENDPOINT,
-    PORTABLE_CMAKE_ARGS,
-    REBUILD_COMMAND,
     LocalServer,
     LocalServerError,
+    ensure_gguf,
+    local_endpoint_config,
+)
+from bench.local_build import (
+    BINARY_ENV,
+    INSTALL_COMMAND,
+    PORTABLE_CMAKE_ARGS,
+    REBUILD_COMMAND,
     build_check,
     cpu_backend_libs,
     describe_exit,
-    ensure_gguf,
     extra_missing_message,
-    local_endpoint_config,
     local_extra_status,
     native_instruction_count,
     server_binary,
@@ -496,12 +499,11 @@ def test_client_keeps_llama_cpp_timings(client_results: list[ChatResult]) -> Non
 @pytest.mark.local
 def test_dashboard_demo_includes_the_real_local_model_labelled_real(tmp_path: Path) -> None:
     """The one-click demo (no key) runs the sandbox and the real model; labels keep them apart."""
-    from bench import analytics
-    from bench.sandbox import start_sandbox
-    from bench.store import Store
-    from dashboard import jobs
-
     from bench.config import Settings
+    from bench.results import analytics
+    from bench.sandbox import start_sandbox
+    from bench.store.store import Store
+    from dashboard import jobs
 
     db = tmp_path / "demo.duckdb"
     assert jobs.demo_includes_local({}) is True  # the extra is installed here
@@ -538,7 +540,7 @@ def test_a_suite_only_on_llama_server_runs_with_no_openrouter_key_or_network(
     listed = subprocess.run([sys.executable, "-m", "bench", "models", "--base-url", server.base_url, "--json"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert listed.returncode == 0 and server.model_id in listed.stdout, listed.stderr
-    from bench.store import Store
+    from bench.store.store import Store
 
     store = Store(db)
     run_id = store.resolve_run("latest")

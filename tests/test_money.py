@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import journal
 from bench.records import is_settled
-from bench.store import Store
+from bench.store import journal
+from bench.store.store import Store
 from tests.conftest import invoke
 from tests.money_server import MoneyServer, start_money_server
 

@@ -7,10 +7,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import invoke
 
 from bench.errors import SuiteError
-from bench.suites import Suite, load_suite
-from conftest import invoke
+from bench.suites.model import Suite
+from bench.suites.parse import load_suite
 
 HEAD = """\
 name: p

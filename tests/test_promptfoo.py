@@ -9,11 +9,11 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
+from conftest import invoke
 
 from bench.errors import ConfigError
-from bench.promptfoo import convert_config
-from bench.suites import load_suite
-from conftest import invoke
+from bench.suites.parse import load_suite
+from bench.suites.promptfoo import convert_config
 
 CONFIG = """\
 description: Support bot
@@ -92,7 +92,8 @@ def test_import_writes_a_suite_that_validates_and_runs_on_the_sandbox(tmp_path: 
     with duckdb.connect(str(cli_db), read_only=True) as con:
         rows = con.execute("select case_id, model, outcome, passed from requests where not is_warmup "
                            "order by case_id, model").fetchall()
-        details = con.execute("select check_detail from requests where not is_warmup and case_id = 'capital'").fetchall()
+        details = con.execute("select check_detail from requests "
+                              "where not is_warmup and case_id = 'capital'").fetchall()
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("capital", "google/gemini-2.5-flash", "ok"), ("capital", "openai/gpt-4o-mini", "ok"),
         ("json", "google/gemini-2.5-flash", "ok"), ("json", "openai/gpt-4o-mini", "ok"),

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+from bench.api.client import OpenRouterClient, RetryPolicy
+from bench.api.http import build_http_client
 from bench.config import Settings, environment_proxies
 from bench.errors import ConfigError
 from bench.records import ChatResult

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bench.sandbox import start_sandbox
-from bench.store import Store
+from bench.store.store import Store
 from tests.conftest import invoke
 
 QUESTIONS = {"q1": ("2+2", "4"), "q2": ("3*3", "9"), "q3": ("10-7", "3"), "q4": ("6/2", "3")}

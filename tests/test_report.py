@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from conftest import invoke
 from streamlit.testing.v1 import AppTest
 
-from bench import report
+from bench.results import report
 from bench.sandbox import start_sandbox
-from bench.store import Store
-from conftest import invoke
+from bench.store.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -121,9 +121,9 @@ def test_report_holds_metadata_summary_and_every_chart(runs: dict[str, Any]) -> 
     for title in ("Time to first token", "End to end", "Decode tokens/s", "Cost per 1,000 requests",
                   "Cost vs latency", "Quality x latency x cost", "Run timeline", "Drift over the run"):
         assert sum(title in t for t in titles) == 1, title
-    # the summary is bench.report's: the TOTAL row's n and TTFT p50 with its interval
+    # the summary is bench.results.report's: the TOTAL row's n and TTFT p50 with its interval
     total = report.run_summary(Store(runs["db"]), runs["a"])[-1]
-    from bench.html_report import fmt_ci
+    from bench.results.html_report import fmt_ci
 
     cell = fmt_ci(total["ttft_p50_ms"], total["ttft_p50_ci_lo_ms"], total["ttft_p50_ci_hi_ms"])
     assert re.search(rf"<td>TOTAL</td><td>{total['n']}</td><td>{total['ok']}</td>.*?<td>{re.escape(cell)}</td>", page)
@@ -252,7 +252,6 @@ def test_export_page_offers_the_report(runs: dict[str, Any], monkeypatch: pytest
 def test_export_page_download_is_the_report(runs: dict[str, Any], tmp_path: Path) -> None:
     """A real `streamlit run`: clicking "Report as HTML" downloads the report of the selected run."""
     from playwright.sync_api import sync_playwright
-
     from test_dashboard_browser import ARGS, IDLE, Server
 
     with start_sandbox(time_scale=0) as sb:

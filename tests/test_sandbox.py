@@ -1,6 +1,6 @@
 """The sandbox (bench.sandbox) against plain httpx on loopback: shapes, grammar, timing, faults.
 
-Independent of bench.client on purpose: these tests pin down the server side so the
+Independent of bench.api.client on purpose: these tests pin down the server side so the
 client's own tests can trust it. ``time_scale`` keeps the simulated delays short.
 """
 
@@ -240,7 +240,8 @@ def test_usage_chunk_echo_shape_and_two_token_events(client):
 
 def _expected_cost(client: httpx.Client, model: str, tag: str, usage: dict[str, Any]) -> Decimal:
     prices = catalog_endpoint(client, model, tag)["pricing"]
-    return Decimal(prices["prompt"]) * usage["prompt_tokens"] + Decimal(prices["completion"]) * usage["completion_tokens"]
+    return (Decimal(prices["prompt"]) * usage["prompt_tokens"]
+            + Decimal(prices["completion"]) * usage["completion_tokens"])
 
 
 @pytest.mark.parametrize("model,tag", [(LLAMA, "groq"), (LLAMA, "deepinfra/turbo"),
@@ -269,7 +270,8 @@ def test_same_seed_same_output_other_seed_differs():
     for seed in (3, 3, 4):
         with start_sandbox(seed=seed, time_scale=0) as handle, httpx.Client(base_url=handle.base_url) as c:
             s = Stream(c, body(LLAMA, "Tell me something", max_tokens=30))
-            results.append((s.text, s.provider, s.usage["completion_tokens"], s.chunks[-1]["x_orbench"]["ttft_target_ms"]))
+            results.append((s.text, s.provider, s.usage["completion_tokens"],
+                            s.chunks[-1]["x_orbench"]["ttft_target_ms"]))
     assert results[0] == results[1]
     assert results[0][0] != results[2][0]
 
@@ -519,7 +521,8 @@ def test_unknown_fault_and_bad_requests(client):
                                          {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}
     text_only = client.post("/chat/completions", json={"model": LLAMA, "messages": [image]})
     assert text_only.status_code == 404
-    vision = client.post("/chat/completions", json={"model": "openai/gpt-4o-mini", "messages": [image], "max_tokens": 2})
+    vision = client.post("/chat/completions",
+                         json={"model": "openai/gpt-4o-mini", "messages": [image], "max_tokens": 2})
     assert vision.status_code == 200 and vision.json()["usage"]["prompt_tokens"] > 85
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench.store import Store
+from bench.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "schema.md"

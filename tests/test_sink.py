@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from bench.records import RequestRow
-from bench.sink import StoreSink
-from bench.store import Store
+from bench.store.sink import StoreSink
+from bench.store.store import Store
 
 
 def row(i: int) -> RequestRow:

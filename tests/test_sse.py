@@ -10,17 +10,19 @@ from typing import Any
 
 import pytest
 
-from bench.records import ChatResult, Clocks, ToolCall
-from bench.sse import (
+from bench.api.sse import (
     COMMENT,
     DATA,
     DONE,
     SSEEvent,
     SSEParser,
+)
+from bench.api.stream import (
     StreamAccumulator,
     parse_completion,
     parse_usage,
 )
+from bench.records import ChatResult, Clocks, ToolCall
 from tests._snapshots import cassette_interactions, response_body, sse_bytes
 
 TRANSCRIPTS = [
@@ -393,8 +395,10 @@ def test_error_chunk_is_a_stream_error_whatever_the_finish_reason(finish: str | 
 def test_llama_cpp_timings_are_kept() -> None:
     timings = {"prompt_n": 12, "prompt_ms": 30.5, "predicted_n": 4, "predicted_ms": 60.1}
     acc = events_accumulator([
-        {"id": "chatcmpl-1", "model": "gemma3-270m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]},
-        {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}], "timings": timings},
+        {"id": "chatcmpl-1", "model": "gemma3-270m",
+         "choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]},
+        {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}],
+         "timings": timings},
     ])
     r = acc.finish()
     assert r.server_timings == timings and r.usage is None and r.provider is None

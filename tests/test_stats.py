@@ -1,4 +1,4 @@
-"""bench.stats against known values."""
+"""bench.results.stats against known values."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from bench import stats
+from bench.results import stats
 
 
 def test_percentile_of_1_to_100_interpolates_linearly() -> None:

@@ -14,11 +14,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from bench import journal
 from bench.errors import ConfigError, SchemaTooNew, StoreBusy
-from bench.migrations import MIGRATIONS_TABLE, migration_names
 from bench.records import REQUEST_COLUMNS, RequestRow
-from bench.store import Store
+from bench.store import journal
+from bench.store.migrations import MIGRATIONS_TABLE, migration_names
+from bench.store.store import Store
 
 CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -474,7 +474,8 @@ def test_catalog_snapshot_keeps_exact_prices(store: Store) -> None:
 
 def test_credit_snapshots_accumulate(store: Store) -> None:
     store.save_credit_snapshot(source="key", label="ci", limit_usd=Decimal("10"),
-                               limit_remaining_usd=Decimal("9.123456789"), usage_usd=Decimal("0.876543211"))  # fmt: skip
+                               limit_remaining_usd=Decimal("9.123456789"),
+                               usage_usd=Decimal("0.876543211"))  # fmt: skip
     store.save_credit_snapshot(source="credits", total_credits_usd=Decimal("50"),
                                total_usage_usd=Decimal("12.5"), run_id="run-a")  # fmt: skip
     frame = store.credit_snapshots()

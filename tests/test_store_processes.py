@@ -14,15 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-from bench import journal
-from bench.store import Store
+from bench.store import journal
+from bench.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
 WRITER = """
 import json, sys, time
 from bench.records import RequestRow
-from bench.store import Store
+from bench.store.store import Store
 
 db, run_id, n, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 store = Store(db)
@@ -42,7 +42,7 @@ READER = """
 import json, sys, time
 from pathlib import Path
 from bench.errors import StoreBusy
-from bench.store import Store
+from bench.store.store import Store
 
 db, stop = sys.argv[1], Path(sys.argv[2])
 store = Store(db, read_timeout_s=2.0)

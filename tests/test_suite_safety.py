@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.checks import evaluate_checks
 from bench.errors import SuiteError
-from bench.suites import load_suite, parse_suite
+from bench.quality.checks import evaluate_checks
+from bench.suites.parse import load_suite, parse_suite
 from tests._loopback import LoopbackServer
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-
 from conftest import invoke
 from test_suites import MALFORMED
 
@@ -61,7 +60,7 @@ def test_schema_covers_most_of_the_malformed_catalogue() -> None:
 
 
 def test_schema_knows_every_check_kind() -> None:
-    from bench.checks import KINDS
+    from bench.suites.checks import KINDS
 
     titles = {c["title"] for c in json.loads(invoke("suite", "schema")[1])["$defs"]["check"]["anyOf"]}
     assert titles == set(KINDS)

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from bench.errors import SuiteError
-from bench.suites import (
+from bench.suites.model import (
     IMAGE_TOKENS_ESTIMATE,
     OPENROUTER,
     estimate_prompt_tokens,
     expand_cases,
+)
+from bench.suites.parse import (
     load_suite,
     parse_suite,
     validate_models,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.sandbox import start_sandbox
-from bench.store import Store
-from bench.sweep import Point, find_knee, parse_slo
 from bench.errors import ConfigError
+from bench.run.sweep import Point, find_knee, parse_slo
+from bench.sandbox import start_sandbox
+from bench.store.store import Store
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 
 from bench.errors import SuiteError
+from bench.run.wordlist import WORDS
 from bench.sandbox import start_sandbox
-from bench.store import Store
-from bench.suites import load_suite
-from bench.wordlist import WORDS
+from bench.store.store import Store
+from bench.suites.parse import load_suite
 from tests._openai_compat import OpenAICompatServer
 from tests.conftest import invoke
 

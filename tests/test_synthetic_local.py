@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.store import Store
+from bench.store.store import Store
 from tests.conftest import invoke
 
 pytestmark = pytest.mark.local

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli_output import Column, fit_table, hidden_note, rate, shorten, usd
-from bench.cli_run import ProgressPrinter
-from bench.runner import Progress
+from bench.cli.run import ProgressPrinter
+from bench.results.render import Column, fit_table, hidden_note, rate, shorten, usd
+from bench.run.state import Progress
 from bench.sandbox import start_sandbox
 from tests.conftest import invoke
 

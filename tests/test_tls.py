@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+from bench.api.client import OpenRouterClient, RetryPolicy
+from bench.api.http import build_http_client
 from bench.config import Settings
 from bench.errors import ConfigError, NetworkError
 from bench.sandbox import start_sandbox
@@ -136,7 +137,7 @@ def test_tls_orbench_run_over_an_https_sandbox_trusting_ssl_cert_file(
                          "cases:\n  - id: a\n    prompt: hi\n")
         code, out, err = invoke("run", str(suite), "--base-url", url, "--concurrency", "2", "--json")
         assert code == 0, err
-    from bench.store import Store
+    from bench.store.store import Store
 
     store = Store(cli_db)
     rows = store.requests_frame(store.resolve_run("latest")).to_dicts()

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.api.transport import LeanTransport
 from bench.sandbox import start_sandbox
-from bench.transport import LeanTransport
 
 
 class RawServer:
@@ -86,7 +86,8 @@ def fetch(url: str, transport: LeanTransport, n: int = 1, **kw: Any) -> list[htt
 def test_sized_chunked_and_close_delimited_bodies_and_keepalive() -> None:
     bodies = {
         b"/sized": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-        b"/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        b"/chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n"),
         b"/close": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
     }
     srv = RawServer(lambda req: bodies[req.split(b" ")[1]])
@@ -293,7 +294,8 @@ def test_informational_responses_are_skipped() -> None:
 
 def test_a_bad_content_length_is_a_network_row_and_the_client_goes_on() -> None:
     """Through OpenRouterClient.chat: NetworkError naming the protocol error, then a normal answer."""
-    from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.api.client import OpenRouterClient, RetryPolicy
+    from bench.api.http import build_http_client
     from bench.config import Settings
     from bench.errors import NetworkError
 
@@ -352,7 +354,8 @@ def chat_body(i: int = 0) -> dict[str, object]:
 
 
 def test_connection_facts_cold_first_then_reused() -> None:
-    from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.api.client import OpenRouterClient, RetryPolicy
+    from bench.api.http import build_http_client
     from bench.config import Settings
 
     with start_sandbox(time_scale=0) as sb:
@@ -367,7 +370,8 @@ def test_connection_facts_cold_first_then_reused() -> None:
 
 
 def test_prewarm_makes_the_next_n_concurrent_requests_reused() -> None:
-    from bench.client import OpenRouterClient, RetryPolicy, build_http_client
+    from bench.api.client import OpenRouterClient, RetryPolicy
+    from bench.api.http import build_http_client
     from bench.config import Settings
 
     n = 24

@@ -7,7 +7,7 @@ It serves the real API's shapes (``/models``, ``/models/{id}/endpoints``, ``/key
 contain "(simulated)" and every response carries ``X-Orbench-Simulated: true``.
 Behaviour is seeded (same seed + same request -> same answer), timed on absolute
 deadlines, and can inject faults (faults.py). It is an independent server-side
-implementation and imports nothing from bench.client.
+implementation and imports nothing from bench.api.client.
 
     with start_sandbox(seed=1, time_scale=0.1) as sb:
         httpx.get(sb.base_url + "/models")

@@ -170,7 +170,8 @@ def _profile(p: dict[str, Any]) -> ProviderProfile:
     )
 
 
-def _endpoint(model_id: str, e: dict[str, Any], model: dict[str, Any], profiles: dict[str, ProviderProfile]) -> Endpoint:
+def _endpoint(model_id: str, e: dict[str, Any], model: dict[str, Any],
+              profiles: dict[str, ProviderProfile]) -> Endpoint:
     top = model.get("top_provider") or {}
     return Endpoint(
         model_id=model_id,

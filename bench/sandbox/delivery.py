@@ -18,7 +18,13 @@ from typing import Any, Callable, Iterator
 
 from bench.sandbox import sim
 from bench.sandbox.catalog import Endpoint, Model
-from bench.sandbox.faults import DEFAULT_AFTER_TOKENS, DEFAULT_SLOW_HEADERS_S, DEFAULT_STALL_S, Fault, stream_error_object
+from bench.sandbox.faults import (
+    DEFAULT_AFTER_TOKENS,
+    DEFAULT_SLOW_HEADERS_S,
+    DEFAULT_STALL_S,
+    Fault,
+    stream_error_object,
+)
 from bench.sandbox.httpwire import ChunkedStream, Request, json_response, reset_connection
 from bench.sandbox.sse import DONE, PROCESSING_COMMENT, ChunkEncoder
 from bench.sandbox.state import Generation, SandboxState
@@ -155,7 +161,8 @@ class Delivery:
             return asyncio.get_running_loop().time()
         return ex.req.received_loop_time
 
-    async def _preamble(self, out: ChunkedStream, enc: ChunkEncoder, ex: Exchange, origin: float, t_first: float) -> bool:
+    async def _preamble(self, out: ChunkedStream, enc: ChunkEncoder, ex: Exchange, origin: float,
+                        t_first: float) -> bool:
         """Keep-alive comments spread over the wait, then the role-only chunk."""
         profile = ex.endpoint.profile
         role_at = max(origin, t_first - profile.role_chunk_lead_ms / 1000 * self.time_scale)
@@ -243,8 +250,8 @@ class Delivery:
             "content": None if plan.tool_calls else plan.text,
             "refusal": None,
             "reasoning": reasoning,
-            "reasoning_details": [{"type": "reasoning.text", "text": reasoning, "format": sim.reasoning_format(ex.model),
-                                   "index": 0}] if reasoning else [],
+            "reasoning_details": [{"type": "reasoning.text", "text": reasoning,
+                                   "format": sim.reasoning_format(ex.model), "index": 0}] if reasoning else [],
             "tool_calls": [{"index": i, "id": c.id, "type": "function",
                             "function": {"name": c.name, "arguments": "".join(c.pieces)}}
                            for i, c in enumerate(plan.tool_calls)],
@@ -277,7 +284,8 @@ class Delivery:
             id=ex.gen_id, model=ex.model.response_model, provider_name=ex.endpoint.provider_name,
             provider_tag=ex.endpoint.tag, created=ex.created, streamed=streamed,
             prompt_tokens=ex.prompt_tokens, completion_tokens=progress.tokens, reasoning_tokens=reasoning,
-            cost_usd=usage["cost"], finish_reason=finish, native_finish_reason=sim.native_finish_reason(ex.model, finish),
+            cost_usd=usage["cost"], finish_reason=finish,
+            native_finish_reason=sim.native_finish_reason(ex.model, finish),
             latency_ms=latency_ms, generation_time_ms=generation_ms,
             ttft_target_ms=ex.ttft_ms * self.time_scale, provider_responses=attempts,
             router=ex.router, cancelled=cancelled, fault=ex.fault.spec() if ex.fault else None,
@@ -290,7 +298,8 @@ class Delivery:
         return usage
 
 
-def usage_payload(endpoint: Endpoint, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int) -> dict[str, Any]:
+def usage_payload(endpoint: Endpoint, prompt_tokens: int, completion_tokens: int,
+                  reasoning_tokens: int) -> dict[str, Any]:
     """The ``usage`` object (API.md 5.4) with ``cost`` = catalog price x tokens (Decimal)."""
     prompt_cost, completion_cost, total = sim.cost_parts(endpoint, prompt_tokens, completion_tokens)
     return {
@@ -306,7 +315,8 @@ def usage_payload(endpoint: Endpoint, prompt_tokens: int, completion_tokens: int
     }
 
 
-def attempt_record(model: Model, endpoint: Endpoint, status: int, latency_ms: float | None, upstream: str) -> dict[str, Any]:
+def attempt_record(model: Model, endpoint: Endpoint, status: int, latency_ms: float | None,
+                   upstream: str) -> dict[str, Any]:
     return {"provider_name": endpoint.provider_name, "status": status,
             "latency": None if latency_ms is None else round(latency_ms),
             "endpoint_id": endpoint.endpoint_uuid, "id": upstream, "model_permaslug": model.canonical_slug,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bench.catalog import ModelEndpoints
+from bench.api.catalog import ModelEndpoints
 from bench.errors import BenchError
 from dashboard import catalog_view, charts, data, ui
 

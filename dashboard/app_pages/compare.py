@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from bench import analytics
-from bench.catalog import ModelEndpoints
+from bench.api.catalog import ModelEndpoints
 from bench.errors import BenchError
+from bench.results import analytics
 from dashboard import charts, data, ui
 
 settings, db, runs = ui.page_start("Compare")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bench.errors import BenchError
-from bench import analytics
+from bench.results import analytics
 from dashboard import charts, data, ui
 
 settings = data.current_settings()

@@ -1,7 +1,7 @@
 """Decide: which model x provider meets your limits, ranked by your objective; the pick in one sentence.
 
-Every number comes from ``bench.decide`` (the engine ``orbench decide`` uses) through
-``data.decision``; the sentence and the Markdown from ``bench.decide_render``. The filters and
+Every number comes from ``bench.results.decide`` (the engine ``orbench decide`` uses) through
+``data.decision``; the sentence and the Markdown from ``bench.results.decide_render``. The filters and
 the constraints are shared and in the URL (``?min_pass_rate=0.9&max_ttft_p95_ms=1500&objective=cost``).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bench import decide
-from bench.decide_render import decision_markdown, recommendation_sentence
+from bench.results import decide
+from bench.results.decide_render import decision_markdown, recommendation_sentence
 from dashboard import charts, data, ui
 
 settings, db, runs = ui.page_start("Decide")

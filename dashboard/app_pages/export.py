@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bench import analytics, export, html_report
+from bench.results import analytics, export, html_report
 from dashboard import charts, data, ui
 
 settings, db, runs = ui.page_start("Export")

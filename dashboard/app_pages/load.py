@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bench.sweep import summary_lines
+from bench.run.sweep import summary_lines
 from dashboard import charts, data, ui
 
 settings = data.current_settings()

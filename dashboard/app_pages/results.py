@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bench import analytics
+from bench.results import analytics
 from dashboard import charts, data, ui
 
 settings, db, runs = ui.page_start("Results")

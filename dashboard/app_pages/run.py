@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bench.engine import RunSpec
 from bench.errors import BenchError
+from bench.run.spec import RunSpec
 from dashboard import data, jobs, ui
 
 settings = data.current_settings()

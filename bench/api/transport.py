@@ -1,0 +1,245 @@
+"""A lean HTTP/1.1 transport for httpx, built for many concurrent SSE streams.
+
+Why: httpcore + h11 cost ~100-150 us of CPU per received SSE event under
+concurrency (stack-notes section 7), so one process topped out near 4k events/s
+and the event loop's queueing landed in every stream's TTFT. This transport parses
+HTTP/1.1 directly on asyncio streams (status line, headers, chunked or sized
+bodies), a few microseconds per event, and plugs into ``httpx.AsyncClient`` so the
+client code, its timeouts and its error types stay httpx's.
+
+Scope: HTTP/1.1 over TCP or TLS, keep-alive pooling per origin, connect/read/write/
+pool timeouts from the request's httpx timeout. No proxies, no HTTP/2, no
+``Expect: 100-continue``: ``build_http_client`` mounts httpx's own transport for
+every URL that a proxy serves (``bench.api.http``).
+
+Framing is as strict as h11's: a bad status line, header line, Content-Length,
+Transfer-Encoding or chunk size is an ``httpx.RemoteProtocolError`` and the
+connection is closed; a connection with bytes left over after a response is
+closed, never pooled (the next request would read them as its own response).
+Outgoing header values with CR, LF or NUL are refused (``httpx.LocalProtocolError``).
+
+Each response says how it got its connection: ``extensions["orbench_conn_reused"]``
+(taken from the idle pool) and ``extensions["orbench_connect_ms"]`` (DNS + TCP +
+TLS setup when it was not, else None). ``prewarm`` opens idle connections ahead
+of a measured phase so that no measured request pays a connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os.path
+import ssl
+import time
+from collections import defaultdict
+
+import httpx
+
+from bench.api.http1 import (
+    _LIMIT,
+    Origin,
+    _Body,
+    _Conn,
+    _Framing,
+    _framing,
+    _origin,
+    _parse_head,
+    _request_head,
+    _StampingProtocol,
+    _timeout,
+)
+from bench.errors import ConfigError
+
+
+def tls_context(ca_bundle: str | None = None, *, insecure: bool = False,
+                source: str = "--ca-bundle") -> ssl.SSLContext:
+    """The client TLS context, as httpx would build it (``create_ssl_context``).
+
+    ``ca_bundle`` is a PEM file or a directory of hashed certificates (what
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name), else certifi's bundle. ``source``
+    names the setting in the error when the bundle cannot be loaded.
+    """
+    if insecure:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif ca_bundle:
+        try:
+            if os.path.isdir(ca_bundle):
+                ctx = ssl.create_default_context(capath=ca_bundle)
+            else:
+                ctx = ssl.create_default_context(cafile=ca_bundle)
+        except FileNotFoundError:
+            raise ConfigError(f"{source}={ca_bundle}: no such file or directory") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{source}={ca_bundle}: not a usable CA bundle ({exc})") from None
+    else:
+        import certifi
+
+        ctx = ssl.create_default_context(cafile=certifi.where())
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class LeanTransport(httpx.AsyncBaseTransport):
+    """``httpx.AsyncClient(transport=LeanTransport(...))``."""
+
+    def __init__(self, max_connections: int | None = None, *, keepalive: bool = True,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self._idle: dict[Origin, list[_Conn]] = defaultdict(list)
+        self._slots = asyncio.Semaphore(max_connections) if max_connections else None
+        self._keepalive = keepalive
+        self._ssl = ssl_context
+
+    # ----------------------------------------------------------------- pool
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = tls_context()
+        return self._ssl
+
+    async def _acquire_slot(self, request: httpx.Request) -> None:
+        if self._slots is None:
+            return
+        try:
+            async with asyncio.timeout(_timeout(request, "pool")):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no free connection in time", request=request) from None
+
+    def _release_slot(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+    def _pop_idle(self, origin: Origin) -> _Conn | None:
+        idle = self._idle[origin]
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                return conn
+            conn.close()
+        return None
+
+    async def _open(self, origin: Origin, timeout: float | None,
+                    request: httpx.Request | None = None) -> _Conn:
+        """A new connection (TCP, and TLS for https), timed from the first syscall to the handshake's end."""
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_LIMIT, loop=loop)
+        protocol = _StampingProtocol(reader)
+        started = time.perf_counter_ns()
+        try:
+            async with asyncio.timeout(timeout):
+                transport, _ = await loop.create_connection(
+                    lambda: protocol, host, port,
+                    ssl=self._ssl_context() if scheme == "https" else None,
+                    server_hostname=host if scheme == "https" else None,
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise httpx.ConnectError(
+                f"TLS to {host}:{port}: certificate verify failed ({exc.verify_message}); if a corporate CA "
+                "or a TLS-inspecting proxy signs it, name that CA with --ca-bundle or ORBENCH_CA_BUNDLE "
+                "(or SSL_CERT_FILE)", request=request) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}", request=request) from None
+        connect_ms = (time.perf_counter_ns() - started) / 1e6
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        return _Conn(reader, writer, origin, protocol, connect_ms)
+
+    def _give_back(self, conn: _Conn, reusable: bool) -> None:
+        if reusable and self._keepalive and conn.usable():
+            self._idle[conn.origin].append(conn)
+        else:
+            conn.close()
+        self._release_slot()
+
+    async def prewarm(self, url: httpx.URL, n: int, *, timeout: float | None = None,
+                      parallel: int = 32) -> int:
+        """Open idle connections to ``url``'s origin until ``n`` wait in the pool; returns how many do.
+
+        Connects only (TCP + TLS), no HTTP request; at most ``parallel`` at once.
+        Connections that fail are not retried: the measured requests will say why.
+        """
+        if not self._keepalive or n <= 0:
+            return 0
+        origin = _origin(url)
+        idle = self._idle[origin]
+        for conn in [c for c in idle if not c.usable()]:
+            idle.remove(conn)
+            conn.close()
+        gate = asyncio.Semaphore(parallel)
+
+        async def one() -> None:
+            async with gate:
+                idle.append(await self._open(origin, timeout))
+
+        outcomes = await asyncio.gather(*(one() for _ in range(n - len(idle))), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, httpx.TransportError):
+                raise outcome
+        return sum(1 for c in idle if c.usable())
+
+    # ------------------------------------------------------------- request
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        origin = _origin(url)
+        body = await request.aread()
+        data = _request_head(request) + body
+        await self._acquire_slot(request)
+        conn = self._pop_idle(origin)
+        reused = conn is not None
+        if conn is None:
+            try:
+                conn = await self._open(origin, _timeout(request, "connect"), request)
+            except BaseException:
+                self._release_slot()
+                raise
+        try:
+            status, reason, headers, framing = await self._exchange(request, conn, data)
+        except BaseException:
+            self._give_back(conn, False)
+            raise
+        stream = _Body(self, conn, request, framing)
+        return httpx.Response(status, headers=headers, stream=stream, request=request,
+                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason,
+                                          "orbench_body": stream,  # arrival stamps, see _Body
+                                          "orbench_conn_reused": reused,
+                                          "orbench_connect_ms": None if reused else conn.connect_ms})
+
+    async def _exchange(self, request: httpx.Request, conn: _Conn,
+                        data: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]], _Framing]:
+        try:
+            conn.writer.write(data)
+            async with asyncio.timeout(_timeout(request, "write")):
+                await conn.writer.drain()
+        except TimeoutError:
+            raise httpx.WriteTimeout("sending the request timed out", request=request) from None
+        except OSError as exc:
+            raise httpx.WriteError(f"sending the request failed: {exc}", request=request) from None
+        while True:
+            status, reason, headers, version = _parse_head(await self._read_head(request, conn), request)
+            if not 100 <= status < 200 or status == 101:
+                break  # informational responses (100 Continue, 103 Early Hints) are skipped, as h11 does
+        return status, reason, headers, _framing(request, status, headers, version)
+
+    async def _read_head(self, request: httpx.Request, conn: _Conn) -> bytes:
+        try:
+            async with asyncio.timeout(_timeout(request, "read")):
+                return await conn.reader.readuntil(b"\r\n\r\n")
+        except TimeoutError:
+            raise httpx.ReadTimeout("waiting for the response headers timed out", request=request) from None
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                raise httpx.RemoteProtocolError("Server disconnected without sending a response.",
+                                                request=request) from None
+            raise httpx.RemoteProtocolError("incomplete response headers", request=request) from None
+        except asyncio.LimitOverrunError:
+            raise httpx.RemoteProtocolError("response headers too large", request=request) from None
+        except OSError as exc:
+            raise httpx.ReadError(f"reading the response failed: {exc}", request=request) from None
+
+    async def aclose(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()

@@ -1,0 +1,46 @@
+"""``orbench report``: one self-contained HTML file of stored runs (see bench.results.html_report)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bench.cli.common import db_option, note
+from bench.config import Settings
+from bench.errors import ConfigError
+
+
+@click.command("report")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--baseline", default=None, metavar="RUN",
+              help="Mark each run's changes against this run (beyond the noise or not).")
+@click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="The HTML file to write ('-' for stdout).")
+@db_option
+def report_cmd(runs: tuple[str, ...], baseline: str | None, output: str, db_path: str | None) -> None:
+    """Write RUN... as one self-contained HTML report that opens offline.
+
+    Holds the runs' metadata, the summary with 95% intervals, the latency, cost and
+    quality charts, the frontier, changes against --baseline and the failed answers.
+    RUN is a run id, a unique prefix of one, or `latest`.
+    """
+    from bench.results import html_report
+    from bench.store.store import Store
+
+    settings = Settings.from_env(db_path=db_path)
+    if not Path(settings.db_path).exists():
+        raise ConfigError(f"{settings.db_path}: no database yet; run `orbench run SUITE` first")
+    store = Store(settings.db_path)
+    run_ids = [store.resolve_run(r) for r in runs]
+    base_id = store.resolve_run(baseline) if baseline else None
+    page = html_report.build_report(store, run_ids, base_id)
+    if output == "-":
+        sys.stdout.write(page)
+        return
+    try:
+        Path(output).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"-o {output}: cannot write: {exc.strerror or exc}") from None
+    note(f"wrote {output} ({len(page.encode()) / 1e6:.2f} MB, runs {', '.join(run_ids)})")

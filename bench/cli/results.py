@@ -1,0 +1,266 @@
+"""CLI commands over stored results: runs, show, compare, export, dashboard."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench.cli.common import db_option, note, output_options, wide_option
+from bench.config import Settings
+from bench.errors import ConfigError
+from bench.results import export, report, stats
+from bench.results.render import (
+    Column,
+    Output,
+    emit,
+    hidden_note,
+    integer,
+    num,
+    pct,
+    rate,
+    terminal_width,
+    usd,
+    when,
+)
+from bench.store.runs import RunRecord
+from bench.store.store import Store
+
+
+def _store(db_path: str | None) -> Store:
+    settings = Settings.from_env(db_path=db_path)
+    if not Path(settings.db_path).exists():
+        raise ConfigError(f"{settings.db_path}: no database yet; run `orbench run SUITE` first")
+    return Store(settings.db_path)
+
+
+def emit_summary(summary: list[dict[str, Any]], run: RunRecord, wide: bool = False) -> None:
+    """The summary table on stdout, fitted to the terminal unless ``wide``; its notes on stderr."""
+    text, hidden = report.summary_table(summary, run, None if wide else terminal_width())
+    click.echo(text)
+    for line in report.summary_notes(summary):
+        note(line)
+    if hidden:
+        note(hidden_note(hidden, None if wide else terminal_width()))
+
+
+RUNS_COLUMNS = [
+    Column("run_id", "run", priority=0), Column("name", priority=3, min_width=12),
+    Column("status", priority=1), Column("started_at", "started (UTC)", when, priority=2),
+    Column("planned", fmt=integer, priority=4), Column("n_ok", "ok", integer, priority=5),
+    Column("cost_usd", "cost", usd, priority=6), Column("simulated", priority=7),
+    Column("status_reason", "why", priority=8, min_width=12),
+]
+
+
+@click.command("runs")
+@db_option
+@output_options
+def runs_cmd(db_path: str | None, output: Output) -> None:
+    """List stored runs, newest first."""
+    frame = _store(db_path).list_runs()
+    emit(frame.to_dicts(), RUNS_COLUMNS, output, fields=frame.columns)  # CSV keeps its header at 0 runs
+
+
+@click.command("show")
+@click.argument("run", default="latest")
+@db_option
+@output_options
+@click.option("--exclude-cold", is_flag=True,
+              help="Leave requests that opened a new connection out of the latency percentiles.")
+def show_cmd(run: str, db_path: str | None, output: Output, exclude_cold: bool) -> None:
+    """Per model x provider: n, errors, TTFT percentiles with 95% CI, TPOT, tokens, cost."""
+    store = _store(db_path)
+    run_id = store.resolve_run(run)
+    summary = report.run_summary(store, run_id, exclude_cold)
+    meta = store.get_run(run_id)
+    assert meta is not None  # resolve_run found it, and runs are never deleted
+    if output.fmt == "table":
+        emit_summary(summary, meta, output.wide)
+        return
+    emit([dict(r, run_id=run_id) for r in summary], [], output)
+
+
+COMPARE_METRICS = [("ttft_ms", "TTFT ms"), ("e2e_ms", "e2e ms"), ("tpot_ms", "TPOT ms"),
+                   ("decode_tps", "decode tok/s")]
+COMPARE_FIELDS = ["group", "metric", "n_a", "n_b", "p50_a", "p50_b", "change", "change_pct",
+                  "ci_lo", "ci_hi", "verdict"]
+COMPARE_COLUMNS = [
+    Column("group", "model [provider]", priority=0, min_width=20, align="left"),
+    Column("metric", priority=0), Column("n_a", fmt=integer, priority=7), Column("n_b", fmt=integer, priority=7),
+    Column("p50_a", "A p50", priority=1), Column("p50_b", "B p50", priority=1),
+    Column("change", priority=3), Column("change_pct", "change %", pct, priority=2),
+    Column("ci", "95% CI of change", priority=6), Column("verdict", priority=1),
+]
+
+
+def _compare_rows(a_id: str, b_id: str, store: Store, seed: int) -> list[dict[str, Any]]:
+    frame_a, frame_b = store.requests_frame(a_id), store.requests_frame(b_id)
+    a, b = report.current_rows(frame_a), report.current_rows(frame_b)
+    errors_a = {(g["model"], g["provider_variant"]): g["error_rate"] for g in report.summarize(frame_a)}
+    errors_b = {(g["model"], g["provider_variant"]): g["error_rate"] for g in report.summarize(frame_b)}
+    rows: list[dict[str, Any]] = []
+    keys = sorted(set(zip(a["model"], a["provider_variant"])) & set(zip(b["model"], b["provider_variant"])))
+    for model, variant in keys:
+        ga = a.filter((a["model"] == model) & (a["provider_variant"] == variant) & (a["outcome"] == "ok"))
+        gb = b.filter((b["model"] == model) & (b["provider_variant"] == variant) & (b["outcome"] == "ok"))
+        for col, label in COMPARE_METRICS:
+            va = [v for v in ga[col].to_list() if v is not None]
+            vb = [v for v in gb[col].to_list() if v is not None]
+            if not va or not vb:
+                continue
+            c = stats.compare(va, vb, seed=seed)
+            rows.append({
+                "group": f"{model} [{variant}]", "metric": label, "n_a": len(va), "n_b": len(vb),
+                "p50_a": c.median_a, "p50_b": c.median_b, "change": c.diff,
+                "change_pct": None if c.rel_change is None else 100 * c.rel_change,
+                "ci_lo": c.ci_lo, "ci_hi": c.ci_hi,
+                "verdict": "beyond noise" if c.significant else "within noise",
+            })
+        ea, eb = errors_a.get((model, variant)), errors_b.get((model, variant))
+        rows.append({"group": f"{model} [{variant}]", "metric": "error rate", "p50_a": ea, "p50_b": eb,
+                     "change": None if ea is None or eb is None else eb - ea})
+    if not keys:
+        note("the two runs share no model x provider")
+    return rows
+
+
+def _compare_display(row: dict[str, Any]) -> dict[str, Any]:
+    """One compare row as a person reads it: error rates as percentages, the CI as one cell."""
+    f = rate if row["metric"] == "error rate" else num
+
+    def signed(v: Any) -> str:
+        return "" if v is None else ("+" if v > 0 else "") + f(v)
+
+    ci = "" if row.get("ci_lo") is None else f"[{signed(row['ci_lo'])}, {signed(row['ci_hi'])}]"
+    return dict(row, p50_a=f(row["p50_a"]), p50_b=f(row["p50_b"]), change=signed(row["change"]), ci=ci)
+
+
+@click.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@db_option
+@output_options
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+def compare_cmd(run_a: str, run_b: str, db_path: str | None, output: Output, seed: int) -> None:
+    """Change per metric from RUN_A to RUN_B per model x provider, and whether it beats the noise."""
+    store = _store(db_path)
+    rows = _compare_rows(store.resolve_run(run_a), store.resolve_run(run_b), store, seed)
+    emit(rows, COMPARE_COLUMNS, output, fields=COMPARE_FIELDS, table_rows=[_compare_display(r) for r in rows])
+
+
+@click.command("export")
+@click.argument("run", default="latest")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json", "md"]), default="csv",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Output file (default stdout; required for parquet). CSV/JSON/Markdown files get the "
+                   "run's metadata in FILE.meta.json; Parquet carries it inside.")
+@click.option("--summary", is_flag=True, help="Export the summary table instead of per-request rows.")
+@click.option("--include-warmup", is_flag=True, help="Keep warm-up rows in per-request exports.")
+@click.option("--csv-header", is_flag=True,
+              help="Put the run's metadata above the CSV as '# key: value' lines (CSV only).")
+@db_option
+def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_warmup: bool,
+               csv_header: bool, db_path: str | None) -> None:
+    """Write RUN's per-request rows (or --summary) as CSV, Parquet, JSON or Markdown, with its metadata."""
+    if csv_header and fmt != "csv":
+        raise ConfigError(f"--csv-header needs --format csv, not --format {fmt}")
+    if fmt == "parquet" and output is None:
+        raise ConfigError("--format parquet needs -o FILE")
+    store = _store(db_path)
+    run_id = store.resolve_run(run)
+    if summary:
+        frame = export.summary_frame(report.run_summary(store, run_id))
+    else:
+        frame = export.request_frame(store.requests_frame(run_id), include_warmup)
+    meta = export.run_metadata(store.get_run(run_id), kind="summary" if summary else "requests", fmt=fmt,
+                               rows=frame.height, include_warmup=include_warmup)
+    data = export.render(frame, fmt, meta, csv_header=csv_header)
+    if output is None:
+        sys.stdout.write(data if isinstance(data, str) else data.decode())
+        return
+    Path(output).write_bytes(data.encode() if isinstance(data, str) else data)
+    sidecar = "" if fmt == "parquet" else f" (metadata in {export.write_sidecar(output, meta)})"
+    note(f"wrote {frame.height} rows to {output}{sidecar}")
+
+
+@click.command("dashboard")
+@click.option("--port", type=int, default=8501, show_default=True)
+@db_option
+def dashboard_cmd(port: int, db_path: str | None) -> None:
+    """Start the Streamlit dashboard on 127.0.0.1."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("dashboard")  # found, not imported: bench never imports the dashboard
+    if spec is None or spec.origin is None:
+        raise ConfigError("the dashboard package is not installed beside bench")
+    here = Path(spec.origin).resolve().parent  # the installed package, or the checkout's folder
+    env = dict(os.environ)
+    if db_path:
+        env["ORBENCH_DB"] = db_path
+    cmd = [sys.executable, "-m", "streamlit", "run", str(here / "app.py"), *_streamlit_flags(here),
+           "--server.address", "127.0.0.1", "--server.port", str(port)]
+    note(f"dashboard: http://127.0.0.1:{port}")
+    sys.stderr.flush()
+    # Become the server (no child left behind when this process is stopped by its pid).
+    os.execve(sys.executable, cmd, env)
+
+
+def _streamlit_flags(here: Path) -> list[str]:
+    """dashboard/streamlit_config.toml as ``--section.key value`` flags: the same settings from any folder
+    (Streamlit itself reads only ./.streamlit/config.toml, which in a checkout links to that file)."""
+    import tomllib
+
+    config = tomllib.loads((here / "streamlit_config.toml").read_text(encoding="utf-8"))
+    flags = []
+    for section, values in config.items():
+        for key, value in values.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            flags += [f"--{section}.{key}", text]
+    return flags
+
+
+@click.command("check")
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--run", "run_ref", default="latest", show_default=True, help="The stored run to re-score.")
+@db_option
+@click.option("--base-url", default=None, help="API for judge checks (default OPENROUTER_BASE_URL).")
+@click.option("--sandbox", is_flag=True, help="Send judge checks to the in-process sandbox.")
+@click.option("--fail-on", "fail_on", multiple=True, help="Gate on the new scores, e.g. 'pass_rate<0.9'.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new summary as JSON.")
+@wide_option
+def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | None, sandbox: bool,
+              fail_on: tuple[str, ...], as_json: bool, wide: bool) -> None:
+    """Re-score RUN with SUITE's current checks; sends nothing to the benchmarked models."""
+    import asyncio
+
+    from bench.cli.common import api_settings
+    from bench.results import gates
+    from bench.run import rescore
+
+    gate_list = [gates.parse_gate(g) for g in fail_on]
+    store = _store(db_path)
+    run_id = store.resolve_run(run_ref)
+    with api_settings(base_url, sandbox, db_path) as settings:
+        n = asyncio.run(rescore.rescore_run(settings, store, Path(suite), run_id))
+    note(f"re-scored {n} requests of run {run_id}")
+    summary = report.run_summary(store, run_id)
+    results = gates.evaluate(gate_list, summary)
+    meta = store.get_run(run_id)
+    assert meta is not None  # resolve_run found it, and runs are never deleted
+    if as_json:
+        import json
+
+        click.echo(json.dumps(report.summary_json(summary, meta, results), indent=2, default=str))
+    else:
+        emit_summary(summary, meta, wide)
+    if any(r.failed for r in results):
+        for r in results:
+            if r.failed:
+                obs = "unmeasured" if r.observed is None else f"{r.observed:g}"
+                note(f"  FAIL {r.group}: {r.gate.metric} = {obs} ({r.gate.text})")
+        sys.exit(3)

@@ -1,0 +1,265 @@
+"""``orbench run``: plan, estimate, guard the budget, execute, summarise, gate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench.api import keys
+from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, parse_usd, wide_option
+from bench.cli.results import emit_summary
+from bench.config import Settings
+from bench.errors import ConfigError
+from bench.results import gates, report
+from bench.results.render import usd
+from bench.run import budget as budget_mod
+from bench.run import engine, synthetic
+from bench.run import targets as targets_mod
+from bench.run.runner import Runner
+from bench.run.state import Progress
+from bench.store.store import Store
+
+
+@contextlib.contextmanager
+def _local_endpoint(spec: engine.RunSpec) -> Any:
+    """Start llama-server with the real local model and register it as endpoint ``local``."""
+    from bench import local
+    from bench.suites.model import Endpoint
+
+    ok, message = local.local_extra_status()
+    if not ok:
+        note(message)
+        raise ConfigError("--local needs the orbench[local] extra (see above for the one command)")
+    with local.LocalServer(local.ensure_gguf()) as server:
+        note(f"local: llama-server ready at {server.base_url} (real, on this machine)")
+        spec.extra_endpoints[local.LOCAL_ENDPOINT] = Endpoint(
+            name=local.LOCAL_ENDPOINT, base_url=server.base_url, fresh_connections=True)
+        spec.add_models.append(f"{local.LOCAL_ENDPOINT}/{server.model_id}")
+        yield server
+
+
+class ProgressPrinter:
+    """Progress with req/s and an ETA: redrawn in place on a terminal (at most ten times a
+    second), else one line at most every ``every_s`` seconds (a CI log stays short), plus
+    the final line."""
+
+    def __init__(self, stream: Any = None, every_s: float = 10.0, clock: Any = time.monotonic) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every_s = 0.1 if self.tty else every_s
+        self.clock = clock
+        self._t0: float | None = None
+        self._last: float | None = None
+        self._finished = False
+
+    def __call__(self, p: Progress) -> None:
+        now = self.clock()
+        if self._t0 is None:
+            self._t0 = now
+        final = p.done >= p.total
+        if self._finished or (not final and self._last is not None and now - self._last < self.every_s):
+            return
+        self._last, self._finished = now, final
+        text = progress_text(p, now - self._t0)
+        if self.tty:
+            bar = "#" * int((p.done / p.total if p.total else 1.0) * 24)
+            self.stream.write(f"\r[{bar:<24}] {text}\x1b[K" + ("\n" if final else ""))
+        else:
+            self.stream.write(f"progress: {text}\n")
+        self.stream.flush()
+
+
+def progress_text(p: Progress, elapsed_s: float) -> str:
+    """'8/15 done, 3 in flight, 0 errors (0 rate-limited), 2.1 req/s, ETA 0:03, spent $0.00064'."""
+    rate = p.done / elapsed_s if elapsed_s > 0 else 0.0
+    if p.done >= p.total:
+        eta = f"took {_clock(elapsed_s)}"
+    else:
+        eta = f"ETA {_clock((p.total - p.done) / rate)}" if rate > 0 else "ETA --:--"
+    return (f"{p.done}/{p.total} done, {p.in_flight} in flight, {p.errors} errors "
+            f"({p.rate_limited} rate-limited), {rate:.1f} req/s, {eta}, spent {usd(p.spent_usd)}")
+
+
+def _clock(seconds: float) -> str:
+    s = max(0, round(seconds))
+    h, rem = divmod(s, 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
+
+
+def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
+               env: dict[str, str] | None = None) -> str:
+    lines = [f"suite {prep.suite.name!r}: {len(prep.targets)} targets x "
+             f"{len({p.case_id for p in prep.plan if not p.is_probe})} cases x {prep.suite.repeats} repeats = "
+             f"{prep.measured} requests (+{len(prep.plan) - prep.measured} warm-up)"]
+    for t in prep.targets:
+        lines.append(f"  {t.model} [{t.variant}] via {t.endpoint}")
+    lines.extend(synthetic.plan_lines(prep.plan))
+    if prep.estimate_usd is not None:
+        lines.append(f"estimated worst case (an upper bound for any tokenizer, at list price): "
+                     f"${prep.estimate_usd:.6f}")
+    elif prep.run_id is None:
+        lines.append(f"estimated worst case: unknown (no price for {', '.join(prep.unpriced)})")
+    lines.extend(prep.bound_lines)
+    lines.extend(f"resume: {n}" for n in prep.in_flight_booked)
+    if settings is not None:
+        # Which variable's value goes to which URL (names only, never a key character).
+        used = {t.endpoint for t in prep.targets} | ({engine.OPENROUTER} if prep.suite.judge_models else set())
+        lines += ["  " + line for line in keys.plan_lines(settings.base_url, prep.suite.endpoints,
+                                                           env if env is not None else {}, used)]
+        if not prep.openrouter_api and engine.OPENROUTER in used:
+            lines.append(f"  {settings.base_url} is an OpenAI-compatible server (no OpenRouter prices "
+                         "in its /models): usage from the stream, no key/credits/generation calls")
+    return "\n".join(lines)
+
+
+async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: str | None,
+               dry_run: bool, printer: ProgressPrinter | None) -> tuple[str | None, Any]:
+    prep = await engine.plan_run(settings, spec, store=store, resume=resume)
+    endpoint_keys = targets_mod.endpoint_keys(prep.suite, os.environ)  # refuses http keys before the plan
+    note(_plan_text(prep, settings, dict(os.environ)))
+    if prep.suite.repeats > 1 and any(not p.synthetic for p in prep.plan if not p.is_warmup) \
+            or any(p.is_warmup and not p.is_probe for p in prep.plan):
+        # METRICS.md "Benchmark hygiene": no response-caching header is ever sent, but
+        # providers may reuse a prompt prefix they saw a moment ago.
+        note("note: the same prompts are sent more than once (repeats/warm-up); providers with prefix "
+             "caching may answer later ones faster (cached_tokens in the rows shows when they did)")
+    if prep.suite_changed:
+        note(f"note: {prep.suite.path} changed since the run started; the stored plan is resent "
+             "as it was, and the new file's checks score the answers")
+    if dry_run:
+        if prep.lock is not None:
+            prep.lock.release()
+        note("dry run: nothing was sent")
+        return None, prep
+    if not resume:
+        budget_mod.check_budget(prep)
+    store.init()  # only now: a bad suite or flag must leave the database untouched
+    clients = engine.make_clients(settings, prep.suite, spec.concurrency,
+                                  keys=endpoint_keys,
+                                  openrouter_api=prep.openrouter_api)
+    loop = asyncio.get_running_loop()
+
+    def hook(runner: Runner) -> None:
+        try:
+            loop.add_signal_handler(signal.SIGINT, runner.cancel)
+            loop.add_signal_handler(signal.SIGTERM, runner.cancel)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    try:
+        run_id, state = await engine.execute(settings, store, prep, clients,
+                                             on_progress=printer, on_runner=hook)
+    finally:
+        await engine.close_clients(clients)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+    return run_id, state
+
+
+@click.command("run")
+@click.argument("suite", required=False, type=click.Path(dir_okay=False))
+@click.option("--model", "-m", "models", multiple=True, help="Model id (repeatable); overrides the suite.")
+@click.option("--provider", "-p", "providers", multiple=True,
+              help="Provider variant name from the suite, or a JSON provider object (repeatable).")
+@click.option("--repeat", "repeats", type=int, default=None, help="Repeats per case (overrides the suite).")
+@click.option("--concurrency", "-c", type=int, default=4, show_default=True, help="Requests in flight.")
+@click.option("--rate", type=float, default=None, help="Open loop: Poisson arrivals per second.")
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
+              help="Per-request timeout, seconds.")
+@click.option("--no-warmup", is_flag=True, help="Skip the warm-up request per model x provider.")
+@click.option("--budget", default=None, help="USD ceiling for the whole run.")
+@click.option("--allow-partial", is_flag=True, help="Start even if the worst case exceeds --budget.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and the estimate; send nothing.")
+@click.option("--resume", default=None, metavar="RUN", help="Resume RUN (id, prefix or 'latest').")
+@click.option("--lookup-generation", is_flag=True, help="Fill provider and server latency from /generation.")
+@click.option("--max-failures", type=int, default=5, show_default=True,
+              help="Skip a model x provider after this many failures in a row (0 = never).")
+@click.option("--fail-on", "fail_on", multiple=True, help="CI gate, e.g. 'ttft_p95_ms>1500' (repeatable).")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              help="Write JUnit XML: a testcase per case x model x provider, and one per gate and group.")
+@click.option("--summary-md", type=click.Path(dir_okay=False), default=None, help="Write a Markdown summary.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for arrivals and bootstraps.")
+@click.option("--name", default=None, help="A name for the run.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON summary (with run_id) to stdout instead of the table.")
+@wide_option
+@click.option("--local", "use_local", is_flag=True,
+              help="Start the real local model (llama.cpp, Gemma 3 270M) and add local/gemma3-270m.")
+@db_option
+@api_options
+def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ...],
+            repeats: int | None, concurrency: int, rate: float | None, timeout_s: float,
+            no_warmup: bool, budget: str | None, allow_partial: bool, dry_run: bool,
+            resume: str | None, lookup_generation: bool, max_failures: int,
+            fail_on: tuple[str, ...], junit: str | None, summary_md: str | None, seed: int,
+            name: str | None, as_json: bool, wide: bool, use_local: bool, db_path: str | None,
+            base_url: str | None, sandbox: bool) -> None:
+    """Run SUITE across models x providers x cases x repeats and store every request."""
+    if not suite and not resume:
+        raise click.UsageError("give a SUITE file, or --resume RUN")
+    if concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    if rate is not None and rate <= 0:
+        raise ConfigError("--rate must be positive")
+    if timeout_s <= 0:
+        raise ConfigError("--timeout must be positive")
+    gate_list = [gates.parse_gate(g) for g in fail_on]
+    spec = engine.RunSpec(
+        suite_path=Path(suite) if suite else Path("."), models=list(models),
+        providers=list(providers), repeats=repeats, concurrency=concurrency, rate=rate,
+        timeout_s=timeout_s, stall_timeout_s=min(60.0, timeout_s), warmup=not no_warmup,
+        budget_usd=parse_usd(budget, "--budget"), allow_partial=allow_partial,
+        lookup_generation=lookup_generation, max_consecutive_failures=max_failures,
+        seed=seed, name=name,
+    )
+    if suite and not Path(suite).is_file():
+        raise ConfigError(f"{suite}: no such suite file")
+    with contextlib.ExitStack() as stack:
+        if use_local:
+            stack.enter_context(_local_endpoint(spec))
+        settings = stack.enter_context(api_settings(base_url, sandbox, db_path))
+        store = Store(settings.db_path)
+        printer = ProgressPrinter()
+        run_id, _ = asyncio.run(_run(settings, spec, store, resume, dry_run, printer))
+    if run_id is None:
+        return
+    summary = report.run_summary(store, run_id)
+    results = gates.evaluate(gate_list, summary)
+    run = store.get_run(run_id)
+    assert run is not None  # _run created it, and runs are never deleted
+    if not as_json:
+        emit_summary(summary, run, wide)
+    if results:
+        failed = [r for r in results if r.failed]
+        note(f"gates: {len(results) - len(failed)} passed, {len(failed)} failed")
+        for r in failed:
+            obs = "unmeasured" if r.observed is None else f"{r.observed:g}"
+            note(f"  FAIL {r.group}: {r.gate.metric} = {obs} ({r.gate.text})")
+    if junit:
+        cases = gates.case_results(report.current_rows(store.requests_frame(run_id)))
+        Path(junit).write_text(gates.junit_xml(results, run["suite_name"] or "orbench", cases))
+    if summary_md:
+        Path(summary_md).write_text(report.summary_markdown(summary, run) + "\n" +
+                                    gates.results_markdown(results))
+    if as_json:
+        click.echo(json.dumps(report.summary_json(summary, run, results), indent=2,
+                              default=str))
+    if run["status"] in ("failed", "stopped"):
+        raise ConfigError(f"run {run_id} {run['status']}: {run['status_reason']}")
+    if run["status"] == "cancelled":
+        note(f"run {run_id} cancelled; continue it with: orbench run --resume {run_id}")
+        sys.exit(130)
+    if any(r.failed for r in results):
+        sys.exit(EXIT_GATE)

@@ -1,0 +1,211 @@
+"""Per-run aggregates for the dashboard at team scale: exact sums, sketched percentiles.
+
+Why: with 10 million request rows the Results page spent seconds re-reading every
+row of every selected run for numbers that cannot change once a run has ended.
+``Store.build_aggregates`` (called when a run ends, and lazily from here for runs
+without one: older databases, ``scripts/seed_big_db.py``) writes, per run x model x
+provider variant x endpoint x served provider:
+
+- ``run_aggregates``: one row per outcome class with exact counts, token sums and
+  money sums (DECIMAL), check verdict counts, the distinct token sources and case ids;
+- ``run_aggregate_bins``: for ok rows, DDSketch-style log-bucket counts of
+  ``ttft_ms``, ``e2e_ms``, ``decode_tps`` and ``tpot_ms``: a value x > 0 falls in bin
+  ``ceil(ln x / ln gamma)`` with ``gamma = (1 + ALPHA) / (1 - ALPHA)``, and the bin is
+  read back as ``2 gamma^k / (gamma + 1)``, within ``ALPHA`` (0.5 %) of every value in
+  it. Bins add across runs, so any selection of runs merges exactly.
+
+What is exact from aggregates: n, sent, ok, 429s, error and 429 rates, the count of
+values behind every percentile, token sums, billed and list USD (and per request /
+per 1,000), pass counts and pass rate. What is not: every percentile (p05 ... p99,
+TPOT p50) and every percentile interval bound is within ``ALPHA`` relative of the
+exact value (the interval *ranks* are exact; the value read at a rank is sketched).
+
+``plan`` decides per selection: aggregates are used only when every selected run
+has ended, no case filter is set (cases are not a key of the sketches) and the
+selection has at least ``MIN_ROWS`` rows; below that the exact per-request queries
+of ``bench.results.analytics`` are fast enough and are used instead.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import polars as pl
+
+from bench.errors import BenchError
+from bench.records import FINISHED_OUTCOMES
+from bench.store.runs import AGGREGATE_METRICS, AGGREGATE_VERSION, SKETCH_ALPHA, SKETCH_GAMMA, TERMINAL_STATUSES
+
+if TYPE_CHECKING:
+    from bench.results.filters import Filters
+    from bench.store.store import Store
+
+ALPHA = SKETCH_ALPHA
+MIN_ROWS = 200_000
+"""Selections smaller than this are summarized from the request rows, exactly."""
+EXACT_ONLY = 2**62
+"""A ``min_rows`` no selection reaches: always the exact per-request queries."""
+METRICS = AGGREGATE_METRICS
+
+_WHERE = """
+    list_contains($run_ids, run_id)
+    AND (len($models) = 0 OR list_contains($models, model))
+    AND (len($providers) = 0 OR list_contains($providers, {prov}))
+"""
+
+_BUILDS = """
+SELECT r.run_id, r.status, b.rows, b.version
+FROM runs AS r LEFT JOIN run_aggregate_builds AS b USING (run_id)
+WHERE list_contains($run_ids, r.run_id)
+"""
+
+_COUNTS = """
+WITH a AS (SELECT *, {prov} AS prov FROM run_aggregates WHERE {where})
+SELECT model, prov AS provider,
+    CAST(sum(n) AS BIGINT) AS n,
+    CAST(coalesce(sum(n) FILTER (WHERE list_contains($finished, outcome)), 0) AS BIGINT) AS sent,
+    CAST(coalesce(sum(n) FILTER (WHERE outcome = 'ok'), 0) AS BIGINT) AS ok,
+    CAST(coalesce(sum(n) FILTER (WHERE outcome = 'rate_limited'), 0) AS BIGINT) AS rate_limited,
+    sum(billed_usd) AS billed_usd, CAST(sum(n_billed) AS BIGINT) AS n_billed,
+    sum(list_usd) AS list_usd, CAST(sum(n_list) AS BIGINT) AS n_list,
+    CAST(sum(prompt_tokens) AS BIGINT) AS prompt_tokens,
+    CAST(sum(completion_tokens) AS BIGINT) AS completion_tokens,
+    CAST(sum(n_checked) AS BIGINT) AS n_checked,
+    CAST(sum(n_passed) AS BIGINT) AS n_passed,
+    list_sort(list_distinct(flatten(list(token_sources)))) AS token_sources
+FROM a GROUP BY ALL ORDER BY model, provider
+"""
+
+_BINS = """
+SELECT model, {prov} AS provider, metric, bin, CAST(sum(n) AS BIGINT) AS n
+FROM run_aggregate_bins WHERE {where} AND list_contains($metrics, metric)
+GROUP BY ALL ORDER BY model, provider, metric, bin NULLS FIRST
+"""
+
+_OPTIONS = """
+SELECT list_sort(list(DISTINCT model)) AS models,
+       list_sort(list(DISTINCT {variant})) AS variant,
+       list_sort(list(DISTINCT {served})) AS served,
+       list_sort(list_distinct(flatten(list(case_ids)))) AS cases
+FROM run_aggregates WHERE list_contains($run_ids, run_id)
+"""
+
+
+# ------------------------------------------------------------------- the sketch
+def bin_value(k: int | None) -> float:
+    """The value a bin stands for: within ALPHA of every x in (gamma^(k-1), gamma^k]."""
+    if k is None:
+        return 0.0  # x <= 0 (the runner never records a negative time)
+    return 2 * SKETCH_GAMMA ** k / (SKETCH_GAMMA + 1)
+
+
+class Sketch:
+    """One group's merged bins of one metric: values at ranks, quantiles."""
+
+    def __init__(self, bins: list[int | None], counts: list[int]) -> None:
+        self.values = [bin_value(k) for k in bins]
+        self.cum: list[int] = []
+        total = 0
+        for c in counts:
+            total += c
+            self.cum.append(total)
+        self.n = total
+
+    def at(self, index: int) -> float:
+        """The value of the ``index``-th smallest (0-based) of the n values."""
+        return self.values[bisect_right(self.cum, index)]
+
+    def quantile(self, q: float) -> float | None:
+        """``quantile_cont``: linear between the order statistics around (n - 1) q."""
+        if not self.n:
+            return None
+        h = (self.n - 1) * q
+        lo = math.floor(h)
+        a, b = self.at(lo), self.at(min(lo + 1, self.n - 1))
+        return a + (h - lo) * (b - a)
+
+
+# ------------------------------------------------------------------- when to use them
+def plan(store: Store, f: Filters, min_rows: int | None = None) -> bool:
+    """True when the aggregates answer this selection (building missing ones now).
+
+    False (read the request rows, exactly) for a case filter, a run still going, a
+    selection under ``min_rows`` rows, or aggregates that cannot be written now (the
+    file is busy: a run is writing; the next page view tries again).
+    """
+    if f.cases or not f.run_ids:
+        return False
+    min_rows = MIN_ROWS if min_rows is None else min_rows
+    params = {"run_ids": list(f.run_ids)}
+    try:
+        builds = store.query(_BUILDS, params)
+    except duckdb.CatalogException:  # a file from before m011: build() migrates it
+        builds = store.query("SELECT run_id, status, NULL::BIGINT AS rows, NULL::INTEGER AS version "
+                             "FROM runs WHERE list_contains($run_ids, run_id)", params)
+    if builds.height < len(set(f.run_ids)) or not builds["status"].is_in(list(TERMINAL_STATUSES)).all():
+        return False
+    built = builds.filter(pl.col("version") == AGGREGATE_VERSION)
+    missing = sorted(set(builds["run_id"].to_list()) - set(built["run_id"].to_list()))
+    rows = int(built["rows"].sum() or 0)
+    if missing:
+        rows += int(store.query("SELECT count(*) AS n FROM requests WHERE list_contains($ids, run_id) "
+                                "AND NOT is_warmup", {"ids": missing})["n"][0])
+    if rows < min_rows:
+        return False
+    if missing:
+        try:
+            done = store.build_aggregates(missing, timeout_s=store.read_timeout_s)
+        except (BenchError, duckdb.Error):
+            return False
+        return set(done) == set(missing)
+    return True
+
+
+# ------------------------------------------------------------------- reads
+def _params(f: Filters) -> dict[str, Any]:
+    return {"run_ids": list(f.run_ids), "models": list(f.models), "providers": list(f.providers)}
+
+
+def sketches(store: Store, f: Filters, metrics: tuple[str, ...] = METRICS) -> dict[tuple[str, str, str], Sketch]:
+    """Merged sketches per (model, provider, metric) over the selected runs."""
+    sql = _BINS.format(prov=f.prov, where=_WHERE.format(prov=f.prov))
+    frame = store.query(sql, _params(f) | {"metrics": list(metrics)})
+    out: dict[tuple[str, str, str], Sketch] = {}
+    for key, part in frame.group_by(["model", "provider", "metric"], maintain_order=True):
+        out[(str(key[0]), str(key[1]), str(key[2]))] = Sketch(part["bin"].to_list(), part["n"].to_list())
+    return out
+
+
+def group_frame(store: Store, f: Filters, quantiles: list[float]) -> pl.DataFrame:
+    """``bench.results.analytics``' raw group query, answered from the aggregates (same columns)."""
+    sql = _COUNTS.format(prov=f.prov, where=_WHERE.format(prov=f.prov))
+    counts = store.query(sql, _params(f) | {"finished": sorted(FINISHED_OUTCOMES)})
+    if counts.is_empty():
+        return counts
+    sk = sketches(store, f)
+    cols: dict[str, list[Any]] = {}
+    for metric, prefix in (("ttft_ms", "ttft"), ("e2e_ms", "e2e"), ("decode_tps", "decode")):
+        ns, qs = [], []
+        for m, p in zip(counts["model"], counts["provider"]):
+            s = sk.get((m, p, metric))
+            ns.append(s.n if s else 0)
+            qs.append([s.quantile(q) for q in quantiles] if s else None)
+        cols[f"n_{prefix}"], cols[f"{prefix}_q"] = ns, qs
+    tpot = [sk[(m, p, "tpot_ms")].quantile(0.5) if (m, p, "tpot_ms") in sk else None
+            for m, p in zip(counts["model"], counts["provider"])]
+    extra = pl.DataFrame({
+        **{k: pl.Series(k, v, dtype=pl.Int64 if k.startswith("n_") else pl.List(pl.Float64))
+           for k, v in cols.items()},
+        "tpot_p50_ms": pl.Series("tpot_p50_ms", tpot, dtype=pl.Float64),
+    })
+    order = ["model", "provider", "n", "sent", "ok", "rate_limited", "n_ttft", "ttft_q", "n_e2e", "e2e_q",
+             "n_decode", "decode_q", "tpot_p50_ms"]
+    rest = [c for c in counts.columns if c not in order]
+    return pl.concat([counts, extra], how="horizontal").select(order + rest)
+
+
+def filter_options(store: Store, run_ids: tuple[str, ...], variant: str, served: str) -> pl.DataFrame:
+    return store.query(_OPTIONS.format(variant=variant, served=served), {"run_ids": list(run_ids)})
