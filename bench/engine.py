@@ -461,11 +461,10 @@ def make_check_fn(prep: Prepared, clients: dict[str, OpenRouterClient],
         case = cases.get(item.case_id)
         if case is None or not case.checks:
             return
-        outcome = await checks_mod.evaluate_checks_async(
+        outcome = await checks_mod.evaluate_row(
             case.checks, output_text=row.output_text,
             tool_calls=res.tool_calls if res is not None else (),
-            ttft_ms=row.ttft_ms, e2e_ms=row.e2e_ms,
-            cost_usd=row.cost_usd if row.cost_usd is not None else row.list_cost_usd,
+            ttft_ms=row.ttft_ms, e2e_ms=row.e2e_ms, cost_usd=row.cost_usd, list_cost_usd=row.list_cost_usd,
             completion_tokens=row.completion_tokens, threshold=case.pass_threshold,
             judge_fn=functools.partial(judge_fn, money=money),
         )

@@ -33,7 +33,10 @@ PRICES = {
     "acme/resetter": (Decimal("0.0000004"), Decimal("0.0000016")),
     "acme/staller": (Decimal("0.0000004"), Decimal("0.0000016")),
     "acme/poor": (Decimal("0.0000004"), Decimal("0.0000016")),
+    "acme/waived": (Decimal("0.0000004"), Decimal("0.0000016")),  # list-priced, but billed $0
 }
+WAIVED = {"acme/waived"}
+"""Models whose usage reports ``cost: 0`` (a promotion, a free tier): $0 is a cost, not a missing one."""
 
 
 def model_entry(mid: str) -> dict[str, Any]:
@@ -167,7 +170,7 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(st.stall_s)
                 return
         p, c = PRICES[model]
-        cost = p * prompt_tokens + c * n_tokens
+        cost = Decimal(0) if model in WAIVED else p * prompt_tokens + c * n_tokens
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n_tokens,
                  "total_tokens": prompt_tokens + n_tokens, "cost": float(cost)}
         st.sent[gen_id] = usage
