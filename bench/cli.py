@@ -12,7 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import click
@@ -21,7 +21,7 @@ from bench import __version__, keys
 # the shared output helpers, importable from here too (they live in bench.cli_output)
 from bench.cli_output import Column, Output, emit, fit_table, output_options, wide_option  # noqa: F401
 from bench.config import Settings
-from bench.errors import BenchError, ConfigError
+from bench.errors import BenchError
 
 EXIT_GATE = 3
 
@@ -126,16 +126,17 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def parse_usd(value: str | None, flag: str) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise ConfigError(f"{flag} {value!r}: not a number of USD") from None
-    if d < 0:
-        raise ConfigError(f"{flag} must not be negative")
-    return d
+def note_gates(results: Any) -> bool:
+    """CI gate results on stderr: the tally, then one FAIL line per failed gate; True when any failed
+    (the caller exits ``EXIT_GATE`` once its output is written)."""
+    if not results:
+        return False
+    failed = [r for r in results if r.failed]
+    note(f"gates: {len(results) - len(failed)} passed, {len(failed)} failed")
+    for r in failed:
+        obs = "unmeasured" if r.observed is None else f"{r.observed:g}"
+        note(f"  FAIL {r.group}: {r.gate.metric} = {obs} ({r.gate.text})")
+    return bool(failed)
 
 
 # --------------------------------------------------------------------- group

@@ -15,13 +15,14 @@ from typing import Any
 import click
 
 from bench import engine, gates, keys, report
-from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note, parse_usd
+from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note
 from bench.cli_output import usd, wide_option
 from bench.cli_results import emit_summary
-from bench.config import Settings
+from bench.config import Settings, parse_usd
 from bench.errors import ConfigError
 from bench.runner import Progress, Runner
 from bench.store import Store
+from bench.suites import OPENROUTER
 
 
 @contextlib.contextmanager
@@ -106,10 +107,10 @@ def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
     lines.extend(f"resume: {n}" for n in prep.in_flight_booked)
     if settings is not None:
         # Which variable's value goes to which URL (names only, never a key character).
-        used = {t.endpoint for t in prep.targets} | ({engine.OPENROUTER} if prep.suite.judge_models else set())
+        used = {t.endpoint for t in prep.targets} | ({OPENROUTER} if prep.suite.judge_models else set())
         lines += ["  " + line for line in keys.plan_lines(settings.base_url, prep.suite.endpoints,
                                                            env if env is not None else {}, used)]
-        if not prep.openrouter_api and engine.OPENROUTER in used:
+        if not prep.openrouter_api and OPENROUTER in used:
             lines.append(f"  {settings.base_url} is an OpenAI-compatible server (no OpenRouter prices "
                          "in its /models): usage from the stream, no key/credits/generation calls")
     return "\n".join(lines)

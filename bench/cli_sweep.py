@@ -24,12 +24,12 @@ from typing import Any
 import click
 
 from bench import engine, sweep, suites
-from bench.cli import api_options, api_settings, cli, db_option, note, parse_usd
+from bench.cli import api_options, api_settings, cli, db_option, note
 from bench.cli_output import Column, fit_table, integer, num, rate
 from bench.cli_run import ProgressPrinter, _local_endpoint
-from bench.config import Settings
+from bench.config import Settings, parse_usd
 from bench.errors import ConfigError
-from bench.store import Store
+from bench.store import Store, new_run_id
 
 DEFAULT_RATE_CONCURRENCY = 64  # in-flight cap of an open-loop (rate) step
 
@@ -243,7 +243,7 @@ def sweep_cmd(suite: str | None, concurrency: str | None, rate: str | None, requ
             store.update_sweep(sweep_id, "running")
         else:
             store.init()
-            sweep_id = "sweep-" + engine.new_run_id()
+            sweep_id = "sweep-" + new_run_id()
             store.create_sweep(sweep_id, suite_path=opts.suite_path, axis=opts.axis, levels=opts.levels,
                                settings={"options": dataclasses.asdict(opts), "slos": opts.slos})
         note(f"sweep {sweep_id}: {opts.axis} {', '.join(f'{v:g}' for v in opts.levels)}")

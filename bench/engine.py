@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,13 +34,11 @@ from bench.records import ChatResult, RequestRow
 from bench.runner import Progress, Runner, RunOptions, RunState
 from bench.sink import StoreSink
 from bench.judge import JUDGE_MAX_TOKENS, JUDGE_SYSTEM, JudgeLedger, make_judge_fn
-from bench.store import Store
-from bench.suites import Suite, load_suite
+from bench.store import Store, new_run_id
+from bench.suites import OPENROUTER, Suite, load_suite
 from bench import suites as suites_mod
 from bench import checks as checks_mod
 from bench import keys as keys_mod
-
-OPENROUTER = "openrouter"
 
 
 @dataclass
@@ -421,10 +418,6 @@ def _settings_json(settings: Settings, prep: Prepared) -> dict[str, Any]:
         "seed": s.seed,
         "endpoints": {k: v.base_url for k, v in prep.suite.endpoints.items()},
     }
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
 def record_run(settings: Settings, store: Store, prep: Prepared, run_id: str | None = None) -> str:

@@ -167,3 +167,21 @@ def test_sandbox_command_serves_until_interrupted() -> None:
     finally:
         proc.send_signal(2)
         proc.wait(10)
+
+
+def test_usd_amounts_parse_one_way_for_flags_and_the_run_page() -> None:
+    """``config.parse_usd``: the CLI's --budget/--max-price and the dashboard's budget field."""
+    from decimal import Decimal
+
+    from bench.config import parse_usd
+    from bench.errors import ConfigError
+
+    assert parse_usd(" $0.50 ", "budget") == Decimal("0.50") and parse_usd("0", "--budget") == 0
+    assert parse_usd(None, "--budget") is None and parse_usd("  ", "budget") is None
+    for bad, why in (("abc", "not a number of USD"), ("-1", "non-negative"), ("NaN", "non-negative"),
+                     ("inf", "non-negative")):
+        with pytest.raises(ConfigError, match=why) as err:
+            parse_usd(bad, "--budget")
+        assert str(err.value).startswith("--budget") and "\n" not in str(err.value)
+    code, _, err = invoke("models", "--sandbox", "--max-price", "-2")
+    assert code == 1 and "--max-price must be a non-negative number of USD" in one_error_line(err)

@@ -29,6 +29,7 @@ from bench.catalog import parse_models
 from bench.records import RequestRow
 from bench.sandbox import start_sandbox
 from bench.store import Store
+from tests.conftest import invoke
 
 Seeded = tuple[Path, dict[str, Any]]
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -320,6 +321,38 @@ def test_catalog_search_filters_the_live_list(seeded: tuple[Path, dict[str, Any]
     assert all("gpt-4o" in i for i in some["id"])
     at.multiselect(key="cat-params").select("tools").run()
     assert table(at, "prompt_usd_per_m")["tools"].all()
+
+
+def test_catalog_page_and_orbench_models_filter_by_one_rule(seeded: tuple[Path, dict[str, Any]], sandbox: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bench.catalog.filter_models`` serves both: the same filters pick the same models."""
+    db, _ = seeded
+    at = open_page(db, monkeypatch, "catalog")
+    at.multiselect(key="cat-modalities").select("image").run()
+    at.number_input(key="cat-price").set_value(0.5).run()
+    at.number_input(key="cat-context").set_value(131072).run()
+    on_page = set(table(at, "prompt_usd_per_m")["id"])
+    code, out, err = invoke("models", "--base-url", sandbox.base_url, "--json", "--modality", "image",
+                            "--max-price", "0.5", "--min-context", "131072")
+    assert code == 0, err
+    from_cli = {m["id"] for m in json.loads(out)}
+    assert on_page == from_cli and 0 < len(from_cli) < 20
+
+
+def test_catalog_modality_rule_reads_inputs_and_outputs() -> None:
+    from bench.catalog import filter_models
+
+    def model(mid: str, inputs: list[str], outputs: list[str], prompt: str = "0.0000001") -> Any:
+        return parse_models({"data": [{"id": mid, "name": mid, "context_length": 8192,
+                                       "architecture": {"input_modalities": inputs, "output_modalities": outputs},
+                                       "pricing": {"prompt": prompt, "completion": "0"}}]})[0]
+
+    models = [model("a/vision", ["text", "image"], ["text"]), model("a/painter", ["text"], ["image"]),
+              model("a/text", ["text"], ["text"]), model("a/router", ["text", "image"], ["text"], "-1")]
+    ids = [m.id for m in filter_models(models, modalities=["image"])]
+    assert ids == ["a/vision", "a/painter", "a/router"]
+    assert [m.id for m in filter_models(models, modalities=["image", "text"], max_prompt_usd_per_m=Decimal(1))] \
+        == ["a/vision", "a/painter"]  # a variable (router) price never passes a ceiling
 
 
 def test_catalog_providers_history_and_calculator(seeded: tuple[Path, dict[str, Any]],
