@@ -8,14 +8,15 @@ orbench needs a run to write while the dashboard (another process) reads, two
 runs in two processes to share a file, and a crash or ``kill -9`` to lose at most
 the requests in flight. So nothing holds a connection:
 
-1. **Journal first.** ``write_rows`` appends each finished row to
-   ``<db dir>/journal/<run_id>.jsonl`` and fsyncs (``bench.journal``). From then
+1. **Journal first.** ``journal_line`` appends each finished row to
+   ``<db dir>/journal/<run_id>.jsonl`` (``bench.journal``) the moment it ends, and
+   the run's writer thread (``bench.sink``) fsyncs it (``sync_journal``). From then
    on the row is durable, whatever happens to the database or the process.
-2. **Short write transactions.** It then opens the file read-write, inserts the
-   batch from a polars frame in one ``INSERT ... SELECT`` (never executemany),
-   commits and closes. A lock conflict is retried with jittered backoff for up to
-   ``write_timeout_s`` (30 s); if the file stays busy the rows simply wait in the
-   journal (``lagging_runs``) and the next write or ``flush()`` moves them.
+2. **Short write transactions.** ``ingest_journal`` then opens the file read-write,
+   inserts the new journal lines from a polars frame in one ``INSERT ... SELECT``
+   (never executemany), commits and closes. A lock conflict is retried with jittered
+   backoff for up to ``write_timeout_s`` (30 s); if the file stays busy (StoreBusy)
+   the rows simply wait in the journal and the next ingest moves them.
 3. **Idempotent ingest.** Every insert goes through one merge: per (run_id,
    request_idx) the highest-ranking row wins among the batch and the stored row
    (settled before unsettled, then the newest session, then the newest journal
@@ -443,8 +444,6 @@ class Store:
         self.journal_dir = self.path.parent / "journal" / self.path.stem
         self.write_timeout_s = write_timeout_s
         self.read_timeout_s = read_timeout_s
-        self.lagging_runs: set[str] = set()
-        """Runs whose journal is ahead of the database (the file was busy); see flush()."""
         self.recovered_rows = 0
         """Journaled rows the last init() moved into the database."""
         self.skipped_journal_lines = 0
@@ -704,39 +703,7 @@ class Store:
         except (StoreBusy, duckdb.Error, OSError):
             return False
 
-    # -- requests: write path ------------------------------------------------------
-
-    def write_rows(self, rows: Sequence[RequestRow]) -> int:
-        """Journal the rows (durable on return), then merge them into the database.
-
-        Returns the rows inserted now. If the file stays locked for
-        ``write_timeout_s`` the rows stay in the journal, their run is added to
-        ``lagging_runs``, and the next write_rows/flush/init moves them; this never
-        raises StoreBusy, so a busy dashboard cannot stop a run.
-        """
-        if not rows:
-            return 0
-        frame = journal.rows_frame(list(rows))
-        spans = {}
-        for (run_id,), part in frame.group_by("run_id", maintain_order=True):
-            start, end = self._journal(str(run_id)).append(part)
-            spans[str(run_id)] = (part, start, end)
-        try:
-            recovered = self._ensure_ready()
-            with self._writing() as con:
-                merged = self._in_transaction(con, lambda: self._merge_spans(con, spans))
-        except StoreBusy:
-            self.lagging_runs.update(spans)
-            return 0
-        self.lagging_runs.difference_update(spans)
-        return recovered + int(merged)
-
-    def journal_rows(self, run_id: str, rows: Sequence[RequestRow]) -> None:
-        """First half of a two-phase write: make rows durable in the journal only."""
-        if any(r.run_id != run_id for r in rows):
-            raise ValueError(f"journal_rows({run_id!r}) got rows of another run")
-        if rows:
-            self._journal(run_id).append(journal.rows_frame(list(rows)))
+    # -- requests: write path (journal_line -> sync_journal -> ingest_journal) -----------
 
     def served_by_sandbox(self, run_id: str) -> bool:
         """The sandbox names every provider '... (simulated)': such a run is never passed off as real."""
@@ -798,7 +765,8 @@ class Store:
         self._journal(run_id).sync()
 
     def insert_rows(self, rows: Sequence[RequestRow]) -> int:
-        """Second half: merge the rows and the unread tail of their runs' journals.
+        """Merge rows the journal could not take (a full disk: ``bench.sink``'s held rows),
+        and the unread tail of their runs' journals.
 
         Idempotent, so rows that were (or were not) journaled first are both safe.
         Raises StoreBusy if the file stays locked (the journal keeps the rows).
@@ -812,14 +780,6 @@ class Store:
             return recovered + self._in_transaction(  # type: ignore[no-any-return]
                 con, lambda: _merge_rows(con, frame) + self._ingest(con, files)
             )
-
-    def flush(self) -> int:
-        """Move journaled rows of this Store's runs that the database lacks; StoreBusy if locked."""
-        with self._guard:
-            run_ids = sorted(set(self._journals) | self.lagging_runs)
-        inserted = sum(self.ingest_journal(r) for r in run_ids)
-        self.lagging_runs.difference_update(run_ids)
-        return inserted
 
     def ingest_journal(self, run_id: str | None = None) -> int:
         """Insert journaled rows not yet in the database (one run, or all); idempotent."""
@@ -1096,23 +1056,6 @@ class Store:
             raise
 
     # -- the merge -----------------------------------------------------------------
-
-    def _merge_spans(
-        self, con: duckdb.DuckDBPyConnection, spans: dict[str, tuple[pl.DataFrame, int, int]]
-    ) -> int:
-        """Insert freshly journaled batches; catch up from the journal when it is ahead."""
-        inserted = 0
-        for run_id, (part, start, end) in spans.items():
-            done = _ingested_bytes(con, run_id)
-            if done >= end:  # another process already ingested this batch
-                continue
-            if done != start:  # older rows wait in the journal: read from where the DB stops
-                path = journal.journal_path(self.journal_dir, run_id)
-                part, end, bad = journal.read_journal(path, done)
-                self.skipped_journal_lines += bad
-            inserted += _merge_rows(con, part)
-            _set_ingested(con, run_id, end)
-        return inserted
 
     def _ingest(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
         inserted = 0

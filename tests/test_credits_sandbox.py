@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from bench.records import RequestRow
 from bench.sandbox import start_sandbox
 from bench.store import Store
+from tests._rows import write_rows
 from conftest import invoke
 from dashboard import data
 from test_dashboard import APP, texts
@@ -80,7 +81,7 @@ def test_simulated_spend_leaves_real_runs_out_and_counts_judges(cli_db: Path) ->
     store.init()
     store.create_run("sim", status="finished", simulated=True)
     store.create_run("real", status="finished", simulated=False)
-    store.write_rows([
+    write_rows(store, [
         RequestRow("sim", 0, "m", "default", "openrouter", "c", 0, False, outcome="ok",
                    cost_usd=Decimal("0.0005")),
         RequestRow("sim", 1, "m", "default", "openrouter", "c", 0, True, outcome="ok",

@@ -29,6 +29,7 @@ from bench.catalog import parse_models
 from bench.records import RequestRow
 from bench.sandbox import start_sandbox
 from bench.store import Store
+from tests._rows import write_rows
 from tests.conftest import invoke
 
 Seeded = tuple[Path, dict[str, Any]]
@@ -103,7 +104,7 @@ def seed_results_db(path: Path, runs: int = 2) -> dict[str, Any]:
                         if ok and case == "json" else None,
                     ))
                     idx += 1
-        store.write_rows(rows)
+        write_rows(store, rows)
     catalog = parse_models({"data": [
         {"id": m, "name": m, "pricing": {"prompt": "0.00000015", "completion": "0.0000006"}}
         for m in MODELS]})
@@ -491,11 +492,12 @@ WRITER = """
 import sys, time
 from bench.records import RequestRow
 from bench.store import Store
+from tests._rows import write_rows
 store = Store(sys.argv[1], write_timeout_s=30)
 print("writing", flush=True)
 i = 10_000
 while True:
-    store.write_rows([RequestRow("run-a", i, "openai/gpt-4o-mini", "default", "openrouter", "hello", 0,
+    write_rows(store, [RequestRow("run-a", i, "openai/gpt-4o-mini", "default", "openrouter", "hello", 0,
                                  False, outcome="ok", ttft_ms=300.0, e2e_ms=900.0, t_start_ms=1.0 * i)])
     i += 1
     time.sleep(0.05)

@@ -19,6 +19,7 @@ import duckdb
 import pytest
 
 from bench.store import Store
+from tests._rows import write_rows
 from tests.conftest import invoke
 from tests.fake_openrouter import start_fake
 
@@ -124,9 +125,9 @@ def test_runs_summary_counts_superseded_money_and_judge_costs(tmp_path: Path) ->
     run_id = store.create_run(plan=plan, status="running")
     base = dict(run_id=run_id, model="m/a", provider_variant="default", endpoint="openrouter", case_id="c",
                 is_warmup=False)
-    store.write_rows([RequestRow(request_idx=0, repeat=0, outcome="started", max_cost_usd=Decimal("0.5"),
+    write_rows(store, [RequestRow(request_idx=0, repeat=0, outcome="started", max_cost_usd=Decimal("0.5"),
                                  spend_usd=Decimal("0.5"), **base)])
-    store.write_rows([RequestRow(request_idx=0, repeat=0, outcome="ok", session=1, cost_usd=Decimal("0.25"),
+    write_rows(store, [RequestRow(request_idx=0, repeat=0, outcome="ok", session=1, cost_usd=Decimal("0.25"),
                                  spend_usd=Decimal("0.25"), judge_calls=1, judge_cost_usd=Decimal("0.01"),
                                  ttft_ms=10.0, **base)])
     store.add_judge_cost(run_id, 1, 10, 5, Decimal("0.02"))

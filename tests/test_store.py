@@ -18,6 +18,7 @@ from bench.errors import ConfigError, SchemaTooNew, StoreBusy
 from bench.migrations import MIGRATIONS_TABLE, migration_names
 from bench.records import REQUEST_COLUMNS, RequestRow
 from bench.store import Store
+from tests._rows import journal_rows, write_rows
 
 CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -74,7 +75,7 @@ def test_migrations_from_blank_apply_every_step(tmp_path: Path) -> None:
 
 
 def test_init_twice_applies_nothing_and_keeps_data(store: Store) -> None:
-    store.write_rows([row()])
+    write_rows(store, [row()])
     assert Store(store.path).init() == []
     assert count(store, "run-a") == 1
 
@@ -109,7 +110,7 @@ def test_requests_table_columns_are_exactly_request_row_fields(store: Store) -> 
 
 def test_every_request_column_round_trips(store: Store) -> None:
     original = full_row()
-    store.write_rows([original])
+    write_rows(store, [original])
     got = store.requests_frame("run-full").row(0, named=True)
     for name, value in dataclasses.asdict(original).items():
         if name == "started_at":
@@ -120,35 +121,35 @@ def test_every_request_column_round_trips(store: Store) -> None:
 
 
 def test_missing_values_stay_null_not_zero(store: Store) -> None:
-    store.write_rows([row(outcome=None)])
+    write_rows(store, [row(outcome=None)])
     got = store.requests_frame("run-a").row(0, named=True)
     optional = [f.name for f in dataclasses.fields(RequestRow) if f.default is None]
     assert all(got[name] is None for name in optional)
 
 
 def test_non_finite_floats_are_stored_as_null(store: Store) -> None:
-    store.write_rows([row(ttft_ms=float("nan"), e2e_ms=float("inf"), tpot_ms=3.0)])
+    write_rows(store, [row(ttft_ms=float("nan"), e2e_ms=float("inf"), tpot_ms=3.0)])
     got = store.requests_frame("run-a").row(0, named=True)
     assert (got["ttft_ms"], got["e2e_ms"], got["tpot_ms"]) == (None, None, 3.0)
 
 
 def test_money_beyond_18_places_is_rounded_not_floated(store: Store) -> None:
-    store.write_rows([row(cost_usd=Decimal("0.0000001234567890123456789"))])
+    write_rows(store, [row(cost_usd=Decimal("0.0000001234567890123456789"))])
     got = store.requests_frame("run-a")["cost_usd"].item()
     assert got == Decimal("0.000000123456789012")
 
 
-def test_write_rows_twice_never_duplicates_a_key(store: Store) -> None:
+def test_journaling_rows_twice_never_duplicates_a_key(store: Store) -> None:
     rows = [row(idx=i) for i in range(5)]
-    assert store.write_rows(rows + [row(idx=0)]) == 5  # a duplicate inside the batch too
-    assert store.write_rows(rows) == 0
+    assert write_rows(store, rows + [row(idx=0)]) == 5  # a duplicate inside the batch too
+    assert write_rows(store, rows) == 0
     frame = store.requests_frame("run-a")
     assert frame["request_idx"].to_list() == [0, 1, 2, 3, 4]
 
 
 def test_resumed_result_replaces_only_an_unfinished_row(store: Store) -> None:
-    store.write_rows([row(idx=0, outcome="cancelled"), row(idx=1, outcome="ok", ttft_ms=1.0)])
-    store.write_rows(
+    write_rows(store, [row(idx=0, outcome="cancelled"), row(idx=1, outcome="ok", ttft_ms=1.0)])
+    write_rows(store, 
         [row(idx=0, outcome="ok", session=1, ttft_ms=2.0), row(idx=1, outcome="timeout", session=1)]
     )
     got = {r["request_idx"]: r for r in store.requests_frame("run-a").to_dicts()}
@@ -169,40 +170,43 @@ def test_ingest_keeps_the_final_row_of_a_resumed_request(tmp_path: Path) -> None
 
 
 def test_journal_lines_hold_money_as_text_and_lists(store: Store) -> None:
-    store.write_rows([full_row()])
+    write_rows(store, [full_row()])
     lines = (store.journal_dir / "run-full.jsonl").read_text().splitlines()
     record = json.loads(lines[0])
     assert record["cost_usd"] == "0.000123456789012345"
     assert record["chunk_gaps_ms"] == [0.5, 1.25, 30.0]
-    assert set(record) == set(REQUEST_COLUMNS)
+    # the runner's line leaves out what is None; reading it back gives every column
+    assert set(record) == {k for k, v in dataclasses.asdict(full_row()).items() if v is not None}
+    frame, _, bad = journal.read_journal(store.journal_dir / "run-full.jsonl")
+    assert bad == 0 and frame.columns == REQUEST_COLUMNS and frame["cost_usd"].item() == "0.000123456789012345"  # exact text
 
 
-def test_busy_database_keeps_rows_in_the_journal_until_flush(store: Store) -> None:
+def test_busy_database_keeps_rows_in_the_journal_until_the_next_ingest(store: Store) -> None:
     writer = Store(store.path, write_timeout_s=0.3)
     holder = duckdb.connect(str(store.path), read_only=True, config=CONFIG)
     try:
-        assert writer.write_rows([row(idx=i) for i in range(3)]) == 0
-        assert writer.lagging_runs == {"run-a"}
-        with pytest.raises(StoreBusy):
-            writer.flush()
+        journal_rows(writer, [row(idx=i) for i in range(3)])
+        with pytest.raises(StoreBusy):  # the sink keeps going; the rows wait in the journal
+            writer.ingest_journal("run-a")
+        assert writer.finished_keys("run-a") == {0, 1, 2}  # durable already
     finally:
         holder.close()
-    assert writer.flush() == 3
-    assert writer.lagging_runs == set()
+    assert writer.ingest_journal("run-a") == 3
     assert count(store, "run-a") == 3
 
 
-def test_next_write_catches_up_rows_left_in_the_journal(store: Store) -> None:
+def test_next_ingest_catches_up_rows_left_in_the_journal(store: Store) -> None:
     writer = Store(store.path, write_timeout_s=0.3)
-    writer.write_rows([row(idx=0)])
+    write_rows(writer, [row(idx=0)])
     holder = duckdb.connect(str(store.path), read_only=True, config=CONFIG)
     try:
-        assert writer.write_rows([row(idx=1), row(idx=2)]) == 0  # busy: journal only
+        journal_rows(writer, [row(idx=1), row(idx=2)])
+        with pytest.raises(StoreBusy):  # busy: journal only
+            writer.ingest_journal("run-a")
     finally:
         holder.close()
-    assert writer.write_rows([row(idx=3)]) == 3  # its own row plus the two left behind
+    assert write_rows(writer, [row(idx=3)]) == 3  # its own row plus the two left behind
     assert store.requests_frame("run-a")["request_idx"].to_list() == [0, 1, 2, 3]
-    assert writer.lagging_runs == set()
 
 
 # -- journal recovery ------------------------------------------------------------------
@@ -225,7 +229,7 @@ def test_ingest_recovers_rows_journaled_before_a_crash(tmp_path: Path) -> None:
 
 
 def test_ingest_twice_from_scratch_does_not_duplicate(store: Store) -> None:
-    store.write_rows([row(idx=i) for i in range(4)])
+    write_rows(store, [row(idx=i) for i in range(4)])
     con = duckdb.connect(str(store.path), config=CONFIG)
     con.execute("DELETE FROM _orbench_journal").fetchall()  # forget all progress
     con.close()
@@ -249,7 +253,7 @@ def test_resumed_journal_drops_the_torn_tail_before_appending(tmp_path: Path) ->
 
 def test_two_phase_write_journals_then_inserts(store: Store) -> None:
     rows = [row(idx=i) for i in range(3)]
-    store.journal_rows("run-a", rows)
+    journal_rows(store, rows)
     assert store.finished_keys("run-a") == {0, 1, 2}  # from the journal alone
     assert store.insert_rows(rows) == 3
     assert store.insert_rows(rows) == 0
@@ -258,13 +262,13 @@ def test_two_phase_write_journals_then_inserts(store: Store) -> None:
 
 def test_finished_keys_skip_rerunnable_outcomes(store: Store) -> None:
     outcomes = ["ok", "timeout", "cancelled", "not_run", "budget_skipped", "skipped", None]
-    store.write_rows([row(idx=i, outcome=o) for i, o in enumerate(outcomes)])
-    store.journal_rows("run-a", [row(idx=20, outcome="rate_limited"), row(idx=21, outcome="cancelled")])
+    write_rows(store, [row(idx=i, outcome=o) for i, o in enumerate(outcomes)])
+    journal_rows(store, [row(idx=20, outcome="rate_limited"), row(idx=21, outcome="cancelled")])
     assert store.finished_keys("run-a") == {0, 1, 20}
 
 
 def test_run_spend_and_next_session(store: Store) -> None:
-    store.write_rows(
+    write_rows(store, 
         [
             row(idx=0, cost_usd=Decimal("0.1"), list_cost_usd=Decimal("0.2")),
             row(idx=1, list_cost_usd=Decimal("0.02")),
@@ -347,7 +351,7 @@ def test_resolve_latest_without_runs_is_a_config_error(store: Store) -> None:
 
 def test_list_runs_counts_rows(store: Store) -> None:
     store.create_run("run-a")
-    store.write_rows([row(idx=0, cost_usd=Decimal("0.25")), row(idx=1, outcome="timeout")])
+    write_rows(store, [row(idx=0, cost_usd=Decimal("0.25")), row(idx=1, outcome="timeout")])
     got = store.list_runs().row(0, named=True)
     assert (got["run_id"], got["n_rows"], got["n_ok"], got["cost_usd"]) == ("run-a", 2, 1, Decimal("0.25"))
     assert "plan" not in store.list_runs().columns
@@ -388,7 +392,7 @@ def test_query_is_read_only(store: Store) -> None:
 
 
 def test_requests_frame_filters(store: Store) -> None:
-    store.write_rows([row(idx=0), row(idx=1, is_warmup=True), row(idx=2, outcome="timeout")])
+    write_rows(store, [row(idx=0), row(idx=1, is_warmup=True), row(idx=2, outcome="timeout")])
     assert store.requests_frame("run-a", include_warmup=False)["request_idx"].to_list() == [0, 2]
     assert store.requests_frame("run-a", outcomes=["timeout"])["request_idx"].to_list() == [2]
     assert store.requests_frame("run-a", columns=["request_idx"]).columns == ["request_idx"]
@@ -416,7 +420,7 @@ def test_summary_matches_hand_computed_values(store: Store) -> None:
         row(idx=7, outcome="not_run"),
         row(idx=8, model="acme/beta", ttft_ms=50.0),
     ]  # fmt: skip
-    store.write_rows(rows)
+    write_rows(store, rows)
     frame = store.summary("run-a")
     assert frame["model"].to_list() == ["acme/alpha", "acme/beta"]
     s = frame.row(0, named=True)
