@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from bench import engine, gates, keys, report
-from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note
+from bench import engine, gates, keys, report, summary
+from bench.cli import EXIT_GATE, api_options, api_settings, cli, db_option, note, note_gates
 from bench.cli_output import usd, wide_option
 from bench.cli_results import emit_summary
 from bench.config import Settings, parse_usd
@@ -229,30 +229,25 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
         run_id, _ = asyncio.run(_run(settings, spec, store, resume, dry_run, printer))
     if run_id is None:
         return
-    summary = report.run_summary(store, run_id)
-    results = gates.evaluate(gate_list, report.gate_groups(summary))
+    groups = summary.run_summary(store, run_id)
+    results = gates.evaluate(gate_list, groups)
     run = store.get_run(run_id)
     if not as_json:
-        emit_summary(summary, run, wide)
-    if results:
-        failed = [r for r in results if r.failed]
-        note(f"gates: {len(results) - len(failed)} passed, {len(failed)} failed")
-        for r in failed:
-            obs = "unmeasured" if r.observed is None else f"{r.observed:g}"
-            note(f"  FAIL {r.group}: {r.gate.metric} = {obs} ({r.gate.text})")
+        emit_summary(groups, run, wide)
+    gates_failed = note_gates(results)
     if junit:
         cases = gates.case_results(report.current_rows(store.requests_frame(run_id)))
         Path(junit).write_text(gates.junit_xml(results, run["suite_name"] or "orbench", cases))
     if summary_md:
-        Path(summary_md).write_text(report.summary_markdown(summary, run) + "\n" +
+        Path(summary_md).write_text(report.summary_markdown(groups, run) + "\n" +
                                     gates.results_markdown(results))
     if as_json:
-        click.echo(json.dumps(report.summary_json(summary, run, results), indent=2,
+        click.echo(json.dumps(report.summary_json(groups, run, results), indent=2,
                               default=str))
     if run["status"] in ("failed", "stopped"):
         raise ConfigError(f"run {run_id} {run['status']}: {run['status_reason']}")
     if run["status"] == "cancelled":
         note(f"run {run_id} cancelled; continue it with: orbench run --resume {run_id}")
         sys.exit(130)
-    if any(r.failed for r in results):
+    if gates_failed:
         sys.exit(EXIT_GATE)

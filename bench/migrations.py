@@ -454,6 +454,15 @@ def m012_sweeps(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN sweep_level DOUBLE")
 
 
+def m013_aggregate_summary_fields(con: duckdb.DuckDBPyConnection) -> None:
+    # The one summary (bench.summary) reads every field from the per-run aggregates too, so a
+    # large dashboard selection shows what `orbench show` shows for the same rows: billed cached
+    # tokens, 429s retried away and ok requests that paid a connect, per outcome class. Older
+    # aggregates carry another definition version and are rebuilt on the next big read.
+    for column in ("cached_tokens", "retries_429", "n_cold"):
+        con.execute(f"ALTER TABLE run_aggregates ADD COLUMN {column} BIGINT")
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_runs,
     m002_create_requests,
@@ -467,6 +476,7 @@ MIGRATIONS: list[Migration] = [
     m010_run_heartbeat,
     m011_run_aggregates,
     m012_sweeps,
+    m013_aggregate_summary_fields,
 ]
 
 

@@ -80,7 +80,7 @@ import polars as pl
 from bench import journal
 from bench.errors import ConfigError, StoreBusy
 from bench.migrations import MIGRATIONS_TABLE, migrate
-from bench.records import FINISHED_OUTCOMES, REQUEST_COLUMNS, RERUNNABLE_OUTCOMES, RequestRow
+from bench.records import FINISHED_OUTCOMES, REQUEST_COLUMNS, RequestRow
 
 DEFAULT_WRITE_TIMEOUT_S = 30.0
 DEFAULT_READ_TIMEOUT_S = 5.0
@@ -334,58 +334,15 @@ SELECT
     (SELECT count(*) FROM sim) AS runs
 """
 
-_SUMMARY = """
-WITH base AS (
-    SELECT *,
-        NOT is_warmup AND outcome IS NOT NULL AND NOT list_contains($rerunnable, outcome) AS counted,
-        NOT is_warmup AND outcome = 'ok' AS ok_row
-    FROM requests WHERE run_id = $run_id
-), agg AS (
-    SELECT model, provider_variant, endpoint,
-        count(*) FILTER (WHERE counted) AS n,
-        count(*) FILTER (WHERE ok_row) AS ok,
-        count(*) FILTER (WHERE counted AND outcome = 'rate_limited') AS rate_limited,
-        count(*) FILTER (WHERE NOT is_warmup AND NOT counted) AS not_attempted,
-        quantile_cont(ttft_ms, 0.50) FILTER (WHERE ok_row) AS ttft_p50_ms,
-        quantile_cont(ttft_ms, 0.90) FILTER (WHERE ok_row) AS ttft_p90_ms,
-        quantile_cont(ttft_ms, 0.95) FILTER (WHERE ok_row) AS ttft_p95_ms,
-        quantile_cont(ttft_ms, 0.99) FILTER (WHERE ok_row) AS ttft_p99_ms,
-        quantile_cont(tpot_ms, 0.50) FILTER (WHERE ok_row) AS tpot_p50_ms,
-        quantile_cont(decode_tps, 0.50) FILTER (WHERE ok_row) AS decode_tps_p50,
-        quantile_cont(e2e_ms, 0.50) FILTER (WHERE ok_row) AS e2e_p50_ms,
-        quantile_cont(e2e_ms, 0.95) FILTER (WHERE ok_row) AS e2e_p95_ms,
-        CAST(sum(prompt_tokens) FILTER (WHERE NOT is_warmup) AS BIGINT) AS prompt_tokens,
-        CAST(sum(completion_tokens) FILTER (WHERE NOT is_warmup) AS BIGINT) AS completion_tokens,
-        sum(cost_usd) FILTER (WHERE NOT is_warmup) AS cost_usd,
-        count(cost_usd) FILTER (WHERE NOT is_warmup) AS n_cost,
-        sum(list_cost_usd) FILTER (WHERE NOT is_warmup) AS list_cost_usd,
-        sum(cost_usd - list_cost_usd) FILTER (WHERE NOT is_warmup) AS billed_minus_list_usd,
-        sum(cost_usd) FILTER (WHERE is_warmup) AS warmup_cost_usd,
-        list_sort(list(DISTINCT provider) FILTER (WHERE NOT is_warmup AND provider IS NOT NULL))
-            AS providers
-    FROM base GROUP BY model, provider_variant, endpoint
-)
-SELECT model, provider_variant, endpoint, n, ok, n - ok AS errors,
-    (n - ok) / nullif(n, 0) AS error_rate,
-    rate_limited, rate_limited / nullif(n, 0) AS rate_limited_rate, not_attempted,
-    ttft_p50_ms, ttft_p90_ms, ttft_p95_ms, ttft_p99_ms, tpot_p50_ms, decode_tps_p50,
-    e2e_p50_ms, e2e_p95_ms, prompt_tokens, completion_tokens,
-    cost_usd, n_cost,
-    CAST(cost_usd / nullif(n_cost, 0) AS DECIMAL(38,18)) AS cost_per_request_usd,
-    CAST(cost_usd * 1000 / nullif(n_cost, 0) AS DECIMAL(38,18)) AS cost_per_1k_requests_usd,
-    list_cost_usd, billed_minus_list_usd, warmup_cost_usd,
-    coalesce(providers, []::VARCHAR[]) AS providers
-FROM agg ORDER BY model, provider_variant, endpoint
-"""
-
-
 # -- per-run aggregates (m011; read by bench.aggregates) --------------------------
 SKETCH_ALPHA = 0.005
 """Relative error bound of the latency sketches: every value read back is within 0.5 %."""
 SKETCH_GAMMA = (1 + SKETCH_ALPHA) / (1 - SKETCH_ALPHA)
 AGGREGATE_METRICS = ("ttft_ms", "e2e_ms", "decode_tps", "tpot_ms")
-AGGREGATE_VERSION = 1
-"""Bumped when what the aggregates hold changes; rows of another version are rebuilt."""
+AGGREGATE_VERSION = 2
+"""Bumped when what the aggregates hold changes; rows of another version are rebuilt.
+2: cached tokens, 429 retries and cold connections per outcome (m013), and the sketch of the
+e2e time of answers that passed their checks (``bench.summary``'s ``e2e_p50_correct_ms``)."""
 _AGG_TABLES = ("run_aggregate_bins", "run_aggregates", "run_aggregate_builds")
 _AGG_KEY = "run_id, model, provider_variant, endpoint, provider"
 _AGG_COUNTS = f"""
@@ -395,7 +352,9 @@ SELECT {_AGG_KEY}, outcome,
     CAST(sum(prompt_tokens) AS BIGINT), CAST(sum(completion_tokens) AS BIGINT),
     count(passed) FILTER (WHERE outcome = 'ok'), count(*) FILTER (WHERE outcome = 'ok' AND passed),
     list_sort(list(DISTINCT token_source) FILTER (WHERE token_source IS NOT NULL)),
-    list_sort(list(DISTINCT case_id) FILTER (WHERE case_id IS NOT NULL))
+    list_sort(list(DISTINCT case_id) FILTER (WHERE case_id IS NOT NULL)),
+    CAST(sum(cached_tokens) AS BIGINT), CAST(sum(retries_429) AS BIGINT),
+    count(*) FILTER (WHERE conn_reused = false)
 FROM requests WHERE run_id = $run_id AND NOT is_warmup
 GROUP BY {_AGG_KEY}, outcome
 """
@@ -406,6 +365,13 @@ SELECT {_AGG_KEY}, metric, CASE WHEN x > 0 THEN CAST(ceil(ln(x) / $ln_gamma) AS 
 FROM (UNPIVOT (SELECT {_AGG_KEY}, {", ".join(AGGREGATE_METRICS)} FROM requests
                WHERE run_id = $run_id AND NOT is_warmup AND outcome = 'ok')
       ON {", ".join(AGGREGATE_METRICS)} INTO NAME metric VALUE x)
+GROUP BY ALL
+"""
+_AGG_BINS_PASSED = f"""
+INSERT INTO run_aggregate_bins
+SELECT {_AGG_KEY}, 'e2e_ms_passed', CASE WHEN e2e_ms > 0 THEN CAST(ceil(ln(e2e_ms) / $ln_gamma) AS INTEGER) END,
+       count(*)
+FROM requests WHERE run_id = $run_id AND NOT is_warmup AND outcome = 'ok' AND passed AND e2e_ms IS NOT NULL
 GROUP BY ALL
 """
 _AGG_BUILD = """
@@ -419,6 +385,7 @@ def _build_aggregates(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     _drop_aggregates(con, [run_id])
     con.execute(_AGG_COUNTS, {"run_id": run_id}).fetchall()
     con.execute(_AGG_BINS, {"run_id": run_id, "ln_gamma": math.log(SKETCH_GAMMA)}).fetchall()
+    con.execute(_AGG_BINS_PASSED, {"run_id": run_id, "ln_gamma": math.log(SKETCH_GAMMA)}).fetchall()
     con.execute(_AGG_BUILD, {"run_id": run_id, "alpha": SKETCH_ALPHA, "version": AGGREGATE_VERSION}).fetchall()
 
 
@@ -876,17 +843,6 @@ class Store:
             params["outcomes"] = list(outcomes)  # type: ignore[assignment]
         sql = f"SELECT {_quoted(cols)} FROM requests WHERE {' AND '.join(where)} ORDER BY request_idx"
         return self._read(sql, params)
-
-    def summary(self, run_id: str) -> pl.DataFrame:
-        """Per model x provider_variant x endpoint, computed in DuckDB.
-
-        Warm-ups never count. ``n`` = requests attempted (an outcome other than
-        RERUNNABLE_OUTCOMES); error and rate-limit rates are over ``n``; latency
-        percentiles (quantile_cont) use ``ok`` rows only; tokens and money sum all
-        non-warm-up rows (failed requests can be billed). ``cost_per_request_usd``
-        divides by ``n_cost``, the rows with a reported cost.
-        """
-        return self._read(_SUMMARY, {"run_id": run_id, "rerunnable": list(RERUNNABLE_OUTCOMES)})
 
     # -- catalog and credits -------------------------------------------------------
 

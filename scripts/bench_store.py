@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import journal  # noqa: E402
+from bench import journal, summary  # noqa: E402
 from bench import store as store_mod  # noqa: E402
 from bench.records import RequestRow  # noqa: E402
 from bench.store import Store  # noqa: E402
@@ -112,7 +112,7 @@ def bench_reads(store: Store, n: int, repeats: int = 30) -> None:
           f"{statistics.median(opens) * 1e3:6.1f} / {sorted(opens)[int(repeats * 0.9)] * 1e3:.1f} ms")  # fmt: skip
     frame = timed(f"requests_frame({n:,} rows) -> polars", lambda: store.requests_frame("bench-write"))
     assert frame.height == n  # type: ignore[attr-defined]
-    timed("summary() in DuckDB", lambda: store.summary("bench-write"))
+    timed("summary in DuckDB (bench.summary.run_summary)", lambda: summary.run_summary(store, "bench-write"))
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bench import analytics, stats
+from bench import analytics, stats, summary
 from bench.catalog import parse_models
 from bench.records import RequestRow
 from bench.sandbox import start_sandbox
@@ -539,9 +539,8 @@ def test_ci_ranks_match_bench_stats() -> None:
 def test_percentile_table_equals_percentile_ci(seeded: tuple[Path, dict[str, Any]]) -> None:
     db, expected = seeded
     f = analytics.Filters(("run-a",))
-    groups = analytics.group_stats(Store(db), f)
-    counts = analytics.percentile_counts(groups, "ttft_ms")
-    table = analytics.percentile_table(Store(db), f, "ttft_ms", counts)
+    rows = summary.summarize(Store(db), f, cis=("ttft_ms",))
+    table = analytics.percentile_view(summary.frame(rows), "ttft_ms")
     for row in table.iter_rows(named=True):
         values = expected["ttft"][("run-a", row["model"], row["provider"])]
         for q in (50, 90, 99):
@@ -557,9 +556,9 @@ def test_pack_slots_reuses_freed_slots() -> None:
 
 def test_group_stats_money_stays_decimal(seeded: tuple[Path, dict[str, Any]]) -> None:
     db, _ = seeded
-    g = analytics.group_stats(Store(db), analytics.Filters(("run-a",), models=(MODELS[1],)))
-    assert g["billed_usd"].to_list() == [Decimal("0.00112")] * 2  # 28 ok x 0.00004
-    assert g["sent"].to_list() == [30, 30] and g["rate_limited"].to_list() == [1, 1]
+    g = summary.frame(summary.summarize(Store(db), analytics.Filters(("run-a",), models=(MODELS[1],))))
+    assert g["cost_usd"].to_list() == [Decimal("0.00112")] * 2  # 28 ok x 0.00004
+    assert g["n"].to_list() == [30, 30] and g["rate_limited"].to_list() == [1, 1]
 
 
 def test_timeline_window_moves_along_the_run(seeded: tuple[Path, dict[str, Any]]) -> None:

@@ -71,7 +71,9 @@ def test_known_answers_give_exact_pass_rates_and_rescoring_sends_nothing(env: Pa
         assert sb.state.chat_requests == sent  # nothing was sent to any model
 
         code, _, err = invoke("check", str(suite), "--run", "latest", "--fail-on", "pass_rate<0.5")
-        assert code == 3, err
+        assert code == 3, err  # the gates print as `orbench run` prints them (one implementation)
+        assert "gates: 2 passed, 1 failed" in err
+        assert "  FAIL meta-llama/llama-3.3-70b-instruct [default]: pass_rate = 0.25 (pass_rate<0.5)" in err
 
     rows = Store(env).requests_frame(Store(env).resolve_run("latest")).to_dicts()
     failed = [r for r in rows if r["case_id"] == "q1"]

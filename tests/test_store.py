@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from bench import journal
+from bench import journal, summary
 from bench.errors import ConfigError, SchemaTooNew, StoreBusy
 from bench.migrations import MIGRATIONS_TABLE, migration_names
 from bench.records import REQUEST_COLUMNS, RequestRow
@@ -364,7 +364,7 @@ def test_missing_file_reads_as_empty_frames_with_columns(tmp_path: Path) -> None
     s = Store(tmp_path / "absent.duckdb")
     assert s.requests_frame("x").columns == REQUEST_COLUMNS
     assert s.list_runs().is_empty() and "run_id" in s.list_runs().columns
-    assert s.summary("x").is_empty() and "ttft_p99_ms" in s.summary("x").columns
+    assert summary.run_summary(s, "x") == [] and "ttft_p99_ms" in summary.frame([]).columns
     assert s.get_run("x") is None and s.latest_run_id() is None
     assert s.finished_keys("x") == set()
     assert not s.path.exists()
@@ -398,53 +398,6 @@ def test_requests_frame_filters(store: Store) -> None:
     assert store.requests_frame("run-a", columns=["request_idx"]).columns == ["request_idx"]
     with pytest.raises(ConfigError):
         store.requests_frame("run-a", columns=["request_idx; DROP TABLE runs"])
-
-
-# -- summary ----------------------------------------------------------------------------
-
-
-def test_summary_matches_hand_computed_values(store: Store) -> None:
-    d = Decimal
-    rows = [
-        row(idx=0, is_warmup=True, repeat=-1, ttft_ms=9999.0, cost_usd=d("1")),  # never counted
-        row(idx=1, ttft_ms=100.0, tpot_ms=10.0, decode_tps=100.0, e2e_ms=1000.0, provider="B",
-            prompt_tokens=10, completion_tokens=20, cost_usd=d("0.001"), list_cost_usd=d("0.0008")),
-        row(idx=2, ttft_ms=200.0, tpot_ms=20.0, decode_tps=50.0, e2e_ms=2000.0, provider="A",
-            prompt_tokens=10, completion_tokens=30, cost_usd=d("0.002"), list_cost_usd=d("0.002")),
-        row(idx=3, ttft_ms=300.0, tpot_ms=30.0, decode_tps=40.0, e2e_ms=3000.0, provider="A",
-            prompt_tokens=10, completion_tokens=40, cost_usd=d("0.003")),
-        row(idx=4, ttft_ms=400.0, tpot_ms=40.0, decode_tps=20.0, e2e_ms=4000.0, provider="A",
-            prompt_tokens=10, completion_tokens=50, cost_usd=d("0.004"), list_cost_usd=d("0.005")),
-        row(idx=5, outcome="rate_limited", ttft_ms=1.0),  # latency of failures is ignored
-        row(idx=6, outcome="provider_error", prompt_tokens=10, cost_usd=d("0.0005")),
-        row(idx=7, outcome="not_run"),
-        row(idx=8, model="acme/beta", ttft_ms=50.0),
-    ]  # fmt: skip
-    write_rows(store, rows)
-    frame = store.summary("run-a")
-    assert frame["model"].to_list() == ["acme/alpha", "acme/beta"]
-    s = frame.row(0, named=True)
-    assert (s["n"], s["ok"], s["errors"], s["rate_limited"], s["not_attempted"]) == (6, 4, 2, 1, 1)
-    assert s["error_rate"] == pytest.approx(2 / 6)
-    assert s["rate_limited_rate"] == pytest.approx(1 / 6)
-    # linear interpolation over 100, 200, 300, 400: position (n-1) * q
-    assert s["ttft_p50_ms"] == pytest.approx(250.0)
-    assert s["ttft_p90_ms"] == pytest.approx(370.0)
-    assert s["ttft_p95_ms"] == pytest.approx(385.0)
-    assert s["ttft_p99_ms"] == pytest.approx(397.0)
-    assert s["tpot_p50_ms"] == pytest.approx(25.0)
-    assert s["decode_tps_p50"] == pytest.approx(45.0)
-    assert (s["e2e_p50_ms"], s["e2e_p95_ms"]) == (pytest.approx(2500.0), pytest.approx(3850.0))
-    assert (s["prompt_tokens"], s["completion_tokens"]) == (50, 140)
-    assert s["cost_usd"] == d("0.0105") and s["n_cost"] == 5
-    assert s["cost_per_request_usd"] == d("0.0021")
-    assert s["cost_per_1k_requests_usd"] == d("2.1")
-    assert s["list_cost_usd"] == d("0.0078")
-    assert s["billed_minus_list_usd"] == d("-0.0008")  # rows with both prices only
-    assert s["warmup_cost_usd"] == d("1")
-    assert s["providers"] == ["A", "B"]
-    beta = frame.row(1, named=True)
-    assert (beta["n"], beta["ttft_p99_ms"], beta["providers"]) == (1, 50.0, [])
 
 
 # -- catalog and credits ----------------------------------------------------------------
