@@ -91,7 +91,7 @@ FROM a GROUP BY model, prov ORDER BY model, provider
 
 _UNRECORDED = """
 SELECT model, {prov} AS provider, count(*) AS n FROM requests_current
-WHERE NOT recorded AND {where} GROUP BY ALL
+WHERE NOT recorded AND NOT is_warmup AND {where} GROUP BY ALL
 """
 
 _BINS = """

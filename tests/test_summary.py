@@ -193,3 +193,22 @@ def test_show_export_and_the_results_page_agree(failed_with_usage: dict[str, Any
     assert flaky["prompt_tokens"] > flaky["ok_prompt_tokens"]  # the failed rows' tokens are billed
     assert flaky["completion_tokens"] > flaky["ok_completion_tokens"]
     assert metrics["Requests sent (excl. warm-up)"] == f"{sum(t[0] for t in truth.values()):,}"
+
+
+def test_a_stopped_runs_unsent_requests_count_the_same_from_rows_and_aggregates(tmp_path: Path) -> None:
+    """``planned``/``not_sent`` include requests the run never recorded (requests_current's plan rows),
+    warm-ups left out, whether the numbers come from the rows or from the per-run aggregates."""
+    store = Store(tmp_path / "s.duckdb")
+    store.init()
+    plan = [{"request_idx": i, "model": "acme/alpha", "provider_variant": "default", "endpoint": "openrouter",
+             "case_id": "c1", "repeat": i - 1, "is_warmup": i == 0} for i in range(6)]
+    store.create_run("run-a", plan=plan, status="running")
+    write_rows(store, [row(1, ttft_ms=10.0, cost_usd=D("0.01")), row(2, outcome="timeout")])
+    store.update_run("run-a", status="stopped", status_reason="test")
+    f = summary.Filters(("run-a",))
+    exact = summary.summarize(store, f, min_rows=summary.EXACT_ONLY)
+    sketched = summary.summarize(store, f, min_rows=0)
+    assert [r["sketched"] for r in exact + sketched] == [False, True]
+    for r in (exact[0], sketched[0]):
+        assert (r["planned"], r["n"], r["ok"], r["not_sent"]) == (5, 2, 1, 3)
+        assert r["cost_per_request_usd"] == D("0.005")
