@@ -67,9 +67,13 @@ WHERE list_contains($run_ids, r.run_id)
 """
 
 _COUNTS = """
-WITH a AS (SELECT *, {prov} AS prov, provider AS served FROM run_aggregates WHERE {where})
+WITH a AS (SELECT *, {prov} AS prov, provider AS served FROM run_aggregates WHERE {where}),
+-- requests a stopped run planned and never recorded (read from the plans of runs short of rows only)
+u AS (SELECT model, {prov} AS prov, count(*) AS n FROM requests_current
+      WHERE NOT recorded AND NOT is_warmup AND {where} GROUP BY ALL),
+g AS (
 SELECT model, prov AS provider,
-    CAST(sum(n) AS BIGINT) AS planned,
+    CAST(sum(n) AS BIGINT) AS recorded,
     CAST(coalesce(sum(n) FILTER (WHERE list_contains($finished, outcome)), 0) AS BIGINT) AS n,
     CAST(coalesce(sum(n) FILTER (WHERE outcome = 'ok'), 0) AS BIGINT) AS ok,
     CAST(coalesce(sum(n) FILTER (WHERE outcome = 'rate_limited'), 0) AS BIGINT) AS rate_limited,
@@ -86,12 +90,11 @@ SELECT model, prov AS provider,
     CAST(sum(n_passed) AS BIGINT) AS n_passed,
     list_sort(list_distinct(flatten(list(token_sources)))) AS token_sources,
     list_sort(list(DISTINCT served) FILTER (WHERE served IS NOT NULL)) AS providers
-FROM a GROUP BY model, prov ORDER BY model, provider
-"""
-
-_UNRECORDED = """
-SELECT model, {prov} AS provider, count(*) AS n FROM requests_current
-WHERE NOT recorded AND NOT is_warmup AND {where} GROUP BY ALL
+FROM a GROUP BY model, prov
+)
+SELECT g.* EXCLUDE (recorded), g.recorded + coalesce(u.n, 0) AS planned
+FROM g LEFT JOIN u ON u.model IS NOT DISTINCT FROM g.model AND u.prov IS NOT DISTINCT FROM g.provider
+ORDER BY g.model, g.provider
 """
 
 _BINS = """
@@ -198,13 +201,11 @@ def group_frame(store: Store, f: Filters, quantiles: list[float]) -> pl.DataFram
     """``bench.summary``'s raw group query, answered from the aggregates (same columns).
 
     ``planned`` adds the requests a stopped run never recorded (``requests_current``'s
-    plan rows: read from the plan of runs short of rows only, so cheap)."""
+    plan rows: read from the plan of runs short of rows only, so cheap), in the same query."""
     sql = _COUNTS.format(prov=f.prov, where=_WHERE.format(prov=f.prov))
     counts = store.query(sql, _params(f) | {"finished": sorted(FINISHED_OUTCOMES)})
     if counts.is_empty():
         return counts
-    unrecorded = store.query(_UNRECORDED.format(prov=f.prov, where=_WHERE.format(prov=f.prov)), _params(f))
-    extra_planned = {(r["model"], r["provider"]): int(r["n"]) for r in unrecorded.iter_rows(named=True)}
     sk = sketches(store, f, METRICS + (PASSED_E2E,))
     keys = list(zip(counts["model"], counts["provider"]))
     cols: dict[str, pl.Series] = {}
@@ -216,8 +217,7 @@ def group_frame(store: Store, f: Filters, quantiles: list[float]) -> pl.DataFram
                                          dtype=pl.List(pl.Float64))
     passed = [sk.get((m, p, PASSED_E2E)) for m, p in keys]
     cols["e2e_p50_correct_ms"] = pl.Series([s.quantile(0.5) if s else None for s in passed], dtype=pl.Float64)
-    planned = [int(n) + extra_planned.get(k, 0) for n, k in zip(counts["planned"], keys)]
-    return counts.with_columns(pl.Series("planned", planned, dtype=pl.Int64), **cols)
+    return counts.with_columns(**cols)
 
 
 def filter_options(store: Store, run_ids: tuple[str, ...], variant: str, served: str) -> pl.DataFrame:

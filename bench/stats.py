@@ -22,6 +22,7 @@ dashboard share one definition (METRICS.md "Statistics"):
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
@@ -93,6 +94,7 @@ def order_statistic_ranks(n: int, q: float, level: float = 0.95) -> tuple[int, i
     return (lower, upper) if upper <= n else None
 
 
+@functools.lru_cache(maxsize=64)
 def min_n_for(q: float, level: float = 0.95) -> int:
     """Smallest n for which ``percentile_ci`` can bound the q-th percentile (p99 -> 368)."""
     p, tail = q / 100, (1 - level) / 2
