@@ -22,12 +22,28 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+
+
+def parse_usd(value: str | None, what: str) -> Decimal | None:
+    """A USD amount a person typed (``--budget 0.50``, the Run page's "$0.50"): None when empty;
+    ConfigError naming ``what`` (the flag or field) when it is not a finite, non-negative number."""
+    text = None if value is None else value.strip().removeprefix("$").strip()
+    if not text:
+        return None
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError(f"{what} {value!r}: not a number of USD") from None
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"{what} must be a non-negative number of USD, not {value!r}")
+    return amount
 DEFAULT_DB = Path("data") / "orbench.duckdb"
 # Where a key may come from: the suite loader and bench.api.keys both hold names to this rule.
 KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*_(KEY|TOKEN)")

@@ -21,35 +21,6 @@ def _per_m(price: Decimal, variable: bool) -> float | None:
     return None if variable else float(price * PER_M)
 
 
-def filter_models(models: list[Model], text: str = "", modalities: tuple[str, ...] = (),
-                  min_context: int = 0, max_prompt_per_m: float | None = None,
-                  authors: tuple[str, ...] = (), params: tuple[str, ...] = ()) -> list[Model]:
-    """Catalog search: id/name text, input modality, context, prompt price, author, parameters.
-
-    ``modalities`` and ``params`` must all be supported; a variable price never
-    passes a price ceiling.
-    """
-    needle = text.strip().lower()
-    out = []
-    for m in models:
-        if needle and needle not in f"{m.id} {m.name}".lower():
-            continue
-        if modalities and not set(modalities) <= set(m.input_modalities or []):
-            continue
-        if min_context and (m.context_length or 0) < min_context:
-            continue
-        if max_prompt_per_m is not None:
-            price = _per_m(m.pricing.prompt, m.pricing.variable)
-            if price is None or price > max_prompt_per_m:
-                continue
-        if authors and m.id.split("/", 1)[0] not in authors:
-            continue
-        if params and not set(params) <= set(m.supported_parameters or []):
-            continue
-        out.append(m)
-    return out
-
-
 def catalog_frame(models: list[Model]) -> pl.DataFrame:
     """One row per model with prices per 1M tokens (None when the price is variable)."""
     rows = [{

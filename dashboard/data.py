@@ -34,8 +34,7 @@ from bench.api.http import build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
 from bench.errors import AuthError, BenchError
 from bench.examples import SUITES_DIR as EXAMPLE_SUITES_DIR
-from bench.results import analytics
-from bench.results import compare as compare_mod
+from bench.results import analytics, compare, summary
 from bench.results import quality as quality_mod
 from bench.results import spend as spend_mod
 from bench.results.analytics import Filters
@@ -47,8 +46,7 @@ T = TypeVar("T")
 RESULTS_TTL_S = 10
 CATALOG_TTL_S = 300
 CREDITS_TTL_S = 60
-COMPARE_CAP = 300  # ok values per group and run fed to the bootstrap
-COMPARE_RESAMPLES = 400
+COMPARE_RESAMPLES = 2000  # bootstrap resamples of run A vs run B (as orbench compare)
 READ_TIMEOUT_S = 1.5  # how long a read waits for a writer before StoreBusy
 ROOT = Path(__file__).resolve().parent.parent
 SUITES_DIR = EXAMPLE_SUITES_DIR  # the bundled examples (package data; data/suites links there)
@@ -134,17 +132,20 @@ def _filters(run_ids: tuple[str, ...], models: tuple[str, ...], providers: tuple
 def group_stats(db: str, run_ids: tuple[str, ...], models: tuple[str, ...] = (),
                 providers: tuple[str, ...] = (), cases: tuple[str, ...] = (),
                 provider_by: str = "variant") -> pl.DataFrame:
-    return analytics.group_stats(store(db), _filters(run_ids, models, providers, cases, provider_by))
+    """``bench.results.summary`` per model x provider (the one summary ``orbench show`` prints)."""
+    f = _filters(run_ids, models, providers, cases, provider_by)
+    return summary.frame(summary.summarize(store(db), f, by="provider"))
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def percentile_table(db: str, metric: str, run_ids: tuple[str, ...], models: tuple[str, ...] = (),
                      providers: tuple[str, ...] = (), cases: tuple[str, ...] = (),
                      provider_by: str = "variant") -> pl.DataFrame:
-    groups = group_stats(db, run_ids, models, providers, cases, provider_by)
-    counts = analytics.percentile_counts(groups, metric)
+    """p50..p99 of ``metric`` with 95 % intervals per group (``summary.add_cis`` on the cached groups)."""
+    rows = group_stats(db, run_ids, models, providers, cases, provider_by).to_dicts()
     f = _filters(run_ids, models, providers, cases, provider_by)
-    return analytics.percentile_table(store(db), f, metric, counts)
+    summary.add_cis(store(db), f, rows, metric)
+    return analytics.percentile_view(summary.frame(rows), metric)
 
 
 TIMELINE_WINDOW = 2000  # requests drawn at once; a slider moves the window along bigger runs
@@ -177,23 +178,16 @@ def outputs(db: str, run_ids: tuple[str, ...], models: tuple[str, ...] = (),
 
 # ------------------------------------------------------------------- compare
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
-def run_comparison(db: str, run_a: str, run_b: str, provider_by: str, cap: int = COMPARE_CAP) -> pl.DataFrame:
-    """Median change per group from run A to run B, TTFT and e2e, with bootstrap CIs.
-
-    ``bench.results.stats.compare`` is pure Python, so each side is capped at ``cap`` ok
-    values per group (a fixed pseudo-random subset) to keep the page interactive.
-    """
-    s = store(db)
-    rows = []
-    for metric in ("ttft_ms", "e2e_ms"):
-        a = compare_mod.run_samples(s, run_a, metric, provider_by, cap)
-        b = compare_mod.run_samples(s, run_b, metric, provider_by, cap)
-        rows += compare_mod.compare_runs(a, b, analytics.METRICS[metric], n_resamples=COMPARE_RESAMPLES)
+def run_comparison(db: str, run_a: str, run_b: str, provider_by: str) -> pl.DataFrame:
+    """Median change per group from run A to run B, TTFT and e2e, with bootstrap CIs over every
+    ok value (``bench.results.compare``, the implementation ``orbench compare`` uses)."""
+    rows = compare.compare_runs(store(db), run_a, run_b, by=provider_by, metrics=("ttft_ms", "e2e_ms"),
+                                labels=analytics.METRICS, error_rates=False, n_resamples=COMPARE_RESAMPLES)
     schema = {"group": pl.String, "metric": pl.String, "n_a": pl.Int64, "n_b": pl.Int64,
               "p50_a": pl.Float64, "p50_b": pl.Float64, "change": pl.Float64,
               "change_pct": pl.Float64, "ci_lo_pct": pl.Float64, "ci_hi_pct": pl.Float64,
               "verdict": pl.String}
-    return pl.DataFrame(rows, schema=schema)
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
 
 
 # ------------------------------------------------------------------- catalog, credits (API)
@@ -347,7 +341,7 @@ def save_upload(name: str, content: bytes) -> Path:
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def quality_groups(db: str, run_ids: tuple[str, ...], provider_by: str = "variant") -> pl.DataFrame:
-    return quality_mod.quality_groups(store(db), _filters(run_ids, (), (), (), provider_by))
+    return quality_mod.quality_groups(group_stats(db, run_ids, provider_by=provider_by))
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
@@ -390,11 +384,11 @@ def frontier_points(decision: Any, latency_field: str) -> pl.DataFrame:
         return None if v is None else float(v)  # money to float for drawing only
 
     rows = [{"group": c.label, "model": c.model, "provider": c.provider, "ok": c.value("ok"),
-             "pass_rate": num(c.value("pass_rate")), "e2e_median": num(c.value(latency_field)),
+             "pass_rate": num(c.value("pass_rate")), "e2e_p50_ms": num(c.value(latency_field)),
              "cost_per_request_usd": num(c.value("cost_per_request_usd")), "verdict": c.verdict}
             for c in decision.ranking]
     schema = {"group": pl.String, "model": pl.String, "provider": pl.String, "ok": pl.Int64,
-              "pass_rate": pl.Float64, "e2e_median": pl.Float64, "cost_per_request_usd": pl.Float64,
+              "pass_rate": pl.Float64, "e2e_p50_ms": pl.Float64, "cost_per_request_usd": pl.Float64,
               "verdict": pl.String}
     groups = pl.DataFrame(rows, schema=schema)
     points = analytics.pareto_points(groups, "e2e_ms")

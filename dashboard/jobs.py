@@ -336,17 +336,3 @@ def run_demo(settings: Settings, suites_dir: Path, timeout_s: float = 90.0,
     return state
 
 
-def parse_budget(text: str) -> Decimal | None:
-    """The budget field: empty = no budget; otherwise a non-negative USD amount."""
-    from decimal import InvalidOperation
-
-    text = text.strip().lstrip("$")
-    if not text:
-        return None
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ConfigError(f"budget {text!r}: not a number of USD") from None
-    if not value.is_finite() or value < 0:
-        raise ConfigError("the budget must be a non-negative number of USD")
-    return value

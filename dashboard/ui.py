@@ -314,26 +314,26 @@ def percentile_display(table: pl.DataFrame, digits: int = 1) -> pl.DataFrame:
 
 
 SUMMARY_COLUMNS = {
-    "group": "group", "n": "n", "sent": "sent", "ok": "ok", "error_rate": "error rate",
-    "rate_limited_rate": "429 rate", "ttft_median": "TTFT p50 ms", "e2e_median": "e2e p50 ms",
-    "decode_median": "decode tok/s p50", "tpot_p50_ms": "TPOT p50 ms",
+    "group": "group", "n": "n", "not_sent": "not sent", "ok": "ok", "error_rate": "error rate",
+    "rate_limited_rate": "429 rate", "ttft_p50_ms": "TTFT p50 ms", "e2e_p50_ms": "e2e p50 ms",
+    "decode_tps_p50": "decode tok/s p50", "tpot_p50_ms": "TPOT p50 ms",
     "prompt_tokens": "prompt tokens", "completion_tokens": "completion tokens",
-    "billed_usd": "billed USD", "list_usd": "list USD", "cost_per_request_usd": "USD / request",
-    "cost_per_1k_usd": "USD / 1k requests", "pass_rate": "pass rate",
+    "cost_usd": "billed USD", "list_cost_usd": "list USD", "cost_per_request_usd": "USD / request",
+    "cost_per_1k_requests_usd": "USD / 1k requests", "pass_rate": "pass rate",
 }
 
 
 def summary_display(groups: pl.DataFrame) -> pl.DataFrame:
-    """The per-group summary with readable headers; money as float for display only."""
+    """The per-group summary (``bench.results.summary``) with readable headers; money as float for display only."""
     cols = [c for c in SUMMARY_COLUMNS if c in groups.columns]
     out = groups.select(cols).with_columns(
-        [pl.col(c).cast(pl.Float64) for c in ("billed_usd", "list_usd", "cost_per_request_usd",
-                                                "cost_per_1k_usd") if c in cols]
+        [pl.col(c).cast(pl.Float64) for c in ("cost_usd", "list_cost_usd", "cost_per_request_usd",
+                                                "cost_per_1k_requests_usd") if c in cols]
     )
-    if "billed_usd" in cols and "list_usd" in cols:
-        out = out.with_columns((pl.col("billed_usd") - pl.col("list_usd")).alias("billed − list USD"))
-    if "token_sources" in groups.columns:
-        out = out.with_columns(groups["token_sources"].list.join(",").alias("token source"))
+    if "billed_minus_list_usd" in groups.columns:
+        out = out.with_columns(groups["billed_minus_list_usd"].cast(pl.Float64).alias("billed − list USD"))
+    if "token_source" in groups.columns:
+        out = out.with_columns(groups["token_source"].alias("token source"))
     return out.rename({c: SUMMARY_COLUMNS[c] for c in cols})
 
 

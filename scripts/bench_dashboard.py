@@ -9,6 +9,8 @@ Two views of the same thing, both with cold caches:
 2. The whole Results page script under ``streamlit.testing.AppTest``: the wall
    time of one script run, first for the default selection, then after
    selecting every run in the Runs filter.
+3. Run A vs run B (the Compare page's bootstrap over every ok value, ``bench.results.compare``)
+   for the two newest runs, and the whole Compare page script (cold cache).
 
     .venv/bin/python scripts/seed_big_db.py data/big.duckdb
     .venv/bin/python scripts/bench_dashboard.py data/big.duckdb
@@ -28,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.results import analytics  # noqa: E402
+from bench.results import analytics, compare, summary  # noqa: E402
 from bench.store.store import Store  # noqa: E402
 from dashboard import charts  # noqa: E402
 
@@ -53,9 +55,9 @@ def results_steps(store: Store, run_ids: tuple[str, ...]) -> tuple[list[tuple[st
 
     step("runs list", lambda: analytics.runs(store))
     step("filter options", lambda: analytics.filter_options(store, run_ids))
-    groups = step("group stats (counts, rates, money, quantiles)", lambda: analytics.group_stats(store, f))
-    counts = analytics.percentile_counts(groups, "ttft_ms")
-    step("percentile CIs (TTFT)", lambda: analytics.percentile_table(store, f, "ttft_ms", counts))
+    records = step("group stats (counts, rates, money, quantiles)", lambda: summary.summarize(store, f))
+    groups = summary.frame(records)
+    step("percentile CIs (TTFT)", lambda: summary.add_cis(store, f, [dict(r) for r in records], "ttft_ms"))
     tl, total = step("timeline window (newest run)",
                      lambda: analytics.timeline(store, f, run_ids[0], 0, 2000))
     drift = step("drift bins (newest run)", lambda: analytics.drift(store, f, run_ids[0]))
@@ -99,6 +101,30 @@ def page_script_times(db: Path, all_runs: list[str]) -> dict[str, float]:
     return out
 
 
+def compare_times(db: Path, store: Store, all_runs: list[str], page: bool) -> dict[str, float]:
+    """Run A vs run B over every ok value (two newest runs), then the Compare page script (cold)."""
+    out: dict[str, float] = {}
+    if len(all_runs) < 2:
+        return out
+    dt, rows = _timed(lambda: compare.compare_runs(store, all_runs[1], all_runs[0], by="variant",
+                                                   metrics=("ttft_ms", "e2e_ms"), error_rates=False))
+    n = sum(r["n_a"] + r["n_b"] for r in rows)
+    out[f"run A vs B, {len(rows)} comparisons over {n:,} values"] = dt
+    if page:
+        import streamlit as st
+        from streamlit.testing.v1 import AppTest
+
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+        at.run()
+        at.switch_page("app_pages/compare.py").run()
+        st.cache_data.clear()
+        dt, _ = _timed(at.run)
+        out["Compare page (cold cache)"] = dt
+        if at.exception:
+            raise SystemExit(f"the page raised: {at.exception[0].message}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("db", nargs="?", default="data/big.duckdb")
@@ -134,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\nWhole Results page script (AppTest, one run each):")
         for name, dt in page_script_times(db, all_runs).items():
             print(f"  {name:48s} {dt * 1000:8.0f} ms")
+    print("\nRun A vs run B (bench.results.compare, every ok value, 2,000 resamples):")
+    for name, dt in compare_times(db, store, all_runs, not args.no_page).items():
+        print(f"  {name:48s} {dt * 1000:8.0f} ms")
     print(f"\nload average now {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -2,9 +2,9 @@
 
     .venv/bin/python scripts/bench_store.py [--rows 100000] [--dir /tmp/x]
 
-Prints wall-clock times for: write_rows of N RequestRows (journal + fsync +
-DuckDB), its parts (rows -> frame, journal append, frame -> DuckDB in one
-INSERT ... SELECT), recovery of N journaled rows, a steady-state 20-row batch,
+Prints wall-clock times for: writing N RequestRows the way a run does (``journal_line``
+per row, ``sync_journal``, ``ingest_journal`` into DuckDB), its parts (rows -> frame, journal append,
+frame -> DuckDB in one INSERT ... SELECT), recovery of N journaled rows, a steady-state 20-row batch,
 and read-only open latency. Figures depend on the machine's load; run it twice.
 """
 
@@ -23,6 +23,7 @@ from typing import TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.records import RequestRow  # noqa: E402
+from bench.results import summary  # noqa: E402
 from bench.store import journal  # noqa: E402
 from bench.store import merge as store_mod  # noqa: E402
 from bench.store.store import Store  # noqa: E402
@@ -47,6 +48,15 @@ def make_rows(run_id: str, n: int, start: int = 0) -> list[RequestRow]:
     ]
 
 
+def write(store: Store, rows: list[RequestRow]) -> int:
+    """The runner's path (``bench.sink``): journal each row, fsync, ingest the journal into DuckDB."""
+    for row in rows:
+        store.journal_line(row)
+    for run_id in sorted({r.run_id for r in rows}):
+        store.sync_journal(run_id)
+    return sum(store.ingest_journal(run_id) for run_id in sorted({r.run_id for r in rows}))
+
+
 T = TypeVar("T")
 
 
@@ -61,8 +71,8 @@ def bench_writes(base: Path, n: int) -> Store:
     rows = make_rows("bench-write", n)
     store = Store(base / "a" / "orbench.duckdb")
     store.init()
-    store.write_rows(make_rows("warm-up", 10))  # first-call costs (pyarrow, polars) aside
-    timed(f"write_rows({n:,} rows): journal + fsync + DuckDB", lambda: store.write_rows(rows))
+    write(store, make_rows("warm-up", 10))  # first-call costs (pyarrow, polars) aside
+    timed(f"write {n:,} rows: journal + fsync + DuckDB", lambda: write(store, rows))
 
     parts = Store(base / "b" / "orbench.duckdb")
     parts.init()
@@ -91,10 +101,10 @@ def bench_batches(store: Store, batches: int = 30, size: int = 20) -> None:
     for b in range(batches):
         rows = make_rows("bench-batches", size, start=b * size)
         t0 = time.perf_counter()
-        store.write_rows(rows)
+        write(store, rows)
         times.append(time.perf_counter() - t0)
     times.sort()
-    print(f"{'write_rows(20 rows) steady state p50 / p90':<52} "
+    print(f"{'write 20 rows, steady state p50 / p90':<52} "
           f"{times[len(times) // 2] * 1e3:6.1f} / {times[int(len(times) * 0.9)] * 1e3:.1f} ms")  # fmt: skip
 
 
@@ -108,7 +118,7 @@ def bench_reads(store: Store, n: int, repeats: int = 30) -> None:
           f"{statistics.median(opens) * 1e3:6.1f} / {sorted(opens)[int(repeats * 0.9)] * 1e3:.1f} ms")  # fmt: skip
     frame = timed(f"requests_frame({n:,} rows) -> polars", lambda: store.requests_frame("bench-write"))
     assert frame.height == n
-    timed("summary() in DuckDB", lambda: store.summary("bench-write"))
+    timed("summary in DuckDB (bench.results.summary.run_summary)", lambda: summary.run_summary(store, "bench-write"))
 
 
 def main() -> None:

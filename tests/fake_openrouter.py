@@ -9,7 +9,9 @@ compare measured TTFT with the server's truth.
 Behaviour per model id (``behaviours``): a list of steps consumed per request
 fingerprint (the request's ``X-Test-Attempt-Key`` header or body hash), e.g.
 ``["429", "ok"]`` fails once with 429 then succeeds. Steps: ok, 429, 500, 502,
-401, 402, stream_error, reset, stall.
+401, 402, stream_error, reset, stall, usage_error (the usage chunk, cost included, then an
+error event: a failed request that is billed), truncate (tokens, then the stream ends with
+no finish_reason, usage or [DONE]).
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ PRICES = {
     "acme/resetter": (Decimal("0.0000004"), Decimal("0.0000016")),
     "acme/staller": (Decimal("0.0000004"), Decimal("0.0000016")),
     "acme/poor": (Decimal("0.0000004"), Decimal("0.0000016")),
+    "acme/waived": (Decimal("0.0000004"), Decimal("0.0000016")),  # list-priced, but billed $0
 }
+WAIVED = {"acme/waived"}
+"""Models whose usage reports ``cost: 0`` (a promotion, a free tier): $0 is a cost, not a missing one."""
 
 
 def model_entry(mid: str) -> dict[str, Any]:
@@ -166,12 +171,19 @@ class Handler(BaseHTTPRequestHandler):
             if i == 1 and step == "stall":
                 time.sleep(st.stall_s)
                 return
+        if step == "truncate":
+            self._chunk(b"")
+            return
         p, c = PRICES[model]
-        cost = p * prompt_tokens + c * n_tokens
+        cost = Decimal(0) if model in WAIVED else p * prompt_tokens + c * n_tokens
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n_tokens,
                  "total_tokens": prompt_tokens + n_tokens, "cost": float(cost)}
         st.sent[gen_id] = usage
-        if step == "stream_error":
+        if step == "usage_error":
+            self._event({**base, "choices": [], "usage": usage})
+            self._event({**base, "error": {"code": 502, "message": "Provider disconnected after usage"},
+                         "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]})
+        elif step == "stream_error":
             self._event({**base, "error": {"code": 502, "message": "Provider disconnected"},
                          "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]})
         else:

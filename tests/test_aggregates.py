@@ -19,7 +19,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bench.results import aggregates, analytics
+from bench.results import aggregates, analytics, summary
 from bench.store.store import Store
 from tests.conftest import invoke
 
@@ -33,7 +33,20 @@ assert _spec is not None and _spec.loader is not None
 seed_big_db = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(seed_big_db)
 
-SKETCHED_COLUMNS = {f"{p}_{n}" for p in ("ttft", "e2e", "decode") for n in analytics.BOX_NAMES} | {"tpot_p50_ms"}
+SKETCHED_COLUMNS = {summary.metric_field(p, q, u) for _, p, u in summary.METRICS for q in summary.QUANTILES} | {
+    "e2e_p50_correct_ms"}
+
+
+def group_stats(store: Store, f: analytics.Filters, min_rows: int | None = None) -> pl.DataFrame:
+    """The one summary per model x provider, as the dashboard reads it."""
+    return summary.frame(summary.summarize(store, f, min_rows=min_rows))
+
+
+def percentile_table(store: Store, f: analytics.Filters, groups: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """The Results page's percentile table: intervals added to the groups as ``dashboard.data`` does."""
+    rows = groups.to_dicts()
+    summary.add_cis(store, f, rows, metric)
+    return analytics.percentile_view(summary.frame(rows), metric)
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +105,13 @@ def test_aggregates_equal_the_exact_computation(big: Path, provider_by: str, nar
     models = tuple(opts["models"][:2]) if narrow else ()
     providers = tuple(opts[provider_by][1:]) if narrow else ()
     f = analytics.Filters(ids, models, providers, provider_by=provider_by)
-    sk = analytics.group_stats(store, f, min_rows=0)
-    ex = analytics.group_stats(store, f, min_rows=analytics.EXACT_ONLY)
+    sk = group_stats(store, f, min_rows=0)
+    ex = group_stats(store, f, min_rows=analytics.EXACT_ONLY)
     assert_groups_match(sk, ex)
-    assert isinstance(sk["billed_usd"][0], Decimal) and sk["n"].sum() == ex["n"].sum()
+    assert isinstance(sk["cost_usd"][0], Decimal) and sk["n"].sum() == ex["n"].sum()
     for metric in ("ttft_ms", "e2e_ms", "decode_tps"):
-        pk = analytics.percentile_table(store, f, metric, analytics.percentile_counts(sk, metric), min_rows=0)
-        pe = analytics.percentile_table(store, f, metric, analytics.percentile_counts(ex, metric),
-                                        min_rows=analytics.EXACT_ONLY)
+        pk = percentile_table(store, f, sk, metric)
+        pe = percentile_table(store, f, ex, metric)
         assert pk["n"].to_list() == pe["n"].to_list()
         for col in pk.columns[4:]:
             for g, a, b in zip(pe["group"], pk[col], pe[col]):
@@ -110,14 +122,14 @@ def test_aggregates_equal_the_exact_computation(big: Path, provider_by: str, nar
 def test_the_default_threshold_picks_sketches_only_for_big_ended_selections(big: Path, tmp_path: Path) -> None:
     store = Store(big)
     ids = run_ids(big)
-    assert analytics.group_stats(store, analytics.Filters(ids))["sketched"].all()  # 240,000 rows
-    assert not analytics.group_stats(store, analytics.Filters(ids[:1]))["sketched"].any()  # 80,000
+    assert group_stats(store, analytics.Filters(ids))["sketched"].all()  # 240,000 rows
+    assert not group_stats(store, analytics.Filters(ids[:1]))["sketched"].any()  # 80,000
     with_case = analytics.Filters(ids, cases=("case-03",))
-    assert not analytics.group_stats(store, with_case)["sketched"].any()  # cases are not a sketch key
+    assert not group_stats(store, with_case)["sketched"].any()  # cases are not a sketch key
     running = tmp_path / "running.duckdb"
     shutil.copy(big, running)
     Store(running).update_run(ids[0], status="running")
-    assert not analytics.group_stats(Store(running), analytics.Filters(ids))["sketched"].any()
+    assert not group_stats(Store(running), analytics.Filters(ids))["sketched"].any()
 
 
 def test_a_write_to_a_run_drops_its_aggregates_and_the_next_read_rebuilds_them(small: Path) -> None:
@@ -129,9 +141,9 @@ def test_a_write_to_a_run_drops_its_aggregates_and_the_next_read_rebuilds_them(s
     store.update_checks(ids[0], [(i, s, True, 1.0, None) for i, s in rows.iter_rows()])
     assert set(builds(small)) == set(ids) - {ids[0]}
     f = analytics.Filters(ids)
-    sk = analytics.group_stats(store, f, min_rows=0)  # rebuilds the missing run, then reads it
+    sk = group_stats(store, f, min_rows=0)  # rebuilds the missing run, then reads it
     assert set(builds(small)) == set(ids)
-    assert_groups_match(sk, analytics.group_stats(store, f, min_rows=analytics.EXACT_ONLY))
+    assert_groups_match(sk, group_stats(store, f, min_rows=analytics.EXACT_ONLY))
 
 
 def test_a_database_without_aggregates_gets_them_on_the_first_big_read(tmp_path: Path) -> None:
@@ -139,7 +151,7 @@ def test_a_database_without_aggregates_gets_them_on_the_first_big_read(tmp_path:
     seed_big_db.seed(path, 4_000, 2, aggregates=False)
     assert builds(path) == {}
     f = analytics.Filters(run_ids(path))
-    assert analytics.group_stats(Store(path), f, min_rows=0)["sketched"].all()
+    assert group_stats(Store(path), f, min_rows=0)["sketched"].all()
     assert builds(path) == dict.fromkeys(run_ids(path), 2_000)
 
 
@@ -160,8 +172,8 @@ def test_a_finished_cli_run_writes_its_aggregates(cli_db: Path) -> None:
     assert builds(cli_db) == {run_id: measured} and measured > 0
     assert billed == exact
     f = analytics.Filters((run_id,))
-    assert_groups_match(analytics.group_stats(Store(cli_db), f, min_rows=0),
-                        analytics.group_stats(Store(cli_db), f))
+    assert_groups_match(group_stats(Store(cli_db), f, min_rows=0),
+                        group_stats(Store(cli_db), f))
 
 
 def test_results_page_says_when_percentiles_are_sketched(big: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -98,7 +98,7 @@ def test_pareto_frontier_keeps_only_undominated_groups() -> None:
     groups = pl.DataFrame({
         "group": ["fast-dear", "slow-cheap", "dominated", "no-cost"], "model": ["a", "b", "c", "d"],
         "provider": ["p"] * 4, "ok": [10] * 4, "pass_rate": [None, 0.5, 1.0, None],
-        "ttft_median": [100.0, 300.0, 350.0, 50.0],
+        "ttft_p50_ms": [100.0, 300.0, 350.0, 50.0],  # the summary field
         "cost_per_request_usd": pl.Series([2.0, 1.0, 1.5, None]).cast(pl.Decimal(38, 18)),
     })
     pts = analytics.pareto_points(groups, "ttft_ms")

@@ -127,9 +127,10 @@ def test_provider_variants_rate_lookup_show_compare_export(clean_env: Path, tmp_
         by_variant.setdefault(r["provider_variant"], set()).add(r["provider"])
         assert r["server_latency_ms"] is not None  # filled from /generation
     assert by_variant == {"groq": {"Groq (simulated)"}, "deepinfra": {"DeepInfra (simulated)"}}
-    # interleaving: measured requests alternate between the two variants
+    # interleaving: every round of the plan (one request per target, in plan order) has both variants
     measured = [r["provider_variant"] for r in sorted(rows, key=lambda r: r["request_idx"]) if not r["is_warmup"]]
-    assert measured[:2] != measured[2:4] or len(set(measured[:2])) == 2
+    assert len(measured) == 6
+    assert all(set(measured[i:i + 2]) == {"groq", "deepinfra"} for i in range(0, len(measured), 2)), measured
     code, out, _ = invoke("show", run_a)
     assert "groq" in out and "deepinfra" in out and "SIMULATED" in out
     code, out, _ = invoke("runs", "--json")
@@ -166,3 +167,21 @@ def test_sandbox_command_serves_until_interrupted() -> None:
     finally:
         proc.send_signal(2)
         proc.wait(10)
+
+
+def test_usd_amounts_parse_one_way_for_flags_and_the_run_page() -> None:
+    """``config.parse_usd``: the CLI's --budget/--max-price and the dashboard's budget field."""
+    from decimal import Decimal
+
+    from bench.config import parse_usd
+    from bench.errors import ConfigError
+
+    assert parse_usd(" $0.50 ", "budget") == Decimal("0.50") and parse_usd("0", "--budget") == 0
+    assert parse_usd(None, "--budget") is None and parse_usd("  ", "budget") is None
+    for bad, why in (("abc", "not a number of USD"), ("-1", "non-negative"), ("NaN", "non-negative"),
+                     ("inf", "non-negative")):
+        with pytest.raises(ConfigError, match=why) as err:
+            parse_usd(bad, "--budget")
+        assert str(err.value).startswith("--budget") and "\n" not in str(err.value)
+    code, _, err = invoke("models", "--sandbox", "--max-price", "-2")
+    assert code == 1 and "--max-price must be a non-negative number of USD" in one_error_line(err)

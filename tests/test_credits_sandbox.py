@@ -21,6 +21,7 @@ from bench.records import RequestRow
 from bench.sandbox import start_sandbox
 from bench.store.store import Store
 from dashboard import data
+from tests._rows import write_rows
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "data" / "suites" / "smoke.yaml")
 
@@ -80,7 +81,7 @@ def test_simulated_spend_leaves_real_runs_out_and_counts_judges(cli_db: Path) ->
     store.init()
     store.create_run("sim", status="finished", simulated=True)
     store.create_run("real", status="finished", simulated=False)
-    store.write_rows([
+    write_rows(store, [
         RequestRow("sim", 0, "m", "default", "openrouter", "c", 0, False, outcome="ok",
                    cost_usd=Decimal("0.0005")),
         RequestRow("sim", 1, "m", "default", "openrouter", "c", 0, True, outcome="ok",

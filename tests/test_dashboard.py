@@ -26,9 +26,11 @@ from streamlit.testing.v1 import AppTest
 
 from bench.api.catalog import parse_models
 from bench.records import RequestRow
-from bench.results import analytics, stats
+from bench.results import analytics, stats, summary
 from bench.sandbox import start_sandbox
 from bench.store.store import Store
+from tests._rows import write_rows
+from tests.conftest import invoke
 
 Seeded = tuple[Path, dict[str, Any]]
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -102,7 +104,7 @@ def seed_results_db(path: Path, runs: int = 2) -> dict[str, Any]:
                         if ok and case == "json" else None,
                     ))
                     idx += 1
-        store.write_rows(rows)
+        write_rows(store, rows)
     catalog = parse_models({"data": [
         {"id": m, "name": m, "pricing": {"prompt": "0.00000015", "completion": "0.0000006"}}
         for m in MODELS]})
@@ -323,6 +325,38 @@ def test_catalog_search_filters_the_live_list(seeded: tuple[Path, dict[str, Any]
     assert table(at, "prompt_usd_per_m")["tools"].all()
 
 
+def test_catalog_page_and_orbench_models_filter_by_one_rule(seeded: tuple[Path, dict[str, Any]], sandbox: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bench.catalog.filter_models`` serves both: the same filters pick the same models."""
+    db, _ = seeded
+    at = open_page(db, monkeypatch, "catalog")
+    at.multiselect(key="cat-modalities").select("image").run()
+    at.number_input(key="cat-price").set_value(0.5).run()
+    at.number_input(key="cat-context").set_value(131072).run()
+    on_page = set(table(at, "prompt_usd_per_m")["id"])
+    code, out, err = invoke("models", "--base-url", sandbox.base_url, "--json", "--modality", "image",
+                            "--max-price", "0.5", "--min-context", "131072")
+    assert code == 0, err
+    from_cli = {m["id"] for m in json.loads(out)}
+    assert on_page == from_cli and 0 < len(from_cli) < 20
+
+
+def test_catalog_modality_rule_reads_inputs_and_outputs() -> None:
+    from bench.api.catalog import filter_models
+
+    def model(mid: str, inputs: list[str], outputs: list[str], prompt: str = "0.0000001") -> Any:
+        return parse_models({"data": [{"id": mid, "name": mid, "context_length": 8192,
+                                       "architecture": {"input_modalities": inputs, "output_modalities": outputs},
+                                       "pricing": {"prompt": prompt, "completion": "0"}}]})[0]
+
+    models = [model("a/vision", ["text", "image"], ["text"]), model("a/painter", ["text"], ["image"]),
+              model("a/text", ["text"], ["text"]), model("a/router", ["text", "image"], ["text"], "-1")]
+    ids = [m.id for m in filter_models(models, modalities=["image"])]
+    assert ids == ["a/vision", "a/painter", "a/router"]
+    assert [m.id for m in filter_models(models, modalities=["image", "text"], max_prompt_usd_per_m=Decimal(1))] \
+        == ["a/vision", "a/painter"]  # a variable (router) price never passes a ceiling
+
+
 def test_catalog_providers_history_and_calculator(seeded: tuple[Path, dict[str, Any]],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     db, _ = seeded
@@ -459,11 +493,12 @@ WRITER = """
 import sys, time
 from bench.records import RequestRow
 from bench.store.store import Store
+from tests._rows import write_rows
 store = Store(sys.argv[1], write_timeout_s=30)
 print("writing", flush=True)
 i = 10_000
 while True:
-    store.write_rows([RequestRow("run-a", i, "openai/gpt-4o-mini", "default", "openrouter", "hello", 0,
+    write_rows(store, [RequestRow("run-a", i, "openai/gpt-4o-mini", "default", "openrouter", "hello", 0,
                                  False, outcome="ok", ttft_ms=300.0, e2e_ms=900.0, t_start_ms=1.0 * i)])
     i += 1
     time.sleep(0.05)
@@ -505,9 +540,8 @@ def test_ci_ranks_match_bench_stats() -> None:
 def test_percentile_table_equals_percentile_ci(seeded: tuple[Path, dict[str, Any]]) -> None:
     db, expected = seeded
     f = analytics.Filters(("run-a",))
-    groups = analytics.group_stats(Store(db), f)
-    counts = analytics.percentile_counts(groups, "ttft_ms")
-    table = analytics.percentile_table(Store(db), f, "ttft_ms", counts)
+    rows = summary.summarize(Store(db), f, cis=("ttft_ms",))
+    table = analytics.percentile_view(summary.frame(rows), "ttft_ms")
     for row in table.iter_rows(named=True):
         values = expected["ttft"][("run-a", row["model"], row["provider"])]
         for q in (50, 90, 99):
@@ -523,9 +557,9 @@ def test_pack_slots_reuses_freed_slots() -> None:
 
 def test_group_stats_money_stays_decimal(seeded: tuple[Path, dict[str, Any]]) -> None:
     db, _ = seeded
-    g = analytics.group_stats(Store(db), analytics.Filters(("run-a",), models=(MODELS[1],)))
-    assert g["billed_usd"].to_list() == [Decimal("0.00112")] * 2  # 28 ok x 0.00004
-    assert g["sent"].to_list() == [30, 30] and g["rate_limited"].to_list() == [1, 1]
+    g = summary.frame(summary.summarize(Store(db), analytics.Filters(("run-a",), models=(MODELS[1],))))
+    assert g["cost_usd"].to_list() == [Decimal("0.00112")] * 2  # 28 ok x 0.00004
+    assert g["n"].to_list() == [30, 30] and g["rate_limited"].to_list() == [1, 1]
 
 
 def test_timeline_window_moves_along_the_run(seeded: tuple[Path, dict[str, Any]]) -> None:

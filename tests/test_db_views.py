@@ -18,7 +18,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from bench.results.summary import run_summary
 from bench.store.store import Store
+from tests._rows import write_rows
 from tests.conftest import invoke
 from tests.fake_openrouter import start_fake
 
@@ -109,8 +111,8 @@ def test_requests_current_matches_a_plain_average_only_with_its_flag(env: Path, 
     (all_n, stats_n), = _sql(env, "SELECT count(ttft_ms), count(ttft_ms) FILTER (WHERE in_latency_stats) "
                                   "FROM requests_current")
     assert all_n == 2 + 8 and stats_n == 8
-    shown = Store(env).summary(_sql(env, "SELECT run_id FROM runs")[0][0])
-    assert int(shown["ok"].sum()) == stats_n
+    shown = run_summary(Store(env), _sql(env, "SELECT run_id FROM runs")[0][0])
+    assert shown[-1]["group"] == "TOTAL" and shown[-1]["ok"] == shown[-1]["n_ttft"] == stats_n
 
 
 def test_runs_summary_counts_superseded_money_and_judge_costs(tmp_path: Path) -> None:
@@ -124,9 +126,9 @@ def test_runs_summary_counts_superseded_money_and_judge_costs(tmp_path: Path) ->
     run_id = store.create_run(plan=plan, status="running")
     base = dict(run_id=run_id, model="m/a", provider_variant="default", endpoint="openrouter", case_id="c",
                 is_warmup=False)
-    store.write_rows([RequestRow(request_idx=0, repeat=0, outcome="started", max_cost_usd=Decimal("0.5"),
+    write_rows(store, [RequestRow(request_idx=0, repeat=0, outcome="started", max_cost_usd=Decimal("0.5"),
                                  spend_usd=Decimal("0.5"), **base)])
-    store.write_rows([RequestRow(request_idx=0, repeat=0, outcome="ok", session=1, cost_usd=Decimal("0.25"),
+    write_rows(store, [RequestRow(request_idx=0, repeat=0, outcome="ok", session=1, cost_usd=Decimal("0.25"),
                                  spend_usd=Decimal("0.25"), judge_calls=1, judge_cost_usd=Decimal("0.01"),
                                  ttft_ms=10.0, **base)])
     store.add_judge_cost(run_id, 1, 10, 5, Decimal("0.02"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from bench.sandbox import start_sandbox
 from bench.store.store import Store
 from tests.conftest import invoke
+from tests.fake_openrouter import start_fake
 
 QUESTIONS = {"q1": ("2+2", "4"), "q2": ("3*3", "9"), "q3": ("10-7", "3"), "q4": ("6/2", "3")}
 
@@ -69,7 +71,9 @@ def test_known_answers_give_exact_pass_rates_and_rescoring_sends_nothing(env: Pa
         assert sb.state.chat_requests == sent  # nothing was sent to any model
 
         code, _, err = invoke("check", str(suite), "--run", "latest", "--fail-on", "pass_rate<0.5")
-        assert code == 3, err
+        assert code == 3, err  # the gates print as `orbench run` prints them (one implementation)
+        assert "gates: 2 passed, 1 failed" in err
+        assert "  FAIL meta-llama/llama-3.3-70b-instruct [default]: pass_rate = 0.25 (pass_rate<0.5)" in err
 
     rows = Store(env).requests_frame(Store(env).resolve_run("latest")).to_dicts()
     failed = [r for r in rows if r["case_id"] == "q1"]
@@ -94,3 +98,31 @@ def test_a_bad_check_stops_before_any_request(env: Path, tmp_path: Path) -> None
     line = err.strip().splitlines()[-1]
     assert "bad.yaml" in line and "cases[0]" in line and "checks[0]" in line
     assert not env.exists()
+
+
+def test_a_reported_zero_cost_scores_the_same_when_run_and_when_re_scored(env: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run and ``orbench check`` share one check evaluation (``checks.evaluate_row``): a billed $0
+    is a cost of $0, not a missing one replaced by the (higher) list cost."""
+    suite = tmp_path / "cost.yaml"
+    suite.write_text("name: cost\nmodels: [acme/waived, acme/alpha]\nrepeats: 2\nwarmup: false\n"
+                     "defaults: {max_tokens: 8}\ncases:\n  - id: cheap\n    prompt: hello\n"
+                     "    checks:\n      - max_cost_usd: 0.000001\n")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-test")
+    server = start_fake(ttft_s=0.005, token_gap_s=0.001)
+    try:
+        code, out, err = invoke("run", str(suite), "--base-url", server.base_url, "--json")
+        assert code == 0, err
+        run_id = json.loads(out)["run_id"]
+        rows = Store(env).requests_frame(run_id).to_dicts()
+        waived = [r for r in rows if r["model"] == "acme/waived"]
+        assert waived and all(r["cost_usd"] == 0 and r["list_cost_usd"] > Decimal("0.000001") for r in waived)
+        ran = {(r["model"], r["request_idx"]): r["passed"] for r in rows}
+        assert {m: {p for (mm, _), p in ran.items() if mm == m} for m in ("acme/waived", "acme/alpha")} == {
+            "acme/waived": {True}, "acme/alpha": {False}}  # alpha is billed above the limit
+        code, out, err = invoke("check", str(suite), "--run", run_id, "--base-url", server.base_url, "--json")
+        assert code == 0, err
+    finally:
+        server.shutdown()
+    rescored = {(r["model"], r["request_idx"]): r["passed"] for r in Store(env).requests_frame(run_id).to_dicts()}
+    assert rescored == ran

@@ -21,7 +21,7 @@ import streamlit as st
 from conftest import invoke
 from streamlit.testing.v1 import AppTest
 
-from bench.results import report
+from bench.results import summary
 from bench.sandbox import start_sandbox
 from bench.store.store import Store
 
@@ -121,8 +121,8 @@ def test_report_holds_metadata_summary_and_every_chart(runs: dict[str, Any]) -> 
     for title in ("Time to first token", "End to end", "Decode tokens/s", "Cost per 1,000 requests",
                   "Cost vs latency", "Quality x latency x cost", "Run timeline", "Drift over the run"):
         assert sum(title in t for t in titles) == 1, title
-    # the summary is bench.results.report's: the TOTAL row's n and TTFT p50 with its interval
-    total = report.run_summary(Store(runs["db"]), runs["a"])[-1]
+    # the summary is bench.results.summary's: the TOTAL row's n and TTFT p50 with its interval
+    total = summary.run_summary(Store(runs["db"]), runs["a"])[-1]
     from bench.results.html_report import fmt_ci
 
     cell = fmt_ci(total["ttft_p50_ms"], total["ttft_p50_ci_lo_ms"], total["ttft_p50_ci_hi_ms"])

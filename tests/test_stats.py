@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import statistics
 
 import pytest
 
@@ -105,3 +106,27 @@ def test_compare_calls_equal_distributions_noise() -> None:
 def test_compare_with_too_few_values_has_no_interval() -> None:
     c = stats.compare([1.0], [2.0, 3.0])
     assert c.diff == 1.5 and c.ci_lo is None and not c.significant
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 51, 400])
+def test_median_bootstrap_draws_follow_the_resampling_distribution(n: int) -> None:
+    """The vectorised bootstrap draws a resample's median from its exact distribution (order
+    statistics of uniforms), so it must match resampling every value n times, quantile by quantile."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    xs = np.sort(rng.lognormal(5, 0.6, size=n))
+    fast = stats._resampled(xs, statistics.median, 40_000, np.random.default_rng(1))
+    naive = np.median(xs[rng.integers(0, n, size=(40_000, n))], axis=1)
+    grid = np.unique(np.concatenate([fast, naive]))  # compare the two distribution functions
+    cdf_fast = np.searchsorted(np.sort(fast), grid, side="right") / len(fast)
+    cdf_naive = np.searchsorted(np.sort(naive), grid, side="right") / len(naive)
+    assert float(np.abs(cdf_fast - cdf_naive).max()) < 0.015  # Kolmogorov distance, 40,000 draws each
+
+
+def test_compare_uses_every_value_of_a_large_sample() -> None:
+    a = [100.0 + (i * 0.7548776662) % 50 for i in range(100_000)]  # evenly spread, no ties
+    b = [v + 1.0 for v in a]
+    c = stats.compare(a, b, seed=2)
+    assert (c.n_a, c.n_b) == (100_000, 100_000) and c.diff == pytest.approx(1.0)
+    assert c.significant and c.ci_lo is not None and 0 < c.ci_lo <= 1.0 <= c.ci_hi  # type: ignore[operator]

@@ -16,9 +16,11 @@ import pytest
 
 from bench.errors import ConfigError, SchemaTooNew, StoreBusy
 from bench.records import REQUEST_COLUMNS, RequestRow
+from bench.results import summary
 from bench.store import journal
 from bench.store.migrations import MIGRATIONS_TABLE, migration_names
 from bench.store.store import Store
+from tests._rows import journal_rows, write_rows
 
 CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -75,7 +77,7 @@ def test_migrations_from_blank_apply_every_step(tmp_path: Path) -> None:
 
 
 def test_init_twice_applies_nothing_and_keeps_data(store: Store) -> None:
-    store.write_rows([row()])
+    write_rows(store, [row()])
     assert Store(store.path).init() == []
     assert count(store, "run-a") == 1
 
@@ -110,7 +112,7 @@ def test_requests_table_columns_are_exactly_request_row_fields(store: Store) -> 
 
 def test_every_request_column_round_trips(store: Store) -> None:
     original = full_row()
-    store.write_rows([original])
+    write_rows(store, [original])
     got = store.requests_frame("run-full").row(0, named=True)
     for name, value in dataclasses.asdict(original).items():
         if name == "started_at":
@@ -121,35 +123,35 @@ def test_every_request_column_round_trips(store: Store) -> None:
 
 
 def test_missing_values_stay_null_not_zero(store: Store) -> None:
-    store.write_rows([row(outcome=None)])
+    write_rows(store, [row(outcome=None)])
     got = store.requests_frame("run-a").row(0, named=True)
     optional = [f.name for f in dataclasses.fields(RequestRow) if f.default is None]
     assert all(got[name] is None for name in optional)
 
 
 def test_non_finite_floats_are_stored_as_null(store: Store) -> None:
-    store.write_rows([row(ttft_ms=float("nan"), e2e_ms=float("inf"), tpot_ms=3.0)])
+    write_rows(store, [row(ttft_ms=float("nan"), e2e_ms=float("inf"), tpot_ms=3.0)])
     got = store.requests_frame("run-a").row(0, named=True)
     assert (got["ttft_ms"], got["e2e_ms"], got["tpot_ms"]) == (None, None, 3.0)
 
 
 def test_money_beyond_18_places_is_rounded_not_floated(store: Store) -> None:
-    store.write_rows([row(cost_usd=Decimal("0.0000001234567890123456789"))])
+    write_rows(store, [row(cost_usd=Decimal("0.0000001234567890123456789"))])
     got = store.requests_frame("run-a")["cost_usd"].item()
     assert got == Decimal("0.000000123456789012")
 
 
-def test_write_rows_twice_never_duplicates_a_key(store: Store) -> None:
+def test_journaling_rows_twice_never_duplicates_a_key(store: Store) -> None:
     rows = [row(idx=i) for i in range(5)]
-    assert store.write_rows(rows + [row(idx=0)]) == 5  # a duplicate inside the batch too
-    assert store.write_rows(rows) == 0
+    assert write_rows(store, rows + [row(idx=0)]) == 5  # a duplicate inside the batch too
+    assert write_rows(store, rows) == 0
     frame = store.requests_frame("run-a")
     assert frame["request_idx"].to_list() == [0, 1, 2, 3, 4]
 
 
 def test_resumed_result_replaces_only_an_unfinished_row(store: Store) -> None:
-    store.write_rows([row(idx=0, outcome="cancelled"), row(idx=1, outcome="ok", ttft_ms=1.0)])
-    store.write_rows(
+    write_rows(store, [row(idx=0, outcome="cancelled"), row(idx=1, outcome="ok", ttft_ms=1.0)])
+    write_rows(store,
         [row(idx=0, outcome="ok", session=1, ttft_ms=2.0), row(idx=1, outcome="timeout", session=1)]
     )
     got = {r["request_idx"]: r for r in store.requests_frame("run-a").to_dicts()}
@@ -170,40 +172,44 @@ def test_ingest_keeps_the_final_row_of_a_resumed_request(tmp_path: Path) -> None
 
 
 def test_journal_lines_hold_money_as_text_and_lists(store: Store) -> None:
-    store.write_rows([full_row()])
+    write_rows(store, [full_row()])
     lines = (store.journal_dir / "run-full.jsonl").read_text().splitlines()
     record = json.loads(lines[0])
     assert record["cost_usd"] == "0.000123456789012345"
     assert record["chunk_gaps_ms"] == [0.5, 1.25, 30.0]
-    assert set(record) == set(REQUEST_COLUMNS)
+    # the runner's line leaves out what is None; reading it back gives every column
+    assert set(record) == {k for k, v in dataclasses.asdict(full_row()).items() if v is not None}
+    frame, _, bad = journal.read_journal(store.journal_dir / "run-full.jsonl")
+    assert bad == 0 and frame.columns == REQUEST_COLUMNS
+    assert frame["cost_usd"].item() == "0.000123456789012345"  # exact text
 
 
-def test_busy_database_keeps_rows_in_the_journal_until_flush(store: Store) -> None:
+def test_busy_database_keeps_rows_in_the_journal_until_the_next_ingest(store: Store) -> None:
     writer = Store(store.path, write_timeout_s=0.3)
     holder = duckdb.connect(str(store.path), read_only=True, config=CONFIG)
     try:
-        assert writer.write_rows([row(idx=i) for i in range(3)]) == 0
-        assert writer.lagging_runs == {"run-a"}
-        with pytest.raises(StoreBusy):
-            writer.flush()
+        journal_rows(writer, [row(idx=i) for i in range(3)])
+        with pytest.raises(StoreBusy):  # the sink keeps going; the rows wait in the journal
+            writer.ingest_journal("run-a")
+        assert writer.finished_keys("run-a") == {0, 1, 2}  # durable already
     finally:
         holder.close()
-    assert writer.flush() == 3
-    assert writer.lagging_runs == set()
+    assert writer.ingest_journal("run-a") == 3
     assert count(store, "run-a") == 3
 
 
-def test_next_write_catches_up_rows_left_in_the_journal(store: Store) -> None:
+def test_next_ingest_catches_up_rows_left_in_the_journal(store: Store) -> None:
     writer = Store(store.path, write_timeout_s=0.3)
-    writer.write_rows([row(idx=0)])
+    write_rows(writer, [row(idx=0)])
     holder = duckdb.connect(str(store.path), read_only=True, config=CONFIG)
     try:
-        assert writer.write_rows([row(idx=1), row(idx=2)]) == 0  # busy: journal only
+        journal_rows(writer, [row(idx=1), row(idx=2)])
+        with pytest.raises(StoreBusy):  # busy: journal only
+            writer.ingest_journal("run-a")
     finally:
         holder.close()
-    assert writer.write_rows([row(idx=3)]) == 3  # its own row plus the two left behind
+    assert write_rows(writer, [row(idx=3)]) == 3  # its own row plus the two left behind
     assert store.requests_frame("run-a")["request_idx"].to_list() == [0, 1, 2, 3]
-    assert writer.lagging_runs == set()
 
 
 # -- journal recovery ------------------------------------------------------------------
@@ -226,7 +232,7 @@ def test_ingest_recovers_rows_journaled_before_a_crash(tmp_path: Path) -> None:
 
 
 def test_ingest_twice_from_scratch_does_not_duplicate(store: Store) -> None:
-    store.write_rows([row(idx=i) for i in range(4)])
+    write_rows(store, [row(idx=i) for i in range(4)])
     con = duckdb.connect(str(store.path), config=CONFIG)
     con.execute("DELETE FROM _orbench_journal").fetchall()  # forget all progress
     con.close()
@@ -250,7 +256,7 @@ def test_resumed_journal_drops_the_torn_tail_before_appending(tmp_path: Path) ->
 
 def test_two_phase_write_journals_then_inserts(store: Store) -> None:
     rows = [row(idx=i) for i in range(3)]
-    store.journal_rows("run-a", rows)
+    journal_rows(store, rows)
     assert store.finished_keys("run-a") == {0, 1, 2}  # from the journal alone
     assert store.insert_rows(rows) == 3
     assert store.insert_rows(rows) == 0
@@ -259,13 +265,13 @@ def test_two_phase_write_journals_then_inserts(store: Store) -> None:
 
 def test_finished_keys_skip_rerunnable_outcomes(store: Store) -> None:
     outcomes = ["ok", "timeout", "cancelled", "not_run", "budget_skipped", "skipped", None]
-    store.write_rows([row(idx=i, outcome=o) for i, o in enumerate(outcomes)])
-    store.journal_rows("run-a", [row(idx=20, outcome="rate_limited"), row(idx=21, outcome="cancelled")])
+    write_rows(store, [row(idx=i, outcome=o) for i, o in enumerate(outcomes)])
+    journal_rows(store, [row(idx=20, outcome="rate_limited"), row(idx=21, outcome="cancelled")])
     assert store.finished_keys("run-a") == {0, 1, 20}
 
 
 def test_run_spend_and_next_session(store: Store) -> None:
-    store.write_rows(
+    write_rows(store,
         [
             row(idx=0, cost_usd=Decimal("0.1"), list_cost_usd=Decimal("0.2")),
             row(idx=1, list_cost_usd=Decimal("0.02")),
@@ -348,7 +354,7 @@ def test_resolve_latest_without_runs_is_a_config_error(store: Store) -> None:
 
 def test_list_runs_counts_rows(store: Store) -> None:
     store.create_run("run-a")
-    store.write_rows([row(idx=0, cost_usd=Decimal("0.25")), row(idx=1, outcome="timeout")])
+    write_rows(store, [row(idx=0, cost_usd=Decimal("0.25")), row(idx=1, outcome="timeout")])
     got = store.list_runs().row(0, named=True)
     assert (got["run_id"], got["n_rows"], got["n_ok"], got["cost_usd"]) == ("run-a", 2, 1, Decimal("0.25"))
     assert "plan" not in store.list_runs().columns
@@ -361,7 +367,7 @@ def test_missing_file_reads_as_empty_frames_with_columns(tmp_path: Path) -> None
     s = Store(tmp_path / "absent.duckdb")
     assert s.requests_frame("x").columns == REQUEST_COLUMNS
     assert s.list_runs().is_empty() and "run_id" in s.list_runs().columns
-    assert s.summary("x").is_empty() and "ttft_p99_ms" in s.summary("x").columns
+    assert summary.run_summary(s, "x") == [] and "ttft_p99_ms" in summary.frame([]).columns
     assert s.get_run("x") is None and s.latest_run_id() is None
     assert s.finished_keys("x") == set()
     assert not s.path.exists()
@@ -389,59 +395,12 @@ def test_query_is_read_only(store: Store) -> None:
 
 
 def test_requests_frame_filters(store: Store) -> None:
-    store.write_rows([row(idx=0), row(idx=1, is_warmup=True), row(idx=2, outcome="timeout")])
+    write_rows(store, [row(idx=0), row(idx=1, is_warmup=True), row(idx=2, outcome="timeout")])
     assert store.requests_frame("run-a", include_warmup=False)["request_idx"].to_list() == [0, 2]
     assert store.requests_frame("run-a", outcomes=["timeout"])["request_idx"].to_list() == [2]
     assert store.requests_frame("run-a", columns=["request_idx"]).columns == ["request_idx"]
     with pytest.raises(ConfigError):
         store.requests_frame("run-a", columns=["request_idx; DROP TABLE runs"])
-
-
-# -- summary ----------------------------------------------------------------------------
-
-
-def test_summary_matches_hand_computed_values(store: Store) -> None:
-    d = Decimal
-    rows = [
-        row(idx=0, is_warmup=True, repeat=-1, ttft_ms=9999.0, cost_usd=d("1")),  # never counted
-        row(idx=1, ttft_ms=100.0, tpot_ms=10.0, decode_tps=100.0, e2e_ms=1000.0, provider="B",
-            prompt_tokens=10, completion_tokens=20, cost_usd=d("0.001"), list_cost_usd=d("0.0008")),
-        row(idx=2, ttft_ms=200.0, tpot_ms=20.0, decode_tps=50.0, e2e_ms=2000.0, provider="A",
-            prompt_tokens=10, completion_tokens=30, cost_usd=d("0.002"), list_cost_usd=d("0.002")),
-        row(idx=3, ttft_ms=300.0, tpot_ms=30.0, decode_tps=40.0, e2e_ms=3000.0, provider="A",
-            prompt_tokens=10, completion_tokens=40, cost_usd=d("0.003")),
-        row(idx=4, ttft_ms=400.0, tpot_ms=40.0, decode_tps=20.0, e2e_ms=4000.0, provider="A",
-            prompt_tokens=10, completion_tokens=50, cost_usd=d("0.004"), list_cost_usd=d("0.005")),
-        row(idx=5, outcome="rate_limited", ttft_ms=1.0),  # latency of failures is ignored
-        row(idx=6, outcome="provider_error", prompt_tokens=10, cost_usd=d("0.0005")),
-        row(idx=7, outcome="not_run"),
-        row(idx=8, model="acme/beta", ttft_ms=50.0),
-    ]  # fmt: skip
-    store.write_rows(rows)
-    frame = store.summary("run-a")
-    assert frame["model"].to_list() == ["acme/alpha", "acme/beta"]
-    s = frame.row(0, named=True)
-    assert (s["n"], s["ok"], s["errors"], s["rate_limited"], s["not_attempted"]) == (6, 4, 2, 1, 1)
-    assert s["error_rate"] == pytest.approx(2 / 6)
-    assert s["rate_limited_rate"] == pytest.approx(1 / 6)
-    # linear interpolation over 100, 200, 300, 400: position (n-1) * q
-    assert s["ttft_p50_ms"] == pytest.approx(250.0)
-    assert s["ttft_p90_ms"] == pytest.approx(370.0)
-    assert s["ttft_p95_ms"] == pytest.approx(385.0)
-    assert s["ttft_p99_ms"] == pytest.approx(397.0)
-    assert s["tpot_p50_ms"] == pytest.approx(25.0)
-    assert s["decode_tps_p50"] == pytest.approx(45.0)
-    assert (s["e2e_p50_ms"], s["e2e_p95_ms"]) == (pytest.approx(2500.0), pytest.approx(3850.0))
-    assert (s["prompt_tokens"], s["completion_tokens"]) == (50, 140)
-    assert s["cost_usd"] == d("0.0105") and s["n_cost"] == 5
-    assert s["cost_per_request_usd"] == d("0.0021")
-    assert s["cost_per_1k_requests_usd"] == d("2.1")
-    assert s["list_cost_usd"] == d("0.0078")
-    assert s["billed_minus_list_usd"] == d("-0.0008")  # rows with both prices only
-    assert s["warmup_cost_usd"] == d("1")
-    assert s["providers"] == ["A", "B"]
-    beta = frame.row(1, named=True)
-    assert (beta["n"], beta["ttft_p99_ms"], beta["providers"]) == (1, 50.0, [])
 
 
 # -- catalog and credits ----------------------------------------------------------------

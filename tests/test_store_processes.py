@@ -21,21 +21,35 @@ ROOT = Path(__file__).resolve().parents[1]
 
 WRITER = """
 import json, sys, time
+from bench.errors import StoreBusy
 from bench.records import RequestRow
 from bench.store.store import Store
 
+# The runner's path (bench.sink): journal each row, fsync the batch, then ingest the journal;
+# a busy file leaves the rows in the journal for the next ingest.
 db, run_id, n, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 store = Store(db)
 store.init()
-inserted = 0
+inserted, lagging = 0, set()
 for start in range(0, n, batch):
-    rows = [RequestRow(run_id=run_id, request_idx=i, model="acme/alpha", provider_variant="default",
-                       endpoint="openrouter", case_id="c", repeat=0, is_warmup=False, outcome="ok",
-                       ttft_ms=float(i), chunk_gaps_ms=[1.0, 2.0])
-            for i in range(start, min(n, start + batch))]
-    inserted += store.write_rows(rows)
-    print(start + len(rows), flush=True)
-print(json.dumps({"inserted": inserted, "lagging": sorted(store.lagging_runs)}), flush=True)
+    for i in range(start, min(n, start + batch)):
+        store.journal_line(RequestRow(run_id=run_id, request_idx=i, model="acme/alpha", provider_variant="default",
+                                      endpoint="openrouter", case_id="c", repeat=0, is_warmup=False, outcome="ok",
+                                      ttft_ms=float(i), chunk_gaps_ms=[1.0, 2.0]))
+    store.sync_journal(run_id)
+    print(min(n, start + batch), flush=True)
+    try:
+        inserted += store.ingest_journal(run_id)
+        lagging.discard(run_id)
+    except StoreBusy:
+        lagging.add(run_id)
+if lagging:  # what the sink's close does: one more move; rows still busy stay lagging
+    try:
+        inserted += store.ingest_journal(run_id)
+        lagging.clear()
+    except StoreBusy:
+        pass
+print(json.dumps({"inserted": inserted, "lagging": sorted(lagging)}), flush=True)
 """
 
 READER = """

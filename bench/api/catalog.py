@@ -269,6 +269,38 @@ def parse_endpoint(raw: dict[str, Any]) -> Endpoint:
     )
 
 
+def filter_models(models: Iterable[Model], *, text: str | None = None, modalities: Iterable[str] = (),
+                  max_prompt_usd_per_m: Decimal | None = None, min_context: int | None = None,
+                  authors: Iterable[str] = (), params: Iterable[str] = ()) -> list[Model]:
+    """Catalog search, one rule for ``orbench models`` and the dashboard's Catalog page.
+
+    ``text``: a substring of the id or name (any case). ``modalities``: each one must be a
+    modality the model takes as input or produces as output. ``max_prompt_usd_per_m``: prompt
+    price per 1M tokens at most (a variable, router, price never passes). ``min_context``:
+    context length at least. ``authors``: the id's part before "/" is one of them. ``params``:
+    every one is a supported parameter.
+    """
+    needle = (text or "").strip().lower()
+    wanted, by, needed = set(modalities), set(authors), set(params)
+    out = []
+    for m in models:
+        if needle and needle not in f"{m.id} {m.name}".lower():
+            continue
+        if wanted and not wanted <= set(m.input_modalities or []) | set(m.output_modalities or []):
+            continue
+        if max_prompt_usd_per_m is not None and (
+                m.pricing.variable or m.pricing.prompt * 1_000_000 > max_prompt_usd_per_m):
+            continue
+        if min_context is not None and (m.context_length or 0) < min_context:
+            continue
+        if by and m.id.split("/", 1)[0] not in by:
+            continue
+        if needed and not needed <= set(m.supported_parameters or []):
+            continue
+        out.append(m)
+    return out
+
+
 def find_model(models: Iterable[Model], model_id: str) -> Model | None:
     """The model whose ``id`` is ``model_id``, else the one whose ``canonical_slug`` is."""
     by_slug = None

@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from bench.api.catalog import Model
+from bench.api.catalog import Model, filter_models
 from bench.api.client import OpenRouterClient, RetryPolicy
 from bench.api.http import build_http_client
-from bench.cli.common import api_options, api_settings, fail, note, output_options, parse_usd, run_async
-from bench.config import Settings
+from bench.cli.common import api_options, api_settings, fail, note, output_options, run_async
+from bench.config import Settings, parse_usd
 from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
 from bench.results.render import Column, Output, emit, integer, num, usd
 
@@ -73,22 +73,6 @@ def model_row(m: Model) -> dict[str, Any]:
     }
 
 
-def filter_models(models: list[Model], text: str | None, modality: str | None,
-                  max_price: Decimal | None, min_context: int | None) -> list[Model]:
-    out = []
-    for m in models:
-        if text and text.lower() not in f"{m.id} {m.name}".lower():
-            continue
-        if modality and modality not in (m.input_modalities or []) + (m.output_modalities or []):
-            continue
-        if max_price is not None and (m.pricing.variable or m.pricing.prompt * PER_M > max_price):
-            continue
-        if min_context is not None and (m.context_length or 0) < min_context:
-            continue
-        out.append(m)
-    return out
-
-
 MODEL_COLUMNS = [
     Column("id", priority=0, min_width=24), Column("context_length", "context", integer, priority=1),
     Column("prompt_usd_per_m", "$/M in", _usd_text, priority=1, align="right"),
@@ -120,7 +104,8 @@ def models_cmd(base_url: str | None, sandbox: bool, text: str | None, modality: 
     limit = parse_usd(max_price, "--max-price")
     with api_settings(base_url, sandbox) as settings:
         models = run_async(_call(settings, lambda c: c.models()))
-    models = filter_models(models, text, modality, limit, min_context)
+    models = filter_models(models, text=text, modalities=(modality,) if modality else (),
+                           max_prompt_usd_per_m=limit, min_context=min_context)
     if sort_by == "price":
         models.sort(key=lambda m: (m.pricing.variable, m.pricing.prompt + m.pricing.completion, m.id))
     elif sort_by == "context":

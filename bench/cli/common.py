@@ -12,14 +12,12 @@ import functools
 import os
 from collections.abc import Iterator
 from dataclasses import replace
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import click
 
 from bench.api import keys
 from bench.config import Settings
-from bench.errors import ConfigError
 from bench.results.render import Output, emit
 
 EXIT_GATE = 3
@@ -98,16 +96,17 @@ def emit_table(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None
     emit(rows, columns, Output(fmt), fields=fields)
 
 
-def parse_usd(value: str | None, flag: str) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise ConfigError(f"{flag} {value!r}: not a number of USD") from None
-    if d < 0:
-        raise ConfigError(f"{flag} must not be negative")
-    return d
+def note_gates(results: Any) -> bool:
+    """CI gate results on stderr: the tally, then one FAIL line per failed gate; True when any failed
+    (the caller exits ``EXIT_GATE`` once its output is written)."""
+    if not results:
+        return False
+    failed = [r for r in results if r.failed]
+    note(f"gates: {len(results) - len(failed)} passed, {len(failed)} failed")
+    for r in failed:
+        obs = "unmeasured" if r.observed is None else f"{r.observed:g}"
+        note(f"  FAIL {r.group}: {r.gate.metric} = {obs} ({r.gate.text})")
+    return bool(failed)
 
 
 # ----------------------------------------------------------------- the options

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from bench.cli.common import db_option, note, output_options, wide_option
+from bench.cli.common import EXIT_GATE, db_option, note, note_gates, output_options, wide_option
 from bench.config import Settings
 from bench.errors import ConfigError
-from bench.results import export, report, stats
+from bench.results import compare, export, report
 from bench.results.render import (
     Column,
     Output,
@@ -26,6 +26,7 @@ from bench.results.render import (
     usd,
     when,
 )
+from bench.results.summary import run_summary
 from bench.store.runs import RunRecord
 from bench.store.store import Store
 
@@ -37,11 +38,11 @@ def _store(db_path: str | None) -> Store:
     return Store(settings.db_path)
 
 
-def emit_summary(summary: list[dict[str, Any]], run: RunRecord, wide: bool = False) -> None:
+def emit_summary(groups: list[dict[str, Any]], run: RunRecord, wide: bool = False) -> None:
     """The summary table on stdout, fitted to the terminal unless ``wide``; its notes on stderr."""
-    text, hidden = report.summary_table(summary, run, None if wide else terminal_width())
+    text, hidden = report.summary_table(groups, run, None if wide else terminal_width())
     click.echo(text)
-    for line in report.summary_notes(summary):
+    for line in report.summary_notes(groups):
         note(line)
     if hidden:
         note(hidden_note(hidden, None if wide else terminal_width()))
@@ -75,19 +76,16 @@ def show_cmd(run: str, db_path: str | None, output: Output, exclude_cold: bool) 
     """Per model x provider: n, errors, TTFT percentiles with 95% CI, TPOT, tokens, cost."""
     store = _store(db_path)
     run_id = store.resolve_run(run)
-    summary = report.run_summary(store, run_id, exclude_cold)
+    groups = run_summary(store, run_id, exclude_cold)
     meta = store.get_run(run_id)
     assert meta is not None  # resolve_run found it, and runs are never deleted
     if output.fmt == "table":
-        emit_summary(summary, meta, output.wide)
+        emit_summary(groups, meta, output.wide)
         return
-    emit([dict(r, run_id=run_id) for r in summary], [], output)
+    emit([dict(r, run_id=run_id) for r in groups], [], output)
 
 
-COMPARE_METRICS = [("ttft_ms", "TTFT ms"), ("e2e_ms", "e2e ms"), ("tpot_ms", "TPOT ms"),
-                   ("decode_tps", "decode tok/s")]
-COMPARE_FIELDS = ["group", "metric", "n_a", "n_b", "p50_a", "p50_b", "change", "change_pct",
-                  "ci_lo", "ci_hi", "verdict"]
+COMPARE_FIELDS = compare.FIELDS
 COMPARE_COLUMNS = [
     Column("group", "model [provider]", priority=0, min_width=20, align="left"),
     Column("metric", priority=0), Column("n_a", fmt=integer, priority=7), Column("n_b", fmt=integer, priority=7),
@@ -98,32 +96,8 @@ COMPARE_COLUMNS = [
 
 
 def _compare_rows(a_id: str, b_id: str, store: Store, seed: int) -> list[dict[str, Any]]:
-    frame_a, frame_b = store.requests_frame(a_id), store.requests_frame(b_id)
-    a, b = report.current_rows(frame_a), report.current_rows(frame_b)
-    errors_a = {(g["model"], g["provider_variant"]): g["error_rate"] for g in report.summarize(frame_a)}
-    errors_b = {(g["model"], g["provider_variant"]): g["error_rate"] for g in report.summarize(frame_b)}
-    rows: list[dict[str, Any]] = []
-    keys = sorted(set(zip(a["model"], a["provider_variant"])) & set(zip(b["model"], b["provider_variant"])))
-    for model, variant in keys:
-        ga = a.filter((a["model"] == model) & (a["provider_variant"] == variant) & (a["outcome"] == "ok"))
-        gb = b.filter((b["model"] == model) & (b["provider_variant"] == variant) & (b["outcome"] == "ok"))
-        for col, label in COMPARE_METRICS:
-            va = [v for v in ga[col].to_list() if v is not None]
-            vb = [v for v in gb[col].to_list() if v is not None]
-            if not va or not vb:
-                continue
-            c = stats.compare(va, vb, seed=seed)
-            rows.append({
-                "group": f"{model} [{variant}]", "metric": label, "n_a": len(va), "n_b": len(vb),
-                "p50_a": c.median_a, "p50_b": c.median_b, "change": c.diff,
-                "change_pct": None if c.rel_change is None else 100 * c.rel_change,
-                "ci_lo": c.ci_lo, "ci_hi": c.ci_hi,
-                "verdict": "beyond noise" if c.significant else "within noise",
-            })
-        ea, eb = errors_a.get((model, variant)), errors_b.get((model, variant))
-        rows.append({"group": f"{model} [{variant}]", "metric": "error rate", "p50_a": ea, "p50_b": eb,
-                     "change": None if ea is None or eb is None else eb - ea})
-    if not keys:
+    rows = compare.compare_runs(store, a_id, b_id, seed=seed)
+    if not rows:
         note("the two runs share no model x provider")
     return rows
 
@@ -174,7 +148,7 @@ def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_wa
     store = _store(db_path)
     run_id = store.resolve_run(run)
     if summary:
-        frame = export.summary_frame(report.run_summary(store, run_id))
+        frame = export.summary_frame(run_summary(store, run_id))
     else:
         frame = export.request_frame(store.requests_frame(run_id), include_warmup)
     meta = export.run_metadata(store.get_run(run_id), kind="summary" if summary else "requests", fmt=fmt,
@@ -248,19 +222,15 @@ def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | Non
     with api_settings(base_url, sandbox, db_path) as settings:
         n = asyncio.run(rescore.rescore_run(settings, store, Path(suite), run_id))
     note(f"re-scored {n} requests of run {run_id}")
-    summary = report.run_summary(store, run_id)
-    results = gates.evaluate(gate_list, summary)
+    groups = run_summary(store, run_id)
+    results = gates.evaluate(gate_list, groups)
     meta = store.get_run(run_id)
     assert meta is not None  # resolve_run found it, and runs are never deleted
     if as_json:
         import json
 
-        click.echo(json.dumps(report.summary_json(summary, meta, results), indent=2, default=str))
+        click.echo(json.dumps(report.summary_json(groups, meta, results), indent=2, default=str))
     else:
-        emit_summary(summary, meta, wide)
-    if any(r.failed for r in results):
-        for r in results:
-            if r.failed:
-                obs = "unmeasured" if r.observed is None else f"{r.observed:g}"
-                note(f"  FAIL {r.group}: {r.gate.metric} = {obs} ({r.gate.text})")
-        sys.exit(3)
+        emit_summary(groups, meta, wide)
+    if note_gates(results):
+        sys.exit(EXIT_GATE)

@@ -15,11 +15,11 @@ from typing import Any
 import click
 
 from bench.api import keys
-from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, parse_usd, wide_option
+from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, note_gates, wide_option
 from bench.cli.results import emit_summary
-from bench.config import Settings
+from bench.config import Settings, parse_usd
 from bench.errors import ConfigError
-from bench.results import gates, report
+from bench.results import gates, report, summary
 from bench.results.render import usd
 from bench.run import budget as budget_mod
 from bench.run import engine, synthetic
@@ -27,6 +27,7 @@ from bench.run import targets as targets_mod
 from bench.run.runner import Runner
 from bench.run.state import Progress
 from bench.store.store import Store
+from bench.suites.model import OPENROUTER
 
 
 @contextlib.contextmanager
@@ -112,10 +113,10 @@ def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
     lines.extend(f"resume: {n}" for n in prep.in_flight_booked)
     if settings is not None:
         # Which variable's value goes to which URL (names only, never a key character).
-        used = {t.endpoint for t in prep.targets} | ({engine.OPENROUTER} if prep.suite.judge_models else set())
+        used = {t.endpoint for t in prep.targets} | ({OPENROUTER} if prep.suite.judge_models else set())
         lines += ["  " + line for line in keys.plan_lines(settings.base_url, prep.suite.endpoints,
                                                            env if env is not None else {}, used)]
-        if not prep.openrouter_api and engine.OPENROUTER in used:
+        if not prep.openrouter_api and OPENROUTER in used:
             lines.append(f"  {settings.base_url} is an OpenAI-compatible server (no OpenRouter prices "
                          "in its /models): usage from the stream, no key/credits/generation calls")
     return "\n".join(lines)
@@ -235,31 +236,26 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
         run_id, _ = asyncio.run(_run(settings, spec, store, resume, dry_run, printer))
     if run_id is None:
         return
-    summary = report.run_summary(store, run_id)
-    results = gates.evaluate(gate_list, summary)
+    groups = summary.run_summary(store, run_id)
+    results = gates.evaluate(gate_list, groups)
     run = store.get_run(run_id)
     assert run is not None  # _run created it, and runs are never deleted
     if not as_json:
-        emit_summary(summary, run, wide)
-    if results:
-        failed = [r for r in results if r.failed]
-        note(f"gates: {len(results) - len(failed)} passed, {len(failed)} failed")
-        for r in failed:
-            obs = "unmeasured" if r.observed is None else f"{r.observed:g}"
-            note(f"  FAIL {r.group}: {r.gate.metric} = {obs} ({r.gate.text})")
+        emit_summary(groups, run, wide)
+    gates_failed = note_gates(results)
     if junit:
         cases = gates.case_results(report.current_rows(store.requests_frame(run_id)))
         Path(junit).write_text(gates.junit_xml(results, run["suite_name"] or "orbench", cases))
     if summary_md:
-        Path(summary_md).write_text(report.summary_markdown(summary, run) + "\n" +
+        Path(summary_md).write_text(report.summary_markdown(groups, run) + "\n" +
                                     gates.results_markdown(results))
     if as_json:
-        click.echo(json.dumps(report.summary_json(summary, run, results), indent=2,
+        click.echo(json.dumps(report.summary_json(groups, run, results), indent=2,
                               default=str))
     if run["status"] in ("failed", "stopped"):
         raise ConfigError(f"run {run_id} {run['status']}: {run['status_reason']}")
     if run["status"] == "cancelled":
         note(f"run {run_id} cancelled; continue it with: orbench run --resume {run_id}")
         sys.exit(130)
-    if any(r.failed for r in results):
+    if gates_failed:
         sys.exit(EXIT_GATE)

@@ -23,15 +23,16 @@ from typing import Any
 
 import click
 
-from bench.cli.common import api_options, api_settings, db_option, note, parse_usd
+from bench.cli.common import api_options, api_settings, db_option, note
 from bench.cli.run import ProgressPrinter, _local_endpoint
-from bench.config import Settings
+from bench.config import Settings, parse_usd
 from bench.errors import ConfigError
 from bench.results.render import Column, fit_table, integer, num, rate
 from bench.run import budget as budget_mod
 from bench.run import engine, sweep
 from bench.run import targets as targets_mod
 from bench.run.plan import PlannedRequest
+from bench.store.runs import new_run_id
 from bench.store.store import Store
 from bench.suites import parse as suites
 
@@ -255,7 +256,7 @@ def sweep_cmd(suite: str | None, concurrency: str | None, rate: str | None, requ
             store.update_sweep(sweep_id, "running")
         else:
             store.init()
-            sweep_id = "sweep-" + engine.new_run_id()
+            sweep_id = "sweep-" + new_run_id()
             store.create_sweep(sweep_id, suite_path=opts.suite_path, axis=opts.axis, levels=opts.levels,
                                settings={"options": dataclasses.asdict(opts), "slos": opts.slos})
         note(f"sweep {sweep_id}: {opts.axis} {', '.join(f'{v:g}' for v in opts.levels)}")

@@ -144,6 +144,33 @@ async def evaluate_checks_async(
                            **measured)
 
 
+def checked_cost(cost_usd: Decimal | None, list_cost_usd: Decimal | None) -> Decimal | None:
+    """The cost a ``max_cost_usd`` check sees: the reported cost, else the list cost. A reported
+    $0 is a cost ($0), not a missing one."""
+    return cost_usd if cost_usd is not None else list_cost_usd
+
+
+async def evaluate_row(
+    checks: Sequence[Check],
+    *,
+    output_text: str | None,
+    tool_calls: Sequence[ToolCall],
+    ttft_ms: float | None,
+    e2e_ms: float | None,
+    cost_usd: Decimal | None,
+    list_cost_usd: Decimal | None,
+    completion_tokens: int | None,
+    threshold: float,
+    judge_fn: AsyncJudgeFn | None,
+) -> CheckOutcome:
+    """One answer's checks, as the run scores it and ``orbench check`` re-scores it (one rule)."""
+    return await evaluate_checks_async(
+        checks, output_text=output_text, tool_calls=tool_calls, ttft_ms=ttft_ms, e2e_ms=e2e_ms,
+        cost_usd=checked_cost(cost_usd, list_cost_usd), completion_tokens=completion_tokens,
+        threshold=threshold, judge_fn=judge_fn,
+    )
+
+
 def results_json(outcome: CheckOutcome) -> str:
     """The per-check results as a JSON list, for ``RequestRow.check_detail``."""
     return json.dumps([asdict(r) for r in outcome.results], ensure_ascii=False)

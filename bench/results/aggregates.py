@@ -23,7 +23,9 @@ exact value (the interval *ranks* are exact; the value read at a rank is sketche
 ``plan`` decides per selection: aggregates are used only when every selected run
 has ended, no case filter is set (cases are not a key of the sketches) and the
 selection has at least ``MIN_ROWS`` rows; below that the exact per-request queries
-of ``bench.results.analytics`` are fast enough and are used instead.
+of ``bench.results.summary`` are fast enough and are used instead. Every field the summary derives
+from counts and sums (``n`` = requests sent, tokens billed over every outcome, tokens for
+speed over ``ok``, money over every row) reads the same from either source.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ MIN_ROWS = 200_000
 EXACT_ONLY = 2**62
 """A ``min_rows`` no selection reaches: always the exact per-request queries."""
 METRICS = AGGREGATE_METRICS
+PASSED_E2E = "e2e_ms_passed"
+"""The sketch of ``e2e_ms`` over ok rows that passed their checks (latency of correct answers)."""
 
 _WHERE = """
     list_contains($run_ids, run_id)
@@ -63,20 +67,34 @@ WHERE list_contains($run_ids, r.run_id)
 """
 
 _COUNTS = """
-WITH a AS (SELECT *, {prov} AS prov FROM run_aggregates WHERE {where})
+WITH a AS (SELECT *, {prov} AS prov, provider AS served FROM run_aggregates WHERE {where}),
+-- requests a stopped run planned and never recorded (read from the plans of runs short of rows only)
+u AS (SELECT model, {prov} AS prov, count(*) AS n FROM requests_current
+      WHERE NOT recorded AND NOT is_warmup AND {where} GROUP BY ALL),
+g AS (
 SELECT model, prov AS provider,
-    CAST(sum(n) AS BIGINT) AS n,
-    CAST(coalesce(sum(n) FILTER (WHERE list_contains($finished, outcome)), 0) AS BIGINT) AS sent,
+    CAST(sum(n) AS BIGINT) AS recorded,
+    CAST(coalesce(sum(n) FILTER (WHERE list_contains($finished, outcome)), 0) AS BIGINT) AS n,
     CAST(coalesce(sum(n) FILTER (WHERE outcome = 'ok'), 0) AS BIGINT) AS ok,
     CAST(coalesce(sum(n) FILTER (WHERE outcome = 'rate_limited'), 0) AS BIGINT) AS rate_limited,
-    sum(billed_usd) AS billed_usd, CAST(sum(n_billed) AS BIGINT) AS n_billed,
-    sum(list_usd) AS list_usd, CAST(sum(n_list) AS BIGINT) AS n_list,
+    CAST(sum(retries_429) AS BIGINT) AS retries_429,
+    CAST(coalesce(sum(n_cold) FILTER (WHERE outcome = 'ok'), 0) AS BIGINT) AS cold_connections,
     CAST(sum(prompt_tokens) AS BIGINT) AS prompt_tokens,
     CAST(sum(completion_tokens) AS BIGINT) AS completion_tokens,
+    CAST(sum(cached_tokens) AS BIGINT) AS cached_tokens,
+    CAST(sum(prompt_tokens) FILTER (WHERE outcome = 'ok') AS BIGINT) AS ok_prompt_tokens,
+    CAST(sum(completion_tokens) FILTER (WHERE outcome = 'ok') AS BIGINT) AS ok_completion_tokens,
+    CAST(sum(billed_usd) AS DECIMAL(38,18)) AS cost_usd, CAST(sum(n_billed) AS BIGINT) AS n_billed,
+    CAST(sum(list_usd) AS DECIMAL(38,18)) AS list_cost_usd, CAST(sum(n_list) AS BIGINT) AS n_list,
     CAST(sum(n_checked) AS BIGINT) AS n_checked,
     CAST(sum(n_passed) AS BIGINT) AS n_passed,
-    list_sort(list_distinct(flatten(list(token_sources)))) AS token_sources
-FROM a GROUP BY ALL ORDER BY model, provider
+    list_sort(list_distinct(flatten(list(token_sources)))) AS token_sources,
+    list_sort(list(DISTINCT served) FILTER (WHERE served IS NOT NULL)) AS providers
+FROM a GROUP BY model, prov
+)
+SELECT g.* EXCLUDE (recorded), g.recorded + coalesce(u.n, 0) AS planned
+FROM g LEFT JOIN u ON u.model IS NOT DISTINCT FROM g.model AND u.prov IS NOT DISTINCT FROM g.provider
+ORDER BY g.model, g.provider
 """
 
 _BINS = """
@@ -180,31 +198,26 @@ def sketches(store: Store, f: Filters, metrics: tuple[str, ...] = METRICS) -> di
 
 
 def group_frame(store: Store, f: Filters, quantiles: list[float]) -> pl.DataFrame:
-    """``bench.results.analytics``' raw group query, answered from the aggregates (same columns)."""
+    """``bench.results.summary``'s raw group query, answered from the aggregates (same columns).
+
+    ``planned`` adds the requests a stopped run never recorded (``requests_current``'s
+    plan rows: read from the plan of runs short of rows only, so cheap), in the same query."""
     sql = _COUNTS.format(prov=f.prov, where=_WHERE.format(prov=f.prov))
     counts = store.query(sql, _params(f) | {"finished": sorted(FINISHED_OUTCOMES)})
     if counts.is_empty():
         return counts
-    sk = sketches(store, f)
-    cols: dict[str, list[Any]] = {}
-    for metric, prefix in (("ttft_ms", "ttft"), ("e2e_ms", "e2e"), ("decode_tps", "decode")):
-        ns, qs = [], []
-        for m, p in zip(counts["model"], counts["provider"]):
-            s = sk.get((m, p, metric))
-            ns.append(s.n if s else 0)
-            qs.append([s.quantile(q) for q in quantiles] if s else None)
-        cols[f"n_{prefix}"], cols[f"{prefix}_q"] = ns, qs
-    tpot = [sk[(m, p, "tpot_ms")].quantile(0.5) if (m, p, "tpot_ms") in sk else None
-            for m, p in zip(counts["model"], counts["provider"])]
-    extra = pl.DataFrame({
-        **{k: pl.Series(k, v, dtype=pl.Int64 if k.startswith("n_") else pl.List(pl.Float64))
-           for k, v in cols.items()},
-        "tpot_p50_ms": pl.Series("tpot_p50_ms", tpot, dtype=pl.Float64),
-    })
-    order = ["model", "provider", "n", "sent", "ok", "rate_limited", "n_ttft", "ttft_q", "n_e2e", "e2e_q",
-             "n_decode", "decode_q", "tpot_p50_ms"]
-    rest = [c for c in counts.columns if c not in order]
-    return pl.concat([counts, extra], how="horizontal").select(order + rest)
+    sk = sketches(store, f, METRICS + (PASSED_E2E,))
+    keys = list(zip(counts["model"], counts["provider"]))
+    cols: dict[str, pl.Series] = {}
+    for metric, prefix in (("ttft_ms", "ttft"), ("e2e_ms", "e2e"), ("decode_tps", "decode_tps"),
+                           ("tpot_ms", "tpot")):
+        found = [sk.get((m, p, metric)) for m, p in keys]
+        cols[f"n_{prefix}"] = pl.Series([s.n if s else 0 for s in found], dtype=pl.Int64)
+        cols[f"_q_{prefix}"] = pl.Series([[s.quantile(q) for q in quantiles] if s else None for s in found],
+                                         dtype=pl.List(pl.Float64))
+    passed = [sk.get((m, p, PASSED_E2E)) for m, p in keys]
+    cols["e2e_p50_correct_ms"] = pl.Series([s.quantile(0.5) if s else None for s in passed], dtype=pl.Float64)
+    return counts.with_columns(**cols)
 
 
 def filter_options(store: Store, run_ids: tuple[str, ...], variant: str, served: str) -> pl.DataFrame:

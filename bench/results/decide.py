@@ -2,10 +2,11 @@
 
 One engine for ``orbench decide`` and the dashboard's Decide page: plain data in (the per-request
 frame of one or more runs, as ``Store.requests_frame`` returns it), a typed ``Decision`` out, no I/O
-besides ``decide_runs`` reading the store. The numbers are ``bench.results.report.summarize``'s; this module
-only adds the intervals the summary does not carry, and the verdicts.
+besides ``decide_runs`` reading the store. The numbers are ``bench.results.summary``'s (its SQL, run over the
+frame by ``summarize_frame``); this module only adds the intervals the summary does not carry, and the
+verdicts.
 
-- Pooling: the frames of several runs are concatenated; ``summarize`` keeps the current row of each
+- Pooling: the frames of several runs are concatenated; the summary keeps the current row of each
   (run, request) and groups by model x provider variant x endpoint, so a model in two runs is one
   candidate over both runs' requests.
 - Intervals (95 % by default), one method per kind of metric:
@@ -53,6 +54,7 @@ import polars as pl
 from bench.errors import ConfigError
 from bench.records import FINISHED_OUTCOMES
 from bench.results import report, stats
+from bench.results import summary as summary_mod
 from bench.results.gates import GATE_METRICS as GATE_METRICS  # re-exported: the metrics a constraint names
 from bench.store.store import Store
 
@@ -138,7 +140,7 @@ class Candidate:
     endpoint: str
     verdict: str
     results: tuple[ConstraintResult, ...]
-    summary: dict[str, Any]  # its bench.results.report.summarize row: every number shown comes from here
+    summary: dict[str, Any]  # its bench.results.summary row: every number shown comes from here
 
     @property
     def label(self) -> str:
@@ -448,9 +450,7 @@ def decide(frame: pl.DataFrame, constraints: Sequence[Constraint] = (), objectiv
     groups = {key: g for key, g in rows.group_by(report.GROUP_COLS, maintain_order=True)} if rows.height else {}
     requests: dict[tuple[str, str, str], pl.DataFrame] = {}
     candidates = []
-    for summary in report.summarize(frame):
-        if summary["group"] == "TOTAL":
-            continue
+    for summary in summary_mod.summarize_frame(frame):
         g = groups[(summary["model"], summary["provider_variant"], summary["endpoint"])]
         c = _candidate(summary, g, constraints, level)
         requests[(c.model, c.provider, c.endpoint)] = g
@@ -472,7 +472,7 @@ def decide(frame: pl.DataFrame, constraints: Sequence[Constraint] = (), objectiv
 
 def _candidate(summary: dict[str, Any], g: pl.DataFrame, constraints: Sequence[Constraint],
                level: float) -> Candidate:
-    sent = max(int(summary.get("sent") or 0), 1)
+    sent = max(int(summary.get("n") or 0), 1)
     results = []
     for c in constraints:
         est = _estimate(c.metric, g, summary, level)

@@ -6,10 +6,10 @@ JSON; a Content-Security-Policy forbids every fetch, so the page requests nothin
 any host. Every string that comes from the data is HTML-escaped, and the JSON blocks
 escape ``<``, ``>`` and ``&``, so no answer text can close a tag or start a script.
 
-The numbers are the ones the other views show: the summary is ``bench.results.report``'s (the
+The numbers are the ones the other views show: the summary is ``bench.results.summary``'s (the
 same as ``orbench show``), the charts are the builders the dashboard draws with
-(``bench.results.charts``) over ``bench.results.analytics``'s aggregations, and changes against a
-baseline use ``bench.results.stats.compare`` on every ok value, as ``orbench compare`` does.
+(``bench.results.charts``) over the same summary, and changes against a baseline are
+``bench.results.compare``'s on every ok value, as ``orbench compare`` computes them.
 
 What is cut, so a 1,000-request run stays well under 2 MB (the Vega bundle is ~0.9 MB):
 the box plots, rates, costs and frontiers are aggregates (a few rows per model x
@@ -34,7 +34,7 @@ import polars as pl
 from bench import __version__
 from bench.errors import ConfigError
 from bench.records import FINISHED_OUTCOMES
-from bench.results import analytics, report, stats
+from bench.results import analytics, compare, report, summary
 from bench.results import quality as quality_mod
 from bench.results.analytics import Filters
 from bench.store.runs import RunRecord
@@ -44,9 +44,8 @@ VL_VERSION = "6.4"  # the Vega-Lite major.minor Altair 6.3 writes (dashboard.cha
 TIMELINE_CAP = 1000
 FAILED_CAP = 100
 TEXT_CAP = 400
-COMPARE_METRICS = [("ttft_ms", "TTFT ms", "lower"), ("e2e_ms", "e2e ms", "lower"),
-                   ("tpot_ms", "TPOT ms", "lower"), ("decode_tps", "decode tok/s", "higher")]
-"""What ``orbench compare`` compares (bench/cli/results.py), with which direction is better."""
+COMPARE_METRICS = compare.METRICS
+"""What ``orbench compare`` compares, with which direction is better."""
 
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
        "img-src data:; font-src data:; connect-src 'none'; form-action 'none'; base-uri 'none'")
@@ -74,6 +73,10 @@ def fmt_num(v: Any) -> str:
     if math.isnan(v):
         return "—"
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.1f}" if abs(v) >= 10 else f"{v:,.2f}"
+
+
+def fmt_int(v: Any) -> str:
+    return "—" if v is None else f"{int(v):,}"
 
 
 def fmt_pct(v: Any) -> str:
@@ -157,11 +160,11 @@ def chart_sections(store: Store, runs: list[RunRecord], charts: Charts) -> str:
     from bench.results import charts as c
 
     many = len(runs) > 1
-    groups = _concat([_prefixed(analytics.group_stats(store, Filters((r.run_id,)), analytics.EXACT_ONLY),
-                                r.run_id if many else None)
-                      for r in runs])
-    quality = _concat([_prefixed(quality_mod.quality_groups(store, Filters((r.run_id,))), r.run_id if many else None)
-                       for r in runs])
+    per_run = [summary.frame(summary.summarize(store, Filters((r.run_id,)), min_rows=summary.EXACT_ONLY))
+               for r in runs]
+    groups = _concat([_prefixed(g, r.run_id if many else None) for g, r in zip(per_run, runs)])
+    quality = _concat([_prefixed(quality_mod.quality_groups(g), r.run_id if many else None)
+                       for g, r in zip(per_run, runs)])
     out = ["<h2 id='latency'>Latency</h2>"]
     if groups.is_empty():
         return "".join(out) + "<p>No measured requests.</p>"
@@ -245,13 +248,13 @@ SUMMARY_HEADERS = ["group", "n", "ok", "errors", "429", "TTFT p50 ms [95% CI]", 
 
 
 def summary_rows(summary: list[dict[str, Any]]) -> list[list[str]]:
-    """``bench.results.report.summarize`` groups as display cells (the numbers ``orbench show`` prints)."""
+    """``bench.results.summary.run_summary`` groups as display cells (the numbers ``orbench show`` prints)."""
     out = []
     for s in summary:
         ttft = [fmt_ci(s[f"ttft_p{q}_ms"], s[f"ttft_p{q}_ci_lo_ms"], s[f"ttft_p{q}_ci_hi_ms"]) for q in (50, 90, 99)]
         out.append([s["group"], str(s["n"]), str(s["ok"]), fmt_pct(s["error_rate"]), fmt_pct(s["rate_limited_rate"]),
                     *ttft, fmt_num(s["e2e_p50_ms"]), fmt_num(s["e2e_p95_ms"]), fmt_num(s["tpot_p50_ms"]),
-                    fmt_num(s["decode_tps_p50"]), f"{s['prompt_tokens']:,}", f"{s['completion_tokens']:,}",
+                    fmt_num(s["decode_tps_p50"]), fmt_int(s["prompt_tokens"]), fmt_int(s["completion_tokens"]),
                     fmt_usd(s["cost_usd"]), fmt_usd(s["cost_per_request_usd"]), fmt_usd(s["billed_minus_list_usd"]),
                     fmt_ci(s["pass_rate"], s["pass_rate_ci_lo"], s["pass_rate_ci_hi"], fmt_pct)])
     return out
@@ -264,48 +267,19 @@ def summary_section(store: Store, runs: list[RunRecord]) -> str:
            "bound that percentile); error and 429 rates over requests sent; pass rate with a Wilson interval."
            "</p>"]
     for r in runs:
-        summary = report.run_summary(store, r.run_id)
+        groups = summary.run_summary(store, r.run_id)
         out.append(f"<h3>{esc(r.run_id)}</h3>")
-        out.append(table(SUMMARY_HEADERS, summary_rows(summary),
-                         ["total" if s["group"] == "TOTAL" else "" for s in summary]) if summary
+        out.append(table(SUMMARY_HEADERS, summary_rows(groups),
+                         ["total" if s["group"] == "TOTAL" else "" for s in groups]) if groups
                    else "<p>No requests.</p>")
     return "".join(out)
 
 
 # ------------------------------------------------------------------- baseline
 def baseline_changes(store: Store, base_id: str, run_id: str, seed: int = 0) -> list[dict[str, Any]]:
-    """What ``orbench compare BASE RUN`` computes: per model x provider and metric, the change of
-    the median (bootstrap CI, every ok value) and whether it is beyond the noise."""
-    frame_a, frame_b = store.requests_frame(base_id), store.requests_frame(run_id)
-    a, b = report.current_rows(frame_a), report.current_rows(frame_b)
-    errors_a = {(g["model"], g["provider_variant"]): g["error_rate"] for g in report.summarize(frame_a)}
-    errors_b = {(g["model"], g["provider_variant"]): g["error_rate"] for g in report.summarize(frame_b)}
-    if a.is_empty() or b.is_empty():
-        return []
-    rows: list[dict[str, Any]] = []
-    keys = sorted(set(zip(a["model"], a["provider_variant"])) & set(zip(b["model"], b["provider_variant"])))
-    for model, variant in keys:
-        ga = a.filter((pl.col("model") == model) & (pl.col("provider_variant") == variant)
-                      & (pl.col("outcome") == "ok"))
-        gb = b.filter((pl.col("model") == model) & (pl.col("provider_variant") == variant)
-                      & (pl.col("outcome") == "ok"))
-        for col, label, better in COMPARE_METRICS:
-            va = [v for v in ga[col].to_list() if v is not None]
-            vb = [v for v in gb[col].to_list() if v is not None]
-            if not va or not vb:
-                continue
-            cmp = stats.compare(va, vb, seed=seed)
-            worse = cmp.diff is not None and (cmp.diff > 0) == (better == "lower") and cmp.diff != 0
-            rows.append({"group": f"{model} [{variant}]", "metric": label, "n_a": len(va), "n_b": len(vb),
-                         "p50_a": cmp.median_a, "p50_b": cmp.median_b, "change": cmp.diff,
-                         "change_pct": None if cmp.rel_change is None else 100 * cmp.rel_change,
-                         "ci_lo": cmp.ci_lo, "ci_hi": cmp.ci_hi,
-                         "verdict": "beyond noise" if cmp.significant else "within noise",
-                         "direction": "worse" if worse else "better" if cmp.diff else "same"})
-        ea, eb = errors_a.get((model, variant)), errors_b.get((model, variant))
-        rows.append({"group": f"{model} [{variant}]", "metric": "error rate", "p50_a": ea, "p50_b": eb,
-                     "change": None if ea is None or eb is None else eb - ea, "verdict": None, "direction": None})
-    return rows
+    """What ``orbench compare BASE RUN`` computes (``bench.results.compare``): per model x provider and metric,
+    the change of the median (bootstrap CI, every ok value) and whether it is beyond the noise."""
+    return compare.compare_runs(store, base_id, run_id, seed=seed)
 
 
 def baseline_section(store: Store, runs: list[RunRecord], baseline: RunRecord) -> str:

@@ -10,21 +10,7 @@ import json
 import polars as pl
 
 from bench.results.filters import Filters
-from bench.results.stats import wilson_interval
 from bench.store.store import Store
-
-_QUALITY = """
-WITH cur AS (SELECT *, {prov} AS prov, outcome = 'ok' AS is_ok FROM requests WHERE {where})
-SELECT model, prov AS provider,
-    count(*) FILTER (WHERE is_ok) AS n_ok,
-    count(passed) FILTER (WHERE is_ok) AS n_checked,
-    count(*) FILTER (WHERE is_ok AND passed) AS n_passed,
-    sum(coalesce(cost_usd, list_cost_usd)) AS cost_usd,
-    quantile_cont(ttft_ms, 0.5) FILTER (WHERE is_ok) AS ttft_p50_ms,
-    quantile_cont(e2e_ms, 0.5) FILTER (WHERE is_ok) AS e2e_p50_ms,
-    quantile_cont(e2e_ms, 0.5) FILTER (WHERE is_ok AND passed) AS e2e_p50_correct_ms
-FROM cur GROUP BY ALL ORDER BY model, provider
-"""
 
 
 def pareto_flags(points: list[tuple[float | None, ...]], better: tuple[str, ...]) -> list[bool]:
@@ -49,29 +35,20 @@ def pareto_flags(points: list[tuple[float | None, ...]], better: tuple[str, ...]
     return flags
 
 
-def quality_groups(store: Store, f: Filters) -> pl.DataFrame:
-    """Per model x provider: pass rate with a 95 % Wilson interval, cost per correct answer,
-    p50 latency of correct answers, and the Pareto frontier of (pass rate, p50 e2e, cost per correct)."""
-    frame = store.query(_QUALITY.format(prov=f.prov, where=f.where()), f.params())
-    if frame.is_empty():
-        return frame
-    rows = []
-    for r in frame.iter_rows(named=True):
-        lo, hi = wilson_interval(r["n_passed"], r["n_checked"]) if r["n_checked"] else (None, None)
-        cost = None if r["cost_usd"] is None else float(r["cost_usd"])
-        rows.append({
-            **r,
-            "cost_usd": cost,
-            "group": f"{r['model']} · {r['provider']}",
-            "pass_rate": r["n_passed"] / r["n_checked"] if r["n_checked"] else None,
-            "pass_rate_ci_lo": lo, "pass_rate_ci_hi": hi,
-            "cost_per_correct_usd": cost / r["n_passed"] if cost is not None and r["n_passed"] else None,
-        })
-    flags = pareto_flags([(r["pass_rate"], r["e2e_p50_ms"], r["cost_per_correct_usd"]) for r in rows],
+def quality_groups(groups: pl.DataFrame) -> pl.DataFrame:
+    """Per model x provider (the summary's groups): pass rate with its 95 % Wilson interval, cost
+    per correct answer, p50 latency of correct answers, and the Pareto frontier of (pass rate,
+    p50 e2e, cost per correct)."""
+    if groups.is_empty():
+        return groups
+    q = groups.select(
+        "group", "model", "provider", pl.col("ok").alias("n_ok"), "n_checked", "n_passed",
+        pl.col("cost_usd").cast(pl.Float64), "pass_rate", "pass_rate_ci_lo", "pass_rate_ci_hi",
+        pl.col("cost_per_correct_usd").cast(pl.Float64), "ttft_p50_ms", "e2e_p50_ms", "e2e_p50_correct_ms",
+    )
+    flags = pareto_flags(list(zip(q["pass_rate"], q["e2e_p50_ms"], q["cost_per_correct_usd"])),
                          ("high", "low", "low"))
-    for r, flag in zip(rows, flags):
-        r["on_frontier"] = flag
-    return pl.DataFrame(rows, infer_schema_length=None)
+    return q.with_columns(pl.Series("on_frontier", flags, dtype=pl.Boolean))
 
 
 _CASE_ANSWERS = """

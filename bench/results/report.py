@@ -1,24 +1,20 @@
-"""Per-run summaries for ``show``, ``run``, ``export --summary``, gates and compare.
+"""How ``show``, ``run``, ``check`` and ``--summary-md`` print the summary, and the current rows.
 
-One run's rows are few enough (thousands) to aggregate in polars; percentiles
-get order-statistic confidence intervals from ``bench.results.stats`` and every group
-shows ``n``. Latency statistics use ``ok`` rows only; error and 429 rates sit
-beside them. The newest row of each planned request counts (resume sessions).
+The numbers are ``bench.results.summary``'s (one definition, SQL over ``requests_current``); this module
+only lays them out: a table fitted to the terminal, its notes, Markdown and the JSON of
+``orbench run --json``. ``current_rows`` picks the newest row of each planned request from a
+per-request frame (exports, re-scoring, JUnit cases), warm-ups dropped unless asked for.
 """
 
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any
 
 import polars as pl
 
-from bench.records import FINISHED_OUTCOMES
-from bench.results import stats
 from bench.results.gates import GateResult
 from bench.store.runs import RunRecord
-from bench.store.store import Store
 
 GROUP_COLS = ["model", "provider_variant", "endpoint"]
 
@@ -32,108 +28,6 @@ def current_rows(frame: pl.DataFrame, include_warmup: bool = False) -> pl.DataFr
     if not include_warmup:
         out = out.filter(~pl.col("is_warmup"))
     return out
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    return stats.percentile(values, q) if values else None
-
-
-def _ci(values: list[float], q: float) -> tuple[float | None, float | None]:
-    ci = stats.percentile_ci(values, q)
-    if ci is None:
-        return None, None
-    return ci[0], ci[1]
-
-
-def _dec_sum(values: list[Any]) -> Decimal | None:
-    vals = [v for v in values if v is not None]
-    return sum(vals, Decimal(0)) if vals else None
-
-
-def summarize_group(g: pl.DataFrame, exclude_cold: bool = False) -> dict[str, Any]:
-    n = g.height
-    ok = g.filter(pl.col("outcome") == "ok")
-    n_ok = ok.height
-    finished = g.filter(pl.col("outcome").is_in(sorted(FINISHED_OUTCOMES)))
-    n_fin = finished.height
-    # A request on a cold connection carries its TCP+TLS connect inside TTFT (METRICS.md "Clocks").
-    cold = ok.filter(pl.col("conn_reused").eq(False).fill_null(False)) if "conn_reused" in ok.columns else ok.head(0)
-    timed = ok.filter(~pl.col("conn_reused").eq(False).fill_null(False)) if exclude_cold and cold.height else ok
-    ttft = [v for v in timed["ttft_ms"].to_list() if v is not None]
-    e2e = [v for v in timed["e2e_ms"].to_list() if v is not None]
-    tpot = [v for v in timed["tpot_ms"].to_list() if v is not None]
-    dtps = [v for v in timed["decode_tps"].to_list() if v is not None]
-    costs = g["cost_usd"].to_list()
-    list_costs = g["list_cost_usd"].to_list()
-    cost_total = _dec_sum(costs)
-    list_total = _dec_sum(list_costs)
-    sent = n_fin
-    row: dict[str, Any] = {
-        "n": n, "sent": sent, "ok": n_ok,
-        "error_rate": (n_fin - n_ok) / n_fin if n_fin else None,
-        "rate_limited_rate": (finished.filter(pl.col("outcome") == "rate_limited").height / n_fin
-                              if n_fin else None),
-        "not_sent": n - n_fin,
-        "retries_429": int(g["retries_429"].fill_null(0).sum()) if "retries_429" in g.columns else 0,
-        "cold_connections": cold.height,
-        "cold_excluded": bool(exclude_cold and cold.height),
-        "ttft_p50_ms": _pct(ttft, 50), "ttft_p90_ms": _pct(ttft, 90),
-        "ttft_p95_ms": _pct(ttft, 95), "ttft_p99_ms": _pct(ttft, 99),
-        "tpot_p50_ms": _pct(tpot, 50), "decode_tps_p50": _pct(dtps, 50),
-        "e2e_p50_ms": _pct(e2e, 50), "e2e_p95_ms": _pct(e2e, 95),
-        "prompt_tokens": int(ok["prompt_tokens"].fill_null(0).sum()) if n_ok else 0,
-        "completion_tokens": int(ok["completion_tokens"].fill_null(0).sum()) if n_ok else 0,
-        "cached_tokens": int(ok["cached_tokens"].fill_null(0).sum()) if n_ok else 0,
-        "token_source": ",".join(sorted({s for s in g["token_source"].to_list() if s})),
-        "cost_usd": cost_total,
-        "cost_per_request_usd": (cost_total / sent) if cost_total is not None and sent else None,
-        "cost_per_1k_requests_usd": (cost_total * 1000 / sent) if cost_total is not None and sent else None,
-        "list_cost_usd": list_total,
-        "billed_minus_list_usd": (cost_total - list_total
-                                  if cost_total is not None and list_total is not None else None),
-        "providers": ",".join(sorted({p for p in g["provider"].to_list() if p})),
-    }
-    for q in (50, 90, 99):
-        lo, hi = _ci(ttft, q)
-        row[f"ttft_p{q}_ci_lo_ms"], row[f"ttft_p{q}_ci_hi_ms"] = lo, hi
-    row["small_n"] = len(ttft) < stats.min_n_for(99)
-    checked = ok.filter(pl.col("passed").is_not_null())
-    if checked.height:
-        passes = int(checked["passed"].sum())
-        lo, hi = stats.wilson_interval(passes, checked.height)
-        row["pass_rate"] = passes / checked.height
-        row["pass_rate_ci_lo"], row["pass_rate_ci_hi"] = lo, hi
-        row["cost_per_correct_usd"] = (cost_total / passes) if cost_total is not None and passes else None
-        good = [v for v, p in zip(ok["e2e_ms"].to_list(), ok["passed"].to_list()) if p and v is not None]
-        row["e2e_p50_correct_ms"] = _pct(good, 50)
-    else:
-        row["pass_rate"] = row["pass_rate_ci_lo"] = row["pass_rate_ci_hi"] = None
-        row["cost_per_correct_usd"] = row["e2e_p50_correct_ms"] = None
-    return row
-
-
-def summarize(frame: pl.DataFrame, exclude_cold: bool = False) -> list[dict[str, Any]]:
-    """One dict per model x provider variant x endpoint, plus a TOTAL row last.
-
-    ``cold_connections`` counts ok requests that paid a connect inside their TTFT;
-    ``exclude_cold`` leaves them out of the latency percentiles (not out of n or cost)."""
-    rows = current_rows(frame)
-    out: list[dict[str, Any]] = []
-    if rows.is_empty():
-        return out
-    for key, g in rows.group_by(GROUP_COLS, maintain_order=True):
-        d = dict(zip(GROUP_COLS, key))
-        d["group"] = f"{d['model']} [{d['provider_variant']}]"
-        d.update(summarize_group(g, exclude_cold))
-        out.append(d)
-    total = {"model": "TOTAL", "provider_variant": "", "endpoint": "", "group": "TOTAL"}
-    total.update(summarize_group(rows, exclude_cold))
-    out.append(total)
-    return out
-
-
-def run_summary(store: Store, run_id: str, exclude_cold: bool = False) -> list[dict[str, Any]]:
-    return summarize(store.requests_frame(run_id), exclude_cold)
 
 
 SHOW_COLUMNS = [

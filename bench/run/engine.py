@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -50,6 +49,7 @@ from bench.run.targets import (
     make_clients as make_clients,
 )
 from bench.store.journal import RunLock
+from bench.store.runs import new_run_id
 from bench.store.sink import StoreSink
 from bench.store.store import Store
 from bench.suites import parse as suites_mod
@@ -168,10 +168,6 @@ def _settings_json(settings: Settings, prep: Prepared) -> dict[str, Any]:
     }
 
 
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-
-
 def record_run(settings: Settings, store: Store, prep: Prepared, run_id: str | None = None) -> str:
     run_id = run_id or new_run_id()
     snapshot_id = store.save_catalog_snapshot(prep.catalog, settings.base_url, settings.sandbox)
@@ -206,11 +202,10 @@ def make_check_fn(prep: Prepared, clients: dict[str, OpenRouterClient],
         case = cases.get(item.case_id)
         if case is None or not case.checks:
             return
-        outcome = await checks_mod.evaluate_checks_async(
+        outcome = await checks_mod.evaluate_row(
             case.checks, output_text=row.output_text,
             tool_calls=res.tool_calls if res is not None else (),
-            ttft_ms=row.ttft_ms, e2e_ms=row.e2e_ms,
-            cost_usd=row.cost_usd if row.cost_usd is not None else row.list_cost_usd,
+            ttft_ms=row.ttft_ms, e2e_ms=row.e2e_ms, cost_usd=row.cost_usd, list_cost_usd=row.list_cost_usd,
             completion_tokens=row.completion_tokens, threshold=case.pass_threshold,
             judge_fn=functools.partial(judge_fn, money=money),
         )

@@ -46,13 +46,12 @@ async def rescore_run(settings: Settings, store: Store, suite_path: Path, run_id
             if row["outcome"] != "ok" or not case.checks:
                 updates.append((row["request_idx"], row["session"], None, None, None))
                 continue
-            outcome = await checks_mod.evaluate_checks_async(
+            outcome = await checks_mod.evaluate_row(
                 case.checks, output_text=row["output_text"],
                 tool_calls=stored_tool_calls(row["tool_calls_json"]),
-                ttft_ms=row["ttft_ms"], e2e_ms=row["e2e_ms"],
-                cost_usd=row["cost_usd"] if row["cost_usd"] is not None else row["list_cost_usd"],
-                completion_tokens=row["completion_tokens"], threshold=case.pass_threshold,
-                judge_fn=judge_fn,
+                ttft_ms=row["ttft_ms"], e2e_ms=row["e2e_ms"], cost_usd=row["cost_usd"],
+                list_cost_usd=row["list_cost_usd"], completion_tokens=row["completion_tokens"],
+                threshold=case.pass_threshold, judge_fn=judge_fn,
             )
             updates.append((row["request_idx"], row["session"], outcome.passed, outcome.score,
                             checks_mod.results_json(outcome)))

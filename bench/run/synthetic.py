@@ -263,7 +263,7 @@ class Synthesizer:
     """Builds synthetic prompts just before they are sent, from their target's probe answers.
 
     The runner calls ``observe`` with every finished request and ``prepare`` before sending one
-    (``bench.runner.RequestHooks``). ``reprice`` gives a built request's worst case."""
+    (``bench.run.state.RequestHooks``). ``reprice`` gives a built request's worst case."""
 
     def __init__(self, reprice: Callable[[PlannedRequest], Decimal | None]) -> None:
         self._reprice = reprice

@@ -499,6 +499,15 @@ def m013_request_is_probe(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m014_aggregate_summary_fields(con: duckdb.DuckDBPyConnection) -> None:
+    # The one summary (bench.results.summary) reads every field from the per-run aggregates too, so a
+    # large dashboard selection shows what `orbench show` shows for the same rows: billed cached
+    # tokens, 429s retried away and ok requests that paid a connect, per outcome class. Older
+    # aggregates carry another definition version and are rebuilt on the next big read.
+    for column in ("cached_tokens", "retries_429", "n_cold"):
+        con.execute(f"ALTER TABLE run_aggregates ADD COLUMN {column} BIGINT")
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_runs,
     m002_create_requests,
@@ -513,6 +522,7 @@ MIGRATIONS: list[Migration] = [
     m011_run_aggregates,
     m012_sweeps,
     m013_request_is_probe,
+    m014_aggregate_summary_fields,
 ]
 
 

@@ -152,8 +152,10 @@ SKETCH_ALPHA = 0.005
 """Relative error bound of the latency sketches: every value read back is within 0.5 %."""
 SKETCH_GAMMA = (1 + SKETCH_ALPHA) / (1 - SKETCH_ALPHA)
 AGGREGATE_METRICS = ("ttft_ms", "e2e_ms", "decode_tps", "tpot_ms")
-AGGREGATE_VERSION = 1
-"""Bumped when what the aggregates hold changes; rows of another version are rebuilt."""
+AGGREGATE_VERSION = 2
+"""Bumped when what the aggregates hold changes; rows of another version are rebuilt.
+2: cached tokens, 429 retries and cold connections per outcome (m014), and the sketch of the
+e2e time of answers that passed their checks (``bench.results.summary``'s ``e2e_p50_correct_ms``)."""
 _AGG_TABLES = ("run_aggregate_bins", "run_aggregates", "run_aggregate_builds")
 _AGG_KEY = "run_id, model, provider_variant, endpoint, provider"
 _AGG_COUNTS = f"""
@@ -163,7 +165,9 @@ SELECT {_AGG_KEY}, outcome,
     CAST(sum(prompt_tokens) AS BIGINT), CAST(sum(completion_tokens) AS BIGINT),
     count(passed) FILTER (WHERE outcome = 'ok'), count(*) FILTER (WHERE outcome = 'ok' AND passed),
     list_sort(list(DISTINCT token_source) FILTER (WHERE token_source IS NOT NULL)),
-    list_sort(list(DISTINCT case_id) FILTER (WHERE case_id IS NOT NULL))
+    list_sort(list(DISTINCT case_id) FILTER (WHERE case_id IS NOT NULL)),
+    CAST(sum(cached_tokens) AS BIGINT), CAST(sum(retries_429) AS BIGINT),
+    count(*) FILTER (WHERE conn_reused = false)
 FROM requests WHERE run_id = $run_id AND NOT is_warmup
 GROUP BY {_AGG_KEY}, outcome
 """
@@ -174,6 +178,13 @@ SELECT {_AGG_KEY}, metric, CASE WHEN x > 0 THEN CAST(ceil(ln(x) / $ln_gamma) AS 
 FROM (UNPIVOT (SELECT {_AGG_KEY}, {", ".join(AGGREGATE_METRICS)} FROM requests
                WHERE run_id = $run_id AND NOT is_warmup AND outcome = 'ok')
       ON {", ".join(AGGREGATE_METRICS)} INTO NAME metric VALUE x)
+GROUP BY ALL
+"""
+_AGG_BINS_PASSED = f"""
+INSERT INTO run_aggregate_bins
+SELECT {_AGG_KEY}, 'e2e_ms_passed', CASE WHEN e2e_ms > 0 THEN CAST(ceil(ln(e2e_ms) / $ln_gamma) AS INTEGER) END,
+       count(*)
+FROM requests WHERE run_id = $run_id AND NOT is_warmup AND outcome = 'ok' AND passed AND e2e_ms IS NOT NULL
 GROUP BY ALL
 """
 _AGG_BUILD = """
@@ -187,6 +198,7 @@ def _build_aggregates(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     _drop_aggregates(con, [run_id])
     con.execute(_AGG_COUNTS, {"run_id": run_id}).fetchall()
     con.execute(_AGG_BINS, {"run_id": run_id, "ln_gamma": math.log(SKETCH_GAMMA)}).fetchall()
+    con.execute(_AGG_BINS_PASSED, {"run_id": run_id, "ln_gamma": math.log(SKETCH_GAMMA)}).fetchall()
     con.execute(_AGG_BUILD, {"run_id": run_id, "alpha": SKETCH_ALPHA, "version": AGGREGATE_VERSION}).fetchall()
 
 

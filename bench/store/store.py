@@ -8,14 +8,15 @@ orbench needs a run to write while the dashboard (another process) reads, two
 runs in two processes to share a file, and a crash or ``kill -9`` to lose at most
 the requests in flight. So nothing holds a connection:
 
-1. **Journal first.** ``write_rows`` appends each finished row to
-   ``<db dir>/journal/<run_id>.jsonl`` and fsyncs (``bench.store.journal``). From then
+1. **Journal first.** ``journal_line`` appends each finished row to
+   ``<db dir>/journal/<run_id>.jsonl`` (``bench.store.journal``) the moment it ends, and
+   the run's writer thread (``bench.store.sink``) fsyncs it (``sync_journal``). From then
    on the row is durable, whatever happens to the database or the process.
-2. **Short write transactions.** It then opens the file read-write, inserts the
-   batch from a polars frame in one ``INSERT ... SELECT`` (never executemany),
-   commits and closes. A lock conflict is retried with jittered backoff for up to
-   ``write_timeout_s`` (30 s); if the file stays busy the rows simply wait in the
-   journal (``lagging_runs``) and the next write or ``flush()`` moves them.
+2. **Short write transactions.** ``ingest_journal`` then opens the file read-write,
+   inserts the new journal lines from a polars frame in one ``INSERT ... SELECT``
+   (never executemany), commits and closes. A lock conflict is retried with jittered
+   backoff for up to ``write_timeout_s`` (30 s); if the file stays busy (StoreBusy)
+   the rows simply wait in the journal and the next ingest moves them.
 3. **Idempotent ingest.** Every insert goes through one merge: per (run_id,
    request_idx) the highest-ranking row wins among the batch and the stored row
    (settled before unsettled, then the newest session, then the newest journal
@@ -61,8 +62,8 @@ from typing import Any, cast
 import duckdb
 import polars as pl
 
-from bench.errors import ConfigError, StoreBusy
-from bench.records import REQUEST_COLUMNS, RERUNNABLE_OUTCOMES, RequestRow
+from bench.errors import ConfigError
+from bench.records import REQUEST_COLUMNS, RequestRow
 from bench.store import journal
 from bench.store.connection import _quoted
 from bench.store.merge import _COLS, _SETTLED_SQL, _ingested_bytes, _merge_rows, _set_ingested, _settled_expr
@@ -88,51 +89,6 @@ SELECT CAST(coalesce(sum(m), 0) AS DECIMAL(38,18)) AS spent FROM (
 )
 """
 
-_SUMMARY = """
-WITH base AS (
-    SELECT *,
-        NOT is_warmup AND outcome IS NOT NULL AND NOT list_contains($rerunnable, outcome) AS counted,
-        NOT is_warmup AND outcome = 'ok' AS ok_row
-    FROM requests WHERE run_id = $run_id
-), agg AS (
-    SELECT model, provider_variant, endpoint,
-        count(*) FILTER (WHERE counted) AS n,
-        count(*) FILTER (WHERE ok_row) AS ok,
-        count(*) FILTER (WHERE counted AND outcome = 'rate_limited') AS rate_limited,
-        count(*) FILTER (WHERE NOT is_warmup AND NOT counted) AS not_attempted,
-        quantile_cont(ttft_ms, 0.50) FILTER (WHERE ok_row) AS ttft_p50_ms,
-        quantile_cont(ttft_ms, 0.90) FILTER (WHERE ok_row) AS ttft_p90_ms,
-        quantile_cont(ttft_ms, 0.95) FILTER (WHERE ok_row) AS ttft_p95_ms,
-        quantile_cont(ttft_ms, 0.99) FILTER (WHERE ok_row) AS ttft_p99_ms,
-        quantile_cont(tpot_ms, 0.50) FILTER (WHERE ok_row) AS tpot_p50_ms,
-        quantile_cont(decode_tps, 0.50) FILTER (WHERE ok_row) AS decode_tps_p50,
-        quantile_cont(e2e_ms, 0.50) FILTER (WHERE ok_row) AS e2e_p50_ms,
-        quantile_cont(e2e_ms, 0.95) FILTER (WHERE ok_row) AS e2e_p95_ms,
-        CAST(sum(prompt_tokens) FILTER (WHERE NOT is_warmup) AS BIGINT) AS prompt_tokens,
-        CAST(sum(completion_tokens) FILTER (WHERE NOT is_warmup) AS BIGINT) AS completion_tokens,
-        sum(cost_usd) FILTER (WHERE NOT is_warmup) AS cost_usd,
-        count(cost_usd) FILTER (WHERE NOT is_warmup) AS n_cost,
-        sum(list_cost_usd) FILTER (WHERE NOT is_warmup) AS list_cost_usd,
-        sum(cost_usd - list_cost_usd) FILTER (WHERE NOT is_warmup) AS billed_minus_list_usd,
-        sum(cost_usd) FILTER (WHERE is_warmup) AS warmup_cost_usd,
-        list_sort(list(DISTINCT provider) FILTER (WHERE NOT is_warmup AND provider IS NOT NULL))
-            AS providers
-    FROM base GROUP BY model, provider_variant, endpoint
-)
-SELECT model, provider_variant, endpoint, n, ok, n - ok AS errors,
-    (n - ok) / nullif(n, 0) AS error_rate,
-    rate_limited, rate_limited / nullif(n, 0) AS rate_limited_rate, not_attempted,
-    ttft_p50_ms, ttft_p90_ms, ttft_p95_ms, ttft_p99_ms, tpot_p50_ms, decode_tps_p50,
-    e2e_p50_ms, e2e_p95_ms, prompt_tokens, completion_tokens,
-    cost_usd, n_cost,
-    CAST(cost_usd / nullif(n_cost, 0) AS DECIMAL(38,18)) AS cost_per_request_usd,
-    CAST(cost_usd * 1000 / nullif(n_cost, 0) AS DECIMAL(38,18)) AS cost_per_1k_requests_usd,
-    list_cost_usd, billed_minus_list_usd, warmup_cost_usd,
-    coalesce(providers, []::VARCHAR[]) AS providers
-FROM agg ORDER BY model, provider_variant, endpoint
-"""
-
-
 class Store(RunTables, SnapshotTables):
     """Access to one orbench DuckDB file (and its journal directory). Thread-safe."""
 
@@ -149,8 +105,6 @@ class Store(RunTables, SnapshotTables):
         self.journal_dir = self.path.parent / "journal" / self.path.stem
         self.write_timeout_s = write_timeout_s
         self.read_timeout_s = read_timeout_s
-        self.lagging_runs: set[str] = set()
-        """Runs whose journal is ahead of the database (the file was busy); see flush()."""
         self.recovered_rows = 0
         """Journaled rows the last init() moved into the database."""
         self.skipped_journal_lines = 0
@@ -193,38 +147,6 @@ class Store(RunTables, SnapshotTables):
         self.close()
 
     # -- requests: write path ------------------------------------------------------
-
-    def write_rows(self, rows: Sequence[RequestRow]) -> int:
-        """Journal the rows (durable on return), then merge them into the database.
-
-        Returns the rows inserted now. If the file stays locked for
-        ``write_timeout_s`` the rows stay in the journal, their run is added to
-        ``lagging_runs``, and the next write_rows/flush/init moves them; this never
-        raises StoreBusy, so a busy dashboard cannot stop a run.
-        """
-        if not rows:
-            return 0
-        frame = journal.rows_frame(list(rows))
-        spans = {}
-        for (run_id,), part in frame.group_by("run_id", maintain_order=True):
-            start, end = self._journal(str(run_id)).append(part)
-            spans[str(run_id)] = (part, start, end)
-        try:
-            recovered = self._ensure_ready()
-            with self._writing() as con:
-                merged = self._in_transaction(con, lambda: self._merge_spans(con, spans))
-        except StoreBusy:
-            self.lagging_runs.update(spans)
-            return 0
-        self.lagging_runs.difference_update(spans)
-        return recovered + int(merged)
-
-    def journal_rows(self, run_id: str, rows: Sequence[RequestRow]) -> None:
-        """First half of a two-phase write: make rows durable in the journal only."""
-        if any(r.run_id != run_id for r in rows):
-            raise ValueError(f"journal_rows({run_id!r}) got rows of another run")
-        if rows:
-            self._journal(run_id).append(journal.rows_frame(list(rows)))
 
     def served_by_sandbox(self, run_id: str) -> bool:
         """The sandbox names every provider '... (simulated)': such a run is never passed off as real."""
@@ -291,7 +213,8 @@ class Store(RunTables, SnapshotTables):
         self._journal(run_id).sync()
 
     def insert_rows(self, rows: Sequence[RequestRow]) -> int:
-        """Second half: merge the rows and the unread tail of their runs' journals.
+        """Merge rows the journal could not take (a full disk: ``bench.sink``'s held rows),
+        and the unread tail of their runs' journals.
 
         Idempotent, so rows that were (or were not) journaled first are both safe.
         Raises StoreBusy if the file stays locked (the journal keeps the rows).
@@ -305,14 +228,6 @@ class Store(RunTables, SnapshotTables):
             return recovered + self._in_transaction(
                 con, lambda: _merge_rows(con, frame) + self._ingest(con, files)
             )
-
-    def flush(self) -> int:
-        """Move journaled rows of this Store's runs that the database lacks; StoreBusy if locked."""
-        with self._guard:
-            run_ids = sorted(set(self._journals) | self.lagging_runs)
-        inserted = sum(self.ingest_journal(r) for r in run_ids)
-        self.lagging_runs.difference_update(run_ids)
-        return inserted
 
     def ingest_journal(self, run_id: str | None = None) -> int:
         """Insert journaled rows not yet in the database (one run, or all); idempotent."""
@@ -415,17 +330,6 @@ class Store(RunTables, SnapshotTables):
         sql = f"SELECT {_quoted(cols)} FROM requests WHERE {' AND '.join(where)} ORDER BY request_idx"
         return self._read(sql, params)
 
-    def summary(self, run_id: str) -> pl.DataFrame:
-        """Per model x provider_variant x endpoint, computed in DuckDB.
-
-        Warm-ups never count. ``n`` = requests attempted (an outcome other than
-        RERUNNABLE_OUTCOMES); error and rate-limit rates are over ``n``; latency
-        percentiles (quantile_cont) use ``ok`` rows only; tokens and money sum all
-        non-warm-up rows (failed requests can be billed). ``cost_per_request_usd``
-        divides by ``n_cost``, the rows with a reported cost.
-        """
-        return self._read(_SUMMARY, {"run_id": run_id, "rerunnable": list(RERUNNABLE_OUTCOMES)})
-
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pl.DataFrame:
         """Run one parameterized read-only query (for the dashboard's data module)."""
         return self._read(sql, params)
@@ -446,23 +350,6 @@ class Store(RunTables, SnapshotTables):
         return sorted(self.journal_dir.glob("*.jsonl")) if self.journal_dir.is_dir() else []
 
     # -- the merge -----------------------------------------------------------------
-
-    def _merge_spans(
-        self, con: duckdb.DuckDBPyConnection, spans: dict[str, tuple[pl.DataFrame, int, int]]
-    ) -> int:
-        """Insert freshly journaled batches; catch up from the journal when it is ahead."""
-        inserted = 0
-        for run_id, (part, start, end) in spans.items():
-            done = _ingested_bytes(con, run_id)
-            if done >= end:  # another process already ingested this batch
-                continue
-            if done != start:  # older rows wait in the journal: read from where the DB stops
-                path = journal.journal_path(self.journal_dir, run_id)
-                part, end, bad = journal.read_journal(path, done)
-                self.skipped_journal_lines += bad
-            inserted += _merge_rows(con, part)
-            _set_ingested(con, run_id, end)
-        return inserted
 
     def _ingest(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
         inserted = 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import streamlit as st
 
-from bench.api.catalog import ModelEndpoints
+from bench.api.catalog import ModelEndpoints, filter_models
 from bench.errors import BenchError
 from dashboard import catalog_view, charts, data, ui
 
@@ -21,12 +23,12 @@ st.caption(f"{len(models)} models from `{settings.base_url}` (public list; refre
            "Prices in USD per 1M tokens.")
 
 authors = sorted({m.id.split("/", 1)[0] for m in models})
-modalities = sorted({x for m in models for x in m.input_modalities or []})
+modalities = sorted({x for m in models for x in (m.input_modalities or []) + (m.output_modalities or [])})
 params = sorted({x for m in models for x in m.supported_parameters or []})
 c1, c2, c3 = st.columns(3)
 text = c1.text_input("Search id or name", key="cat-search")
 picked_authors = c1.multiselect("Provider (model author)", authors, key="cat-authors", placeholder="all")
-picked_modalities = c2.multiselect("Input modalities (all of)", modalities, key="cat-modalities",
+picked_modalities = c2.multiselect("Modalities, input or output (all of)", modalities, key="cat-modalities",
                                    placeholder="any")
 min_context = c2.number_input("Min context length (tokens)", min_value=0, value=0, step=8192,
                               key="cat-context")
@@ -34,8 +36,9 @@ max_price = c3.number_input("Max prompt price (USD / 1M tokens, 0 = no limit)", 
                             step=0.5, key="cat-price")
 picked_params = c3.multiselect("Supported parameters (all of)", params, key="cat-params",
                                placeholder="e.g. tools, response_format")
-shown = catalog_view.filter_models(models, text, tuple(picked_modalities), int(min_context),
-                                max_price or None, tuple(picked_authors), tuple(picked_params))
+shown = filter_models(models, text=text, modalities=picked_modalities, min_context=int(min_context) or None,
+                      max_prompt_usd_per_m=Decimal(str(max_price)) if max_price else None,
+                      authors=picked_authors, params=picked_params)
 st.dataframe(
     catalog_view.catalog_frame(shown), hide_index=True, key="table-catalog",
     column_config={

@@ -66,8 +66,8 @@ else:
                  column_config={"change_pct": st.column_config.NumberColumn("change %", format="%+.1f"),
                                 "ci_lo_pct": st.column_config.NumberColumn("CI lo %", format="%+.1f"),
                                 "ci_hi_pct": st.column_config.NumberColumn("CI hi %", format="%+.1f")})
-    st.caption(f"Median of up to {data.COMPARE_CAP} ok requests per group and run (a fixed sample); 95 % "
-               f"bootstrap interval of the difference ({data.COMPARE_RESAMPLES} resamples, seeded). "
+    st.caption(f"Median of every ok request per group and run; 95 % bootstrap interval of the difference "
+               f"({data.COMPARE_RESAMPLES:,} resamples, seeded), as `orbench compare` computes it. "
                "*Beyond noise* = the interval excludes 0.")
 
 # ------------------------------------------------------------ measured vs advertised

@@ -26,7 +26,7 @@ c2.download_button("Rows as Parquet", lambda: export.render(data.export_rows(db,
                    icon=":material/table:", key="dl-rows-parquet", on_click="ignore")
 
 st.subheader("Summary per model × provider")
-summary = groups.drop("token_sources") if "token_sources" in groups.columns else groups
+summary = groups
 st.dataframe(ui.summary_display(groups), hide_index=True, column_config=ui.SUMMARY_FORMATS,
              key="table-export-summary")
 c1, c2 = st.columns(2)

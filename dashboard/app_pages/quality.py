@@ -36,7 +36,7 @@ st.dataframe(
     },
 )
 st.caption("Pass rate over ok answers that were checked, 95 % Wilson interval. Cost per correct answer = "
-           "billed (else list) cost of all ok answers / correct answers.")
+           "billed cost of every request (failed ones can be billed) / correct answers.")
 
 st.subheader("Answers to one case, side by side")
 with ui.store_errors():

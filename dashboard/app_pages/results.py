@@ -20,11 +20,11 @@ if runs.filter(runs["run_id"].is_in(list(choice.run_ids)))["simulated"].any():
 
 top = analytics.headline(groups)
 cols = st.columns(5)
-cols[0].metric("Requests (excl. warm-up)", f"{top['requests']:,}")
+cols[0].metric("Requests sent (excl. warm-up)", f"{top['n']:,}")
 cols[1].metric("OK", f"{top['ok']:,}")
 cols[2].metric("Error rate", "—" if top["error_rate"] is None else f"{top['error_rate']:.1%}")
 cols[3].metric("429 rate", "—" if top["rate_limited_rate"] is None else f"{top['rate_limited_rate']:.1%}")
-cols[4].metric("Billed", ui.money(top["billed_usd"]))
+cols[4].metric("Billed", ui.money(top["cost_usd"]))
 
 st.subheader("Latency by model × provider")
 st.caption("Box p25–p75, line p5–p95, tick median; ok requests only. Error and 429 rates "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from bench.config import parse_usd
 from bench.errors import BenchError
 from bench.run.spec import RunSpec
 from dashboard import data, jobs, ui
@@ -61,7 +62,7 @@ st.caption("Requests go to the **simulated** sandbox." if settings.sandbox else
 with ui.store_errors():
     chosen = (list(providers) if suite.providers else []) + ([extra.strip()] if extra.strip() else [])
     spec = RunSpec(suite_path=path, models=list(models), providers=chosen, repeats=int(repeats),
-                   concurrency=int(concurrency), budget_usd=jobs.parse_budget(budget_text),
+                   concurrency=int(concurrency), budget_usd=parse_usd(budget_text, "budget"),
                    allow_partial=allow_partial, name=name or None)
 
 registry = jobs.registry()  # one per server: every tab and every reload sees the same jobs
