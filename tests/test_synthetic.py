@@ -76,16 +76,6 @@ class Recorder:
             self.bodies.append(json.loads(json.dumps(body)))
 
 
-@pytest.fixture
-def env_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for k in list(os.environ):
-        if k.startswith(("OPENROUTER_", "ORBENCH_")):
-            monkeypatch.delenv(k)
-    db = tmp_path / "orbench.duckdb"
-    monkeypatch.setenv("ORBENCH_DB", str(db))
-    return db
-
-
 def sandbox_run(tmp: Path, recorder: Recorder, *flags: str, seed: int = 0, body: str = SYNTHETIC,
                 time_scale: float = 0) -> str:
     head = f"name: syn\nmodels: [{', '.join(MODELS)}]\nseed: {seed}\n"
@@ -231,12 +221,12 @@ def generic_suite(tmp: Path, base_url: str, body: str = SYNTHETIC, name: str = "
     return write_suite(tmp, head, body, name=name)
 
 
-def test_a_generic_server_gets_its_own_sizes_and_ignore_eos(env_db: Path, tmp_path: Path) -> None:
+def test_a_generic_server_gets_its_own_sizes_and_ignore_eos(cli_db: Path, tmp_path: Path) -> None:
     with TokenServer() as server:
         code, out, err = invoke("run", str(generic_suite(tmp_path, server.base_url)), "--json")
     assert code == 0, err
     run_id = json.loads(out)["run_id"]
-    errors = relative_errors(env_db, run_id)
+    errors = relative_errors(cli_db, run_id)
     worst = {case: max(abs(e) for e in errs) for case, errs in errors.items()}
     assert set(worst) == set(SIZES) and all(w <= 0.03 for w in worst.values()), worst
     probes = [b for b in server.bodies if b["max_tokens"] == 1]
@@ -263,7 +253,7 @@ def test_every_prompt_is_unique_from_its_first_words_and_made_of_real_words(
     assert len({w.rstrip(".").lower() for w in longest}) > len(longest) / 3, "a repeated token, not text"
 
 
-def test_the_same_seed_gives_the_same_prompts_and_another_seed_others(env_db: Path, tmp_path: Path) -> None:
+def test_the_same_seed_gives_the_same_prompts_and_another_seed_others(cli_db: Path, tmp_path: Path) -> None:
     small = """\
         synthetic:
           - {id: short-in, prompt_tokens: 100, output_tokens: 4, count: 3}
@@ -318,7 +308,7 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def test_the_budget_covers_the_probes(env_db: Path, tmp_path: Path) -> None:
+def test_the_budget_covers_the_probes(cli_db: Path, tmp_path: Path) -> None:
     """A budget that fits the probes and a few requests: the probes go first and are booked."""
     recorder = Recorder()
     head = f"name: syn\nmodels: [{MODELS[0]}]\n"
@@ -333,16 +323,16 @@ def test_the_budget_covers_the_probes(env_db: Path, tmp_path: Path) -> None:
     assert code == 0, err
     run_id = json.loads(out)["run_id"]
     by_outcome: dict[str, int] = {}
-    for r in rows(env_db, run_id):
+    for r in rows(cli_db, run_id):
         by_outcome[r["outcome"]] = by_outcome.get(r["outcome"], 0) + 1
         if r["is_probe"]:
             assert r["outcome"] == "ok" and r["spend_usd"] > 0
     assert by_outcome.get("budget_skipped", 0) > 0 and by_outcome.get("ok", 0) > 2, by_outcome
-    assert billed <= budget and Store(env_db).run_spend(run_id) <= budget
-    assert Store(env_db).run_spend(run_id) >= billed
+    assert billed <= budget and Store(cli_db).run_spend(run_id) <= budget
+    assert Store(cli_db).run_spend(run_id) >= billed
 
 
-def test_a_target_its_server_cannot_calibrate_skips_its_synthetic_requests(env_db: Path, tmp_path: Path) -> None:
+def test_a_target_its_server_cannot_calibrate_skips_its_synthetic_requests(cli_db: Path, tmp_path: Path) -> None:
     """That server counts 7 prompt tokens whatever it is sent: no line fits, nothing is sized."""
     with OpenAICompatServer() as server:
         head = f"""\
@@ -354,7 +344,7 @@ def test_a_target_its_server_cannot_calibrate_skips_its_synthetic_requests(env_d
         code, out, err = invoke("run", str(suite), "--json")
         sent = [r["body"] for r in server.requests if r["method"] == "POST"]
     assert code == 0, err
-    run_rows = rows(env_db, json.loads(out)["run_id"])
+    run_rows = rows(cli_db, json.loads(out)["run_id"])
     assert [r["outcome"] for r in run_rows if r["is_probe"]] == ["ok", "ok"]
     skipped = [r for r in run_rows if not r["is_probe"]]
     assert len(skipped) == 10 and {r["outcome"] for r in skipped} == {"skipped"}
@@ -379,7 +369,7 @@ def wait_for(what: Callable[[], bool], timeout_s: float = 60.0) -> None:
 
 
 def test_a_killed_run_resumes_without_resending_probes_or_answers_and_with_the_same_prompts(
-        env_db: Path, tmp_path: Path) -> None:
+        cli_db: Path, tmp_path: Path) -> None:
     body = """\
         synthetic:
           - {id: short-in, prompt_tokens: 100, output_tokens: 20, count: 6}
@@ -392,27 +382,27 @@ def test_a_killed_run_resumes_without_resending_probes_or_answers_and_with_the_s
         expected = sorted(user_text(b) for b in clean.bodies)
     with TokenServer(token_gap_s=0.05) as server:
         suite = generic_suite(tmp_path, server.base_url, body, name="killed.yaml")
-        proc = spawn([str(suite), "--concurrency", "2"], env_db)
+        proc = spawn([str(suite), "--concurrency", "2"], cli_db)
         wait_for(lambda: len(server.completed) >= 2 + 3)  # the probes and three answers
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         time.sleep(0.3)  # what was on the wire reaches the server
         first_session = len(server.bodies)
-        run_id = Store(env_db).resolve_run("latest")
-        settled = Store(env_db).finished_keys(run_id)  # what orbench holds a result for (the journal)
+        run_id = Store(cli_db).resolve_run("latest")
+        settled = Store(cli_db).finished_keys(run_id)  # what orbench holds a result for (the journal)
         code, _, err = invoke("run", "--resume", "latest")
         assert code == 0, err
         resent = [user_text(b) for b in server.bodies[first_session:]]
         probes_sent = sum(1 for b in server.bodies if b["max_tokens"] == 1)
         sent = [user_text(b) for b in server.bodies]
-    run_rows = rows(env_db, run_id)
+    run_rows = rows(cli_db, run_id)
     assert len(run_rows) == 2 + 12 and all(r["outcome"] == "ok" for r in run_rows)
     probe_idx = {r["request_idx"] for r in run_rows if r["is_probe"]}
     assert probe_idx <= settled and probes_sent == 2, "a settled probe was sent again"
     assert 5 <= len(settled) < 14
     assert len(resent) == 14 - len(settled), "a settled request was sent again, or an unsettled one twice"
     assert sorted(set(sent)) == expected, "the resume built other prompts than an uninterrupted run"
-    errors = relative_errors(env_db, run_id)
+    errors = relative_errors(cli_db, run_id)
     assert all(abs(e) <= 0.03 for errs in errors.values() for e in errs), errors
 
 
@@ -444,7 +434,7 @@ def test_bad_synthetic_entries_are_one_line_naming_the_file_and_field(
     assert "\n" not in message and message.startswith(f"{path}: {where}: {problem}"), message
 
 
-def test_validate_and_dry_run_show_the_synthetic_cases_sized_at_run_time(env_db: Path) -> None:
+def test_validate_and_dry_run_show_the_synthetic_cases_sized_at_run_time(cli_db: Path) -> None:
     example = ROOT / "bench" / "examples" / "suites" / "synthetic.yaml"
     code, out, err = invoke("suite", "validate", str(example))
     assert code == 0, err
@@ -453,4 +443,4 @@ def test_validate_and_dry_run_show_the_synthetic_cases_sized_at_run_time(env_db:
     assert code == 0, err
     assert "synthetic 'long-in': 20 prompts over 2 target(s), 1000 prompt tokens each (sized at run time)" in err
     assert "4 calibration probes" in err and "dry run: nothing was sent" in err
-    assert not env_db.exists()
+    assert not cli_db.exists()
