@@ -44,6 +44,7 @@ from bench.results import stats
 from bench.results.filters import PROVIDER_COLUMNS as PROVIDER_COLUMNS
 from bench.results.filters import Filters as Filters
 from bench.results.report import current_rows
+from bench.store.connection import DUCKDB_CONFIG
 
 METRICS = (("ttft_ms", "ttft", "_ms"), ("e2e_ms", "e2e", "_ms"), ("decode_tps", "decode_tps", ""),
            ("tpot_ms", "tpot", "_ms"))
@@ -170,8 +171,7 @@ def summarize_frame(frame: pl.DataFrame, *, by: str = "target", total: bool = Fa
         return []
     rows = current_rows(frame, include_warmup=True)
     f = Filters(tuple(sorted(set(rows["run_id"].to_list()))))
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                             "autoload_known_extensions": False})
+    con = duckdb.connect(":memory:", config=DUCKDB_CONFIG)  # no extension downloads, as the store
     try:
         con.register("_orbench_rows", rows)
         raw = con.sql(_sql(by, f, "_orbench_rows", total), params=_params(f, False)).pl().to_dicts()

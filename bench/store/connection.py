@@ -24,7 +24,8 @@ from bench.errors import StoreBusy
 from bench.store.migrations import MIGRATIONS_TABLE, migrate
 
 _T = TypeVar("_T")
-_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+# Never download or autoload DuckDB extensions: the machines this runs on may have no internet.
+DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False, "autoload_known_extensions": False}
 # One lock per database file for this process: two Store objects (or threads)
 # writing the same file must not run their merges concurrently.
@@ -77,7 +78,7 @@ def _turn(lock_path: Path, exclusive: bool, deadline: float, busy: StoreBusy) ->
 
 def _empty_result(sql: str, params: Any) -> pl.DataFrame:
     """Run a read against a blank, fully migrated in-memory database: right columns, no rows."""
-    con = duckdb.connect(":memory:", config=_CONFIG)
+    con = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
     try:
         migrate(con)
         frame: pl.DataFrame = con.sql(sql, params=params).pl()  # duckdb types .pl() as Any
@@ -134,7 +135,7 @@ class StoreBase:
         delay = 0.005
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only, config=_CONFIG)
+                con = duckdb.connect(str(self.path), read_only=read_only, config=DUCKDB_CONFIG)
                 break
             except (duckdb.IOException, duckdb.ConnectionException) as exc:
                 if not _is_lock_conflict(exc):
