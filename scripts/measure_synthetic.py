@@ -59,7 +59,7 @@ def report(rows: list[dict[str, object]], sizes: dict[str, int]) -> None:
         probes = {str(r["case_id"]): r["prompt_tokens"] for r in mine if r["is_probe"]}
         print(f"{model} [{variant}]: probes {probes}")
         for set_id, asked in sizes.items():
-            got = [int(r["prompt_tokens"]) for r in mine  # type: ignore[call-overload]
+            got = [int(r["prompt_tokens"]) for r in mine  # type: ignore[call-overload]  # row values are typed object
                    if r["case_id"] == set_id and r["outcome"] == "ok" and r["prompt_tokens"] is not None]
             if not got:
                 reasons = {r["error"] for r in mine if r["case_id"] == set_id}

@@ -84,7 +84,7 @@ def datasets(at: AppTest, key: str) -> list[pl.DataFrame]:
         title = json.loads(el.proto.spec).get("title")
         text = title.get("text") if isinstance(title, dict) else title
         if str(text).startswith(CHARTS[key]):
-            return [pl.from_arrow(pa.ipc.open_stream(d.data.data).read_all())  # type: ignore[misc]
+            return [pl.from_arrow(pa.ipc.open_stream(d.data.data).read_all())  # type: ignore[misc]  # from_arrow of a Table is a DataFrame, typed DataFrame | Series
                     for d in el.proto.datasets]
     raise AssertionError(f"no chart {key!r}")
 

@@ -102,7 +102,8 @@ def evaluate_checks(
     judged: dict[int, CheckResult] = {}
     for i, check in _judge_checks(checks, judge_fn):
         try:
-            judged[i] = _judged(check, judge_fn(check.arg, answer.text))  # type: ignore[misc]
+            assert judge_fn is not None  # _judge_checks finds none without it
+            judged[i] = _judged(check, judge_fn(check.arg, answer.text))
         except BenchError as exc:
             judged[i] = _judge_failed(check, exc)
     return _outcome(checks, answer, judged, threshold)
@@ -129,7 +130,8 @@ async def evaluate_checks_async(
     verdicts: dict[int, JudgeVerdict | BenchError] = {}
     for i, check in _judge_checks(checks, judge_fn):
         try:
-            verdicts[i] = await judge_fn(check.arg, output_text or "")  # type: ignore[misc]
+            assert judge_fn is not None  # _judge_checks finds none without it
+            verdicts[i] = await judge_fn(check.arg, output_text or "")
         except BenchError as exc:
             verdicts[i] = exc
 

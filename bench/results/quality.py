@@ -20,7 +20,7 @@ def pareto_flags(points: list[tuple[float | None, ...]], better: tuple[str, ...]
     strictly better in one. Points with a missing coordinate are never on the frontier.
     """
     sign = [1.0 if b == "low" else -1.0 for b in better]
-    norm = [None if any(v is None for v in p) else [s * float(v) for s, v in zip(sign, p)]  # type: ignore[arg-type]
+    norm = [None if any(v is None for v in p) else [s * float(v) for s, v in zip(sign, p) if v is not None]
             for p in points]
     flags = []
     for i, p in enumerate(norm):
