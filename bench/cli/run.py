@@ -110,6 +110,7 @@ def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
     elif prep.run_id is None:
         lines.append(f"estimated worst case: unknown (no price for {', '.join(prep.unpriced)})")
     lines.extend(prep.bound_lines)
+    lines.append(_connections_line(prep))
     lines.extend(f"resume: {n}" for n in prep.in_flight_booked)
     if settings is not None:
         # Which variable's value goes to which URL (names only, never a key character).
@@ -120,6 +121,14 @@ def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
             lines.append(f"  {settings.base_url} is an OpenAI-compatible server (no OpenRouter prices "
                          "in its /models): usage from the stream, no key/credits/generation calls")
     return "\n".join(lines)
+
+
+def _connections_line(prep: engine.Prepared) -> str:
+    if prep.spec.cold_connections:
+        return ("connections: cold (--cold-connections): each connection is opened by its first measured "
+                "request, whose TTFT includes the connect (flagged conn_reused = false)")
+    return (f"connections: {prep.spec.concurrency} per endpoint opened before the measured phase "
+            "(TCP/TLS only, nothing sent or billed), warm-up request or not")
 
 
 async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: str | None,
@@ -180,6 +189,8 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
 @click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
               help="Per-request timeout, seconds.")
 @click.option("--no-warmup", is_flag=True, help="Skip the warm-up request per model x provider.")
+@click.option("--cold-connections", is_flag=True,
+              help="Measure cold starts: do not open connections before the measured phase.")
 @click.option("--budget", default=None, help="USD ceiling for the whole run.")
 @click.option("--allow-partial", is_flag=True, help="Start even if the worst case exceeds --budget.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the estimate; send nothing.")
@@ -202,7 +213,7 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
 @api_options
 def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ...],
             repeats: int | None, concurrency: int, rate: float | None, timeout_s: float,
-            no_warmup: bool, budget: str | None, allow_partial: bool, dry_run: bool,
+            no_warmup: bool, cold_connections: bool, budget: str | None, allow_partial: bool, dry_run: bool,
             resume: str | None, lookup_generation: bool, max_failures: int,
             fail_on: tuple[str, ...], junit: str | None, summary_md: str | None, seed: int,
             name: str | None, as_json: bool, wide: bool, use_local: bool, db_path: str | None,
@@ -221,7 +232,7 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
         suite_path=Path(suite) if suite else Path("."), models=list(models),
         providers=list(providers), repeats=repeats, concurrency=concurrency, rate=rate,
         timeout_s=timeout_s, stall_timeout_s=min(60.0, timeout_s), warmup=not no_warmup,
-        budget_usd=parse_usd(budget, "--budget"), allow_partial=allow_partial,
+        cold_connections=cold_connections, budget_usd=parse_usd(budget, "--budget"), allow_partial=allow_partial,
         lookup_generation=lookup_generation, max_consecutive_failures=max_failures,
         seed=seed, name=name,
     )

@@ -160,12 +160,18 @@ def _settings_json(settings: Settings, prep: Prepared) -> dict[str, Any]:
         "rate": s.rate,
         "timeout_s": s.timeout_s,
         "warmup": s.warmup and prep.suite.warmup,
+        "connections": connection_mode(s),
         "budget_usd": None if s.budget_usd is None else str(s.budget_usd),
         "allow_partial": s.allow_partial,
         "lookup_generation": s.lookup_generation,
         "seed": s.seed,
         "endpoints": {k: v.base_url for k, v in prep.suite.endpoints.items()},
     }
+
+
+def connection_mode(spec: RunSpec) -> str:
+    """``prewarmed`` (opened before the measured phase, the default) or ``cold`` (--cold-connections)."""
+    return "cold" if spec.cold_connections else "prewarmed"
 
 
 def record_run(settings: Settings, store: Store, prep: Prepared, run_id: str | None = None) -> str:
@@ -270,7 +276,7 @@ async def _execute_locked(
             stall_timeout_s=spec.stall_timeout_s,
             max_consecutive_failures=spec.max_consecutive_failures, seed=spec.seed,
             session=prep.session, lookup_generation=spec.lookup_generation,
-            prewarm_connections=spec.warmup and prep.suite.warmup,
+            prewarm_connections=not spec.cold_connections,
         ),
         budget=budget, price_fn=_price_fn(prep), check_fn=make_check_fn(prep, clients, ledger),
         generation_fn=clients[OPENROUTER].generation if prep.openrouter_api else None,

@@ -26,6 +26,9 @@ class RunSpec:
     timeout_s: float = 120.0
     stall_timeout_s: float | None = 60.0
     warmup: bool = True
+    # Connections are opened before the measured phase (METRICS.md "Clocks") unless asked to
+    # measure cold starts on purpose; independent of ``warmup``, which sends a (paid) request.
+    cold_connections: bool = False
     budget_usd: Decimal | None = None
     allow_partial: bool = False
     lookup_generation: bool = False
