@@ -60,6 +60,9 @@ class ProviderError(BenchError):
         # exchange produced (an in-stream error may come with billed usage).
         self.attempts = 1
         self.failed_attempts: list[str] = []  # outcome of each earlier, retried attempt
+        self.retry_reasons: list[str] = []  # why each earlier send was repeated (records.RETRY_REASONS)
+        # "unsent" / "maybe_read": a reused connection the server had closed (bench.api.transport)
+        self.dropped: str | None = None
         self.result: object = None  # bench.records.ChatResult | None
 
 

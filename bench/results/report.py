@@ -83,7 +83,20 @@ def summary_head(run: RunRecord) -> str:
     head += f": {run['status_reason']})" if run.get("status_reason") else ")"
     if run.get("simulated"):
         head += "  [SIMULATED: sandbox data, not real providers]"
+    mode = connection_note(run)
+    if mode:
+        head += f"  [{mode}]"
     return head
+
+
+def connection_note(run: RunRecord) -> str | None:
+    """Which connection mode ran (the run's settings), in words; None for runs that predate it."""
+    mode = (run.get("settings") or {}).get("connections")
+    if mode == "cold":
+        return "cold connections (--cold-connections): each first request per connection includes the connect"
+    if mode == "prewarmed":
+        return "connections opened before measuring"
+    return None
 
 
 def summary_table(summary: list[dict[str, Any]], run: RunRecord,
@@ -106,7 +119,10 @@ def summary_notes(summary: list[dict[str, Any]]) -> list[str]:
         how = ("left out of the latency percentiles" if total.get("cold_excluded")
                else "their TTFT includes the connect; orbench show --exclude-cold leaves them out")
         notes.append(f"note: {total['cold_connections']} ok requests opened a new connection "
-                     f"(the server closed one, or no warm-up): {how}")
+                     f"(the server closed one, or --cold-connections): {how}")
+    if total and total.get("fresh_connections"):
+        notes.append(f"note: {total['fresh_connections']} requests needed a fresh connection: the server had "
+                     "closed their pooled one (resent at once, no backoff; retry_reasons in each row says how)")
     return notes
 
 
@@ -137,6 +153,7 @@ def summary_json(summary: list[dict[str, Any]], run: RunRecord,
         "status": run["status"],
         "status_reason": run.get("status_reason"),
         "simulated": bool(run.get("simulated")),
+        "connections": (run.get("settings") or {}).get("connections"),
         "groups": [_jsonable(r) for r in summary],
         "gates": [{"group": r.group, "gate": r.gate.text, "observed": r.observed,
                    "failed": r.failed} for r in results],

@@ -16,6 +16,8 @@ over the current row of each planned request (``requests_current``), warm-ups le
 | ``ok_prompt_tokens``, ``ok_completion_tokens`` | tokens for speed: the same sums over ``ok`` rows |
 | ``cost_usd``, ``list_cost_usd`` | billed (reported) and list cost summed over every row |
 | ``cost_per_request_usd`` | ``cost_usd / n`` (failed requests can be billed) |
+| ``cold_connections`` | ok requests that opened a new connection (their TTFT includes the connect) |
+| ``fresh_connections`` | sent requests whose pooled connection the server had closed (``retry_reasons``) |
 | latency and speed percentiles | over ``ok`` rows (``in_latency_stats``), ``n_<metric>`` values each |
 
 Two groupings: ``by="target"`` (model x provider variant x endpoint, the CLI's, labelled
@@ -45,6 +47,7 @@ from bench.results.filters import PROVIDER_COLUMNS as PROVIDER_COLUMNS
 from bench.results.filters import Filters as Filters
 from bench.results.report import current_rows
 from bench.store.connection import DUCKDB_CONFIG
+from bench.store.runs import FRESH_CONNECTION_SQL
 
 METRICS = (("ttft_ms", "ttft", "_ms"), ("e2e_ms", "e2e", "_ms"), ("decode_tps", "decode_tps", ""),
            ("tpot_ms", "tpot", "_ms"))
@@ -98,6 +101,7 @@ SELECT {key_names}, {is_total} AS _total,
     count(*) FILTER (WHERE outcome = 'rate_limited') AS rate_limited,
     CAST(sum(retries_429) AS BIGINT) AS retries_429,
     count(*) FILTER (WHERE _ok AND conn_reused = false) AS cold_connections,
+    count(*) FILTER (WHERE _sent AND {fresh}) AS fresh_connections,
     {metrics},
     quantile_cont(e2e_ms, 0.5) FILTER (WHERE _ok AND passed) AS e2e_p50_correct_ms,
     CAST(sum(prompt_tokens) AS BIGINT) AS prompt_tokens,
@@ -124,7 +128,7 @@ def _sql(by: str, f: Filters, source: str, total: bool) -> str:
         key_names=", ".join(f"{n} AS {field}" for n, (field, _) in zip(names, keys)),
         is_total=f"grouping({names[0]}) = 1" if total else "false",
         group_by=f"GROUPING SETS (({', '.join(names)}), ())" if total else ", ".join(names),
-        order=order, metrics=_metric_sql(), source=source, where=f.where())
+        order=order, metrics=_metric_sql(), source=source, where=f.where(), fresh=FRESH_CONNECTION_SQL)
 
 
 def _params(f: Filters, exclude_cold: bool) -> dict[str, Any]:
@@ -213,6 +217,7 @@ def derive(raw: dict[str, Any], by: str, exclude_cold: bool, sketched: bool) -> 
         "retries_429": raw["retries_429"],
         "cold_connections": raw["cold_connections"],
         "cold_excluded": bool(exclude_cold and raw["cold_connections"]),
+        "fresh_connections": raw["fresh_connections"],
     })
     for _, prefix, unit in METRICS:
         row[f"n_{prefix}"] = int(raw[f"n_{prefix}"] or 0)

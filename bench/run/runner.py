@@ -335,6 +335,7 @@ class Runner:
         row.http_status = exc.status if exc.status is not None else row.http_status
         row.attempts = exc.attempts
         row.retries_429 = exc.failed_attempts.count("rate_limited")
+        row.retry_reasons = ",".join(exc.retry_reasons) or None
         row.error = exc.message[:2000]
         row.error_code = None if exc.code is None else str(exc.code)
         self._react_to_error(exc)
@@ -365,6 +366,7 @@ class Runner:
         row.connect_ms, row.conn_reused = res.connect_ms, res.conn_reused
         row.attempts = res.attempts
         row.retries_429 = res.failed_attempts.count("rate_limited")
+        row.retry_reasons = ",".join(res.retry_reasons) or None
         row.generation_id = res.generation_id
         row.served_model = res.served_model
         row.provider = res.provider
