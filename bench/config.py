@@ -71,6 +71,8 @@ class Settings:
     insecure: bool = False  # no TLS verification at all (--insecure)
     # httpx mount pattern -> proxy URL, or None for "no proxy" (NO_PROXY hosts); sorted
     proxies: tuple[tuple[str, str | None], ...] = ()
+    # A key variable that is set but not sent to base_url (bench.api.keys.withheld_key_env): its name only
+    withheld_key_env: str | None = None
 
     def __post_init__(self) -> None:
         for name, label in _HEADER_SETTINGS.items():

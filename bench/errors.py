@@ -74,6 +74,13 @@ class AuthError(ProviderError):
     outcome = "auth"
 
 
+class KeyWithheld(AuthError):
+    """401 from a URL to which orbench sent no key on purpose (the key set goes only to openrouter.ai).
+
+    Its message says so and how to send one: "the key was rejected" would be wrong.
+    """
+
+
 class InsufficientCredits(ProviderError):
     outcome = "insufficient_credits"
 

@@ -92,7 +92,9 @@ def current_settings() -> Settings:
     if key:
         return replace(env, api_key=key)
     if env.base_url != OPENROUTER_BASE_URL:  # a sandbox started elsewhere (tests, `orbench sandbox`)
-        return replace(env, api_key=None, sandbox=True)
+        # a 401 from there says no key was sent, and how to send one (bench.api.keys)
+        return replace(env, api_key=None, sandbox=True,
+                       withheld_key_env=keys.withheld_key_env(env.base_url, key_env()))
     return replace(env, api_key=None, base_url=_sandbox(str(env.db_path)).base_url, sandbox=True)
 
 
@@ -198,6 +200,7 @@ def _run(make: Callable[[OpenRouterClient], Awaitable[T]], base_url: str) -> T:
 
     async def go() -> T:
         client = OpenRouterClient(build_http_client(settings, 2), api_key=settings.api_key,
+                                  withheld_key_env=settings.withheld_key_env,
                                   retry=RetryPolicy(max_attempts=2, max_total_s=10))
         try:
             return await make(client)

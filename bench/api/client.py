@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bench.api import keys
 from bench.api.account import Credits, KeyInfo, _data
 from bench.api.catalog import Model, ModelEndpoints, parse_endpoints, parse_models
 from bench.api.envelope import (
@@ -50,6 +51,7 @@ from bench.api.transport import DroppedConnection
 from bench.errors import (
     AuthError,
     ConfigError,
+    KeyWithheld,
     NetworkError,
     ProviderError,
     StreamError,
@@ -105,8 +107,10 @@ class OpenRouterClient:
         api_key: str | None = None,
         retry: RetryPolicy | None = None,
         openai_compatible: bool = False,
+        withheld_key_env: str | None = None,
     ) -> None:
         self._http = http
+        self._withheld = withheld_key_env  # a 401 then says no key was sent, and how to send one
         self._retry = retry or RetryPolicy()
         self._rng = random.Random(self._retry.seed)
         self.openai_compatible = openai_compatible
@@ -182,6 +186,8 @@ class OpenRouterClient:
         try:
             payload = await self._get_json("credits")
         except AuthError as err:
+            if isinstance(err, KeyWithheld):
+                raise
             new = AuthError(
                 f"GET /credits needs a management key: {err.message}",  # message starts "HTTP 4xx"
                 status=err.status,
@@ -443,6 +449,9 @@ class OpenRouterClient:
             retry_after = _non_negative(availability.get("retry_after"))
         message = _status_message(status, error, availability, text)
         code = error.get("code") if isinstance(error, dict) else None
+        if status == 401 and self._withheld and "authorization" not in self._http.headers:
+            return KeyWithheld(keys.withheld_message(str(self._http.base_url), self._withheld), status=status,
+                               code=code, body=parsed if parsed is not None else text[:2000])
         return error_for_status(
             status, self._redact(message), code=code, retry_after_s=retry_after,
             body=parsed if parsed is not None else text[:2000],

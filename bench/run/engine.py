@@ -24,7 +24,7 @@ from bench.api.catalog import Model, Pricing, find_model, parse_models
 from bench.api.catalog import to_decimal as catalog_decimal
 from bench.api.client import OpenRouterClient
 from bench.config import Settings
-from bench.errors import AuthError, BenchError, ConfigError, NetworkError, ProviderError
+from bench.errors import AuthError, BenchError, ConfigError, KeyWithheld, NetworkError, ProviderError
 from bench.quality import checks as checks_mod
 from bench.quality.judge import JudgeLedger, make_judge_fn
 from bench.records import ChatResult, RequestRow
@@ -435,6 +435,8 @@ async def plan_run(settings: Settings, spec: RunSpec, *, store: Store | None = N
         return prep
     except NetworkError as exc:
         raise ConfigError(f"cannot reach {settings.base_url}: {exc.message}") from None
+    except KeyWithheld as exc:
+        raise ConfigError(exc.message) from None
     except AuthError as exc:
         raise ConfigError(f"the API key was rejected ({exc.status}): {exc.message}") from None
     finally:

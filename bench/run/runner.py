@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from bench.api.ceiling import maybe_billed
-from bench.errors import AuthError, BenchError, InsufficientCredits, ProviderError
+from bench.errors import AuthError, BenchError, InsufficientCredits, KeyWithheld, ProviderError
 from bench.records import FINISHED_OUTCOMES, ChatResult, RequestRow, derive_times
 from bench.run.budget import AttemptBook, Budget
 from bench.run.plan import PlannedRequest, Target
@@ -342,7 +342,9 @@ class Runner:
         return partial
 
     def _react_to_error(self, exc: ProviderError) -> None:
-        if isinstance(exc, AuthError) and exc.status == 401:
+        if isinstance(exc, KeyWithheld):
+            self._stop("failed", exc.message)
+        elif isinstance(exc, AuthError) and exc.status == 401:
             self._stop("failed", f"the API key was rejected (401): {exc.message}")
         elif isinstance(exc, InsufficientCredits):
             self._stop("stopped", f"insufficient credits (402): {exc.message}")
