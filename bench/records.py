@@ -226,6 +226,19 @@ class RequestRow:
     retry_reasons: str | None = None  # why sends were repeated, comma-separated (RETRY_REASONS); NULL: none
 
 
+PRICE_KEYS = (
+    "prompt",
+    "completion",
+    "request",
+    "image",
+    "internal_reasoning",
+    "input_cache_read",
+    "input_cache_write",
+    "web_search",
+)
+"""The per-unit prices of a catalog entry (USD per token; request, image and web_search per unit): the one
+list, typed fields of ``bench.api.catalog.Pricing`` and columns of the ``catalog_prices`` snapshots."""
+
 RETRY_REASONS = {
     "closed_idle": "the pooled connection picked for it had been closed by the server: dropped unused, "
                    "a fresh one taken (nothing resent)",

@@ -47,7 +47,7 @@ from bench.api.envelope import (
     parse_retry_after,
 )
 from bench.api.stream import StreamAccumulator, _connection_facts, _read_events
-from bench.api.transport import DroppedConnection
+from bench.api.transport import CertificateError, DroppedConnection
 from bench.errors import (
     AuthError,
     ConfigError,
@@ -296,7 +296,9 @@ class OpenRouterClient:
         return self._complete(acc, response)
 
     def _network_error(self, text: str, exc: httpx.TransportError) -> NetworkError:
-        err = NetworkError(self._redact(text))
+        hopeless = _hopeless(exc)
+        err = NetworkError(self._redact(text if hopeless is None else f"{text} (not retried: {hopeless})"))
+        err.retryable = hopeless is None
         if isinstance(exc, DroppedConnection):
             err.dropped = "maybe_read" if exc.server_read else "unsent"
         return err
@@ -432,7 +434,9 @@ class OpenRouterClient:
     def _retryable(self, err: ProviderError) -> bool:
         if isinstance(err.result, ChatResult) and _delivered_output(err.result):
             return False  # never pay twice for generated tokens
-        if isinstance(err, (NetworkError, TimeoutError_)):
+        if isinstance(err, NetworkError):
+            return err.retryable  # False for a certificate failure or a refused header value
+        if isinstance(err, TimeoutError_):
             return True
         return err.status in self._retry.retry_statuses
 
@@ -472,6 +476,15 @@ class OpenRouterClient:
     def _require_openrouter(self, what: str) -> None:
         if self.openai_compatible:
             raise ConfigError(f"{what} is an OpenRouter API call; {self._http.base_url} is a generic server")
+
+
+def _hopeless(exc: httpx.TransportError) -> str | None:
+    """Why a transport failure cannot go away on a retry (None: it may)."""
+    if isinstance(exc, httpx.LocalProtocolError):
+        return "orbench refused to send a header value, the same on every attempt"
+    if isinstance(exc, CertificateError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "the server's certificate is not trusted, the same on every attempt"
+    return None
 
 
 def _delivered_output(result: ChatResult) -> bool:

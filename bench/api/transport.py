@@ -101,6 +101,10 @@ class DroppedConnection(httpx.RemoteProtocolError):
         self.server_read = server_read
 
 
+class CertificateError(httpx.ConnectError):
+    """The server's TLS certificate is not trusted: the same on every attempt, so never retried."""
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
     """``httpx.AsyncClient(transport=LeanTransport(...))``."""
 
@@ -160,7 +164,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from None
         except ssl.SSLCertVerificationError as exc:
-            raise httpx.ConnectError(
+            raise CertificateError(
                 f"TLS to {host}:{port}: certificate verify failed ({exc.verify_message}); if a corporate CA "
                 "or a TLS-inspecting proxy signs it, name that CA with --ca-bundle or ORBENCH_CA_BUNDLE "
                 "(or SSL_CERT_FILE)", request=request) from None

@@ -522,6 +522,9 @@ def m015_request_retry_reasons(con: duckdb.DuckDBPyConnection) -> None:
     for table in ("requests", "superseded_requests"):
         con.execute(f"ALTER TABLE {table} ADD COLUMN retry_reasons VARCHAR")
     con.execute("ALTER TABLE run_aggregates ADD COLUMN n_fresh BIGINT")
+    # The catalog's web_search price was parsed but never snapshotted: one list of price fields now
+    # (bench.records.PRICE_KEYS) for the parser and the snapshot.
+    con.execute("ALTER TABLE catalog_prices ADD COLUMN web_search DECIMAL(38,18)")
     cols = ", ".join(f'r."{c}"' for c in _M015_REQUEST_COLUMNS)
     planned = ", ".join(f'{_M013_PLANNED.get(c, "NULL")} AS "{c}"' for c in _M015_REQUEST_COLUMNS)
     con.execute(

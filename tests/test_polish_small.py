@@ -1,0 +1,48 @@
+"""Small things from a new user's first hour: refused header values are not retried, one list of prices."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench.api.catalog import parse_models
+from bench.api.client import OpenRouterClient, RetryPolicy
+from bench.api.transport import LeanTransport
+from bench.errors import NetworkError
+from bench.records import PRICE_KEYS
+from bench.store.store import Store
+from tests._loopback import LoopbackServer
+
+
+def test_a_refused_header_value_is_not_retried_and_says_why() -> None:
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    with LoopbackServer([(0.0, b"data: [DONE]\n\n")]) as server:
+        async def go() -> None:
+            http = httpx.AsyncClient(base_url=server.base_url, transport=LeanTransport(2),
+                                     headers={"X-Note": "a\r\nX-Evil: 1"})
+            async with OpenRouterClient(http, retry=RetryPolicy(max_attempts=4, sleep=sleep)) as c:
+                await c.chat({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+
+        with pytest.raises(NetworkError) as info:
+            asyncio.run(go())
+        assert server.bodies == []  # nothing went out
+    assert info.value.attempts == 1 and slept == []
+    assert "not retried: orbench refused to send a header value" in str(info.value)
+
+
+def test_every_catalog_price_is_snapshotted_web_search_included(tmp_path: Path) -> None:
+    prices = {k: f"0.00000{i + 1}" for i, k in enumerate(PRICE_KEYS)}
+    store = Store(tmp_path / "db.duckdb")
+    store.init()
+    snap = store.save_catalog_snapshot(parse_models({"data": [{"id": "a/b", "name": "b", "pricing": prices}]}),
+                                       "http://127.0.0.1/api/v1")
+    row = store.catalog_prices(snap).to_dicts()[0]
+    assert {k: row[k] for k in PRICE_KEYS} == {k: Decimal(v) for k, v in prices.items()}
