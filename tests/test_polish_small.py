@@ -46,3 +46,27 @@ def test_every_catalog_price_is_snapshotted_web_search_included(tmp_path: Path) 
                                        "http://127.0.0.1/api/v1")
     row = store.catalog_prices(snap).to_dicts()[0]
     assert {k: row[k] for k in PRICE_KEYS} == {k: Decimal(v) for k, v in prices.items()}
+
+
+def test_run_credits_and_suite_examples_take_the_shared_output_options(tmp_path: Path, cli_db: Path) -> None:
+    import csv
+    import io
+    import json
+
+    from tests.conftest import invoke
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nmodels: [openai/gpt-4o-mini]\ncases:\n  - {id: a, prompt: hi}\n")
+    code, out, err = invoke("run", str(suite), "--sandbox", "--csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["group"] for r in rows] == ["openai/gpt-4o-mini [default]", "TOTAL"] and rows[0]["run_id"]
+    assert "connections: 4 per endpoint opened before the measured phase" in err
+    code, out, err = invoke("credits", "--sandbox", "--nl")
+    assert code == 0, err
+    assert "usage_usd" in json.loads(out.splitlines()[0])
+    code, out, err = invoke("suite", "examples", "--csv")
+    assert code == 0, err
+    assert "demo.yaml" in {r["file"] for r in csv.DictReader(io.StringIO(out))}
+    code, _, err = invoke("run", str(suite), "--sandbox", "--json", "--csv")
+    assert code == 2 and "choose one output format" in err

@@ -150,8 +150,8 @@ def endpoints_cmd(model: str, base_url: str | None, sandbox: bool, output: Outpu
 
 @click.command("credits")
 @api_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
+@output_options
+def credits_cmd(base_url: str | None, sandbox: bool, output: Output) -> None:
     """Key usage, limit and remaining; account credits where the key allows it."""
     with api_settings(base_url, sandbox, need_key=not sandbox) as settings:
         async def both(c: OpenRouterClient) -> tuple[Any, Any, str | None]:
@@ -173,8 +173,8 @@ def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
         "total_usage_usd": getattr(credits, "total_usage", None),
         "balance_usd": getattr(credits, "balance", None),
     }
-    if as_json:
-        emit([row], list(row), Output("json"))
+    if output.fmt != "table":
+        emit([row], list(row), output)
     else:
         for k, v in row.items():
             click.echo(f"{k:22} {'' if v is None else v}")

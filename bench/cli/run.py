@@ -15,12 +15,12 @@ from typing import Any
 import click
 
 from bench.api import keys
-from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, note_gates, wide_option
+from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, note_gates, output_options
 from bench.cli.results import emit_summary
 from bench.config import Settings, parse_usd
 from bench.errors import ConfigError
 from bench.results import gates, report, summary
-from bench.results.render import usd
+from bench.results.render import Output, emit, usd
 from bench.run import budget as budget_mod
 from bench.run import engine, synthetic
 from bench.run import targets as targets_mod
@@ -204,9 +204,7 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
 @click.option("--summary-md", type=click.Path(dir_okay=False), default=None, help="Write a Markdown summary.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for arrivals and bootstraps.")
 @click.option("--name", default=None, help="A name for the run.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON summary (with run_id) to stdout instead of the table.")
-@wide_option
+@output_options  # --json: the run's summary object (with run_id); --csv/--nl: one row per group
 @click.option("--local", "use_local", is_flag=True,
               help="Start the real local model (llama.cpp, Gemma 3 270M) and add local/gemma3-270m.")
 @db_option
@@ -216,7 +214,7 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
             no_warmup: bool, cold_connections: bool, budget: str | None, allow_partial: bool, dry_run: bool,
             resume: str | None, lookup_generation: bool, max_failures: int,
             fail_on: tuple[str, ...], junit: str | None, summary_md: str | None, seed: int,
-            name: str | None, as_json: bool, wide: bool, use_local: bool, db_path: str | None,
+            name: str | None, output: Output, use_local: bool, db_path: str | None,
             base_url: str | None, sandbox: bool) -> None:
     """Run SUITE across models x providers x cases x repeats and store every request."""
     if not suite and not resume:
@@ -251,8 +249,8 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     results = gates.evaluate(gate_list, groups)
     run = store.get_run(run_id)
     assert run is not None  # _run created it, and runs are never deleted
-    if not as_json:
-        emit_summary(groups, run, wide)
+    if output.fmt == "table":
+        emit_summary(groups, run, output.wide)
     gates_failed = note_gates(results)
     if junit:
         cases = gates.case_results(report.current_rows(store.requests_frame(run_id)))
@@ -260,9 +258,11 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     if summary_md:
         Path(summary_md).write_text(report.summary_markdown(groups, run) + "\n" +
                                     gates.results_markdown(results))
-    if as_json:
+    if output.fmt == "json":
         click.echo(json.dumps(report.summary_json(groups, run, results), indent=2,
                               default=str))
+    elif output.fmt != "table":
+        emit([dict(r, run_id=run_id) for r in groups], [], output)
     if run["status"] in ("failed", "stopped"):
         raise ConfigError(f"run {run_id} {run['status']}: {run['status_reason']}")
     if run["status"] == "cancelled":

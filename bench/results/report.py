@@ -83,9 +83,6 @@ def summary_head(run: RunRecord) -> str:
     head += f": {run['status_reason']})" if run.get("status_reason") else ")"
     if run.get("simulated"):
         head += "  [SIMULATED: sandbox data, not real providers]"
-    mode = connection_note(run)
-    if mode:
-        head += f"  [{mode}]"
     return head
 
 
@@ -93,9 +90,10 @@ def connection_note(run: RunRecord) -> str | None:
     """Which connection mode ran (the run's settings), in words; None for runs that predate it."""
     mode = (run.get("settings") or {}).get("connections")
     if mode == "cold":
-        return "cold connections (--cold-connections): each first request per connection includes the connect"
+        return ("note: cold connections (--cold-connections): each connection's first request "
+                "carries the connect in its TTFT")
     if mode == "prewarmed":
-        return "connections opened before measuring"
+        return "note: connections were opened before the measured phase (--cold-connections measures cold starts)"
     return None
 
 
@@ -109,9 +107,10 @@ def summary_table(summary: list[dict[str, Any]], run: RunRecord,
     return summary_head(run) + "\n" + table, hidden
 
 
-def summary_notes(summary: list[dict[str, Any]]) -> list[str]:
-    """What a reader must know to read the numbers (small n, cold connections)."""
-    notes = []
+def summary_notes(summary: list[dict[str, Any]], run: RunRecord | None = None) -> list[str]:
+    """What a reader must know to read the numbers (connection mode, small n, cold connections)."""
+    mode = connection_note(run) if run is not None else None
+    notes = [mode] if mode else []
     if any(r.get("small_n") for r in summary if r["group"] != "TOTAL"):
         notes.append("note: fewer than ~100 ok requests per group: p99 is not bounded (no CI); read p50 first")
     total = next((r for r in summary if r["group"] == "TOTAL"), None)
