@@ -70,3 +70,16 @@ def test_run_credits_and_suite_examples_take_the_shared_output_options(tmp_path:
     assert "demo.yaml" in {r["file"] for r in csv.DictReader(io.StringIO(out))}
     code, _, err = invoke("run", str(suite), "--sandbox", "--json", "--csv")
     assert code == 2 and "choose one output format" in err
+
+
+def test_the_local_model_server_takes_a_context_size(tmp_path: Path, cli_db: Path) -> None:
+    from bench.local import LocalServer, server_command
+    from tests.conftest import invoke
+
+    cmd = server_command(Path("/bin/llama-server"), Path("m.gguf"), 8080, ctx_size=16384)
+    assert cmd[cmd.index("-c") + 1] == "16384"
+    assert LocalServer(tmp_path / "m.gguf", ctx_size=8192, port=1).ctx_size == 8192
+    code, _, err = invoke("run", "x.yaml", "--local", "--local-ctx-size", "100")
+    assert code == 2 and "--local-ctx-size" in err
+    code, _, err = invoke("local", "serve", "--ctx-size", "999999")
+    assert code == 2 and "--ctx-size" in err

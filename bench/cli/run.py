@@ -31,7 +31,7 @@ from bench.suites.model import OPENROUTER
 
 
 @contextlib.contextmanager
-def _local_endpoint(spec: engine.RunSpec) -> Any:
+def _local_endpoint(spec: engine.RunSpec, ctx_size: int = 4096) -> Any:
     """Start llama-server with the real local model and register it as endpoint ``local``."""
     from bench import local
     from bench.suites.model import Endpoint
@@ -40,7 +40,7 @@ def _local_endpoint(spec: engine.RunSpec) -> Any:
     if not ok:
         note(message)
         raise ConfigError("--local needs the orbench[local] extra (see above for the one command)")
-    with local.LocalServer(local.ensure_gguf()) as server:
+    with local.LocalServer(local.ensure_gguf(), ctx_size=ctx_size) as server:
         note(f"local: llama-server ready at {server.base_url} (real, on this machine)")
         spec.extra_endpoints[local.LOCAL_ENDPOINT] = Endpoint(
             name=local.LOCAL_ENDPOINT, base_url=server.base_url, fresh_connections=True)
@@ -207,6 +207,8 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
 @output_options  # --json: the run's summary object (with run_id); --csv/--nl: one row per group
 @click.option("--local", "use_local", is_flag=True,
               help="Start the real local model (llama.cpp, Gemma 3 270M) and add local/gemma3-270m.")
+@click.option("--local-ctx-size", type=click.IntRange(256, 32768), default=4096, show_default=True,
+              help="With --local: the model server's context size in tokens (llama-server -c).")
 @db_option
 @api_options
 def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ...],
@@ -214,7 +216,7 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
             no_warmup: bool, cold_connections: bool, budget: str | None, allow_partial: bool, dry_run: bool,
             resume: str | None, lookup_generation: bool, max_failures: int,
             fail_on: tuple[str, ...], junit: str | None, summary_md: str | None, seed: int,
-            name: str | None, output: Output, use_local: bool, db_path: str | None,
+            name: str | None, output: Output, use_local: bool, local_ctx_size: int, db_path: str | None,
             base_url: str | None, sandbox: bool) -> None:
     """Run SUITE across models x providers x cases x repeats and store every request."""
     if not suite and not resume:
@@ -238,7 +240,7 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
         raise ConfigError(f"{suite}: no such suite file")
     with contextlib.ExitStack() as stack:
         if use_local:
-            stack.enter_context(_local_endpoint(spec))
+            stack.enter_context(_local_endpoint(spec, local_ctx_size))
         settings = stack.enter_context(api_settings(base_url, sandbox, db_path))
         store = Store(settings.db_path)
         printer = ProgressPrinter()
