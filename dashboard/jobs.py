@@ -31,14 +31,13 @@ import streamlit as st
 
 from bench.config import DEFAULT_DB, Settings
 from bench.errors import BenchError, ConfigError
+from bench.examples import DEMO_CONCURRENCY, DEMO_SUITE
 from bench.run import budget as budget_mod
 from bench.run import engine
 from bench.run import targets as targets_mod
 from bench.run.runner import Runner
 from bench.run.state import Progress
 from bench.store.store import Store
-
-from bench.examples import DEMO_CONCURRENCY, DEMO_SUITE
 
 
 @dataclass

@@ -214,41 +214,57 @@ def scenario_throughput() -> None:
         sb.stop()
 
 
-def scenario_engine() -> None:
-    """The whole engine (plan, runner, journal, DuckDB writer) at zero delay and at c=128."""
+def scenario_engine(levels: tuple[int, ...] = (64, 128), repeats: int = 1500) -> None:
+    """The whole engine (plan, runner, journal, DuckDB writer) at zero delay: req/s and the TTFT
+    overhead against the sandbox's own first-token stamp (``ENGINE_LEVELS=64,128``, ``ENGINE_REQUESTS``)."""
     from bench.run import engine
     from bench.store.store import Store
 
+    levels = tuple(int(x) for x in os.environ.get("ENGINE_LEVELS", ",".join(map(str, levels))).split(","))
+    repeats = int(os.environ.get("ENGINE_REQUESTS", str(repeats * 2))) // 2
     sb = SandboxProcess(bench_catalog(ttft_ms=0, decode_tps=1000), time_scale=0)
     tmp = Path(tempfile.mkdtemp())
     suite = tmp / "s.yaml"
-    suite.write_text(f"name: bench\nmodels: [{MODEL}]\nrepeats: 1000\ndefaults: {{max_tokens: 50}}\n"
+    suite.write_text(f"name: bench\nmodels: [{MODEL}]\nrepeats: {repeats}\ndefaults: {{max_tokens: 50}}\n"
                      "cases:\n  - id: a\n    prompt: hello\n  - id: b\n    prompt: world\n")
     try:
         settings = Settings(base_url=sb.base_url, db_path=tmp / "db.duckdb")
         store = Store(settings.db_path)
         store.init()
-        for conc in (64, 128):
+        for conc in levels:
             spec = engine.RunSpec(suite_path=suite, concurrency=conc, warmup=False)
+            over: list[float] = []
 
             async def go() -> str:
                 boot = engine.make_clients(settings, None, conc)
                 prep = await engine.prepare(settings, spec, boot["openrouter"])
                 await engine.close_clients(boot)
                 clients = engine.make_clients(settings, prep.suite, conc)
+                for client in clients.values():  # note each answer's overhead vs the server's stamp
+                    chat = client.chat
+
+                    async def timed(*a: object, _chat: object = chat, **kw: object) -> object:
+                        r = await _chat(*a, **kw)  # type: ignore[operator]
+                        over.extend(overheads([r]))
+                        return r
+
+                    client.chat = timed  # type: ignore[method-assign]
                 try:
                     run_id, _ = await engine.execute(settings, store, prep, clients)
                 finally:
                     await engine.close_clients(clients)
                 return run_id
 
+            cpu = time.process_time()
             t = time.perf_counter()
             run_id = asyncio.run(go())
             wall = time.perf_counter() - t
+            cpu = time.process_time() - cpu
             n = store.requests_frame(run_id).height
             print(f"[engine] full engine, concurrency {conc}, zero delay, 50 tokens: {n} rows in "
-                  f"{wall:.2f} s = {n / wall:.0f} requests/s incl. journal + DuckDB; max RSS "
-                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 400 MB)")
+                  f"{wall:.2f} s = {n / wall:.0f} requests/s incl. journal + DuckDB, client CPU {cpu:.2f} s; "
+                  f"TTFT overhead vs the server's stamp p50 {pct(over, 50):.2f} ms, p99 {pct(over, 99):.2f} ms; "
+                  f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 400 MB)")
     finally:
         sb.stop()
 

@@ -155,7 +155,8 @@ def test_tls_a_certificate_failure_is_not_retried_and_says_why(https_url: str) -
         slept.append(s)
 
     async def go() -> None:
-        async with OpenRouterClient(build_http_client(settings, 2), retry=RetryPolicy(max_attempts=4, sleep=sleep)) as c:
+        retry = RetryPolicy(max_attempts=4, sleep=sleep)
+        async with OpenRouterClient(build_http_client(settings, 2), retry=retry) as c:
             await c.chat(BODY)
 
     with pytest.raises(NetworkError) as info:
