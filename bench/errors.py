@@ -3,6 +3,7 @@
     BenchError                      message safe to show a user
       ConfigError                   missing key, bad flag, bad suite, unknown model
         SuiteError                  a suite file that does not validate
+        BudgetRefused               a plan whose worst case --budget or the key's limit cannot cover
       ProviderError                 an HTTP/stream failure: status, code, retry_after
         BadRequest          400 (also 404/413/422: the request cannot succeed as sent)
         AuthError           401/403
@@ -11,7 +12,7 @@
         RateLimited         429
         ProviderUnavailable 5xx (502/503/504/524/529 are transient, 500 too)
         StreamError         an ``error`` object inside an HTTP 200 stream
-        TimeoutError_       our own per-request timeout or a stall
+        DeadlineExceeded    our own per-request timeout or a stall
         NetworkError        reset, refused, closed without a response
       StoreError
         StoreBusy           the DuckDB file is locked by another process
@@ -37,9 +38,12 @@ class SuiteError(ConfigError):
     pass
 
 
+class BudgetRefused(ConfigError):
+    """The plan's worst case does not fit --budget or the key's remaining limit (nothing was sent)."""
+
+
 class ProviderError(BenchError):
     outcome = "provider_error"
-    retryable = False
 
     def __init__(
         self,
@@ -63,6 +67,7 @@ class ProviderError(BenchError):
         self.retry_reasons: list[str] = []  # why each earlier send was repeated (records.RETRY_REASONS)
         # "unsent" / "maybe_read": a reused connection the server had closed (bench.api.transport)
         self.dropped: str | None = None
+        self.hopeless: str | None = None  # why a retry cannot help (a certificate failure, a refused header)
         self.result: object = None  # bench.records.ChatResult | None
 
 
@@ -87,30 +92,28 @@ class InsufficientCredits(ProviderError):
 
 class RequestTimeout(ProviderError):
     outcome = "timeout"
-    retryable = True
 
 
 class RateLimited(ProviderError):
     outcome = "rate_limited"
-    retryable = True
 
 
 class ProviderUnavailable(ProviderError):
     outcome = "provider_error"
-    retryable = True
 
 
 class StreamError(ProviderError):
     outcome = "provider_error"
 
 
-class TimeoutError_(ProviderError):
+class DeadlineExceeded(ProviderError):
+    """Our own per-request deadline (``--timeout``) or a stall passed; not the server's 408."""
+
     outcome = "timeout"
 
 
 class NetworkError(ProviderError):
     outcome = "network"
-    retryable = True
 
 
 class StoreError(BenchError):

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -214,46 +215,46 @@ def scenario_throughput() -> None:
         sb.stop()
 
 
-def scenario_engine(levels: tuple[int, ...] = (64, 128), repeats: int = 1500) -> None:
-    """The whole engine (plan, runner, journal, DuckDB writer) at zero delay: req/s and the TTFT
-    overhead against the sandbox's own first-token stamp (``ENGINE_LEVELS=64,128``, ``ENGINE_REQUESTS``)."""
-    from bench.run import engine
+def scenario_engine(levels: tuple[int, ...] = (64, 128), requests: int = 2000) -> None:
+    """The whole engine (plan, runner, journal, DuckDB writer) at zero delay: req/s, client CPU and the
+    TTFT overhead against the sandbox's own first-token stamp (``ENGINE_LEVELS=64,128``, ``ENGINE_REQUESTS``)."""
+    from bench.run import session
+    from bench.run.runner import Runner
+    from bench.run.spec import RunSpec
     from bench.store.store import Store
+    from bench.suites.parse import load_suite
 
     levels = tuple(int(x) for x in os.environ.get("ENGINE_LEVELS", ",".join(map(str, levels))).split(","))
-    repeats = int(os.environ.get("ENGINE_REQUESTS", str(repeats * 2))) // 2
+    requests = int(os.environ.get("ENGINE_REQUESTS", str(requests)))
     sb = SandboxProcess(bench_catalog(ttft_ms=0, decode_tps=1000), time_scale=0)
     tmp = Path(tempfile.mkdtemp())
     suite = tmp / "s.yaml"
-    suite.write_text(f"name: bench\nmodels: [{MODEL}]\nrepeats: {repeats}\ndefaults: {{max_tokens: 50}}\n"
+    suite.write_text(f"name: bench\nmodels: [{MODEL}]\nrepeats: {requests // 2}\ndefaults: {{max_tokens: 50}}\n"
                      "cases:\n  - id: a\n    prompt: hello\n  - id: b\n    prompt: world\n")
     try:
         settings = Settings(base_url=sb.base_url, db_path=tmp / "db.duckdb")
         store = Store(settings.db_path)
         store.init()
         for conc in levels:
-            spec = engine.RunSpec(suite_path=suite, concurrency=conc, warmup=False)
+            spec = RunSpec(suite_path=suite, concurrency=conc, warmup=False)
             over: list[float] = []
 
-            async def go() -> str:
-                boot = engine.make_clients(settings, None, conc)
-                prep = await engine.prepare(settings, spec, boot["openrouter"])
-                await engine.close_clients(boot)
-                clients = engine.make_clients(settings, prep.suite, conc)
-                for client in clients.values():  # note each answer's overhead vs the server's stamp
+            def note_overheads(runner: Runner) -> None:
+                for client in runner.clients.values():  # each answer's overhead vs the server's stamp
                     chat = client.chat
 
-                    async def timed(*a: object, _chat: object = chat, **kw: object) -> object:
-                        r = await _chat(*a, **kw)  # type: ignore[operator]
+                    async def timed(*a: Any, _chat: Any = chat, **kw: Any) -> Any:
+                        r = await _chat(*a, **kw)
                         over.extend(overheads([r]))
                         return r
 
-                    client.chat = timed  # type: ignore[method-assign]
-                try:
-                    run_id, _ = await engine.execute(settings, store, prep, clients)
-                finally:
-                    await engine.close_clients(clients)
-                return run_id
+                    client.chat = timed  # type: ignore[method-assign]  # a measuring script, not the product
+
+            async def go() -> str:
+                result = await session.run_suite(settings, load_suite(suite), spec, store=store, env={},
+                                                 hooks=session.SessionHooks(on_runner=note_overheads))
+                assert result.run_id is not None
+                return result.run_id
 
             cpu = time.process_time()
             t = time.perf_counter()

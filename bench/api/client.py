@@ -35,27 +35,27 @@ from urllib.parse import quote
 import httpx
 
 from bench.api import keys
-from bench.api.account import Credits, KeyInfo, _data
+from bench.api.account import Credits, KeyInfo, unwrap_data
 from bench.api.catalog import Model, ModelEndpoints, parse_endpoints, parse_models
 from bench.api.envelope import (
-    _availability,
-    _clip,
-    _metadata_hint,
-    _non_negative,
-    _numeric_status,
-    _status_message,
+    clip_text,
+    error_availability,
+    metadata_hint,
+    non_negative,
+    numeric_status,
     parse_retry_after,
+    status_message,
 )
-from bench.api.stream import StreamAccumulator, _connection_facts, _read_events
+from bench.api.stream import StreamAccumulator, connection_facts, read_events
 from bench.api.transport import CertificateError, DroppedConnection
 from bench.errors import (
     AuthError,
     ConfigError,
+    DeadlineExceeded,
     KeyWithheld,
     NetworkError,
     ProviderError,
     StreamError,
-    TimeoutError_,
     error_for_status,
 )
 from bench.records import ChatResult, Clocks
@@ -98,6 +98,7 @@ class OpenRouterClient:
     With ``openai_compatible=True`` the same client talks to a generic server:
     it asks for usage in the stream (``stream_options.include_usage``) and the
     OpenRouter-only calls (key, credits, generation, endpoints) raise ConfigError.
+    The mode is fixed at construction (``openai_compatible`` is read-only).
     """
 
     def __init__(
@@ -113,13 +114,18 @@ class OpenRouterClient:
         self._withheld = withheld_key_env  # a 401 then says no key was sent, and how to send one
         self._retry = retry or RetryPolicy()
         self._rng = random.Random(self._retry.seed)
-        self.openai_compatible = openai_compatible
+        self._openai_compatible = openai_compatible
         if api_key and "authorization" not in http.headers:
             http.headers["Authorization"] = f"Bearer {api_key}"
         self._secret = api_key or _bearer_token(http.headers.get("authorization"))
 
     def __repr__(self) -> str:
         return f"OpenRouterClient(base_url={str(self._http.base_url)!r}, openai_compatible={self.openai_compatible})"
+
+    @property
+    def openai_compatible(self) -> bool:
+        """True for a generic OpenAI-compatible server (set at construction)."""
+        return self._openai_compatible
 
     @property
     def supports_openrouter_api(self) -> bool:
@@ -209,7 +215,7 @@ class OpenRouterClient:
                     raise
                 await self._retry.sleep(wait_s * (i + 1))
                 continue
-            return _data(payload)
+            return unwrap_data(payload)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------ chat
@@ -279,17 +285,17 @@ class OpenRouterClient:
                 clocks.t0 = time.perf_counter_ns()
                 response = await self._http.send(request, stream=True)
                 clocks.t_headers = time.perf_counter_ns()
-                _connection_facts(response, acc.result)
+                connection_facts(response, acc.result)
                 try:
                     await self._read_chat(response, acc, stream)
                 finally:
                     await response.aclose()
         except TimeoutError:  # asyncio.timeout fired: our end-to-end limit
             if not acc.done:
-                raise self._failure(TimeoutError_(f"no complete response within {total_s} s"), acc) from None
+                raise self._failure(DeadlineExceeded(f"no complete response within {total_s} s"), acc) from None
         except httpx.TimeoutException as exc:
             if not acc.done:
-                raise self._failure(TimeoutError_(self._timeout_message(exc, timeout)), acc) from None
+                raise self._failure(DeadlineExceeded(self._timeout_message(exc, timeout)), acc) from None
         except httpx.TransportError as exc:
             if not acc.done:
                 raise self._failure(self._network_error(_describe_exc(exc), exc), acc) from None
@@ -298,7 +304,7 @@ class OpenRouterClient:
     def _network_error(self, text: str, exc: httpx.TransportError) -> NetworkError:
         hopeless = _hopeless(exc)
         err = NetworkError(self._redact(text if hopeless is None else f"{text} (not retried: {hopeless})"))
-        err.retryable = hopeless is None
+        err.hopeless = hopeless
         if isinstance(exc, DroppedConnection):
             err.dropped = "maybe_read" if exc.server_read else "unsent"
         return err
@@ -311,7 +317,7 @@ class OpenRouterClient:
             acc.result.response_headers = dict(response.headers)
             raise self._failure(self._status_error(response.status_code, response.headers, body), acc)
         if stream and response.headers.get("content-type", "").startswith("text/event-stream"):
-            await _read_events(response, acc)
+            await read_events(response, acc)
         else:
             await self._read_body(response, acc)
 
@@ -347,11 +353,11 @@ class OpenRouterClient:
         error = result.stream_error or {}
         code = error.get("code")
         message = error.get("message") or "error object in the response"
-        status = _numeric_status(code)
+        status = numeric_status(code)
         text = f"in-stream error {code}: {message}" if code is not None else f"in-stream error: {message}"
         dumped = json.dumps(error)
         body = json.loads(self._redact(dumped)) if self._redact(dumped) != dumped else error
-        err = StreamError(self._redact(_clip(text + _metadata_hint(error.get("metadata")))),
+        err = StreamError(self._redact(clip_text(text + metadata_hint(error.get("metadata")))),
                           status=status, code=code, body=body)
         err.result = result
         return err
@@ -362,7 +368,7 @@ class OpenRouterClient:
             try:
                 response = await self._http.get(path, params=params, extensions=_FRESH if fresh else None)
             except httpx.TimeoutException as exc:
-                raise TimeoutError_(self._redact(f"GET /{path}: {_describe_exc(exc)}")) from None
+                raise DeadlineExceeded(self._redact(f"GET /{path}: {_describe_exc(exc)}")) from None
             except httpx.TransportError as exc:
                 raise self._network_error(f"GET /{path}: {_describe_exc(exc)}", exc) from None
             if not 200 <= response.status_code < 300:
@@ -432,11 +438,11 @@ class OpenRouterClient:
         return max(0.0, min(wait, remaining))
 
     def _retryable(self, err: ProviderError) -> bool:
-        if isinstance(err.result, ChatResult) and _delivered_output(err.result):
+        if isinstance(err.result, ChatResult) and err.result.has_output:
             return False  # never pay twice for generated tokens
         if isinstance(err, NetworkError):
-            return err.retryable  # False for a certificate failure or a refused header value
-        if isinstance(err, TimeoutError_):
+            return err.hopeless is None  # a certificate failure or a refused header value: no
+        if isinstance(err, DeadlineExceeded):
             return True
         return err.status in self._retry.retry_statuses
 
@@ -447,11 +453,11 @@ class OpenRouterClient:
         except ValueError:
             parsed = None
         error = parsed.get("error") if isinstance(parsed, dict) else None
-        availability = _availability(error)
+        availability = error_availability(error)
         retry_after = parse_retry_after(headers.get("retry-after"))
         if retry_after is None and availability is not None:
-            retry_after = _non_negative(availability.get("retry_after"))
-        message = _status_message(status, error, availability, text)
+            retry_after = non_negative(availability.get("retry_after"))
+        message = status_message(status, error, availability, text)
         code = error.get("code") if isinstance(error, dict) else None
         if status == 401 and self._withheld and "authorization" not in self._http.headers:
             return KeyWithheld(keys.withheld_message(str(self._http.base_url), self._withheld), status=status,
@@ -485,11 +491,6 @@ def _hopeless(exc: httpx.TransportError) -> str | None:
     if isinstance(exc, CertificateError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return "the server's certificate is not trusted, the same on every attempt"
     return None
-
-
-def _delivered_output(result: ChatResult) -> bool:
-    c = result.clocks
-    return c.t_first_token is not None or c.t_last_token is not None or bool(result.content or result.tool_calls)
 
 
 def _describe_exc(exc: BaseException) -> str:
