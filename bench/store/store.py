@@ -66,7 +66,7 @@ from bench.errors import ConfigError
 from bench.records import REQUEST_COLUMNS, RequestRow
 from bench.store import journal
 from bench.store.connection import _quoted
-from bench.store.merge import _COLS, _SETTLED_SQL, _ingested_bytes, _merge_rows, _set_ingested, _settled_expr
+from bench.store.merge import _COLS, _SETTLED_SQL, _settled_expr, ingested_bytes, merge_rows, set_ingested
 from bench.store.migrations import migrate
 from bench.store.runs import RunTables, _drop_aggregates
 from bench.store.snapshots import SnapshotTables
@@ -226,7 +226,7 @@ class Store(RunTables, SnapshotTables):
         recovered = self._ensure_ready()
         with self._writing() as con:
             return recovered + self._in_transaction(
-                con, lambda: _merge_rows(con, frame) + self._ingest(con, files)
+                con, lambda: merge_rows(con, frame) + self._ingest(con, files)
             )
 
     def ingest_journal(self, run_id: str | None = None) -> int:
@@ -355,11 +355,11 @@ class Store(RunTables, SnapshotTables):
         inserted = 0
         for path in files:
             run_id, size = path.stem, path.stat().st_size
-            done = _ingested_bytes(con, run_id)
+            done = ingested_bytes(con, run_id)
             if size == done:
                 continue
             part, end, bad = journal.read_journal(path, done if size > done else 0)
             self.skipped_journal_lines += bad
-            inserted += _merge_rows(con, part)
-            _set_ingested(con, run_id, end)
+            inserted += merge_rows(con, part)
+            set_ingested(con, run_id, end)
         return inserted
