@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from bench.cli.common import EXIT_GATE, db_option, note, note_gates, output_options, wide_option
+from bench.cli.common import (
+    EXIT_GATE,
+    db_option,
+    note,
+    note_gates,
+    output_options,
+    team_options,
+    team_overrides,
+    wide_option,
+)
 from bench.config import Settings
 from bench.errors import ConfigError
 from bench.results import compare, export, report
@@ -29,10 +38,19 @@ from bench.results.render import (
 from bench.results.summary import run_summary
 from bench.store.runs import RunRecord
 from bench.store.store import Store
+from bench.store.team import hooks as team_hooks
 
 
-def _store(db_path: str | None) -> Store:
-    settings = Settings.from_env(db_path=db_path)
+def _store(db_path: str | None, pull: bool = True) -> Store:
+    """The store a read command reads; with --team / ORBENCH_TEAM_DB, the team's new entries are
+    pulled into it first (``pull=False``: a command that writes, which pushes instead)."""
+    settings = Settings.from_env(db_path=db_path, **team_overrides())
+    team = team_hooks.team_of(settings)
+    if team is not None and pull:
+        from bench.store.team.pull import pull as pull_team
+
+        res = pull_team(Store(settings.db_path), team, on_skip=note)
+        note(f"team: pulled {res.entries} new entries from {team.redacted}")
     if not Path(settings.db_path).exists():
         raise ConfigError(f"{settings.db_path}: no database yet; run `orbench run SUITE` first")
     return Store(settings.db_path)
@@ -58,6 +76,7 @@ RUNS_COLUMNS = [
 
 
 @click.command("runs")
+@team_options
 @db_option
 @output_options
 def runs_cmd(db_path: str | None, output: Output) -> None:
@@ -68,6 +87,7 @@ def runs_cmd(db_path: str | None, output: Output) -> None:
 
 @click.command("show")
 @click.argument("run", default="latest")
+@team_options
 @db_option
 @output_options
 @click.option("--exclude-cold", is_flag=True,
@@ -116,6 +136,7 @@ def _compare_display(row: dict[str, Any]) -> dict[str, Any]:
 @click.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
+@team_options
 @db_option
 @output_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
@@ -137,6 +158,7 @@ def compare_cmd(run_a: str, run_b: str, db_path: str | None, output: Output, see
 @click.option("--include-warmup", is_flag=True, help="Keep warm-up rows in per-request exports.")
 @click.option("--csv-header", is_flag=True,
               help="Put the run's metadata above the CSV as '# key: value' lines (CSV only).")
+@team_options
 @db_option
 def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_warmup: bool,
                csv_header: bool, db_path: str | None) -> None:
@@ -201,6 +223,7 @@ def _streamlit_flags(here: Path) -> list[str]:
 @click.command("check")
 @click.argument("suite", type=click.Path(dir_okay=False))
 @click.option("--run", "run_ref", default="latest", show_default=True, help="The stored run to re-score.")
+@team_options
 @db_option
 @click.option("--base-url", default=None, help="API for judge checks (default OPENROUTER_BASE_URL).")
 @click.option("--sandbox", is_flag=True, help="Send judge checks to the in-process sandbox.")
@@ -217,11 +240,14 @@ def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | Non
     from bench.run import rescore
 
     gate_list = [gates.parse_gate(g) for g in fail_on]
-    store = _store(db_path)
+    store = _store(db_path, pull=False)
     run_id = store.resolve_run(run_ref)
     with api_settings(base_url, sandbox, db_path) as settings:
         n = asyncio.run(rescore.rescore_run(settings, store, Path(suite), run_id))
     note(f"re-scored {n} requests of run {run_id}")
+    failure = team_hooks.push_run(settings, store, run_id)  # the new scores to the team store, if any
+    if failure:
+        note(f"team store: not pushed yet ({failure}); `orbench team push` sends it later")
     groups = run_summary(store, run_id)
     results = gates.evaluate(gate_list, groups)
     meta = store.get_run(run_id)

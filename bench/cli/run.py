@@ -15,7 +15,16 @@ from typing import Any
 import click
 
 from bench.api import keys
-from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, note_gates, wide_option
+from bench.cli.common import (
+    EXIT_GATE,
+    api_options,
+    api_settings,
+    db_option,
+    note,
+    note_gates,
+    origin_option,
+    wide_option,
+)
 from bench.cli.results import emit_summary
 from bench.config import Settings, parse_usd
 from bench.errors import ConfigError
@@ -27,6 +36,7 @@ from bench.run import targets as targets_mod
 from bench.run.runner import Runner
 from bench.run.state import Progress
 from bench.store.store import Store
+from bench.store.team import hooks as team_hooks
 from bench.suites.model import OPENROUTER
 
 
@@ -119,6 +129,7 @@ def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
         if not prep.openrouter_api and OPENROUTER in used:
             lines.append(f"  {settings.base_url} is an OpenAI-compatible server (no OpenRouter prices "
                          "in its /models): usage from the stream, no key/credits/generation calls")
+        lines.extend(team_hooks.plan_lines(settings))
     return "\n".join(lines)
 
 
@@ -199,6 +210,7 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
 @click.option("--local", "use_local", is_flag=True,
               help="Start the real local model (llama.cpp, Gemma 3 270M) and add local/gemma3-270m.")
 @db_option
+@origin_option
 @api_options
 def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ...],
             repeats: int | None, concurrency: int, rate: float | None, timeout_s: float,

@@ -61,6 +61,7 @@ class RunRecord:
     simulated: bool = False
     planned: int | None = None
     plan: list[dict[str, Any]] | None = None
+    origin: str | None = None
 
     def __getitem__(self, key: str) -> Any:
         """``run["plan"]``: callers may treat the record as a read-only mapping."""
@@ -77,8 +78,17 @@ def utcnow() -> datetime:
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """Sortable and prefix-friendly: ``20261130-143501-3fa2c1``."""
-    return f"{(now or utcnow()):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    """Sortable and prefix-friendly: ``20261130-143501-3fa2c1d4e5f6``.
+
+    48 random bits after the second: machines of one team starting runs in the same second
+    collide with odds of about n^2 / 2^49 (ids of older orbench versions had 24 bits and
+    keep working: a run id is any safe file name)."""
+    return f"{(now or utcnow()):%Y%m%d-%H%M%S}-{secrets.token_hex(6)}"
+
+
+def default_origin() -> str:
+    """Where a run ran when neither ``--origin`` nor ORBENCH_ORIGIN says: this machine's name."""
+    return _HOST.split(".")[0][:64] or "unknown"
 
 
 def redact_url(url: str) -> str:
@@ -237,8 +247,11 @@ class RunTables(StoreBase):
         started_at: datetime | None = None,
         catalog_snapshot_id: str | None = None,
         simulated: bool = False,
+        origin: str | None = None,
     ) -> str:
         """Insert a run row; return its id (generated when not given).
+
+        ``origin`` says where it ran (default: this machine's hostname).
 
         ``settings`` is stored with key-like entries and URL credentials removed;
         ``plan`` items are mappings or objects with PLAN_KEYS.
@@ -251,11 +264,12 @@ class RunTables(StoreBase):
             run_id, name, suite_name, None if suite_path is None else str(suite_path), suite_hash,
             tool_version, _json(redact_settings(settings or {})), status, started_at,
             catalog_snapshot_id, simulated, None if plan is None else len(plan), plan_json,
+            origin or default_origin(),
         ]  # fmt: skip
         sql = (
             "INSERT INTO runs (run_id, name, suite_name, suite_path, suite_hash, tool_version, "
-            "settings, status, started_at, catalog_snapshot_id, simulated, planned, plan) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "settings, status, started_at, catalog_snapshot_id, simulated, planned, plan, origin) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         try:
             self._write(sql, values)

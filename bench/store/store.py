@@ -54,7 +54,8 @@ parameters; identifiers interpolated into SQL come from fixed whitelists.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
@@ -132,6 +133,19 @@ class Store(RunTables, SnapshotTables):
             files = self._journal_files(None)
             recovered = self._in_transaction(con, lambda: self._ingest(con, files))
         return applied, int(recovered)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One short write transaction on the migrated file (the team store's pull and bookkeeping)."""
+        self._ensure_ready()
+        with self._writing() as con:
+            con.begin()
+            try:
+                yield con
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
 
     def close(self) -> None:
         """Close journal files. The database itself is never held open."""
