@@ -120,3 +120,203 @@ def test_team_two_origins_at_once_and_a_third_folder_pulls_the_same_numbers(
     # a pull on a measuring machine never overwrites its own run
     cli("team", "pull", "--team", url, db=a)
     assert show(a, ids[0]) == show(c, ids[0])
+
+
+def _seed(db: Path, run_id: str, n: int, origin: str) -> None:
+    """A finished run of ``n`` rows written the way a run writes them (journal, then ingest)."""
+    from _rows import write_rows
+
+    from bench.records import RequestRow
+
+    store = Store(db)
+    store.init()
+    store.create_run(run_id, name="seeded", suite_name="seeded", status="finished", origin=origin)
+    write_rows(store, [RequestRow(run_id=run_id, request_idx=i, model=f"m/{i % 3}", provider_variant="default",
+                                  endpoint="openrouter", case_id=f"c{i % 5}", repeat=i // 5, is_warmup=False,
+                                  outcome="ok", prompt_tokens=10 + i, completion_tokens=20 + i % 7,
+                                  cost_usd=__import__("decimal").Decimal(f"0.0000{i % 9 + 1}3"),
+                                  ttft_ms=100.0 + i, e2e_ms=300.0 + i, started_at="2026-12-06T10:00:00Z")
+                       for i in range(n)])
+
+
+def test_team_eight_writers_push_twice_without_duplicates(team_db: tuple[Any, str], tmp_path: Path) -> None:
+    """8 machines push at once, then push everything again: the log holds each row once, a pull equals them."""
+    import threading
+
+    from bench.store.team.push import push
+    from bench.store.team.schema import init_schema
+
+    cluster, name = team_db
+    team = parse_team_url(cluster.url(name))
+    init_schema(team)
+    dbs = [tmp_path / f"w{i}" / "orbench.duckdb" for i in range(8)]
+    for i, db in enumerate(dbs):
+        _seed(db, f"20261206-100000-{i:012x}", 400, f"writer-{i}")
+    results: dict[str, list[int]] = {}
+
+    def writer(db: Path) -> None:
+        res = push(Store(db), team, None, origin="x")
+        results.setdefault(str(db), []).append(res.new.get("request", 0))
+
+    for _ in range(2):  # push, then push everything again: every writer at once each time
+        threads = [threading.Thread(target=writer, args=(db,)) for db in dbs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert all(counts == [400, 0] for counts in results.values()), results
+    assert cluster.sql("SELECT count(*), count(DISTINCT (run_id, payload)) FROM orbench_log WHERE kind = 'request'",
+                       name) == "3200|3200"
+    c = tmp_path / "reader" / "orbench.duckdb"
+    cli("team", "pull", "--team", cluster.url(name), db=c)
+    for db in dbs:
+        run_id = Store(db).latest_run_id()
+        assert run_id is not None and pulled_requests(c, run_id) == pulled_requests(db, run_id)
+    assert Store(c).query("SELECT count(*) AS n FROM requests")["n"][0] == 3200
+
+
+def test_team_postgres_crash_mid_run_then_catch_up(team_db: tuple[Any, str], sandbox: str, tmp_path: Path) -> None:
+    """pg_ctl stop -m immediate during a run, start again: the run finishes and the log holds exactly its rows."""
+    cluster, name = team_db
+    url = cluster.url(name)
+    a, c = tmp_path / "a" / "orbench.duckdb", tmp_path / "c" / "orbench.duckdb"
+    orbench("team", "init", url, db=a)
+    proc = spawn("run", str(SMOKE), "--base-url", sandbox, "--repeat", "60", "--concurrency", "8",
+                 "--origin", "crash", "--team", url, db=a)
+    time.sleep(3.0)
+    assert proc.poll() is None, "the run ended before the crash"
+    cluster.stop("immediate")
+    time.sleep(2.0)
+    cluster.start()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    run_id = run_id_of(out + err)
+    cli("team", "pull", "--team", url, db=c)
+    local = pulled_requests(a, run_id)
+    assert len(local) == 3 * 2 * 60 + 3
+    assert pulled_requests(c, run_id) == local
+    assert cli("team", "status", "--json", "--team", url, db=a)[1].count('"unpushed_rows": 0') == 1
+
+
+def test_team_kill9_mid_run_and_unreachable_at_start_catch_up(team_db: tuple[Any, str], sandbox: str,
+                                                               tmp_path: Path) -> None:
+    """Postgres down at start: the plan says so, the run runs; kill -9 mid-run; the resume (server back)
+    completes the log: nothing lost, nothing twice."""
+    cluster, name = team_db
+    url = cluster.url(name)
+    a, c = tmp_path / "a" / "orbench.duckdb", tmp_path / "c" / "orbench.duckdb"
+    orbench("team", "init", url, db=a)
+    cluster.stop("fast")
+    try:
+        proc = spawn("run", str(SMOKE), "--base-url", sandbox, "--repeat", "30", "--concurrency", "4",
+                     "--team", url, db=a)
+        deadline = time.time() + 60
+        journal = a.parent / "journal" / "orbench"
+        while time.time() < deadline and sum(p.stat().st_size for p in journal.glob("*.jsonl")) < 20_000:
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+        assert "team store unreachable: results will be pushed later" in err
+    finally:
+        cluster.start()
+    status = json.loads(cli("team", "status", "--json", "--team", url, db=a)[1])
+    assert status["unpushed_rows"] > 0 and status["server_entries"] == 0
+    resumed = orbench("run", "--resume", "latest", "--base-url", sandbox, "--team", url, db=a)
+    run_id = run_id_of(resumed)
+    cli("team", "pull", "--team", url, db=c)
+    assert pulled_requests(c, run_id) == pulled_requests(a, run_id)
+    assert Store(c).query("SELECT count(*) AS n FROM superseded_requests")["n"][0] == \
+        Store(a).query("SELECT count(*) AS n FROM superseded_requests")["n"][0]
+    again = json.loads(cli("team", "push", "--json", "--team", url, db=a)[1])
+    assert sum(again["new"].values()) == 0
+
+
+def _roles_sql(db_name: str, writer_pw: str, reader_pw: str) -> str:
+    text = (ROOT / "docs" / "team.md").read_text()
+    block = text.split("<!-- roles-sql", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    return (block.replace("DATABASE orbench", f"DATABASE {db_name}")
+            .replace("change-me-writer", writer_pw).replace("change-me-reader", reader_pw))
+
+
+def test_team_roles_and_a_canary_password(team_db: tuple[Any, str], sandbox: str, tmp_path: Path) -> None:
+    """docs/team.md's roles: the writer cannot update or delete, the reader cannot insert, orbench works
+    with both; the writer's password (a canary) is in no file orbench wrote and in none of its output."""
+    cluster, name = team_db
+    canary, reader_pw = "Canary-7f3a9e51-pw", "reader-pw-2b8c"
+    orbench("team", "init", cluster.url(name), db=tmp_path / "owner" / "x.duckdb")
+    for user in ("orbench_writer", "orbench_reader"):
+        cluster.sql(f"DROP ROLE IF EXISTS {user}")
+    cluster.sql(_roles_sql(name, canary, reader_pw), name)
+    writer_url = cluster.url(name, "orbench_writer", canary)
+    a, c = tmp_path / "a" / "orbench.duckdb", tmp_path / "c" / "orbench.duckdb"
+    outputs = [orbench("run", str(SMOKE), "--base-url", sandbox, "--team", writer_url, "--origin", "w", db=a)]
+    env_pw = _env(PGPASSWORD=canary)
+    outputs.append(orbench("team", "status", "--team", cluster.url(name, "orbench_writer"), db=a, env=env_pw))
+    outputs.append(orbench("team", "push", "--team", writer_url, db=a))
+    with psycopg.connect(writer_url, autocommit=True) as con:
+        for sql in ("UPDATE orbench_log SET origin = 'x'", "DELETE FROM orbench_log"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+                con.execute(sql)
+    reader_url = cluster.url(name, "orbench_reader", reader_pw)
+    with psycopg.connect(reader_url, autocommit=True) as con:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+            con.execute("INSERT INTO orbench_log (entry_key, kind, origin, payload) VALUES ('k', 'run', 'o', '{}')")
+    cli("team", "pull", "--team", reader_url, db=c)
+    run_id = Store(a).latest_run_id()
+    assert run_id is not None and pulled_requests(c, run_id) == pulled_requests(a, run_id)
+    code, out, err = cli("show", "--team", writer_url, db=c)
+    assert code == 0 and "***" in err and canary not in out + err
+    for res in outputs:
+        assert canary not in res.stdout + res.stderr
+    assert cluster.sql("SELECT count(*) FROM orbench_log WHERE payload LIKE '%Canary-7f3a9e51%'", name) == "0"
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if canary.encode() in p.read_bytes()]
+
+
+def test_team_malformed_foreign_entries_are_skipped_with_one_line(team_db: tuple[Any, str], tmp_path: Path) -> None:
+    cluster, name = team_db
+    a, c = tmp_path / "a" / "orbench.duckdb", tmp_path / "c" / "orbench.duckdb"
+    _seed(a, "20261206-100000-aaaaaaaaaaaa", 20, "good")
+    invoke("team", "init", cluster.url(name))
+    cli("team", "push", "--team", cluster.url(name), db=a)
+    bad = [("k1", "request", "evil-origin", "run-x", '{"run_id": "run-x", "request_idx": "abc"}'),
+           ("k2", "request", "evil-origin", "run-x", "not json at all"),
+           ("k3", "request", "huge-origin", "run-y", None),
+           ("k4", "run", "evil-origin", "run-z", '{"run_id": "run-z", "status": "<b>boom</b>"}'),
+           ("k5", "request", "evil-origin", "run-x", '{"run_id": "run-x", "request_idx": 1, "model": "m", '
+            '"provider_variant": "d", "endpoint": "e", "case_id": "c", "repeat": 0, "is_warmup": false, '
+            '"session": 0, "cost_usd": "1e999999"}')]
+    for key, kind, origin, run_id, payload in bad:
+        value = "repeat('x', 5000000)" if payload is None else "'" + payload.replace("'", "''") + "'"
+        cluster.sql(f"INSERT INTO orbench_log (entry_key, kind, origin, run_id, payload) "
+                    f"VALUES ('{key}', '{kind}', '{origin}', '{run_id}', {value})", name)
+    code, out, err = cli("team", "pull", "--team", cluster.url(name), db=c)
+    assert code == 0
+    assert "skipped 3 malformed entries from origin 'evil-origin', run 'run-x'" in err
+    assert "from origin 'huge-origin', run 'run-y'" in err and "from origin 'evil-origin', run 'run-z'" in err
+    assert pulled_requests(c, "20261206-100000-aaaaaaaaaaaa") == pulled_requests(a, "20261206-100000-aaaaaaaaaaaa")
+
+
+def test_team_schema_newer_than_the_code_refuses_writes(team_db: tuple[Any, str], tmp_path: Path) -> None:
+    cluster, name = team_db
+    a = tmp_path / "a" / "orbench.duckdb"
+    _seed(a, "20261206-100000-bbbbbbbbbbbb", 3, "o")
+    invoke("team", "init", cluster.url(name))
+    cluster.sql("INSERT INTO orbench_migrations VALUES ('p999_future', now())", name)
+    code, _, err = cli("team", "push", "--team", cluster.url(name), db=a, check=False)
+    assert code == 1 and "newer orbench (migration p999_future)" in err and len(err.strip().splitlines()) == 1
+    assert cluster.sql("SELECT count(*) FROM orbench_log", name) == "0"
+
+
+def test_team_url_is_redacted_and_weak_tls_to_a_remote_host_is_refused(cli_db: Path) -> None:
+    url = "postgresql://bench:s3cret-pw@db.example.com:5432/orbench"
+    assert redact(url) == "postgresql://bench:***@db.example.com:5432/orbench"
+    with pytest.raises(ConfigError, match="sslmode=prefer to db.example.com") as exc:
+        parse_team_url(url)
+    assert "s3cret" not in str(exc.value)
+    assert parse_team_url(url + "?sslmode=verify-full").key == "db.example.com:5432/orbench"
+    assert parse_team_url(url, insecure=True).label == "db.example.com/orbench"
+    assert parse_team_url("postgresql://u:p@127.0.0.1/x").dbname == "x"  # loopback: no TLS needed
+    code, out, err = invoke("runs", "--team", url)
+    assert code == 1 and "s3cret" not in out + err and "--team-insecure" in err
+    assert len(err.strip().splitlines()) == 1
