@@ -298,6 +298,47 @@ def list_suites() -> list[Path]:
     return sorted(SUITES_DIR.glob("*.yaml")) + sorted(SUITES_DIR.glob("*.yml"))
 
 
+# ------------------------------------------------------------------- the team store (--team)
+TEAM_SYNC_S = 10  # the cache pulls at least this often (and on Refresh)
+
+
+def team() -> Any:
+    """The team store this dashboard reads through its local cache (``--team`` / ORBENCH_TEAM_DB), or None.
+
+    A bad URL or a weak sslmode to a remote host is a BenchError (one line, password redacted)."""
+    from bench.store.team.hooks import team_of
+
+    env = Settings.from_env()
+    return team_of(replace(env, team_insecure=os.environ.get("ORBENCH_TEAM_INSECURE") == "1"))
+
+
+@st.cache_data(ttl=TEAM_SYNC_S, show_spinner=False)
+def team_pull(db: str, team_key: str) -> dict[str, Any]:
+    """Pull the team's new log entries into the local DuckDB (``team_key`` keys the cache, never the URL).
+
+    Returns {"entries": new entries, "synced_at": UTC time, "error": one line or None, "skipped": lines}."""
+    from datetime import UTC, datetime
+
+    from bench.store.team.pull import pull
+
+    found = team()
+    skipped: list[str] = []
+    if found is None or found.key != team_key:
+        return {"entries": 0, "synced_at": None, "error": "no team store", "skipped": skipped}
+    try:
+        res = pull(Store(db), found, on_skip=skipped.append)
+    except BenchError as exc:
+        return {"entries": 0, "synced_at": None, "error": str(exc).splitlines()[0], "skipped": skipped}
+    return {"entries": res.entries, "synced_at": datetime.now(UTC), "error": None, "skipped": skipped}
+
+
+@st.cache_data(ttl=TEAM_SYNC_S, show_spinner=False)
+def team_counts(db: str) -> tuple[int, int]:
+    """(runs, origins) in the local cache."""
+    frame = store(db).query("SELECT count(*) AS n, count(DISTINCT origin) AS k FROM runs")
+    return (int(frame["n"][0]), int(frame["k"][0])) if frame.height else (0, 0)
+
+
 def clear_caches() -> None:
     """Forget cached reads (after a run finished, or on the user's Refresh)."""
     st.cache_data.clear()

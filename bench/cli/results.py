@@ -186,6 +186,7 @@ def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_wa
 
 @click.command("dashboard")
 @click.option("--port", type=int, default=8501, show_default=True)
+@team_options
 @db_option
 def dashboard_cmd(port: int, db_path: str | None) -> None:
     """Start the Streamlit dashboard on 127.0.0.1."""
@@ -198,6 +199,12 @@ def dashboard_cmd(port: int, db_path: str | None) -> None:
     env = dict(os.environ)
     if db_path:
         env["ORBENCH_DB"] = db_path
+    team = team_hooks.team_of(Settings.from_env(**team_overrides()))  # checked here: one line, exit 1
+    if team is not None:
+        env["ORBENCH_TEAM_DB"] = team.url  # to the server process only (its environment, never a file)
+        if team_overrides()["team_insecure"]:
+            env["ORBENCH_TEAM_INSECURE"] = "1"
+        note(f"dashboard: reading the team store {team.redacted} through {Settings.from_env(db_path=db_path).db_path}")
     cmd = [sys.executable, "-m", "streamlit", "run", str(here / "app.py"), *_streamlit_flags(here),
            "--server.address", "127.0.0.1", "--server.port", str(port)]
     note(f"dashboard: http://127.0.0.1:{port}")
