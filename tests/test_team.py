@@ -20,12 +20,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import invoke
 
 from bench.errors import ConfigError
 from bench.sandbox import start_sandbox
 from bench.store.store import Store
 from bench.store.team.url import parse_team_url, redact
-from conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "bench" / "examples" / "suites" / "smoke.yaml"
@@ -115,6 +115,10 @@ def test_team_two_origins_at_once_and_a_third_folder_pulls_the_same_numbers(
         assert pulled_requests(c, run_id) == pulled_requests(local, run_id)
         assert json.loads(cli("decide", run_id, "--json", db=c, check=False)[1])["ranking"] == \
             json.loads(cli("decide", run_id, "--json", db=local, check=False)[1])["ranking"]
+    # --origin keeps one machine's runs: latest of laptop-ana is b's run, whichever finished last
+    assert json.loads(cli("show", "latest", "--origin", "laptop-ana", "--json", db=c)[1])[0]["run_id"] == ids[1]
+    code, _, err = cli("show", ids[0], "--origin", "laptop-ana", db=c, check=False)
+    assert code == 1 and "from origin laptop-ana" in err
     # incremental: nothing new crosses the wire the second time
     assert '"entries": 0' in cli("team", "pull", "--json", "--team", url, db=c)[1]
     # a pull on a measuring machine never overwrites its own run

@@ -75,6 +75,17 @@ def origin_option(f: Any) -> Any:
     return team_options(f, origin=True)
 
 
+def origin_filter_option(f: Any) -> Any:
+    """--origin NAME on a read command: only that origin's runs (``latest`` is its newest run)."""
+    return click.option("--origin", "origin_filter", expose_value=False, callback=_tls_meta, metavar="NAME",
+                        help="Only runs measured at this origin (see `orbench runs`).")(f)
+
+
+def origin_filter() -> str | None:
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get("orbench.origin_filter")
+
+
 def team_overrides() -> dict[str, Any]:
     """--team / --team-insecure / --origin of the running command, as Settings overrides."""
     ctx = click.get_current_context(silent=True)

@@ -14,6 +14,8 @@ from bench.cli.common import (
     db_option,
     note,
     note_gates,
+    origin_filter,
+    origin_filter_option,
     output_options,
     team_options,
     team_overrides,
@@ -87,6 +89,7 @@ def runs_cmd(db_path: str | None, output: Output) -> None:
 
 @click.command("show")
 @click.argument("run", default="latest")
+@origin_filter_option
 @team_options
 @db_option
 @output_options
@@ -95,7 +98,7 @@ def runs_cmd(db_path: str | None, output: Output) -> None:
 def show_cmd(run: str, db_path: str | None, output: Output, exclude_cold: bool) -> None:
     """Per model x provider: n, errors, TTFT percentiles with 95% CI, TPOT, tokens, cost."""
     store = _store(db_path)
-    run_id = store.resolve_run(run)
+    run_id = store.resolve_run(run, origin_filter())
     groups = run_summary(store, run_id, exclude_cold)
     meta = store.get_run(run_id)
     assert meta is not None  # resolve_run found it, and runs are never deleted
@@ -136,6 +139,7 @@ def _compare_display(row: dict[str, Any]) -> dict[str, Any]:
 @click.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
+@origin_filter_option
 @team_options
 @db_option
 @output_options
@@ -143,7 +147,8 @@ def _compare_display(row: dict[str, Any]) -> dict[str, Any]:
 def compare_cmd(run_a: str, run_b: str, db_path: str | None, output: Output, seed: int) -> None:
     """Change per metric from RUN_A to RUN_B per model x provider, and whether it beats the noise."""
     store = _store(db_path)
-    rows = _compare_rows(store.resolve_run(run_a), store.resolve_run(run_b), store, seed)
+    rows = _compare_rows(store.resolve_run(run_a, origin_filter()), store.resolve_run(run_b, origin_filter()),
+                         store, seed)
     emit(rows, COMPARE_COLUMNS, output, fields=COMPARE_FIELDS, table_rows=[_compare_display(r) for r in rows])
 
 

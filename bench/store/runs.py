@@ -311,28 +311,35 @@ class RunTables(StoreBase):
         row["plan"] = json.loads(row["plan"]) if row["plan"] else None
         return RunRecord(**row)
 
-    def latest_run_id(self) -> str | None:
+    def latest_run_id(self, origin: str | None = None) -> str | None:
+        """The newest run (of one ``origin`` when given)."""
         frame = self._read(
-            "SELECT run_id FROM runs "
-            "ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, run_id DESC LIMIT 1"
+            "SELECT run_id FROM runs WHERE $origin IS NULL OR origin = $origin "
+            "ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, run_id DESC LIMIT 1",
+            {"origin": origin},
         )
         return None if frame.is_empty() else str(frame.item())
 
-    def resolve_run(self, ref: str) -> str:
-        """'latest', a full run id or a unique prefix -> run id; ConfigError otherwise."""
+    def resolve_run(self, ref: str, origin: str | None = None) -> str:
+        """'latest', a full run id or a unique prefix -> run id; ConfigError otherwise.
+
+        With ``origin``, only that origin's runs count (``latest`` is its newest)."""
         ref = ref.strip()
         if ref in ("", "latest"):
-            latest = self.latest_run_id()
+            latest = self.latest_run_id(origin)
             if latest is None:
-                raise ConfigError(f"no runs in {self.path} yet")
+                raise ConfigError(f"no runs in {self.path} yet" if origin is None
+                                  else f"--origin {origin}: no runs from that origin in {self.path}")
             return latest
         ids = self._read(
-            "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id", [ref]
+            "SELECT run_id FROM runs WHERE starts_with(run_id, $ref) AND ($origin IS NULL OR origin = $origin) "
+            "ORDER BY run_id", {"ref": ref, "origin": origin}
         )["run_id"].to_list()
         if ref in ids or len(ids) == 1:
             return ref if ref in ids else str(ids[0])
         if not ids:
-            raise ConfigError(f"no run matches {ref!r} in {self.path}")
+            where = "" if origin is None else f" from origin {origin}"
+            raise ConfigError(f"no run{where} matches {ref!r} in {self.path}")
         shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
         raise ConfigError(f"run {ref!r} is ambiguous ({len(ids)} runs: {shown}); give more characters")
 

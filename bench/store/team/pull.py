@@ -104,8 +104,8 @@ def pull(store: Store, team: TeamDB, *, on_skip: Callable[[str], None] | None = 
                 raise TeamUnreachable(f"team store {team.redacted}: {text}") from None
             if frame.is_empty():
                 break
-            _apply(store, team, con, frame, result)
-            last = result.last_seq = int(frame["seq"].max())  # type: ignore[arg-type]
+            last = _apply(store, team, con, frame, result)
+            result.last_seq = last
             result.entries += frame.height
             if frame.height < SLICE:
                 break
@@ -118,7 +118,9 @@ def pull(store: Store, team: TeamDB, *, on_skip: Callable[[str], None] | None = 
     return result
 
 
-def _apply(store: Store, team: TeamDB, con: Any, frame: pl.DataFrame, result: PullResult) -> None:
+def _apply(store: Store, team: TeamDB, con: Any, frame: pl.DataFrame, result: PullResult) -> int:
+    """Check and merge one slice of entries in one local transaction; returns its last sequence."""
+    last = int(frame["seq"].cast(pl.Int64).max() or 0)  # type: ignore[arg-type]  # polars types max() loosely
     local = set(store.query("SELECT run_id FROM runs WHERE team_seq IS NULL")["run_id"].to_list())
     frame = frame.filter(pl.col("run_id").is_null() | ~pl.col("run_id").is_in(list(local)))
     frame = _drop_bad(frame, frame["payload"].str.len_bytes() > MAX_PAYLOAD_BYTES, result)
@@ -134,7 +136,8 @@ def _apply(store: Store, team: TeamDB, con: Any, frame: pl.DataFrame, result: Pu
         _insert_catalogs(db, catalogs)
         _insert_credits(db, team, credits)
         db.execute("DELETE FROM _orbench_team_pulled WHERE team = ?", [team.key])
-        db.execute("INSERT INTO _orbench_team_pulled VALUES (?, ?, now())", [team.key, int(frame["seq"].max())])
+        db.execute("INSERT INTO _orbench_team_pulled VALUES (?, ?, now())", [team.key, last])
+    return last
 
 
 def _drop_bad(frame: pl.DataFrame, bad: pl.Series, result: PullResult) -> pl.DataFrame:
