@@ -21,10 +21,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from bench.records import REQUEST_COLUMNS
 from bench.store import journal
+from bench.store.connection import DUCKDB_CONFIG
 
 ENTRY_SCHEMA = {"entry_key": pl.String, "kind": pl.String, "origin": pl.String, "run_id": pl.String,
                 "payload": pl.String}
@@ -44,7 +46,10 @@ def empty() -> pl.DataFrame:
 
 
 def request_keys(frame: pl.DataFrame) -> list[str]:
-    """The entry key of each wire-frame row."""
+    """The entry key of each wire-frame row: ``req:RUN:IDX:SESSION:REV:OUTCOME:DIGEST``.
+
+    The digest (md5 of the fingerprint fields, in DuckDB: vectorised and stable across versions) is
+    a name, not a secret."""
     parts = [pl.col(c).cast(pl.String).fill_null("~") for c in _FINGERPRINT]
     src = frame.select(
         head=pl.concat_str([pl.lit("req"), pl.col("run_id"), pl.col("request_idx").cast(pl.String),
@@ -52,7 +57,14 @@ def request_keys(frame: pl.DataFrame) -> list[str]:
                             pl.col("outcome").fill_null("~")], separator=":"),
         fp=pl.concat_str(parts, separator="|"),
     )
-    return [f"{h}:{digest(f)}" for h, f in src.iter_rows()]
+    con = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
+    try:
+        con.register("_orbench_fp", src)
+        keys: list[str] = con.sql("SELECT head || ':' || left(md5(fp), 20) AS k FROM _orbench_fp").pl()[
+            "k"].to_list()
+    finally:
+        con.close()
+    return keys
 
 
 def _decode_lines(lines: list[bytes]) -> tuple[pl.DataFrame, list[bytes]]:
@@ -86,8 +98,8 @@ def journal_entries(path: Path, offset: int, origin: str, *, max_bytes: int = 64
     if frame.is_empty():
         return empty(), offset + cut
     entries = pl.DataFrame({
-        "entry_key": request_keys(frame), "kind": "request", "origin": origin,
-        "run_id": frame["run_id"], "payload": [ln.decode("utf-8", "replace") for ln in kept],
+        "entry_key": request_keys(frame), "kind": "request", "origin": origin, "run_id": frame["run_id"],
+        "payload": pl.Series(kept, dtype=pl.Binary).cast(pl.String, strict=False),
     }, schema=ENTRY_SCHEMA)
     return entries, offset + cut
 
