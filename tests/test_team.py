@@ -324,3 +324,27 @@ def test_team_url_is_redacted_and_weak_tls_to_a_remote_host_is_refused(cli_db: P
     code, out, err = invoke("runs", "--team", url)
     assert code == 1 and "s3cret" not in out + err and "--team-insecure" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_team_kill9_mid_push_the_next_push_completes(team_db: tuple[Any, str], tmp_path: Path) -> None:
+    """``kill -9`` of ``orbench team push`` part way: the next push sends the rest, nothing twice."""
+    cluster, name = team_db
+    url = cluster.url(name)
+    a, c = tmp_path / "a" / "orbench.duckdb", tmp_path / "c" / "orbench.duckdb"
+    run_id = "20261206-100000-dddddddddddd"
+    _seed(a, run_id, 6000, "k9")
+    invoke("team", "init", url)
+    proc = spawn("team", "push", "--team", url, db=a)
+    deadline = time.time() + 30
+    while time.time() < deadline and proc.poll() is None and cluster.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'orbench' AND state <> 'idle'",
+            name) == "0":
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    before = int(cluster.sql("SELECT count(*) FROM orbench_log WHERE kind = 'request'", name))
+    pushed = json.loads(cli("team", "push", "--json", "--team", url, db=a)[1])
+    assert before + pushed["new"].get("request", 0) == 6000
+    assert cluster.sql("SELECT count(*) FROM orbench_log WHERE kind = 'request'", name) == "6000"
+    cli("team", "pull", "--team", url, db=c)
+    assert pulled_requests(c, run_id) == pulled_requests(a, run_id)

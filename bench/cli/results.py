@@ -50,9 +50,13 @@ def _store(db_path: str | None, pull: bool = True) -> Store:
     team = team_hooks.team_of(settings)
     if team is not None and pull:
         from bench.store.team.pull import pull as pull_team
+        from bench.store.team.schema import TeamUnreachable
 
-        res = pull_team(Store(settings.db_path), team, on_skip=note)
-        note(f"team: pulled {res.entries} new entries from {team.redacted}")
+        try:
+            res = pull_team(Store(settings.db_path), team, on_skip=note)
+            note(f"team: pulled {res.entries} new entries from {team.redacted}")
+        except TeamUnreachable as exc:  # say so, then read what the cache holds
+            note(f"team: NOT pulled, showing the local cache as last synced ({exc})")
     if not Path(settings.db_path).exists():
         raise ConfigError(f"{settings.db_path}: no database yet; run `orbench run SUITE` first")
     return Store(settings.db_path)
