@@ -187,7 +187,18 @@ def test_team_postgres_crash_mid_run_then_catch_up(team_db: tuple[Any, str], san
     orbench("team", "init", url, db=a)
     proc = spawn("run", str(SMOKE), "--base-url", sandbox, "--repeat", "60", "--concurrency", "8",
                  "--origin", "crash", "--team", url, db=a)
-    time.sleep(3.0)
+    journal = a.parent / "journal" / "orbench"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(p.stat().st_size for p in journal.glob("*.jsonl")):
+        time.sleep(0.05)
+    first_local = time.monotonic()  # the first finished request is journaled: on the server within 5 s
+    while time.monotonic() - first_local < 10 and cluster.sql(
+            "SELECT count(*) FROM orbench_log WHERE kind = 'request'", name) == "0":
+        time.sleep(0.1)
+    assert time.monotonic() - first_local <= 5.0
+    assert cluster.sql("SELECT count(*) FROM orbench_log WHERE kind = 'run' AND payload LIKE '%\"running\"%'",
+                       name) == "1"  # the running run's row too
+    time.sleep(1.0)
     assert proc.poll() is None, "the run ended before the crash"
     cluster.stop("immediate")
     time.sleep(2.0)

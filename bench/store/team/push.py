@@ -241,6 +241,7 @@ class Pusher:
         self._run_key: str | None = None
         self._con: Any = None
         self._retry_at = 0.0
+        self._next_state = 0.0  # when the run's row (status, heartbeat-free) goes up next
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="orbench-team-push", daemon=True)
 
@@ -263,6 +264,9 @@ class Pusher:
             if self._offset is None:
                 self._offset = pushed_offsets(self.store, self.team).get(self.run_id, 0)
             path = journal.journal_path(self.store.journal_dir, self.run_id)
+            if time.monotonic() >= self._next_state:  # the run row first: readers see a run in progress
+                self._next_state = time.monotonic() + 5.0
+                send(self._con, entries.run_entries(local_runs(self.store, [self.run_id]), self.origin))
             while True:
                 batch, end = entries.journal_entries(path, self._offset, self.origin)
                 if end == self._offset:
