@@ -150,16 +150,17 @@ def _drop_bad(frame: pl.DataFrame, bad: pl.Series, result: PullResult) -> pl.Dat
 # -- request entries ------------------------------------------------------------------------
 
 
-def _decode(payloads: list[str]) -> tuple[pl.DataFrame, list[bool]]:
+def _decode(payloads: pl.Series) -> tuple[pl.DataFrame, list[bool]]:
     """Payloads -> (wire frame of the good ones, good flag per payload)."""
-    if not payloads:
+    if payloads.is_empty():
         return journal.empty_frame(), []
-    if not any("\n" in p for p in payloads):
-        frame, bad = journal.decode(("\n".join(payloads) + "\n").encode())
-        if bad == 0 and frame.height == len(payloads):
-            return frame, [True] * len(payloads)
+    if not payloads.str.contains("\n", literal=True).any():
+        data = payloads.str.join("\n").item().encode() + b"\n"
+        frame, bad = journal.decode(data)
+        if bad == 0 and frame.height == payloads.len():
+            return frame, [True] * payloads.len()
     frames, good = [], []
-    for p in payloads:  # slow path: some entry does not parse; find which
+    for p in payloads.to_list():  # slow path: some entry does not parse; find which
         one, bad = (journal.empty_frame(), 1) if "\n" in p else journal.decode((p + "\n").encode())
         ok = not bad and one.height == 1
         good.append(ok)
@@ -179,7 +180,7 @@ def _valid_rows(rows: pl.DataFrame, entry_runs: pl.Series) -> pl.Series:
 
 
 def _requests(frame: pl.DataFrame, result: PullResult) -> pl.DataFrame:
-    rows, good = _decode(frame["payload"].to_list())
+    rows, good = _decode(frame["payload"])
     frame = _drop_bad(frame, pl.Series([not g for g in good], dtype=pl.Boolean), result)
     if rows.is_empty():
         return journal.empty_frame()
