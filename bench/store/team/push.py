@@ -125,11 +125,16 @@ def record_pushed(store: Store, team: TeamDB, offsets: dict[str, int], keys: lis
             con.unregister("_orbench_keys_sent")
 
 
-def stored_rows(store: Store, run_ids: list[str]) -> pl.DataFrame:
+IN_FLIGHT_BOOKED = "cost_source = 'generation'"
+"""Rows a resume changed in place before its run (``Store.book_in_flight``): what a run's own pusher
+reconciles at its end (a full reconcile is ``orbench team push``'s, and ``orbench check`` pushes its run)."""
+
+
+def stored_rows(store: Store, run_ids: list[str], where: str = "true") -> pl.DataFrame:
     """Request rows as a wire frame (money as text), for the entries of rows changed in place."""
     cols = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' if c in _MONEY or c == "started_at" else f'"{c}"'
                      for c in REQUEST_COLUMNS)
-    frame = store.query(f"SELECT {cols} FROM requests WHERE list_contains($ids, run_id) "
+    frame = store.query(f"SELECT {cols} FROM requests WHERE list_contains($ids, run_id) AND ({where}) "
                         "ORDER BY run_id, request_idx", {"ids": run_ids})
     return frame.select([pl.col(c).cast(t) for c, t in journal.WIRE_SCHEMA.items()])
 
@@ -144,8 +149,11 @@ def _server_request_keys(con: Any, run_ids: list[str]) -> set[str]:
 
 
 def push(store: Store, team: TeamDB, run_ids: list[str] | None = None, *, origin: str,
-         reconcile: bool = True, con: Any = None) -> PushResult:
-    """Send what the server does not have yet (all local runs, or ``run_ids``) and record it."""
+         reconcile: str = "true", con: Any = None) -> PushResult:
+    """Send what the server does not have yet (all local runs, or ``run_ids``) and record it.
+
+    ``reconcile`` (SQL over ``requests``) picks the stored rows compared with the server's keys,
+    for changes made in place; the journal's lines go up whatever it says."""
     own = con is None
     con = con or connect(team)
     try:
@@ -157,7 +165,7 @@ def push(store: Store, team: TeamDB, run_ids: list[str] | None = None, *, origin
 
 
 def _push(con: Any, store: Store, team: TeamDB, run_ids: list[str] | None, origin: str,
-          reconcile: bool) -> PushResult:
+          reconcile: str) -> PushResult:
     result = PushResult()
     runs = local_runs(store, run_ids)
     ids = runs["run_id"].to_list()
@@ -172,10 +180,12 @@ def _push(con: Any, store: Store, team: TeamDB, run_ids: list[str] | None, origi
                 break
             result.add("request", batch.height, send(con, batch))
             offset = done[run_id] = end
-    if reconcile and ids:
+    if ids:
         for start in range(0, len(ids), 50):
             part = ids[start:start + 50]
-            rows = stored_rows(store, part)
+            rows = stored_rows(store, part, reconcile)
+            if rows.is_empty():
+                continue
             origins = dict(runs.select("run_id", "origin").iter_rows())
             changed = _row_entries_by_origin(rows, origins, origin)
             have = _server_request_keys(con, part)
@@ -299,7 +309,7 @@ class Pusher:
                 record_pushed(self.store, self.team, {self.run_id: self._offset}, [])
             con = self._con or connect(self.team, timeout_s=2)
             self._con = con
-            push(self.store, self.team, [self.run_id], origin=self.origin, con=con)
+            push(self.store, self.team, [self.run_id], origin=self.origin, con=con, reconcile=IN_FLIGHT_BOOKED)
             self.error = None
         except Exception as exc:  # noqa: BLE001 - left for `orbench team push`
             self.error = (str(exc).replace(self.team.url, self.team.redacted).splitlines() or ["failed"])[0]
