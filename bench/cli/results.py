@@ -74,7 +74,7 @@ def emit_summary(groups: list[dict[str, Any]], run: RunRecord, wide: bool = Fals
 
 RUNS_COLUMNS = [
     Column("run_id", "run", priority=0), Column("name", priority=3, min_width=12),
-    Column("status", priority=1), Column("started_at", "started (UTC)", when, priority=2),
+    Column("status", priority=1), Column("origin", priority=4), Column("started_at", "started (UTC)", when, priority=2),
     Column("planned", fmt=integer, priority=4), Column("n_ok", "ok", integer, priority=5),
     Column("cost_usd", "cost", usd, priority=6), Column("simulated", priority=7),
     Column("status_reason", "why", priority=8, min_width=12),
