@@ -28,12 +28,16 @@ def plan_lines(settings: Settings) -> list[str]:
     team = team_of(settings)
     if team is None:
         return []
-    from bench.store.team.schema import TeamUnreachable, connect
+    from bench.errors import BenchError
+    from bench.store.team.schema import TeamUnreachable, check_schema, connect
 
     try:
-        connect(team, timeout_s=2).close()
+        with connect(team, timeout_s=2) as con:
+            check_schema(con, team)
     except TeamUnreachable as exc:
         return [f"team store unreachable: results will be pushed later ({exc})"]
+    except BenchError as exc:  # no schema yet, or a newer one: the run runs, nothing is pushed now
+        return [f"team store not writable: results will be pushed later ({exc})"]
     return [f"team store: {team.redacted} (pushed as the run goes; origin {origin_of(settings)})"]
 
 
