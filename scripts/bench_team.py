@@ -55,7 +55,7 @@ def journal_of(store: Store, run_id: str, n: int) -> None:
     path = journal.journal_path(store.journal_dir, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     # as a run writes them (journal.encode_row): absent fields left out, not written as null
-    data = re.sub(rb',?"[a-z_0-9]+":null', b"", journal.encode(frame)).replace(b"{,", b"{")
+    data = re.sub(rb',?"[a-z_0-9]+":null', b"", frame.write_ndjson().encode()).replace(b"{,", b"{")
     path.write_bytes(data)
 
 

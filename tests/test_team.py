@@ -265,7 +265,8 @@ def test_team_roles_and_a_canary_password(team_db: tuple[Any, str], sandbox: str
     cluster.sql(_roles_sql(name, canary, reader_pw), name)
     writer_url = cluster.url(name, "orbench_writer", canary)
     a, c = tmp_path / "a" / "orbench.duckdb", tmp_path / "c" / "orbench.duckdb"
-    outputs: list[Any] = [orbench("run", str(SMOKE), "--base-url", sandbox, "--team", writer_url, "--origin", "w", db=a)]
+    outputs: list[Any] = [orbench("run", str(SMOKE), "--base-url", sandbox, "--team", writer_url, "--origin", "w",
+                                  db=a)]
     monkeypatch.setenv("PGPASSWORD", canary)  # the password from libpq's environment, not the URL
     outputs.append(cli("team", "status", "--team", cluster.url(name, "orbench_writer"), db=a))
     monkeypatch.delenv("PGPASSWORD")

@@ -26,10 +26,10 @@ def report_cmd(runs: tuple[str, ...], baseline: str | None, output: str, db_path
     quality charts, the frontier, changes against --baseline and the failed answers.
     RUN is a run id, a unique prefix of one, or `latest`.
     """
-    from bench.cli.results import _store
+    from bench.cli.results import open_store
     from bench.results import html_report
 
-    store = _store(db_path)
+    store = open_store(db_path)
     run_ids = [store.resolve_run(r) for r in runs]
     base_id = store.resolve_run(baseline) if baseline else None
     page = html_report.build_report(store, run_ids, base_id)

@@ -9,3 +9,7 @@ SQL lives here and in bench.results only.
 May import: bench.suites, bench.records, bench.errors, bench.config. Never bench.api,
 bench.results, bench.quality, bench.run or bench.cli.
 """
+
+# The public modules (merge, migrations and snapshots sit behind ``Store``; ``team`` is the
+# team store's subpackage, its own ``__all__`` names its modules):
+__all__ = ["connection", "journal", "runs", "sink", "store", "team"]

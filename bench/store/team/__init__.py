@@ -14,3 +14,5 @@ May import: bench.store, bench.records, bench.errors, bench.config. Only this pa
 Postgres SQL and drivers; psycopg and adbc_driver_postgresql come with the ``orbench[team]`` extra
 and are imported lazily, so the core install never needs them.
 """
+
+__all__ = ["entries", "hooks", "pull", "push", "schema", "status", "url"]

@@ -108,7 +108,7 @@ def row_entries(frame: pl.DataFrame, origin: str) -> pl.DataFrame:
     """Request entries of stored rows (a wire frame read from DuckDB)."""
     if frame.is_empty():
         return empty()
-    lines = journal.encode(frame.select(REQUEST_COLUMNS)).decode().splitlines()
+    lines = frame.select(REQUEST_COLUMNS).write_ndjson().splitlines()  # the journal's wire shape
     return pl.DataFrame({"entry_key": request_keys(frame), "kind": "request", "origin": origin,
                          "run_id": frame["run_id"], "payload": lines}, schema=ENTRY_SCHEMA)
 
