@@ -179,14 +179,27 @@ def test_team_eight_writers_push_twice_without_duplicates(team_db: tuple[Any, st
     assert Store(c).query("SELECT count(*) AS n FROM requests")["n"][0] == 2000
 
 
-def test_team_postgres_crash_mid_run_then_catch_up(team_db: tuple[Any, str], sandbox: str, tmp_path: Path) -> None:
+def test_team_postgres_crash_mid_run_then_catch_up(team_db: tuple[Any, str], tmp_path: Path) -> None:
     """pg_ctl stop -m immediate during a run, start again: the run finishes and the log holds exactly its rows."""
     cluster, name = team_db
     url = cluster.url(name)
     a, c = tmp_path / "a" / "orbench.duckdb", tmp_path / "c" / "orbench.duckdb"
     orbench("team", "init", url, db=a)
-    proc = spawn("run", str(SMOKE), "--base-url", sandbox, "--repeat", "60", "--concurrency", "8",
-                 "--origin", "crash", "--team", url, db=a)
+    with start_sandbox(time_scale=0.25) as slow:  # a run that outlasts the outage
+        proc = spawn("run", str(SMOKE), "--base-url", slow.base_url, "--repeat", "16", "--concurrency", "4",
+                     "--origin", "crash", "--team", url, db=a)
+        _crash_during(proc, cluster, name, a)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    run_id = run_id_of(out + err)
+    cli("team", "pull", "--team", url, db=c)
+    local = pulled_requests(a, run_id)
+    assert len(local) == 3 * 2 * 16 + 3
+    assert pulled_requests(c, run_id) == local
+    assert cli("team", "status", "--json", "--team", url, db=a)[1].count('"unpushed_rows": 0') == 1
+
+
+def _crash_during(proc: subprocess.Popen[str], cluster: Any, name: str, a: Path) -> None:
     journal = a.parent / "journal" / "orbench"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(p.stat().st_size for p in journal.glob("*.jsonl")):
@@ -203,14 +216,7 @@ def test_team_postgres_crash_mid_run_then_catch_up(team_db: tuple[Any, str], san
     cluster.stop("immediate")
     time.sleep(2.0)
     cluster.start()
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-2000:]
-    run_id = run_id_of(out + err)
-    cli("team", "pull", "--team", url, db=c)
-    local = pulled_requests(a, run_id)
-    assert len(local) == 3 * 2 * 60 + 3
-    assert pulled_requests(c, run_id) == local
-    assert cli("team", "status", "--json", "--team", url, db=a)[1].count('"unpushed_rows": 0') == 1
+    assert proc.poll() is None, "the run ended while Postgres was down (this test wants it to outlast the outage)"
 
 
 def test_team_kill9_mid_run_and_unreachable_at_start_catch_up(team_db: tuple[Any, str], sandbox: str,

@@ -307,12 +307,17 @@ class Pusher:
         try:
             if self._offset:
                 record_pushed(self.store, self.team, {self.run_id: self._offset}, [])
-            con = self._con or connect(self.team, timeout_s=2)
-            self._con = con
-            push(self.store, self.team, [self.run_id], origin=self.origin, con=con, reconcile=IN_FLIGHT_BOOKED)
-            self.error = None
-        except Exception as exc:  # noqa: BLE001 - left for `orbench team push`
-            self.error = (str(exc).replace(self.team.url, self.team.redacted).splitlines() or ["failed"])[0]
-        finally:
-            self._drop_connection()
+        except Exception:  # noqa: BLE001 - bookkeeping only: the push below resends, the server dedups
+            pass
+        for _ in range(2):  # a connection from before a server restart is dead: once more on a new one
+            try:
+                con = self._con or connect(self.team, timeout_s=2)
+                self._con = con
+                push(self.store, self.team, [self.run_id], origin=self.origin, con=con, reconcile=IN_FLIGHT_BOOKED)
+                self.error = None
+                break
+            except Exception as exc:  # noqa: BLE001 - left for `orbench team push`
+                self.error = (str(exc).replace(self.team.url, self.team.redacted).splitlines() or ["failed"])[0]
+                self._drop_connection()
+        self._drop_connection()
         return self.error
