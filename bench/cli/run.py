@@ -227,6 +227,8 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     if not as_json:
         emit_summary(groups, run, wide)
     gates_failed = note_gates(results)
+    for line in team_hooks.unpushed_lines(settings, store, run_id):  # the server was down at the end
+        note(line)
     if junit:
         cases = gates.case_results(report.current_rows(store.requests_frame(run_id)))
         Path(junit).write_text(gates.junit_xml(results, run["suite_name"] or "orbench", cases))

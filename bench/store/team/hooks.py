@@ -71,3 +71,24 @@ def push_run(settings: Settings, store: Store, run_id: str) -> str | None:
     except TeamUnreachable as exc:
         return str(exc)
     return None
+
+
+def unpushed_lines(settings: Settings, store: Store, run_id: str) -> list[str]:
+    """After a run: a line when some of its rows are not on the team store yet (local check, no network)."""
+    team = team_of(settings)
+    if team is None:
+        return []
+    from bench.store import journal
+    from bench.store.team.push import pushed_offsets
+
+    path = journal.journal_path(store.journal_dir, run_id)
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(pushed_offsets(store, team).get(run_id, 0))
+            left = fh.read().count(b"\n")
+    except FileNotFoundError:
+        return []
+    if not left:
+        return []
+    return [f"team store: {left} journal lines of run {run_id} are not on {team.redacted} yet; "
+            "`orbench team push` sends them (`orbench team status` shows the lag)"]
