@@ -15,6 +15,7 @@ locked file (``StoreBusy``) is a warning with a Retry button, any other
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, SupportsFloat
@@ -282,6 +283,14 @@ def shared_number(label: str, param: str, key: str, **kw: Any) -> float | None:
     out = st.number_input(label, value=None, key=key,
                           on_change=_copy_back(key, param, lambda v: [] if v is None else [f"{v:g}"]), **kw)
     return None if out is None else float(out)
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&:])")
+
+
+def md_escape(text: str) -> str:
+    """Text (a run or suite name, maybe another machine's) as literal Markdown: no links, images or HTML."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text).replace("\n", " "))
 
 
 def team_header(db: str) -> None:

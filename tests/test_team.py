@@ -369,3 +369,12 @@ def test_team_kill9_mid_push_the_next_push_completes(team_db: tuple[Any, str], t
     assert cluster.sql("SELECT count(*) FROM orbench_log WHERE kind = 'request'", name) == "6000"
     cli("team", "pull", "--team", url, db=c)
     assert pulled_requests(c, run_id) == pulled_requests(a, run_id)
+
+
+def test_team_foreign_names_are_escaped_before_markdown() -> None:
+    """A run name from another machine cannot become a link, an image (a request off the machine) or HTML."""
+    from dashboard.ui import md_escape
+
+    shown = md_escape("![x](http://evil.example/i.png) **b** <img src=x> [l](http://e)")
+    assert "](" not in shown.replace("\\](", "") and "<img" not in shown.replace("\\<img", "")
+    assert shown.replace("\\", "") == "![x](http://evil.example/i.png) **b** <img src=x> [l](http://e)"
