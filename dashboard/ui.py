@@ -302,7 +302,7 @@ def team_header(db: str) -> None:
     _team_status(db, found.key, found.label)
 
 
-@st.fragment(run_every=data.TEAM_SYNC_S)
+@st.fragment(run_every=data.TEAM_TICK_S)  # ticks every 5 s, the pull's cache lasts 9 s: a pull every 10 s
 def _team_status(db: str, team_key: str, label: str) -> None:
     from datetime import UTC, datetime
 
