@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -107,6 +108,7 @@ def main() -> None:
             print(f"[engine --team] request entries in the log: {logged}")
     finally:
         cluster.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -145,3 +146,4 @@ if __name__ == "__main__":
                 SCENARIOS[name](cluster, tmp, sb.base_url)
     finally:
         cluster.close()
+        shutil.rmtree(tmp, ignore_errors=True)
