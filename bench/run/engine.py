@@ -79,7 +79,7 @@ async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -
 
 
 async def _prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -> Prepared:
-    suite = load_suite(spec.suite_path)
+    suite = load_suite(spec.suite_path, seed=spec.fresh_seed)
     suite.endpoints.update(spec.extra_endpoints)
     if spec.repeats is not None:
         if spec.repeats < 1:
@@ -109,6 +109,8 @@ async def _prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) 
             if found is not None:
                 models[t.model] = found
     cases = [CaseRequest(c.case_id, c.body, c.prompt_tokens_est) for c in suite.expand_cases()]
+    if spec.fresh_seed is not None:
+        cases = synthetic_mod.with_leads(cases, spec.fresh_seed)
     if len({t.key for t in targets}) != len(targets):
         raise ConfigError("the same model and provider variant is listed twice")
     # A suite of synthetic prompts alone has no case to warm up with: its probes are the warm-ups.

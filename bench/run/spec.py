@@ -34,6 +34,9 @@ class RunSpec:
     name: str | None = None
     extra_endpoints: dict[str, Any] = field(default_factory=dict)  # e.g. the --local server
     add_models: list[str] = field(default_factory=list)  # appended to the suite's (or --model) list
+    # A monitor's tick (bench.monitor): replaces the suite's seed and gives every case prompt its own
+    # synthetic leading text, so each tick sends fresh prompts and no answer comes from a cache.
+    fresh_seed: int | None = None
 
 
 @dataclass(repr=False)

@@ -68,6 +68,7 @@ from bench.store import journal
 from bench.store.connection import _quoted
 from bench.store.merge import _COLS, _SETTLED_SQL, _ingested_bytes, _merge_rows, _set_ingested, _settled_expr
 from bench.store.migrations import migrate
+from bench.store.monitors import MonitorTables
 from bench.store.runs import RunTables, _drop_aggregates
 from bench.store.snapshots import SnapshotTables
 
@@ -89,7 +90,7 @@ SELECT CAST(coalesce(sum(m), 0) AS DECIMAL(38,18)) AS spent FROM (
 )
 """
 
-class Store(RunTables, SnapshotTables):
+class Store(RunTables, SnapshotTables, MonitorTables):
     """Access to one orbench DuckDB file (and its journal directory). Thread-safe."""
 
     def __init__(
