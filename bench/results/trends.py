@@ -86,40 +86,32 @@ class History:
 
 
 _TICKS = """
-SELECT t.tick, t.run_id, coalesce(r.started_at, t.started_at) AS started_at FROM monitor_ticks AS t
-JOIN runs AS r ON r.run_id = t.run_id
-WHERE t.monitor = $monitor AND (t.status IN ('finished', 'failed') OR t.tick = $upto) AND t.tick <= $upto
-  AND coalesce(r.started_at, t.started_at) >= $since
-ORDER BY t.tick
+WITH t AS (
+    SELECT t.tick, t.run_id, coalesce(r.started_at, t.started_at) AS started_at FROM monitor_ticks AS t
+    JOIN runs AS r ON r.run_id = t.run_id
+    WHERE t.monitor = $monitor AND (t.status IN ('finished', 'failed') OR t.tick = $upto) AND t.tick <= $upto
+)
+SELECT * FROM t WHERE started_at >= (SELECT max(started_at) FROM t) - to_seconds($span_s) ORDER BY tick
 """
-_ROWS = """
+_ROWS = f"""
 SELECT r.monitor_tick AS tick, q.model, q.provider_variant AS provider, q.provider AS served, q.outcome,
        q.passed, q.ttft_ms, q.e2e_ms, q.decode_tps
 FROM requests AS q JOIN runs AS r ON r.run_id = q.run_id
-WHERE r.monitor = $monitor AND r.monitor_tick BETWEEN $lo AND $hi AND NOT q.is_warmup
+WHERE r.monitor = $monitor AND NOT q.is_warmup AND r.monitor_tick IN (SELECT tick FROM ({_TICKS}))
 """
 _CATALOG = """
 SELECT tick, model, provider, prompt, completion, expiration_date FROM monitor_catalog
-WHERE monitor = $monitor AND tick BETWEEN $lo AND $hi
+WHERE monitor = $monitor AND tick IN (
+    SELECT DISTINCT tick FROM monitor_catalog WHERE monitor = $monitor AND tick <= $upto ORDER BY tick DESC LIMIT 2)
 """
 
 
 def read_history(store: Any, monitor: str, upto: int, rules: Rules = Rules()) -> History:
-    """The ticks up to ``upto`` that the windows can use: the last ones and the span before them."""
-    recent = store.query("SELECT max(coalesce(r.started_at, t.started_at)) AS at FROM monitor_ticks AS t "
-                         "JOIN runs AS r ON r.run_id = t.run_id WHERE t.monitor = $monitor AND t.tick <= $upto",
-                         {"monitor": monitor, "upto": upto})
-    last_at = recent["at"][0] if not recent.is_empty() else None
-    if last_at is None:
-        return History(pl.DataFrame(), pl.DataFrame())
-    # every tick of the latest window must be in, and the baseline span before it (a generous margin)
-    since = last_at - timedelta(seconds=rules.baseline_s * 1.5)
-    ticks = store.query(_TICKS, {"monitor": monitor, "upto": upto, "since": since})
-    if ticks.is_empty():
-        return History(ticks, pl.DataFrame())
-    lo, hi = int(ticks["tick"].min()), int(ticks["tick"].max())
-    rows = store.query(_ROWS, {"monitor": monitor, "lo": lo, "hi": hi})
-    catalog = store.query(_CATALOG, {"monitor": monitor, "lo": max(0, hi - 1), "hi": hi})
+    """The ticks up to ``upto`` that the windows can use: the last ones and the span before them
+    (with a margin), their request rows, and the last two ticks' endpoint lists. One connection."""
+    span = {"monitor": monitor, "upto": upto, "span_s": rules.baseline_s * 1.5}
+    ticks, rows, catalog = store.query_many([(_TICKS, span), (_ROWS, span),
+                                             (_CATALOG, {"monitor": monitor, "upto": upto})])
     return History(ticks, rows, catalog)
 
 
@@ -129,14 +121,12 @@ def windows(history: History, tick: int, rules: Rules,
     """(latest ticks, baseline ticks) as of ``tick``; ``excluded`` ticks are in neither."""
     skip = set(excluded)
     ticks = history.ticks.filter(pl.col("tick") <= tick)
-    usable = [t for t in ticks["tick"].to_list() if t not in skip or t == tick]
-    latest = usable[-rules.latest_ticks:]
+    latest = ticks["tick"].to_list()[-rules.latest_ticks:]
     if not latest:
         return [], []
     starts = dict(zip(ticks["tick"].to_list(), ticks["started_at"].to_list(), strict=True))
-    first_at = starts[latest[0]]
-    base_from = first_at - timedelta(seconds=rules.baseline_s)
-    baseline = [t for t in usable if t < latest[0] and starts[t] >= base_from]
+    base_from = starts[latest[0]] - timedelta(seconds=rules.baseline_s)
+    baseline = [t for t in starts if t < latest[0] and starts[t] >= base_from and t not in skip]
     return latest, baseline
 
 
@@ -198,14 +188,15 @@ def quality_change(rows: pl.DataFrame, latest: Sequence[int], baseline: Sequence
 
 
 # ------------------------------------------------------------------ the rules
-def _incident_ticks(incidents: pl.DataFrame, kind: str, model: Any, provider: Any, rules: Rules) -> set[int]:
+def _incident_ticks(incidents: pl.DataFrame, kind: str, model: Any, provider: Any, rules: Rules,
+                    upto: int) -> set[int]:
     """Ticks inside incidents of this kind and target: [opened - window + 1, recovered) (open: onwards)."""
     out: set[int] = set()
     if incidents.is_empty():
         return out
     part = incidents.filter((pl.col("kind") == kind) & (pl.col("model") == model) & (pl.col("provider") == provider))
     for row in part.iter_rows(named=True):
-        end = row["recovered_tick"] if row["recovered_tick"] is not None else 10**9
+        end = row["recovered_tick"] if row["recovered_tick"] is not None else upto + 1
         out.update(range(max(1, row["opened_tick"] - rules.latest_ticks + 1), end))
     return out
 
@@ -258,8 +249,8 @@ def _outage(rows: pl.DataFrame, tick: int, incidents: pl.DataFrame, model: str, 
 def _latency(rows: pl.DataFrame, tick: int, incidents: pl.DataFrame, model: str, provider: str,
              history: History, rules: Rules) -> list[Decision]:
     out = []
-    excluded = _incident_ticks(incidents, "latency", model, provider, rules) | _incident_ticks(
-        incidents, "outage", model, provider, rules)
+    excluded = _incident_ticks(incidents, "latency", model, provider, rules, tick) | _incident_ticks(
+        incidents, "outage", model, provider, rules, tick)
     latest, baseline = windows(history, tick, rules, excluded)
     if len(baseline) < rules.min_baseline_ticks:
         return []
@@ -282,7 +273,7 @@ def _latency(rows: pl.DataFrame, tick: int, incidents: pl.DataFrame, model: str,
 
 def _quality(rows: pl.DataFrame, tick: int, incidents: pl.DataFrame, model: str, provider: str,
              history: History, rules: Rules) -> list[Decision]:
-    excluded = _incident_ticks(incidents, "quality", model, provider, rules)
+    excluded = _incident_ticks(incidents, "quality", model, provider, rules, tick)
     latest, baseline = windows(history, tick, rules, excluded)
     if len(baseline) < rules.min_baseline_ticks:
         return []
@@ -310,29 +301,36 @@ def _mode(values: Iterable[Any]) -> Any:
 
 def _routing(rows: pl.DataFrame, tick: int, incidents: pl.DataFrame, model: str, provider: str,
              history: History, rules: Rules) -> list[Decision]:
+    """A default-routed target: the provider that served most of the latest window is another one
+    than the baseline's, and the baseline's share fell beyond the noise (Wilson intervals apart)."""
     if provider != "default":
         return []
-    ok = rows.filter(pl.col("outcome") == "ok")
-    now = _mode(ok.filter(pl.col("tick") == tick)["served"].to_list())
-    if now is None:
+    excluded = _incident_ticks(incidents, "routing", model, provider, rules, tick)
+    latest, baseline = windows(history, tick, rules, excluded)
+    if len(baseline) < rules.min_baseline_ticks:
         return []
+    ok = rows.filter((pl.col("outcome") == "ok") & pl.col("served").is_not_null())
+    before = ok.filter(pl.col("tick").is_in(baseline))["served"].to_list()
+    now = ok.filter(pl.col("tick").is_in(latest))["served"].to_list()
+    if not before or not now:
+        return []
+    top_before, top_now = _mode(before), _mode(now)
+    lo_before, _ = stats.wilson_interval(before.count(top_before), len(before), rules.level)
+    _, hi_now = stats.wilson_interval(now.count(top_before), len(now), rules.level)
+    moved = top_now != top_before and hi_now < lo_before
+    evidence = {"before": top_before, "after": top_now, "share_before": before.count(top_before) / len(before),
+                "share_now": now.count(top_before) / len(now), "latest_ticks": latest,
+                "baseline_ticks": [baseline[0], baseline[-1]]}
     current = _open(incidents, "routing", model, provider, None)
     if current is not None:
         row = incidents.filter(pl.col("incident_id") == current).row(0, named=True)
-        before = json.loads(row["evidence"]).get("before")
         held = _held_s(history, row["opened_tick"], tick)
-        if now == before or held >= rules.baseline_s:
-            why = "back" if now == before else "new normal"
-            return [Decision("recover", "routing", model, provider, "served_provider",
-                             {"served": now, "before": before, "why": why}, current)]
+        if not moved or held >= rules.baseline_s:
+            why = "back" if not moved else "new normal"
+            return [Decision("recover", "routing", model, provider, "served_provider", {**evidence, "why": why},
+                             current)]
         return []
-    excluded = _incident_ticks(incidents, "routing", model, provider, rules)
-    _, baseline = windows(history, tick, Rules(latest_ticks=1, baseline_s=rules.baseline_s), excluded)
-    before = _mode(ok.filter(pl.col("tick").is_in(baseline))["served"].to_list())
-    if before is None or len(baseline) < rules.min_baseline_ticks or before == now:
-        return []
-    return [Decision("open", "routing", model, provider, "served_provider",
-                     {"before": before, "after": now, "baseline_ticks": [baseline[0], baseline[-1]]})]
+    return [Decision("open", "routing", model, provider, "served_provider", evidence)] if moved else []
 
 
 def _held_s(history: History, since_tick: int, tick: int) -> float:

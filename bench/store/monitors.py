@@ -94,8 +94,13 @@ class MonitorTables(StoreBase):
 
     def tag_tick_run(self, monitor: str, tick: int, run_id: str) -> None:
         """The tick's run, on both rows: a restart finds it and resumes it."""
-        self._write("UPDATE monitor_ticks SET run_id = ? WHERE monitor = ? AND tick = ?", [run_id, monitor, tick])
-        self._write("UPDATE runs SET monitor = ?, monitor_tick = ? WHERE run_id = ?", [monitor, tick, run_id])
+        self._ensure_ready()
+        with self._writing() as con:
+            self._in_transaction(con, lambda: [
+                con.execute("UPDATE monitor_ticks SET run_id = ? WHERE monitor = ? AND tick = ?",
+                            [run_id, monitor, tick]).fetchall(),
+                con.execute("UPDATE runs SET monitor = ?, monitor_tick = ? WHERE run_id = ?",
+                            [monitor, tick, run_id]).fetchall()])
 
     def end_tick(self, monitor: str, tick: int, status: str, note: str | None = None) -> None:
         if status not in TICK_STATUSES:
