@@ -28,7 +28,6 @@ name; ``default`` for OpenRouter's own routing).
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -179,12 +178,25 @@ def quality_change(rows: pl.DataFrame, latest: Sequence[int], baseline: Sequence
     a, b = _pass_values(rows, baseline), _pass_values(rows, latest)
     if len(a) < 2 or len(b) < 2:
         return None
-    cmp = stats.compare(a, b, rules.level, n_resamples=rules.n_resamples, stat=statistics.fmean)
+    lo, hi = _rate_diff_interval(a, b, rules)
+    diff = float(np.mean(b)) - float(np.mean(a))
     last = _pass_values(rows, latest[-1:])
     drop_last = None if not len(last) else float(np.mean(a)) - float(np.mean(last))
-    return {"baseline": float(np.mean(a)), "latest": float(np.mean(b)), "change": cmp.diff,
-            "beyond_noise": bool(cmp.significant), "drop": -(cmp.diff or 0.0), "latest_tick_drop": drop_last,
-            "ci": [cmp.ci_lo, cmp.ci_hi], "n_baseline": len(a), "n_latest": len(b)}
+    return {"baseline": float(np.mean(a)), "latest": float(np.mean(b)), "change": diff,
+            "beyond_noise": lo > 0 or hi < 0, "drop": -diff, "latest_tick_drop": drop_last,
+            "ci": [lo, hi], "n_baseline": len(a), "n_latest": len(b)}
+
+
+def _rate_diff_interval(a: np.ndarray, b: np.ndarray, rules: Rules) -> tuple[float, float]:
+    """compare's bootstrap of the difference of means (A and B resampled independently, seeded), for
+    0/1 values: the passes in a resample of n values are Binomial(n, p), drawn directly instead of
+    resampling n values 1,000 times (the same distribution; a baseline of 7,000 verdicts took 0.6 s)."""
+    rng = np.random.default_rng(0)
+    draws_b = rng.binomial(len(b), float(np.mean(b)), rules.n_resamples) / len(b)
+    draws_a = rng.binomial(len(a), float(np.mean(a)), rules.n_resamples) / len(a)
+    tail = 100 * (1 - rules.level) / 2
+    lo, hi = np.percentile(draws_b - draws_a, [tail, 100 - tail])
+    return float(lo), float(hi)
 
 
 # ------------------------------------------------------------------ the rules
@@ -538,8 +550,8 @@ def tick_series(store: Any, monitor: str | None, since: datetime, rolling: str =
     rolled = long.with_columns(
         pl.col("p50").rolling_median_by("started_at", window_size=rolling).over(
             "monitor", "model", "provider", "metric").alias("rolling_p50"))
-    result: pl.DataFrame = rolled.select("monitor", "tick", "started_at", "model", "provider", "metric", "p50", "lo", "hi",
-                         "rolling_p50", "n", "error_rate", "pass_rate")
+    result: pl.DataFrame = rolled.select("monitor", "tick", "started_at", "model", "provider", "metric", "p50",
+                                         "lo", "hi", "rolling_p50", "n", "error_rate", "pass_rate")
     return result
 
 
