@@ -57,7 +57,8 @@ def main() -> int:
     ap.add_argument("db", type=Path)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print(f"database {args.db}: {args.db.stat().st_size / 1e6:.1f} MB; load average {open('/proc/loadavg').read()[:14]}")
+    load = Path("/proc/loadavg").read_text()[:14]
+    print(f"database {args.db}: {args.db.stat().st_size / 1e6:.1f} MB; load average {load}")
     for label, fn in (
         ("orbench trends (table)", lambda: _cli("trends", "--db", str(args.db))),
         ("orbench trends --json", lambda: _cli("trends", "--db", str(args.db), "--json")),
