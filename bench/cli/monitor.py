@@ -84,6 +84,13 @@ def tick_options(f: Any) -> Any:
         click.option("--no-warmup", is_flag=True, help="Skip the warm-up request per model x provider."),
         click.option("--max-failures", type=int, default=5, show_default=True,
                      help="Skip a model x provider after this many failures in a row (0 = never)."),
+        click.option("--window", "window", type=click.IntRange(min=1), default=3, show_default=True,
+                     help="Latest window, in ticks: longer = fewer false alarms, later detection."),
+        click.option("--min-effect", "min_effect", type=click.FloatRange(min=0), default=0.2, show_default=True,
+                     help="A latency incident needs the p50 this much worse (0.2 = 20%%) as well as beyond the noise."),
+        click.option("--outage-error-rate", "outage_error_rate", type=click.FloatRange(0, 1), default=0.5,
+                     show_default=True,
+                     help="An outage: the error rate over the window (and the latest tick) above this."),
         db_option, api_options,
     ]
     for option in reversed(options):
@@ -99,7 +106,9 @@ def _config(suite: str, name: str | None, every_s: float, jitter: float, budget_
         raise ConfigError("--jitter must be at least 0 and below 1")
     options = {"models": list(kw["models"]), "providers": list(kw["providers"]), "repeats": kw["repeats"],
                "concurrency": kw["concurrency"], "timeout_s": kw["timeout_s"], "warmup": not kw["no_warmup"],
-               "max_failures": kw["max_failures"]}
+               "max_failures": kw["max_failures"],
+               "rules": {"latest_ticks": kw["window"], "outage_ticks": kw["window"], "latency_effect": kw["min_effect"],
+                         "outage_error_rate": kw["outage_error_rate"]}}
     return MonitorConfig(name=name or Path(suite).stem, suite_path=str(Path(suite).resolve()), every_s=every_s,
                          jitter=jitter, budget_per_day_usd=parse_usd(budget_per_day, "--budget-per-day"),
                          options=options)

@@ -121,7 +121,7 @@ async def run_tick(settings: Settings, store: Store, cfg: MonitorConfig, *, webh
                    rules: trends.Rules | None = None, note: Note = lambda _: None,
                    on_progress: Callable[[Progress], None] | None = None) -> TickResult:
     """One tick now: the crashed one resumed, or the next one; then incidents and alerts."""
-    rules = rules or trends.Rules()
+    rules = rules or trends.Rules(**cfg.options.get("rules", {}))
     store.init()
     last = store.last_tick(cfg.name)
     if last is not None and last["status"] == "running":

@@ -434,6 +434,9 @@ def trends_json(store: Any, monitor: str, *, since: datetime | None = None, rule
     and the monitor's incidents (opened since ``since``, or still open)."""
     last = store.query("SELECT max(tick) AS t FROM monitor_ticks WHERE monitor = $m AND status = 'finished'",
                        {"m": monitor})
+    stored = store.get_monitor(monitor)
+    if rules == Rules() and stored is not None and (stored["options"] or {}).get("rules"):
+        rules = Rules(**stored["options"]["rules"])  # the monitor's own windows and thresholds
     upto = last["t"][0] if not last.is_empty() else None
     incidents = store.incidents(monitor)
     if since is not None and not incidents.is_empty():
