@@ -315,7 +315,8 @@ def trend_chart(series: pl.DataFrame, metric_label: str, incidents: pl.DataFrame
     median (dashed), incidents shaded (red while open: to the last tick) and price changes (rules)."""
     frame = series.with_columns((pl.col("model") + " · " + pl.col("provider")).alias("target"))
     x = alt.X("started_at:T", title=None)
-    color = alt.Color("target:N", title="model · provider", legend=alt.Legend(orient="bottom", columns=2, labelLimit=420))
+    color = alt.Color("target:N", title="model · provider",
+                      legend=alt.Legend(orient="bottom", columns=2, labelLimit=420))
     base = alt.Chart(frame)
     band = base.mark_area(opacity=0.18).encode(x=x, y=alt.Y("lo:Q", title=metric_label), y2="hi:Q", color=color)
     line = base.mark_line(point=alt.OverlayMarkDef(size=12)).encode(

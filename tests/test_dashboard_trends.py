@@ -62,7 +62,8 @@ def test_trends_page_opens_on_now_with_the_open_incident(history: Path) -> None:
     charts = _charts(at)
     assert len(charts) == 3  # TTFT, e2e, decode speed
     spec, tables = charts[0]
-    assert sum(t.num_rows for t in tables) > 0 and spec["layer"][0]["mark"]["type"] == "rect"  # incidents shaded under the lines
+    assert sum(t.num_rows for t in tables) > 0
+    assert spec["layer"][0]["mark"]["type"] == "rect"  # incidents shaded under the lines
     marks = [layer["mark"]["type"] for layer in spec["layer"]]
     assert marks.count("line") == 2 and "area" in marks and "rule" in marks  # median, rolling; band; price
     table = at.dataframe[0].value

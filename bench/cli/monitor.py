@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 import time
@@ -159,8 +160,8 @@ def start_cmd(suite: str, every: str, jitter: float, count: int | None, until: s
             if not _wait_due(store, cfg.name, stop_at):
                 note(f"monitor {cfg.name}: --until reached")
                 return
-            result = asyncio.run(run_tick(settings, store, cfg, webhook_url=webhook, note=note,
-                                          on_progress=ProgressPrinter(every_s=60.0)))
+            result = asyncio.run(run_tick(settings, store, cfg, env=dict(os.environ), webhook_url=webhook,
+                                          note=note, on_progress=ProgressPrinter(every_s=60.0)))
             _report(result, cfg.name)
             if result.status == "cancelled":
                 sys.exit(130)
@@ -202,7 +203,7 @@ def tick_cmd(target: str, every: str, name: str | None, budget_per_day: str | No
                 raise
             cfg = _config(target, name, parse_duration(every, "--every"), 0.0, budget_per_day, kw)
         cfg.save(store)
-        result = asyncio.run(run_tick(settings, store, cfg, webhook_url=webhook, note=note,
+        result = asyncio.run(run_tick(settings, store, cfg, env=dict(os.environ), webhook_url=webhook, note=note,
                                       on_progress=ProgressPrinter(every_s=60.0)))
     _report(result, cfg.name)
     if result.status == "cancelled":

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,11 +27,13 @@ from bench.config import Settings
 from bench.errors import BenchError, ConfigError
 from bench.monitor import alerts, incidents
 from bench.results import trends
-from bench.run import engine
-from bench.run import targets as targets_mod
+from bench.run import engine, session
+from bench.run.session import SessionHooks, SessionResult
 from bench.run.state import Progress
+from bench.run.targets import close_clients, make_clients
 from bench.store.store import Store
 from bench.suites.model import OPENROUTER
+from bench.suites.parse import load_suite
 
 Note = Callable[[str], None]
 
@@ -90,14 +91,18 @@ def spec_for(cfg: MonitorConfig, tick: int, budget_left: Decimal | None) -> engi
     )
 
 
-async def execute_run(settings: Settings, store: Store, prep: engine.Prepared,
+class _Skip(Exception):
+    """The tick's plan would exceed the daily budget: nothing is sent."""
+
+
+async def execute_run(settings: Settings, store: Store, cfg: MonitorConfig, tick: int, spec: engine.RunSpec, *,
+                      resume: str | None, env: Mapping[str, str], on_plan: Callable[[engine.Prepared], None],
                       on_runner: Callable[[Any], None],
-                      on_progress: Callable[[Progress], None] | None = None) -> tuple[str, str]:
-    """Run a prepared tick exactly as ``orbench run`` does (clients, signals, the engine); returns
-    (run_id, status). The one call to switch to the public "run a Suite" entry point once it exists."""
-    keys = targets_mod.endpoint_keys(prep.suite, os.environ)
-    clients = engine.make_clients(settings, prep.suite, prep.spec.concurrency, keys=keys,
-                                  openrouter_api=prep.openrouter_api)
+                      on_progress: Callable[[Progress], None] | None = None) -> SessionResult:
+    """Run a tick through the one door for running a suite (``bench.run.session.run_suite``), with
+    Ctrl-C/SIGTERM cancelling the run as ``orbench run`` does. The suite is read with the tick's
+    seed (dataset samples rotate); a resume replays the stored plan instead."""
+    suite = None if resume else load_suite(cfg.suite_path, seed=spec.fresh_seed)
     loop = asyncio.get_running_loop()
 
     def hook(runner: Any) -> None:
@@ -107,18 +112,16 @@ async def execute_run(settings: Settings, store: Store, prep: engine.Prepared,
                 loop.add_signal_handler(sig, runner.cancel)
 
     try:
-        run_id, state = await engine.execute(settings, store, prep, clients, on_progress=on_progress,
-                                             on_runner=hook)
+        return await session.run_suite(settings, suite, spec, store=store, env=env, resume=resume,
+                                       hooks=SessionHooks(on_plan=on_plan, on_progress=on_progress, on_runner=hook))
     finally:
-        await engine.close_clients(clients)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
-    return run_id, state.status
 
 
-async def run_tick(settings: Settings, store: Store, cfg: MonitorConfig, *, webhook_url: str | None = None,
-                   rules: trends.Rules | None = None, note: Note = lambda _: None,
+async def run_tick(settings: Settings, store: Store, cfg: MonitorConfig, *, env: Mapping[str, str],
+                   webhook_url: str | None = None, rules: trends.Rules | None = None, note: Note = lambda _: None,
                    on_progress: Callable[[Progress], None] | None = None) -> TickResult:
     """One tick now: the crashed one resumed, or the next one; then incidents and alerts."""
     rules = rules or trends.Rules(**cfg.options.get("rules", {}))
@@ -133,7 +136,7 @@ async def run_tick(settings: Settings, store: Store, cfg: MonitorConfig, *, webh
     else:
         tick, resume = (int(last["tick"]) + 1 if last is not None else 1), None
     started = datetime.now(UTC)
-    result = await _run(settings, store, cfg, tick, resume, note, on_progress)
+    result = await _run(settings, store, cfg, tick, resume, env, note, on_progress)
     if result.status in ("finished", "failed"):
         decisions = incidents.apply(store, cfg.name, tick, rules, note)
         result.opened = [d for d in decisions if d.action == "open"]
@@ -153,27 +156,31 @@ def next_tick_at(started: datetime, cfg: MonitorConfig, rng: random.Random | Non
 
 
 async def _run(settings: Settings, store: Store, cfg: MonitorConfig, tick: int, resume: str | None,
-               note: Note, on_progress: Callable[[Progress], None] | None) -> TickResult:
+               env: Mapping[str, str], note: Note, on_progress: Callable[[Progress], None] | None) -> TickResult:
     spent = store.monitor_spent_since(cfg.name, datetime.now(UTC) - timedelta(days=1))
     budget = cfg.budget_per_day_usd
-    left = None if budget is None else budget - spent
-    spec = spec_for(cfg, tick, left)
-    prep = await engine.plan_run(settings, spec, store=store, resume=resume)
-    if resume is None:
-        skip = _over_budget(prep, budget, spent)
-        if skip is not None:
-            if prep.lock is not None:
-                prep.lock.release()
-            note(f"monitor {cfg.name}: tick {tick} skipped: {skip}")
-            store.start_tick(cfg.name, tick, "skipped", note=skip)  # the row says why; nothing was sent
-            return TickResult(tick, "skipped", note=skip)
-        store.start_tick(cfg.name, tick, "running")
-        await _snapshot_catalog(settings, store, cfg.name, tick, prep)
+    spec = spec_for(cfg, tick, None if budget is None else budget - spent)
+
+    def on_plan(prep: engine.Prepared) -> None:
+        if resume is None:
+            skip = _over_budget(prep, budget, spent)
+            if skip is not None:
+                raise _Skip(skip)
+            store.start_tick(cfg.name, tick, "running")  # before any send: a restart finds it
 
     def tag(runner: Any) -> None:
-        store.tag_tick_run(cfg.name, tick, runner.run_id)  # before any send: a restart finds it
+        store.tag_tick_run(cfg.name, tick, runner.run_id)  # before any send: a restart resumes it
 
-    run_id, status = await execute_run(settings, store, prep, tag, on_progress)
+    try:
+        result = await execute_run(settings, store, cfg, tick, spec, resume=resume, env=env, on_plan=on_plan,
+                                   on_runner=tag, on_progress=on_progress)
+    except _Skip as skip:
+        note(f"monitor {cfg.name}: tick {tick} skipped: {skip}")
+        store.start_tick(cfg.name, tick, "skipped", note=str(skip))  # the row says why; nothing was sent
+        return TickResult(tick, "skipped", note=str(skip))
+    assert result.run_id is not None and result.state is not None  # not a dry run
+    run_id, status = result.run_id, result.state.status
+    await _snapshot_catalog(settings, store, cfg.name, tick, result.prep)
     if status == "cancelled":
         note(f"monitor {cfg.name}: tick {tick} cancelled; the next start resumes run {run_id}")
         return TickResult(tick, "cancelled", run_id)
@@ -211,7 +218,7 @@ async def _snapshot_catalog(settings: Settings, store: Store, monitor: str, tick
     if not prep.openrouter_api:
         return
     models = sorted({t.model for t in prep.targets if t.endpoint == OPENROUTER})
-    clients = engine.make_clients(settings, None, 1)
+    clients = make_clients(settings, None, 1)
     rows: list[dict[str, Any]] = []
     try:
         for model in models:
@@ -226,7 +233,7 @@ async def _snapshot_catalog(settings: Settings, store: Store, monitor: str, tick
                              "prompt": ep.pricing.prompt, "completion": ep.pricing.completion,
                              "expiration_date": expiry})
     finally:
-        await engine.close_clients(clients)
+        await close_clients(clients)
     store.save_tick_catalog(monitor, tick, rows)
 
 

@@ -167,9 +167,12 @@ class MonitorTables(StoreBase):
         with self._writing() as con:
             con.register("_orbench_tick_catalog", frame)
             try:
-                self._in_transaction(con, lambda: con.execute(
-                    "INSERT INTO monitor_catalog SELECT monitor, tick, model, provider, "
-                    "CAST(prompt AS DECIMAL(38,18)), CAST(completion AS DECIMAL(38,18)), expiration_date "
-                    "FROM _orbench_tick_catalog").fetchall())
+                self._in_transaction(con, lambda: [  # a resumed tick's snapshot replaces its first one
+                    con.execute("DELETE FROM monitor_catalog WHERE monitor = ? AND tick = ?",
+                                [monitor, tick]).fetchall(),
+                    con.execute(
+                        "INSERT INTO monitor_catalog SELECT monitor, tick, model, provider, "
+                        "CAST(prompt AS DECIMAL(38,18)), CAST(completion AS DECIMAL(38,18)), expiration_date "
+                        "FROM _orbench_tick_catalog").fetchall()])
             finally:
                 con.unregister("_orbench_tick_catalog")
