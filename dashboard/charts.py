@@ -310,7 +310,7 @@ def goodput_chart(points: pl.DataFrame, axis: str) -> alt.LayerChart | alt.Facet
 
 
 def trend_chart(series: pl.DataFrame, metric_label: str, incidents: pl.DataFrame,
-                marks: pl.DataFrame) -> alt.LayerChart:
+                marks: pl.DataFrame) -> alt.LayerChart | alt.FacetChart:
     """One metric over time: per-tick median (line) with its 95 % interval (band), the rolling 72 h
     median (dashed), incidents shaded (red while open: to the last tick) and price changes (rules)."""
     frame = series.with_columns((pl.col("model") + " · " + pl.col("provider")).alias("target"))

@@ -48,6 +48,14 @@ def answered(journal: Path, skip: set[Path]) -> int:
     return sum(line.count('"outcome":"ok"') for p in set(journal.glob("*.jsonl")) - skip for line in p.open())
 
 
+def _until(done: Any, what: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -59,7 +67,7 @@ def main() -> None:
     db = out / "monitor.duckdb"
     (out / "watch.yaml").write_text(SUITE)
     (out / "scenario.yaml").write_text(
-        f"- {{at_s: 12, until_s: 24, model: {MODEL}, provider: together, error_rate: 1.0}}\n")
+        f"- {{at_s: 10, until_s: 40, model: {MODEL}, provider: together, error_rate: 1.0}}\n")
     hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{hook.server_address[1]}/services/T0/B0/secret"
@@ -70,25 +78,23 @@ def main() -> None:
     assert sandbox.stderr is not None
     sandbox.stderr.readline()
     cmd = [orbench, "monitor", str(out / "watch.yaml"), "--base-url", f"http://127.0.0.1:{port}/api/v1",
-           "--every", "4s", "--jitter", "0", "--count", "10", "--db", str(db), "--alert-webhook", url]
+           "--every", "4s", "--jitter", "0", "--count", "14", "--db", str(db), "--alert-webhook", url]
     log = (out / "monitor.log").open("w")
     try:
         first = subprocess.Popen(cmd, stderr=log)
         journal = db.parent / "journal" / db.stem
-        while "outage incident opened" not in (out / "monitor.log").read_text():
-            time.sleep(0.2)
+        _until(lambda: "outage incident opened" in (out / "monitor.log").read_text(), "an outage incident")
         text = (out / "monitor.log").read_text()
         ticks_done = text.count(" finished (run ")
-        while (out / "monitor.log").read_text().count(" finished (run ") == ticks_done:
-            time.sleep(0.1)  # the tick that opened it has finished: the next one is starting
+        _until(lambda: (out / "monitor.log").read_text().count(" finished (run ") > ticks_done,
+               "the end of the tick that opened it")  # the next one is starting
         skip = set(journal.glob("*.jsonl"))
-        while answered(journal, skip) < 4:
-            time.sleep(0.05)
+        _until(lambda: answered(journal, skip) >= 4, "4 answered requests of the next tick")
         first.send_signal(signal.SIGKILL)
         first.wait()
         killed_tick = (out / "monitor.log").read_text().count(" finished (run ") + 1
         print(f"killed the monitor (SIGKILL) during tick {killed_tick}, after {answered(journal, skip)} "
-              "answered requests of that tick")
+              "answered requests of that tick", flush=True)
         log.write("---- restart ----\n")
         log.flush()
         rc = subprocess.call(cmd, stderr=log)
