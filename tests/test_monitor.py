@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from bench.sandbox import start_sandbox
-from bench.sandbox.scenario import Change, Scenario, load_scenario
+from bench.sandbox import Change, Scenario, load_scenario, start_sandbox
 from bench.store.store import Store
 from tests.conftest import invoke
 

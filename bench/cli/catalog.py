@@ -203,8 +203,7 @@ def sandbox_cmd(port: int, seed: int, time_scale: float, catalog_path: str | Non
     """Serve the simulated OpenRouter-compatible API on 127.0.0.1 until Ctrl-C."""
     import ssl
 
-    from bench.sandbox import start_sandbox
-    from bench.sandbox.scenario import load_scenario
+    from bench.sandbox import load_scenario, start_sandbox
 
     try:
         scenario = load_scenario(scenario_path) if scenario_path else None

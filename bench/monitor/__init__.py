@@ -11,3 +11,5 @@ database (bench.store.monitors), so a restart neither repeats nor skips a tick.
 May import: bench.run, bench.api, bench.store, bench.results, bench.suites, bench.quality and the
 base modules. Nothing in bench imports this package but bench.cli.
 """
+
+__all__ = ["alerts", "incidents", "tick"]

@@ -23,14 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.api.catalog import find_model
+from bench.api.client import OpenRouterClient
+from bench.api.http import build_http_client
 from bench.config import Settings
 from bench.errors import BenchError, ConfigError
 from bench.monitor import alerts, incidents
 from bench.results import trends
-from bench.run import engine, session
+from bench.run import session
 from bench.run.session import SessionHooks, SessionResult
+from bench.run.spec import Prepared, RunSpec
 from bench.run.state import Progress
-from bench.run.targets import close_clients, make_clients
 from bench.store.store import Store
 from bench.suites.model import OPENROUTER
 from bench.suites.parse import load_suite
@@ -77,11 +79,11 @@ def run_name(monitor: str, tick: int) -> str:
     return f"monitor {monitor} tick {tick}"
 
 
-def spec_for(cfg: MonitorConfig, tick: int, budget_left: Decimal | None) -> engine.RunSpec:
+def spec_for(cfg: MonitorConfig, tick: int, budget_left: Decimal | None) -> RunSpec:
     """The tick's run: the monitor's options, fresh prompts (the tick number seeds them)."""
     o = cfg.options
     timeout_s = float(o.get("timeout_s", 120.0))
-    return engine.RunSpec(
+    return RunSpec(
         suite_path=Path(cfg.suite_path), models=list(o.get("models") or []),
         providers=list(o.get("providers") or []), repeats=o.get("repeats"),
         concurrency=int(o.get("concurrency", 4)), timeout_s=timeout_s, stall_timeout_s=min(60.0, timeout_s),
@@ -95,8 +97,8 @@ class _Skip(Exception):
     """The tick's plan would exceed the daily budget: nothing is sent."""
 
 
-async def execute_run(settings: Settings, store: Store, cfg: MonitorConfig, tick: int, spec: engine.RunSpec, *,
-                      resume: str | None, env: Mapping[str, str], on_plan: Callable[[engine.Prepared], None],
+async def execute_run(settings: Settings, store: Store, cfg: MonitorConfig, tick: int, spec: RunSpec, *,
+                      resume: str | None, env: Mapping[str, str], on_plan: Callable[[Prepared], None],
                       on_runner: Callable[[Any], None],
                       on_progress: Callable[[Progress], None] | None = None) -> SessionResult:
     """Run a tick through the one door for running a suite (``bench.run.session.run_suite``), with
@@ -161,7 +163,7 @@ async def _run(settings: Settings, store: Store, cfg: MonitorConfig, tick: int, 
     budget = cfg.budget_per_day_usd
     spec = spec_for(cfg, tick, None if budget is None else budget - spent)
 
-    def on_plan(prep: engine.Prepared) -> None:
+    def on_plan(prep: Prepared) -> None:
         if resume is None:
             skip = _over_budget(prep, budget, spent)
             if skip is not None:
@@ -191,7 +193,7 @@ async def _run(settings: Settings, store: Store, cfg: MonitorConfig, tick: int, 
     return TickResult(tick, "finished", run_id)
 
 
-def _over_budget(prep: engine.Prepared, budget: Decimal | None, spent: Decimal) -> str | None:
+def _over_budget(prep: Prepared, budget: Decimal | None, spent: Decimal) -> str | None:
     """Why this tick must be skipped (its worst case would exceed the daily budget), or None."""
     if budget is None:
         return None
@@ -213,17 +215,17 @@ def _close_orphans(store: Store, monitor: str, tick: int) -> None:
 
 
 async def _snapshot_catalog(settings: Settings, store: Store, monitor: str, tick: int,
-                            prep: engine.Prepared) -> None:
+                            prep: Prepared) -> None:
     """The endpoints (provider, prices) of each monitored OpenRouter model, for catalog incidents."""
     if not prep.openrouter_api:
         return
     models = sorted({t.model for t in prep.targets if t.endpoint == OPENROUTER})
-    clients = make_clients(settings, None, 1)
+    client = OpenRouterClient(build_http_client(settings, 1), api_key=settings.api_key)
     rows: list[dict[str, Any]] = []
     try:
         for model in models:
             try:
-                found = await clients[OPENROUTER].endpoints(model)
+                found = await client.endpoints(model)
             except BenchError:
                 continue  # a catalog hiccup is not an incident of the monitored provider
             listed = find_model(prep.catalog, model)
@@ -233,7 +235,7 @@ async def _snapshot_catalog(settings: Settings, store: Store, monitor: str, tick
                              "prompt": ep.pricing.prompt, "completion": ep.pricing.completion,
                              "expiration_date": expiry})
     finally:
-        await close_clients(clients)
+        await client.aclose()
     store.save_tick_catalog(monitor, tick, rows)
 
 

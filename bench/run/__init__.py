@@ -7,3 +7,7 @@ May import: bench.api, bench.store, bench.results, bench.quality, bench.suites,
 bench.records, bench.errors, bench.config, bench.local, bench.local_build. Never bench.cli
 (the CLI calls this package, not the reverse).
 """
+
+# The public modules: ``session.run_suite`` is the one door for running a suite (engine, plan,
+# budget and targets sit behind it); spec, state and runner name what its callers pass and see:
+__all__ = ["rescore", "runner", "session", "spec", "state", "sweep", "synthetic"]
