@@ -480,14 +480,14 @@ def monitors(db: str) -> pl.DataFrame:
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Reading the monitor's ticks...")
 def trend_series(db: str, monitor: str, span_s: float) -> pl.DataFrame:
-    """``trends.tick_series``: one row per tick x model x provider x metric over the last ``span_s``
+    """``trend_series.tick_series``: one row per tick x model x provider x metric over the last ``span_s``
     (plus the 72 h before it, so the rolling median starts full), newest tick last."""
     from datetime import UTC, datetime, timedelta
 
-    from bench.results import trends
+    from bench.results import trend_series
 
     now = datetime.now(UTC)
-    frame = trends.tick_series(store(db), monitor, now - timedelta(seconds=span_s + 72 * 3600))
+    frame = trend_series.tick_series(store(db), monitor, now - timedelta(seconds=span_s + 72 * 3600))
     return frame.filter(pl.col("started_at") >= now - timedelta(seconds=span_s))
 
 
@@ -500,6 +500,6 @@ def monitor_incidents(db: str, monitor: str) -> pl.DataFrame:
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def price_marks(db: str, monitor: str) -> pl.DataFrame:
     """Ticks at which a monitored provider's listed price changed."""
-    from bench.results import trends
+    from bench.results import trend_series
 
-    return trends.price_changes(store(db), monitor)
+    return trend_series.price_changes(store(db), monitor)

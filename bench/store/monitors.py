@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from bench.errors import ConfigError
@@ -87,10 +88,8 @@ class MonitorTables(StoreBase):
                 "INSERT INTO monitor_ticks (monitor, tick, status, note, finished_at) "
                 "VALUES (?, ?, ?, ?, CASE WHEN ? = 'running' THEN NULL ELSE now() END)",
                 [monitor, tick, status, note, status])
-        except Exception as exc:  # the primary key: another process took this tick
-            if "constraint" in str(exc).lower():
-                raise ConfigError(f"monitor {monitor!r}: tick {tick} exists already") from exc
-            raise
+        except duckdb.ConstraintException as exc:  # the primary key: another process took this tick
+            raise ConfigError(f"monitor {monitor!r}: tick {tick} exists already") from exc
 
     def tag_tick_run(self, monitor: str, tick: int, run_id: str) -> None:
         """The tick's run, on both rows: a restart finds it and resumes it."""

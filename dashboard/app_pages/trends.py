@@ -1,9 +1,10 @@
 """Trends: one monitor over time (``orbench monitor``). It opens on "now": what is degraded or down.
 
 Then one chart per metric: the per-tick median with its 95 % interval, the rolling 72 h median,
-incidents shaded and price changes marked. Figures come from ``bench.results.trends`` through
-``data``; the view is in the URL (``?monitor=NAME&since=7d&model=...&provider=...``). The origin
-filter (regions side by side) needs the team store, which this database is not.
+incidents shaded and price changes marked. Figures come from ``bench.results.trend_series`` and
+the monitor's stored incidents, through ``data``; the view is in the URL
+(``?monitor=NAME&since=7d&model=...&provider=...``). The origin filter (regions side by side)
+needs the team store, which this database is not.
 """
 
 from __future__ import annotations
