@@ -106,27 +106,27 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_monitor_tick_exits_3_when_an_outage_opens_then_0(cli_db: Path, suite: Path) -> None:
-    """A provider that goes down at tick 4 opens an outage at tick 4 (exit 3); tick 5 opens nothing new
-    (exit 0). ``orbench trends --json`` then has the issue's shape: ticks 3-5 against 1-2."""
-    sb, clock = _sandbox([Change(at_s=4, model=MODEL, provider="together", error_rate=1.0)])
+    """A provider that goes down at tick 3 opens an outage at tick 3 (exit 3); tick 4 opens nothing new
+    (exit 0). ``orbench trends --json`` then has the issue's shape: ticks 2-4 against tick 1."""
+    sb, clock = _sandbox([Change(at_s=3, model=MODEL, provider="together", error_rate=1.0)])
     with sb:
-        assert [_tick(suite, sb.base_url, clock, n)[0] for n in (1, 2, 3)] == [0, 0, 0]
-        code, err = _tick(suite, sb.base_url, clock, 4)
+        assert [_tick(suite, sb.base_url, clock, n)[0] for n in (1, 2)] == [0, 0]
+        code, err = _tick(suite, sb.base_url, clock, 3)
         assert code == 3, err
-        assert "outage incident opened on meta-llama/llama-3.3-70b-instruct [together] at tick 4" in err
-        assert _tick(suite, sb.base_url, clock, 5)[0] == 0
+        assert "outage incident opened on meta-llama/llama-3.3-70b-instruct [together] at tick 3" in err
+        assert _tick(suite, sb.base_url, clock, 4)[0] == 0
     store = Store(cli_db)
     runs = store.query("SELECT monitor, monitor_tick, name FROM runs ORDER BY monitor_tick")
-    assert runs["monitor"].to_list() == ["watch"] * 5 and runs["monitor_tick"].to_list() == [1, 2, 3, 4, 5]
+    assert runs["monitor"].to_list() == ["watch"] * 4 and runs["monitor_tick"].to_list() == [1, 2, 3, 4]
     inc = store.incidents("watch")
-    assert inc.select("kind", "provider", "opened_tick", "recovered_tick").rows() == [("outage", "together", 4, None)]
+    assert inc.select("kind", "provider", "opened_tick", "recovered_tick").rows() == [("outage", "together", 3, None)]
 
     code, out, err = invoke("trends", "--json")
     assert code == 0, err
     result = json.loads(out)
     assert set(result) == {"monitor", "baseline", "latest", "changes", "incidents"}
-    assert result["monitor"] == "watch" and result["latest"]["ticks"] == [3, 5]
-    assert result["baseline"]["ticks"] == [1, 2]
+    assert result["monitor"] == "watch" and result["latest"]["ticks"] == [2, 4]
+    assert result["baseline"]["ticks"] == [1, 1]
     assert all(set(c) == {"model", "provider", "metric", "baseline", "latest", "change", "beyond_noise"}
                for c in result["changes"])
     errors = [c for c in result["changes"] if c["metric"] == "error_rate" and c["provider"] == "together"]
@@ -134,7 +134,7 @@ def test_monitor_tick_exits_3_when_an_outage_opens_then_0(cli_db: Path, suite: P
     (incident,) = result["incidents"]
     assert set(incident) == {"kind", "model", "provider", "metric", "opened_tick", "recovered_tick", "opened_at",
                              "recovered_at", "evidence"}
-    assert (incident["kind"], incident["opened_tick"], incident["recovered_tick"]) == ("outage", 4, None)
+    assert (incident["kind"], incident["opened_tick"], incident["recovered_tick"]) == ("outage", 3, None)
     code, out, _ = invoke("trends")
     assert code == 0 and "outage" in out and "OPEN" in out
 
@@ -144,13 +144,13 @@ def test_monitor_latency_step_is_detected_within_3_ticks_and_recovers(cli_db: Pa
     sb, clock = _sandbox([Change(at_s=4, until_s=7, model=MODEL, provider="groq", latency_factor=1.5)],
                          time_scale=0.3)  # ~70 ms TTFT: well above this machine's scheduling noise
     with sb:
-        for n in range(1, 9):
+        for n in range(1, 8):
             _tick(suite, sb.base_url, clock, n)
     inc = Store(cli_db).incidents("watch")
     latency = inc.filter((inc["kind"] == "latency") & (inc["provider"] == "groq"))
     assert latency.height >= 1
     assert all(4 <= t <= 6 for t in latency["opened_tick"].to_list())
-    assert all(t is not None and 7 <= t <= 8 for t in latency["recovered_tick"].to_list())
+    assert latency["recovered_tick"].to_list() == [7] * latency.height  # the first tick after the step
     assert inc.filter(inc["provider"] == "together").is_empty()  # the steady provider: no incident
 
 
