@@ -232,7 +232,9 @@ def scenario_engine(levels: tuple[int, ...] = (64, 128), requests: int = 2000) -
     suite.write_text(f"name: bench\nmodels: [{MODEL}]\nrepeats: {requests // 2}\ndefaults: {{max_tokens: 50}}\n"
                      "cases:\n  - id: a\n    prompt: hello\n  - id: b\n    prompt: world\n")
     try:
-        settings = Settings(base_url=sb.base_url, db_path=tmp / "db.duckdb")
+        # ORBENCH_TEAM_DB set: the same runs push to that team store as they go (its cost on throughput)
+        team_url = os.environ.get("ORBENCH_TEAM_DB") or None
+        settings = Settings(base_url=sb.base_url, db_path=tmp / "db.duckdb", team_url=team_url)
         store = Store(settings.db_path)
         store.init()
         for conc in levels:
@@ -262,7 +264,8 @@ def scenario_engine(levels: tuple[int, ...] = (64, 128), requests: int = 2000) -
             wall = time.perf_counter() - t
             cpu = time.process_time() - cpu
             n = store.requests_frame(run_id).height
-            print(f"[engine] full engine, concurrency {conc}, zero delay, 50 tokens: {n} rows in "
+            print(f"[engine{' --team' if team_url else ''}] full engine, concurrency {conc}, zero delay, "
+                  f"50 tokens: {n} rows in "
                   f"{wall:.2f} s = {n / wall:.0f} requests/s incl. journal + DuckDB, client CPU {cpu:.2f} s; "
                   f"TTFT overhead vs the server's stamp p50 {pct(over, 50):.2f} ms, p99 {pct(over, 99):.2f} ms; "
                   f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 400 MB)")
