@@ -56,4 +56,10 @@ def test_a_server_closing_every_kept_alive_connection_costs_no_backoff_and_each_
     assert max(gaps) < 150, gaps
     total = next(g for g in json.loads(out)["groups"] if g["group"] == "TOTAL")
     assert total["fresh_connections"] == 11
-    assert {r["retry_reasons"] for r in rows[1:]} == {reason}
+    seen = {r["retry_reasons"] for r in rows[1:]}
+    if reason == "closed_idle":
+        # the server's FIN races the next send: on a busy machine the poll before reuse can miss it,
+        # and the send then dies unread (a reset, "dropped_unsent"); either way no retry, no backoff
+        assert "closed_idle" in seen and seen <= {"closed_idle", "dropped_unsent"}, seen
+    else:
+        assert seen == {reason}
