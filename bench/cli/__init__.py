@@ -56,6 +56,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Suite files: check one offline, print the JSON Schema, list or copy the bundled examples."),
     "sweep": ("bench.cli.sweep:sweep_cmd",
               "Run SUITE at each load level (one run per step); report throughput, latency, goodput and the knee."),
+    "verify": ("bench.cli.verify:verify_cmd",
+               "Check that each provider of MODEL serves it faithfully, against a reference provider."),
 }
 """name -> ("module:attribute", the command's first help sentence, shown by ``orbench --help``).
 

@@ -79,7 +79,7 @@ async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -
 
 
 async def _prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -> Prepared:
-    suite = load_suite(spec.suite_path)
+    suite = spec.suite if spec.suite is not None else load_suite(spec.suite_path)
     suite.endpoints.update(spec.extra_endpoints)
     if spec.repeats is not None:
         if spec.repeats < 1:
@@ -165,6 +165,7 @@ def _settings_json(settings: Settings, prep: Prepared) -> dict[str, Any]:
         "lookup_generation": s.lookup_generation,
         "seed": s.seed,
         "endpoints": {k: v.base_url for k, v in prep.suite.endpoints.items()},
+        **s.extra_settings,
     }
 
 

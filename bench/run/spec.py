@@ -34,6 +34,8 @@ class RunSpec:
     name: str | None = None
     extra_endpoints: dict[str, Any] = field(default_factory=dict)  # e.g. the --local server
     add_models: list[str] = field(default_factory=list)  # appended to the suite's (or --model) list
+    suite: Suite | None = None  # a suite built in code (a verify), instead of reading suite_path
+    extra_settings: dict[str, Any] = field(default_factory=dict)  # stored in the run's settings (verify)
 
 
 @dataclass(repr=False)
