@@ -12,12 +12,11 @@ any false "deviates"; this prints the exact count.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-import json
 
 MODEL = "meta-llama/llama-3.3-70b-instruct"
 

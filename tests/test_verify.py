@@ -71,7 +71,8 @@ def test_verify_junit_one_testcase_per_provider_and_dimension(verified: dict[str
     root = ET.fromstring(verified["junit"])
     cases = root.findall(".//testcase")
     assert len(cases) == 6 * len(conformance.DIMENSIONS)
-    failed = {(c.get("classname", "").rsplit(".", 1)[-1], c.get("name")) for c in cases if c.find("failure") is not None}
+    failed = {(c.get("classname", "").rsplit(".", 1)[-1], c.get("name"))
+              for c in cases if c.find("failure") is not None}
     assert failed == {(p, d) for p, d in MISBEHAVING.items()}
 
 

@@ -1,7 +1,7 @@
 """Simulated providers of one model that serve it faithfully or not (the demo of ``orbench verify``).
 
 The sandbox serves ``meta-llama/llama-3.3-70b-instruct`` through five extra simulated providers
-(``extend_catalog``), each misbehaving in one known way, so that a verify has something to find:
+(``conformance_catalog.extend_catalog``), each misbehaving in one known way, so that a verify has something to find:
 
 - ``sim-faithful``: serves the model as it is (the reference a verify should agree with);
 - ``sim-quantized``: low-bit weights, about 15 points lower accuracy on the probes;
@@ -21,7 +21,6 @@ sandbox's usual behaviour, so other uses of the model are unchanged.
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import random
@@ -32,9 +31,8 @@ from typing import Any
 import yaml
 
 from bench.sandbox import sim
-from bench.sandbox.delivery import Exchange
+from bench.sandbox.conformance_catalog import MISBEHAVIOUR, SIM_MODEL
 
-SIM_MODEL = "meta-llama/llama-3.3-70b-instruct"
 PROBES_PATH = Path(__file__).resolve().parents[1] / "examples" / "verify" / "conformance.yaml"
 
 QUANTIZED_EXTRA_ERRORS = 0.17  # of the items the full model answers right: ~15 points of accuracy
@@ -43,38 +41,8 @@ PROMPT_TOKEN_INFLATION = 1.12
 FAITHFUL_FLIP_RATE = 0.01  # temperature-0 answers that differ between serving stacks
 IGNORED_MAX_TOKENS_FACTOR = 3  # how far an answer runs past an ignored max_tokens
 
-MISBEHAVIOUR = {
-    "sim-faithful": None,
-    "sim-quantized": "quantized",
-    "sim-toolbreak": "tool_arguments",
-    "sim-tokenpad": "prompt_tokens",
-    "sim-ignoremax": "max_tokens",
-}
-_NAMES = {"sim-faithful": "Faithful", "sim-quantized": "Quantized", "sim-toolbreak": "ToolBreak",
-          "sim-tokenpad": "TokenPad", "sim-ignoremax": "IgnoreMax"}
 _ARITH = re.compile(r"What is (-?\d+) (plus|minus|times) (-?\d+)\?")
 _COUNT = re.compile(r"Count from (\d+) to (\d+)")
-
-
-def extend_catalog(raw: dict[str, Any]) -> dict[str, Any]:
-    """The catalog with the five simulated providers added to SIM_MODEL (``raw`` is not changed)."""
-    out = copy.deepcopy(raw)
-    model = next((m for m in out.get("models", []) if m.get("id") == SIM_MODEL), None)
-    if model is None:
-        return out
-    for i, tag in enumerate(MISBEHAVIOUR):
-        out["providers"].setdefault(tag, {
-            "name": f"{_NAMES[tag]} (simulated)",
-            "quantization": "int4" if tag == "sim-quantized" else "bf16",
-            "two_token_event_every": 0, "processing_comments": 0, "usage_chunk": "echo",
-            "role_chunk_lead_ms": 0, "uptime": {"last_5m": 100, "last_30m": 99.9, "last_1d": 99.8},
-        })
-        if not any(e.get("tag") == tag for e in model["endpoints"]):
-            model["endpoints"].append({
-                "tag": tag, "pricing": {"prompt": "0.00000012", "completion": "0.0000003"},
-                "ttft_ms": 300 + 20 * i, "prefill_ms_per_token": 0.05, "decode_tps": 120, "jitter_ms": 30,
-            })
-    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -121,8 +89,10 @@ def _wrong(text: str) -> str:
     return str(int(text) + 10) if text.lstrip("-").isdigit() else "I am not sure"
 
 
-def adjust(ex: Exchange, seed: int, fp: str, occurrence: int, answers: Any) -> None:
-    """Answer a recognised probe as the simulated model would, then apply the provider's fault."""
+def adjust(ex: Any, seed: int, fp: str, occurrence: int, answers: Any) -> None:
+    """Answer a recognised probe as the simulated model would, then apply the provider's fault.
+
+    ``ex`` is delivery.Exchange (not imported: delivery imports the catalog, which imports this)."""
     if ex.model.id != SIM_MODEL:
         return
     scripted = (ex.req.header("x-sandbox-answer") is not None or sim.ANSWER_RE.search(sim.last_user_text(ex.body))
@@ -144,7 +114,7 @@ def adjust(ex: Exchange, seed: int, fp: str, occurrence: int, answers: Any) -> N
         ex.plan.finish_reason = "stop"
 
 
-def _answer_probe(ex: Exchange, seed: int, fp: str, fault: str | None, limit: int | None) -> None:
+def _answer_probe(ex: Any, seed: int, fp: str, fault: str | None, limit: int | None) -> None:
     prompt = sim.last_user_text(ex.body)
     entry = _answer_key().get(prompt) or {}
     tools = {t["function"]["name"] for t in ex.body.get("tools") or [] if t.get("type") == "function"}
