@@ -48,6 +48,19 @@ def _local_endpoint(spec: engine.RunSpec) -> Any:
         yield server
 
 
+def _verify_suite(store: Store, resume: str) -> Any:
+    """A verify's suite is built in code, not read from a file: rebuild it from the run's settings."""
+    if not store.path.exists():
+        return None
+    run = store.get_run(store.resolve_run(resume))
+    meta = (run.settings or {}).get("verify") if run is not None else None
+    if not meta:
+        return None
+    from bench.run import verify
+
+    return verify.rebuild_suite(meta)
+
+
 class ProgressPrinter:
     """Progress with req/s and an ETA: redrawn in place on a terminal (at most ten times a
     second), else one line at most every ``every_s`` seconds (a CI log stays short), plus
@@ -232,6 +245,8 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
             stack.enter_context(_local_endpoint(spec))
         settings = stack.enter_context(api_settings(base_url, sandbox, db_path))
         store = Store(settings.db_path)
+        if resume:
+            spec.suite = _verify_suite(store, resume)
         printer = ProgressPrinter()
         run_id, _ = asyncio.run(_run(settings, spec, store, resume, dry_run, printer))
     if run_id is None:

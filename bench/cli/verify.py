@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,22 @@ async def _verify(settings: Any, spec: verify_mod.VerifySpec, store: Store, dry_
     def show(prep: engine.Prepared) -> None:
         note("\n".join(verify_mod.plan_lines(plan, prep)))
 
-    run_id, _ = await verify_mod.run_suite(
-        settings, plan.spec, store, dry_run=dry_run,
-        adjust=lambda prep: verify_mod.price_per_provider(prep, plan.meta), show=show,
-        on_progress=ProgressPrinter())
+    loop = asyncio.get_running_loop()
+
+    def hook(runner: Any) -> None:  # Ctrl-C or SIGTERM: stop sending, keep every answer, resumable
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, runner.cancel)
+
+    try:
+        run_id, _ = await verify_mod.run_suite(
+            settings, plan.spec, store, dry_run=dry_run,
+            adjust=lambda prep: verify_mod.price_per_provider(prep, plan.meta), show=show,
+            on_progress=ProgressPrinter(), on_runner=hook)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
     if run_id is None:
         note("dry run: nothing was sent")
     return run_id

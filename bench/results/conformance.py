@@ -197,7 +197,7 @@ def evaluate(rows: pl.DataFrame, meta: dict[str, Any], *, run_id: str = "", seed
             served_other[row["label"]] += 1  # answered by another provider: in nobody's statistics
             continue
         by_label[row["label"]].append({**row, "probe": probe})
-    obs = {label: _observations(rs, meta) for label, rs in by_label.items()}
+    obs = {label: _observations(rs, meta, providers.get(label)) for label, rs in by_label.items()}
     reference = meta.get("reference") or _most_agreeing(obs)
     reason = meta.get("reference_reason") or ""
     if not meta.get("reference"):
@@ -241,8 +241,9 @@ def _key(p: Probe) -> tuple[str, str, str, int]:
     return (p.base, p.variant, p.mode, p.repeat)
 
 
-def _observations(rows: list[dict[str, Any]], meta: dict[str, Any]) -> _Obs:
+def _observations(rows: list[dict[str, Any]], meta: dict[str, Any], info: dict[str, Any] | None) -> _Obs:
     o = _Obs()
+    prices = (info or {}).get("pricing") or {}
     schemas = meta.get("tools") or {}
     by_group: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for r in rows:
@@ -255,6 +256,7 @@ def _observations(rows: list[dict[str, Any]], meta: dict[str, Any]) -> _Obs:
         if r["prompt_tokens"] is not None:
             o.prompt_tokens.setdefault((p.base, p.variant), []).append(int(r["prompt_tokens"]))
         text = r["output_text"] or ""
+        _cost_ratio(o, r, prices)
         if r["completion_tokens"] and text and not r["tool_calls_json"] and not r["reasoning_tokens"]:
             o.bytes_per_token[_key(p)] = len(text.encode()) / int(r["completion_tokens"])
         if p.dimension == "accuracy" and r["passed"] is not None:
@@ -276,8 +278,22 @@ def _observations(rows: list[dict[str, Any]], meta: dict[str, Any]) -> _Obs:
     return o
 
 
+def _cost_ratio(o: _Obs, r: dict[str, Any], prices: dict[str, Any]) -> None:
+    """Billed cost over the provider's own price x the tokens it reported (a detail, not a test:
+    discounts and caching move it legitimately)."""
+    if r["cost_usd"] is None or r["prompt_tokens"] is None or r["completion_tokens"] is None:
+        return
+    try:
+        expected = (Decimal(str(prices.get("prompt") or 0)) * r["prompt_tokens"]
+                    + Decimal(str(prices.get("completion") or 0)) * r["completion_tokens"])
+    except ArithmeticError:
+        return
+    if expected > 0:
+        o.cost_ratio.append(float(Decimal(r["cost_usd"]) / expected))
+
+
 def _arguments_valid(call: dict[str, Any], schemas: dict[str, Any]) -> bool:
-    schema = schemas.get(call.get("name"))
+    schema = schemas.get(str(call.get("name")))
     try:
         args = json.loads(call.get("arguments") or "")
     except ValueError:
@@ -349,8 +365,11 @@ def _most_agreeing(obs: dict[str, _Obs]) -> str:
     majority = {}
     for k in keys:
         votes = [a[k] for a in each.values() if k in a]
-        majority[k] = max(set(votes), key=votes.count)
-    score = {label: sum(a[k] == majority[k] for k in a) / max(1, len(a)) for label, a in each.items()}
+        counts = sorted((votes.count(v) for v in set(votes)), reverse=True)
+        if len(counts) == 1 or counts[0] > counts[1]:  # a tie says nothing about who is right
+            majority[k] = max(set(votes), key=votes.count)
+    score = {label: sum(a[k] == majority[k] for k in a if k in majority) / max(1, len(a))
+             for label, a in each.items()}
     return min(score, key=lambda label: (-score[label], label))
 
 
@@ -437,12 +456,14 @@ def _usage_tests(mine: _Obs, ref: _Obs, info: dict[str, Any] | None, seed: int) 
     mean_ratio = statistics.fmean(ratios) if ratios else None
     out = [_ratio_test("usage", "prompt_tokens ratio", ratios, TOLERANCE["prompt_tokens_ratio"], seed,
                        mean_ratio, 1.0 if ratios else None,
-                       note="same prompts, same tokenizer: prompt_tokens should match the reference's")]
-    keys = sorted(set(mine.bytes_per_token) & set(ref.bytes_per_token))
-    bpt = [mine.bytes_per_token[k] / ref.bytes_per_token[k] for k in keys]
+                       note="same prompts, same tokenizer: prompt_tokens should match the reference's; "
+                            f"billed cost / (price x tokens) median {_median(mine.cost_ratio)} "
+                            f"(reference {_median(ref.cost_ratio)})")]
+    same = sorted(set(mine.bytes_per_token) & set(ref.bytes_per_token))
+    bpt = [mine.bytes_per_token[k] / ref.bytes_per_token[k] for k in same]
     if bpt:
-        mine_mean = statistics.fmean(mine.bytes_per_token[k] for k in keys)
-        ref_mean = statistics.fmean(ref.bytes_per_token[k] for k in keys)
+        mine_mean = statistics.fmean(mine.bytes_per_token[k] for k in same)
+        ref_mean = statistics.fmean(ref.bytes_per_token[k] for k in same)
         out.append(_ratio_test("usage", "bytes per completion token ratio", bpt, TOLERANCE["bytes_per_token_ratio"],
                                seed, statistics.fmean(bpt), 1.0,
                                note=f"{mine_mean:.2f} bytes/token against the reference's {ref_mean:.2f}, "
@@ -472,6 +493,10 @@ def _tests(mine: _Obs, ref: _Obs, info: dict[str, Any] | None, seed: int) -> lis
                 TOLERANCE["streaming"], seed),
     ]
     return out
+
+
+def _median(values: Sequence[float]) -> str:
+    return f"{statistics.median(values):.3f}" if values else "n/a"
 
 
 def _share(values: Sequence[int]) -> str:

@@ -367,7 +367,7 @@ async def _prepare_resume_locked(settings: Settings, store: Store, run_id: str, 
     assert run is not None  # resolve_run found it, and runs are never deleted
     store.ingest_journal(run_id)
     plan = [PlannedRequest.from_json(d) for d in run["plan"]]
-    suite = load_suite(Path(run["suite_path"]))
+    suite = spec.suite if spec.suite is not None else load_suite(Path(run["suite_path"]))
     suite.endpoints.update(spec.extra_endpoints)
     catalog: list[Model] = []
     openrouter_api = uses_openrouter(suite, list({p.target.key: p.target for p in plan}.values()))

@@ -35,6 +35,7 @@ from bench.errors import ConfigError, ProviderError
 from bench.results.conformance import DIMENSIONS, probe_id, provider_label
 from bench.run import budget as budget_mod
 from bench.run import engine, synthetic
+from bench.run.runner import Runner
 from bench.run.spec import Prepared, RunSpec
 from bench.run.state import Progress
 from bench.store.store import Store
@@ -333,7 +334,8 @@ def plan_lines(plan: VerifyPlan, prep: Prepared) -> list[str]:
 async def run_suite(settings: Settings, spec: RunSpec, store: Store, *, dry_run: bool,
                     adjust: Callable[[Prepared], None] | None = None,
                     show: Callable[[Prepared], None] | None = None,
-                    on_progress: Callable[[Progress], None] | None = None) -> tuple[str | None, Prepared]:
+                    on_progress: Callable[[Progress], None] | None = None,
+                    on_runner: Callable[[Runner], None] | None = None) -> tuple[str | None, Prepared]:
     """Plan and run a Suite value through the calls ``bench/cli/run.py`` makes today.
 
     The one place a verify enters the run pipeline: when the public entry point that runs a Suite
@@ -349,7 +351,8 @@ async def run_suite(settings: Settings, spec: RunSpec, store: Store, *, dry_run:
     store.init()
     clients = engine.make_clients(settings, prep.suite, spec.concurrency, openrouter_api=prep.openrouter_api)
     try:
-        run_id, _ = await engine.execute(settings, store, prep, clients, on_progress=on_progress)
+        run_id, _ = await engine.execute(settings, store, prep, clients, on_progress=on_progress,
+                                         on_runner=on_runner)
     finally:
         await engine.close_clients(clients)
     return run_id, prep
