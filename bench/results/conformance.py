@@ -596,12 +596,15 @@ def latest_verify(store: Store, model: str | None = None) -> str | None:
 
 
 def failed_providers(store: Store, model: str) -> set[str]:
-    """Providers that deviated in the last verify of ``model`` (Decide can leave them out)."""
+    """Providers that deviated in the last verify of ``model``, by tag and by served-by name
+    (Decide leaves them out, whichever way its runs name providers)."""
     run_id = latest_verify(store, model)
     if run_id is None:
         return set()
     result = verify_run(store, run_id)
-    return {p.provider for p in result.providers if p.verdict == "deviates"}
+    names = verify_meta(store, run_id).get("providers") or {}
+    failed = {p.provider for p in result.providers if p.verdict == "deviates"}
+    return failed | {str(names[t]["name"]) for t in failed if t in names and names[t].get("name")}
 
 
 def money(v: Decimal | None) -> str:
@@ -659,3 +662,30 @@ def matrix_text(result: VerifyResult) -> str:
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines)
+
+
+def failing_answers(store: Store, run_id: str, result: VerifyResult, provider: str, dimension: str) -> pl.DataFrame:
+    """The answers of ``provider`` that failed ``dimension``, each beside the reference's answer to the probe."""
+    found = next((p for p in result.providers if p.provider == provider), None)
+    idx = found.dimensions[dimension].failing if found is not None else []
+    rows = verify_rows(store, run_id)
+    cols = ["case_id", "outcome", "finish_reason", "prompt_tokens", "completion_tokens", "output_text",
+            "tool_calls_json"]
+    if rows.is_empty() or not idx:
+        return pl.DataFrame(schema={c: rows.schema.get(c, pl.String) for c in ["request_idx", *cols]})
+    mine = rows.filter(pl.col("request_idx").is_in(idx)).select("request_idx", *cols)
+    ref = rows.filter((pl.col("label") == result.reference) & pl.col("case_id").is_in(mine["case_id"].implode()))
+    ref = ref.select("case_id", pl.col("output_text").alias("reference_output"),
+                     pl.col("tool_calls_json").alias("reference_tool_calls"),
+                     pl.col("prompt_tokens").alias("reference_prompt_tokens")).unique("case_id", keep="first")
+    return mine.join(ref, on="case_id", how="left").sort("request_idx")
+
+
+def verify_runs(store: Store) -> pl.DataFrame:
+    """Verify runs, newest first: run_id, model (from the suite name), status, created_at."""
+    runs = store.list_runs()
+    if runs.is_empty():
+        return pl.DataFrame(schema={"run_id": pl.String, "model": pl.String, "status": pl.String})
+    runs = runs.filter(pl.col("suite_name").str.starts_with("verify:"))
+    return runs.select("run_id", pl.col("suite_name").str.strip_prefix("verify:").alias("model"), "status",
+                       "simulated")

@@ -224,7 +224,7 @@ async def build_plan(settings: Settings, spec: VerifySpec, client: OpenRouterCli
     run_spec = RunSpec(
         suite_path=PROBES_PATH, models=[m.id for m in suite.models], providers=tags or ["default"],
         concurrency=spec.concurrency, timeout_s=spec.timeout_s, stall_timeout_s=min(60.0, spec.timeout_s),
-        warmup=False, budget_usd=spec.budget_usd, max_consecutive_failures=0, seed=spec.seed,
+        warmup=False, budget_usd=spec.budget_usd, seed=spec.seed,
         name=suite.name, suite=suite, extra_settings={"verify": meta},
     )
     notes = [f"reference: {reference or '(chosen after the answers)'}: {why}"]
