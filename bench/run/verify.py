@@ -232,16 +232,22 @@ async def build_plan(settings: Settings, spec: VerifySpec, client: OpenRouterCli
 
 
 async def _lookup(spec: VerifySpec, client: OpenRouterClient) -> tuple[CatalogModel | None, list[CatalogEndpoint]]:
+    """The model and its providers from the catalog; with ``--endpoint`` servers only, a catalog
+    that cannot be read (no network, a llama.cpp base URL without /endpoints) means no providers."""
     try:
         raw = await client.models_raw()
-    except ProviderError as exc:
+    except ProviderError as exc:  # NetworkError included
+        if spec.endpoints:
+            return None, []
         raise ConfigError(f"cannot read the model catalog: {exc.message}") from None
     found = find_model(parse_models(raw), spec.model)
     if found is None:
         return None, []
     try:
         listed = await client.endpoints(found.id)
-    except ProviderError as exc:
+    except ProviderError as exc:  # NetworkError included
+        if spec.endpoints:
+            return None, []
         raise ConfigError(f"{spec.model}: cannot list its providers ({exc.message})") from None
     return found, listed.endpoints
 
