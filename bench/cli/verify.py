@@ -17,8 +17,9 @@ from bench.cli.run import ProgressPrinter
 from bench.config import parse_usd
 from bench.errors import ConfigError
 from bench.results import conformance
-from bench.run import engine
+from bench.run import targets
 from bench.run import verify as verify_mod
+from bench.run.spec import Prepared
 from bench.store.store import Store
 
 SANDBOX_TIME_SCALE = 0.02  # the demo's simulated providers answer 50x faster than their real timing
@@ -88,13 +89,13 @@ def verify_cmd(model: str, providers: str, reference: str | None, endpoints: tup
 
 
 async def _verify(settings: Any, spec: verify_mod.VerifySpec, store: Store, dry_run: bool) -> str | None:
-    boot = engine.make_clients(settings, None, 1)
+    boot = targets.make_clients(settings, None, 1)
     try:
         plan = await verify_mod.build_plan(settings, spec, boot["openrouter"])
     finally:
-        await engine.close_clients(boot)
+        await targets.close_clients(boot)
 
-    def show(prep: engine.Prepared) -> None:
+    def show(prep: Prepared) -> None:
         note("\n".join(verify_mod.plan_lines(plan, prep)))
 
     loop = asyncio.get_running_loop()
@@ -105,10 +106,8 @@ async def _verify(settings: Any, spec: verify_mod.VerifySpec, store: Store, dry_
                 loop.add_signal_handler(sig, runner.cancel)
 
     try:
-        run_id, _ = await verify_mod.run_suite(
-            settings, plan.spec, store, dry_run=dry_run,
-            adjust=lambda prep: verify_mod.price_per_provider(prep, plan.meta), show=show,
-            on_progress=ProgressPrinter(), on_runner=hook)
+        run_id, _ = await verify_mod.run_verify(settings, plan, store, dry_run=dry_run, show=show,
+                                                on_progress=ProgressPrinter(), on_runner=hook)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -33,8 +33,7 @@ from bench.api.client import OpenRouterClient
 from bench.config import Settings
 from bench.errors import ConfigError, ProviderError
 from bench.results.conformance import DIMENSIONS, probe_id, provider_label
-from bench.run import budget as budget_mod
-from bench.run import engine, synthetic
+from bench.run import session, synthetic
 from bench.run.runner import Runner
 from bench.run.spec import Prepared, RunSpec
 from bench.run.state import Progress
@@ -92,6 +91,7 @@ class ProbeCase(Case):
 class VerifyPlan:
     """The run spec of a verify and what the plan text explains."""
 
+    suite: Suite
     spec: RunSpec
     meta: dict[str, Any]  # stored as settings["verify"]
     notes: list[str]
@@ -225,10 +225,10 @@ async def build_plan(settings: Settings, spec: VerifySpec, client: OpenRouterCli
         suite_path=PROBES_PATH, models=[m.id for m in suite.models], providers=tags or ["default"],
         concurrency=spec.concurrency, timeout_s=spec.timeout_s, stall_timeout_s=min(60.0, spec.timeout_s),
         warmup=False, budget_usd=spec.budget_usd, seed=spec.seed,
-        name=suite.name, suite=suite, extra_settings={"verify": meta},
+        name=suite.name, extra_settings={"verify": meta},
     )
     notes = [f"reference: {reference or '(chosen after the answers)'}: {why}"]
-    return VerifyPlan(run_spec, meta, notes)
+    return VerifyPlan(suite, run_spec, meta, notes)
 
 
 async def _lookup(spec: VerifySpec, client: OpenRouterClient) -> tuple[CatalogModel | None, list[CatalogEndpoint]]:
@@ -337,31 +337,21 @@ def plan_lines(plan: VerifyPlan, prep: Prepared) -> list[str]:
 
 
 # ------------------------------------------------------------------- running it
-async def run_suite(settings: Settings, spec: RunSpec, store: Store, *, dry_run: bool,
-                    adjust: Callable[[Prepared], None] | None = None,
-                    show: Callable[[Prepared], None] | None = None,
-                    on_progress: Callable[[Progress], None] | None = None,
-                    on_runner: Callable[[Runner], None] | None = None) -> tuple[str | None, Prepared]:
-    """Plan and run a Suite value through the calls ``bench/cli/run.py`` makes today.
+async def run_verify(settings: Settings, plan: VerifyPlan, store: Store, *, dry_run: bool,
+                     show: Callable[[Prepared], None] | None = None,
+                     on_progress: Callable[[Progress], None] | None = None,
+                     on_runner: Callable[[Runner], None] | None = None) -> tuple[str | None, Prepared]:
+    """Run the verify's Suite through the one door (``bench.run.session.run_suite``): each request's
+    worst case is re-priced at its provider's own price before the budget check."""
+    def on_plan(prep: Prepared) -> None:
+        price_per_provider(prep, plan.meta)
+        if show is not None:
+            show(prep)
 
-    The one place a verify enters the run pipeline: when the public entry point that runs a Suite
-    (issue 17) lands, this body becomes one call to it."""
-    prep = await engine.plan_run(settings, spec, store=store)
-    if adjust is not None:
-        adjust(prep)
-    if show is not None:
-        show(prep)
-    if dry_run:
-        return None, prep
-    budget_mod.check_budget(prep)
-    store.init()
-    clients = engine.make_clients(settings, prep.suite, spec.concurrency, openrouter_api=prep.openrouter_api)
-    try:
-        run_id, _ = await engine.execute(settings, store, prep, clients, on_progress=on_progress,
-                                         on_runner=on_runner)
-    finally:
-        await engine.close_clients(clients)
-    return run_id, prep
+    hooks = session.SessionHooks(on_plan=on_plan, on_progress=on_progress, on_runner=on_runner)
+    result = await session.run_suite(settings, plan.suite, plan.spec, store=store, env={}, dry_run=dry_run,
+                                     hooks=hooks)
+    return result.run_id, result.prep
 
 
 def parse_endpoint_flag(text: str) -> tuple[str, str]:
