@@ -7,7 +7,6 @@ artifacts/screenshots/providers-from-url.png.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,33 +14,21 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from test_dashboard_browser import Server, _check, _settle, browser, page  # noqa: F401 - fixtures
 
-from bench.sandbox import start_sandbox
-from bench.store.store import Store
-from tests.conftest import invoke
-
 pytestmark = pytest.mark.browser
 
-MODEL = "meta-llama/llama-3.3-70b-instruct"
 
 
 @pytest.fixture(scope="module")
-def providers_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
-    tmp = tmp_path_factory.mktemp("providers-browser")
-    db = tmp / "orbench.duckdb"
-    with start_sandbox(seed=6, time_scale=0.01) as sb, pytest.MonkeyPatch.context() as mp:
-        for k in list(os.environ):
-            if k.startswith(("OPENROUTER_", "ORBENCH_")):
-                mp.delenv(k)
-        code, _, err = invoke("verify", MODEL, "--base-url", sb.base_url, "--db", str(db), "--providers",
-                              "sim-quantized,sim-toolbreak", "--reference", "sim-faithful")
-        assert code == 3, err
-        run_id = str(Store(db).list_runs()["run_id"][0])
-        server = Server(db, sb.base_url, tmp / "streamlit.log")
-        try:
-            server.wait_healthy()
-            yield server, run_id
-        finally:
-            server.stop()
+def providers_server(verified: dict[str, Any],
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """streamlit run on the session's verify database (tests/conftest.py ``verified``)."""
+    server = Server(verified["db"], verified["sandbox"].base_url,
+                    tmp_path_factory.mktemp("providers-browser") / "streamlit.log")
+    try:
+        server.wait_healthy()
+        yield server, verified["run_id"]
+    finally:
+        server.stop()
 
 
 def test_providers_page_from_a_url(providers_server: tuple[Server, str], page: Any) -> None:  # noqa: F811
@@ -53,7 +40,7 @@ def test_providers_page_from_a_url(providers_server: tuple[Server, str], page: A
     main = page.get_by_test_id("stMainBlockContainer")
     text = main.inner_text()
     assert "Simulated" in text
-    assert "2 of 2 providers deviate from the reference" in text, text[:500]
+    assert "4 of 5 providers deviate from the reference" in text, text[:500]
     assert "sim-toolbreak · tool_calls: deviates" in text
     assert "failing answer(s)" in text and "reference sim-faithful" in text
     kept = parse_qs(urlsplit(page.url).query)

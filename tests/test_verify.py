@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,28 +13,12 @@ import pytest
 
 from bench.results import conformance
 from bench.store.store import Store
+from tests.conftest import VERIFY_PROVIDERS as PROVIDERS
 from tests.conftest import invoke
 
 MODEL = "meta-llama/llama-3.3-70b-instruct"
 MISBEHAVING = {"sim-quantized": "accuracy", "sim-toolbreak": "tool_calls", "sim-tokenpad": "usage",
                "sim-ignoremax": "parameters"}
-PROVIDERS = "sim-quantized,sim-toolbreak,sim-tokenpad,sim-ignoremax,groq"
-
-
-@pytest.fixture(scope="module")
-def verified(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One verify of five providers against sim-faithful (the reference), with --json and --junit."""
-    tmp = tmp_path_factory.mktemp("verify")
-    saved = {k: v for k, v in os.environ.items() if k.startswith(("OPENROUTER_", "ORBENCH_"))}
-    for k in saved:
-        del os.environ[k]
-    try:
-        code, out, err = invoke("verify", MODEL, "--sandbox", "--db", str(tmp / "v.duckdb"), "--providers", PROVIDERS,
-                                "--reference", "sim-faithful", "--json", "--junit", str(tmp / "v.xml"))
-    finally:
-        os.environ.update(saved)
-    return {"code": code, "json": json.loads(out), "err": err, "junit": (tmp / "v.xml").read_text(),
-            "db": tmp / "v.duckdb"}
 
 
 def test_verify_detection_matrix(verified: dict[str, Any]) -> None:
@@ -79,9 +62,7 @@ def test_verify_junit_one_testcase_per_provider_and_dimension(verified: dict[str
 def test_verify_is_an_ordinary_run(verified: dict[str, Any]) -> None:
     """Suite verify:MODEL, every provider pinned without fallbacks, the probes' hash stored."""
     store = Store(verified["db"])
-    runs = store.list_runs()
-    assert runs["suite_name"].to_list() == [f"verify:{MODEL}"]
-    run = store.get_run(runs["run_id"][0])
+    run = store.get_run(verified["run_id"])
     assert run is not None and run.suite_hash and run.status == "finished"
     assert run.settings["verify"]["conformance_hash"]
     plan = run.plan or []
@@ -94,7 +75,7 @@ def test_verify_is_an_ordinary_run(verified: dict[str, Any]) -> None:
 def test_verify_correction_spans_every_test(verified: dict[str, Any]) -> None:
     """Every interval is taken at 1 - 2 * 0.05 / K, K the tests of all providers and dimensions."""
     store = Store(verified["db"])
-    result = conformance.verify_run(store, store.list_runs()["run_id"][0])
+    result = conformance.verify_run(store, verified["run_id"])
     assert result.tests > 5 * 6  # several tests per dimension (parameters one per parameter)
     assert result.level == pytest.approx(1 - 2 * conformance.FAMILY_ERROR / result.tests)
     assert f"Bonferroni over {result.tests} tests" in result.providers[1].dimensions["accuracy"].detail
@@ -103,7 +84,7 @@ def test_verify_correction_spans_every_test(verified: dict[str, Any]) -> None:
 def test_verify_served_by_another_provider_is_left_out(verified: dict[str, Any]) -> None:
     """An answer served by a provider other than the pinned one counts in nobody's statistics."""
     store = Store(verified["db"])
-    run_id = store.list_runs()["run_id"][0]
+    run_id = verified["run_id"]
     rows = conformance.verify_rows(store, run_id)
     moved = rows.with_columns(
         pl.when((pl.col("label") == "groq") & pl.col("case_id").str.starts_with("accuracy:"))

@@ -46,7 +46,7 @@ from bench.store.store import Store
 DIMENSIONS = ("accuracy", "tool_calls", "structured_output", "parameters", "usage", "streaming")
 VERDICTS = ("conforms", "deviates", "uncertain", "n/a")
 FAMILY_ERROR = 0.05
-N_RESAMPLES = 20_000
+N_RESAMPLES = 10_000  # a tail of 0.05 / 55 tests still holds ~9 draws
 TOLERANCE = {  # a difference smaller than this is not worth flagging (rates are fractions)
     "accuracy": 0.08, "tool_f1": 0.05, "tool_schema_valid": 0.05, "structured_output": 0.05,
     "parameters": 0.10, "prompt_tokens_ratio": 0.03, "bytes_per_token_ratio": 0.15, "streaming": 0.05,
