@@ -140,7 +140,7 @@ def _arithmetic(rng: random.Random, n: int) -> list[dict]:
 
 def build() -> dict:
     rng = random.Random(f"orbench-conformance-{VERSION}")
-    cases = _arithmetic(rng, 90)
+    cases = _arithmetic(rng, 170)
     cases += [{"id": f"acc-fact-{cid}", "tags": ["accuracy"], "prompt": q + " Reply in a few words.",
                "checks": [{"icontains": a}]} for cid, q, a in FACTS]
     cases += [{"id": f"acc-{cid}", "tags": ["accuracy"],

@@ -91,15 +91,15 @@ def test_verify_served_by_another_provider_is_left_out(verified: dict[str, Any])
         .then(pl.lit("Quantized (simulated)")).otherwise(pl.col("provider")).alias("provider"))
     result = conformance.evaluate(moved, conformance.verify_meta(store, run_id))
     groq = next(p for p in result.providers if p.provider == "groq")
-    assert groq.served_by_other == 120
+    assert groq.served_by_other == 200
     assert groq.dimensions["accuracy"].verdict == "n/a"
 
 
 def test_verify_dry_run_prints_worst_case_and_sends_nothing(cli_db: Path) -> None:
     code, out, err = invoke("verify", MODEL, "--sandbox", "--dry-run", "--providers", "groq,sim-faithful")
     assert code == 0 and out == ""
-    assert "groq: 300 requests, worst case $" in err
-    assert "sim-faithful: 300 requests, worst case $" in err
+    assert "groq: 380 requests, worst case $" in err
+    assert "sim-faithful: 380 requests, worst case $" in err
     assert "agree most" in err  # no author's provider for meta-llama: the plan says how it will choose
     assert "dry run: nothing was sent" in err
     assert not cli_db.exists() or Store(cli_db).list_runs().is_empty()

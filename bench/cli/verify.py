@@ -35,7 +35,7 @@ SANDBOX_TIME_SCALE = 0.02  # the demo's simulated providers answer 50x faster th
 @click.option("--endpoint", "endpoints", multiple=True, metavar="NAME=URL",
               help="Add an OpenAI-compatible server of the same model (vLLM, llama.cpp) to verify (repeatable).")
 @click.option("--requests", "requests", type=int, default=None,
-              help="About N requests per provider (default: the built-in probe set, about 300).")
+              help="About N requests per provider (default: the built-in probe set, about 380).")
 @click.option("--suite", "suite_file", type=click.Path(dir_okay=False), default=None,
               help="A suite file whose cases are added as accuracy probes.")
 @click.option("--budget", default=None, help="USD ceiling for the whole verify (a hard stop).")
