@@ -132,3 +132,17 @@ def test_verify_requests_scales_the_plan(cli_db: Path) -> None:
 def test_verify_author_provider_is_the_reference(cli_db: Path) -> None:
     code, _, err = invoke("verify", "openai/gpt-4o-mini", "--sandbox", "--dry-run")
     assert code == 0 and "reference: openai: the model author's own provider" in err
+
+
+def test_verify_suite_and_endpoint_join_the_plan(cli_db: Path, tmp_path: Path) -> None:
+    """--suite FILE adds its cases as accuracy probes; --endpoint NAME=URL is verified like a provider."""
+    suite = tmp_path / "mine.yaml"
+    suite.write_text("name: mine\nmodels: [x/y]\ncases:\n"
+                     "  - {id: a, prompt: 'What is 1 plus 1?', checks: [{numeric: 2}]}\n"
+                     "  - {id: b, prompt: 'What is 2 plus 2?', checks: [{numeric: 4}]}\n")
+    code, _, err = invoke("verify", MODEL, "--sandbox", "--dry-run", "--providers", "groq", "--suite", str(suite),
+                          "--endpoint", "mine=http://127.0.0.1:9/v1", "--reference", "groq")
+    assert code == 0, err
+    assert "accuracy 202" in err
+    assert "mine: 382 requests, worst case $0.000000" in err  # your own server costs nothing
+    assert "reference: groq: given with --reference" in err
