@@ -34,8 +34,7 @@ from bench.api.http import build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
 from bench.errors import AuthError, BenchError
 from bench.examples import SUITES_DIR as EXAMPLE_SUITES_DIR
-from bench.results import analytics, compare, conformance, summary
-from bench.results import quality as quality_mod
+from bench.results import analytics, compare, conformance, pass_rates, summary
 from bench.results import spend as spend_mod
 from bench.results.analytics import Filters
 from bench.store.sink import HEARTBEAT_INTERVAL_S
@@ -182,7 +181,7 @@ def run_comparison(db: str, run_a: str, run_b: str, provider_by: str) -> pl.Data
     """Median change per group from run A to run B, TTFT and e2e, with bootstrap CIs over every
     ok value (``bench.results.compare``, the implementation ``orbench compare`` uses)."""
     rows = compare.compare_runs(store(db), run_a, run_b, by=provider_by, metrics=("ttft_ms", "e2e_ms"),
-                                labels=analytics.METRICS, error_rates=False, n_resamples=COMPARE_RESAMPLES)
+                                labels=analytics.METRIC_LABELS, error_rates=False, n_resamples=COMPARE_RESAMPLES)
     schema = {"group": pl.String, "metric": pl.String, "n_a": pl.Int64, "n_b": pl.Int64,
               "p50_a": pl.Float64, "p50_b": pl.Float64, "change": pl.Float64,
               "change_pct": pl.Float64, "ci_lo_pct": pl.Float64, "ci_hi_pct": pl.Float64,
@@ -341,17 +340,17 @@ def save_upload(name: str, content: bytes) -> Path:
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def quality_groups(db: str, run_ids: tuple[str, ...], provider_by: str = "variant") -> pl.DataFrame:
-    return quality_mod.quality_groups(group_stats(db, run_ids, provider_by=provider_by))
+    return pass_rates.quality_groups(group_stats(db, run_ids, provider_by=provider_by))
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def cases_with_failures(db: str, run_ids: tuple[str, ...]) -> list[str]:
-    return quality_mod.cases_with_failures(store(db), _filters(run_ids, (), (), (), "variant"))
+    return pass_rates.cases_with_failures(store(db), _filters(run_ids, (), (), (), "variant"))
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def case_answers(db: str, run_ids: tuple[str, ...], case_id: str, provider_by: str = "variant") -> pl.DataFrame:
-    return quality_mod.case_answers(store(db), _filters(run_ids, (), (), (), provider_by), case_id)
+    return pass_rates.case_answers(store(db), _filters(run_ids, (), (), (), provider_by), case_id)
 
 
 # ------------------------------------------------------------------- decide (the Decide page)

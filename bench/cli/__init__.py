@@ -25,6 +25,8 @@ import click
 from bench import __version__
 from bench.errors import BenchError
 
+__all__ = ["COMMANDS", "LazyCommands", "OrbenchGroup", "cli", "main"]
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("bench.cli.results:check_cmd",
               "Re-score RUN with SUITE's current checks; sends nothing to the benchmarked models."),

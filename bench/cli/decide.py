@@ -13,7 +13,7 @@ import sys
 import click
 
 from bench.cli.common import db_option, note
-from bench.cli.results import _store
+from bench.cli.results import open_store
 from bench.results import decide
 from bench.results.decide_render import decision_text
 
@@ -40,7 +40,7 @@ def decide_cmd(runs: tuple[str, ...], mins: tuple[str, ...], maxs: tuple[str, ..
     meets every limit.
     """
     constraints = decide.parse_constraints(mins, maxs)  # bad flags fail before the database is read
-    store = _store(db_path)
+    store = open_store(db_path)
     run_ids = [store.resolve_run(r) for r in runs]
     decision = decide.decide_runs(store, run_ids, constraints, objective, seed=seed)
     if as_json:

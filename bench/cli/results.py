@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,14 @@ from bench.store.runs import RunRecord
 from bench.store.store import Store
 
 
-def _store(db_path: str | None) -> Store:
+def open_store(db_path: str | None) -> Store:
     settings = Settings.from_env(db_path=db_path)
     if not Path(settings.db_path).exists():
         raise ConfigError(f"{settings.db_path}: no database yet; run `orbench run SUITE` first")
     return Store(settings.db_path)
 
 
-def emit_summary(groups: list[dict[str, Any]], run: RunRecord, wide: bool = False) -> None:
+def emit_summary(groups: Sequence[Mapping[str, Any]], run: RunRecord, wide: bool = False) -> None:
     """The summary table on stdout, fitted to the terminal unless ``wide``; its notes on stderr."""
     text, hidden = report.summary_table(groups, run, None if wide else terminal_width())
     click.echo(text)
@@ -62,7 +63,7 @@ RUNS_COLUMNS = [
 @output_options
 def runs_cmd(db_path: str | None, output: Output) -> None:
     """List stored runs, newest first."""
-    frame = _store(db_path).list_runs()
+    frame = open_store(db_path).list_runs()
     emit(frame.to_dicts(), RUNS_COLUMNS, output, fields=frame.columns)  # CSV keeps its header at 0 runs
 
 
@@ -74,7 +75,7 @@ def runs_cmd(db_path: str | None, output: Output) -> None:
               help="Leave requests that opened a new connection out of the latency percentiles.")
 def show_cmd(run: str, db_path: str | None, output: Output, exclude_cold: bool) -> None:
     """Per model x provider: n, errors, TTFT percentiles with 95% CI, TPOT, tokens, cost."""
-    store = _store(db_path)
+    store = open_store(db_path)
     run_id = store.resolve_run(run)
     groups = run_summary(store, run_id, exclude_cold)
     meta = store.get_run(run_id)
@@ -121,7 +122,7 @@ def _compare_display(row: dict[str, Any]) -> dict[str, Any]:
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 def compare_cmd(run_a: str, run_b: str, db_path: str | None, output: Output, seed: int) -> None:
     """Change per metric from RUN_A to RUN_B per model x provider, and whether it beats the noise."""
-    store = _store(db_path)
+    store = open_store(db_path)
     rows = _compare_rows(store.resolve_run(run_a), store.resolve_run(run_b), store, seed)
     emit(rows, COMPARE_COLUMNS, output, fields=COMPARE_FIELDS, table_rows=[_compare_display(r) for r in rows])
 
@@ -145,7 +146,7 @@ def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_wa
         raise ConfigError(f"--csv-header needs --format csv, not --format {fmt}")
     if fmt == "parquet" and output is None:
         raise ConfigError("--format parquet needs -o FILE")
-    store = _store(db_path)
+    store = open_store(db_path)
     run_id = store.resolve_run(run)
     if summary:
         frame = export.summary_frame(run_summary(store, run_id))
@@ -217,7 +218,7 @@ def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | Non
     from bench.run import rescore
 
     gate_list = [gates.parse_gate(g) for g in fail_on]
-    store = _store(db_path)
+    store = open_store(db_path)
     run_id = store.resolve_run(run_ref)
     with api_settings(base_url, sandbox, db_path) as settings:
         n = asyncio.run(rescore.rescore_run(settings, store, Path(suite), run_id))

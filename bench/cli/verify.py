@@ -17,7 +17,6 @@ from bench.cli.run import ProgressPrinter
 from bench.config import parse_usd
 from bench.errors import ConfigError
 from bench.results import conformance
-from bench.run import targets
 from bench.run import verify as verify_mod
 from bench.run.spec import Prepared
 from bench.store.store import Store
@@ -89,11 +88,7 @@ def verify_cmd(model: str, providers: str, reference: str | None, endpoints: tup
 
 
 async def _verify(settings: Any, spec: verify_mod.VerifySpec, store: Store, dry_run: bool) -> str | None:
-    boot = targets.make_clients(settings, None, 1)
-    try:
-        plan = await verify_mod.build_plan(settings, spec, boot["openrouter"])
-    finally:
-        await targets.close_clients(boot)
+    plan = await verify_mod.build_plan(settings, spec)
 
     def show(prep: Prepared) -> None:
         note("\n".join(verify_mod.plan_lines(plan, prep)))

@@ -84,16 +84,20 @@ def fit_plan(plan: list[PlannedRequest], per_target: int) -> list[PlannedRequest
     return kept
 
 
+async def _fetch_catalog(settings: Settings, client: OpenRouterClient, needed: bool) -> tuple[list[Model], bool]:
+    """(the catalog, whether the base URL speaks OpenRouter's API); a run only on the suite's
+    own endpoints (``needed`` False) asks nothing and needs no OpenRouter catalog."""
+    if not needed:
+        return [], False
+    raw = await client.models_raw()
+    return parse_models(raw), speaks_openrouter(settings, raw)
+
+
 async def _prepare(settings: Settings, suite: Suite, spec: RunSpec, client: OpenRouterClient) -> Prepared:
     suite = _run_suite_value(suite, spec)
     targets = build_targets(suite, spec)
     require_key(settings, suite, targets)
-    catalog: list[Model] = []
-    openrouter_api = uses_openrouter(suite, targets)
-    if openrouter_api:  # a run only on the suite's own endpoints needs no OpenRouter catalog
-        raw = await client.models_raw()
-        catalog = parse_models(raw)
-        openrouter_api = speaks_openrouter(settings, raw)
+    catalog, openrouter_api = await _fetch_catalog(settings, client, uses_openrouter(suite, targets))
     if not openrouter_api and spec.lookup_generation:
         raise ConfigError(f"--lookup-generation needs OpenRouter's /generation; no model of this run "
                           f"is on an OpenRouter API ({settings.base_url})")
@@ -374,12 +378,8 @@ async def _prepare_resume_locked(settings: Settings, store: Store, run_id: str, 
     plan = [PlannedRequest.from_json(d) for d in run["plan"]]
     loaded = suite if suite is not None else load_suite(Path(run["suite_path"]))
     suite = dataclasses.replace(loaded, endpoints={**loaded.endpoints, **spec.extra_endpoints})
-    catalog: list[Model] = []
-    openrouter_api = uses_openrouter(suite, list({p.target.key: p.target for p in plan}.values()))
-    if openrouter_api:  # a run only on the suite's own endpoints needs no OpenRouter catalog
-        raw = await client.models_raw()
-        catalog = parse_models(raw)
-        openrouter_api = speaks_openrouter(settings, raw)
+    catalog, openrouter_api = await _fetch_catalog(
+        settings, client, uses_openrouter(suite, list({p.target.key: p.target for p in plan}.values())))
     booked = await _book_in_flight(store, client, run_id, openrouter_api)
     done = store.finished_keys(run_id)
     todo = [p for p in plan if p.request_idx not in done]

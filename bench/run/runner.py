@@ -31,7 +31,7 @@ from bench.records import FINISHED_OUTCOMES, ChatResult, RequestRow, derive_time
 from bench.run.budget import AttemptBook, Budget
 from bench.run.plan import PlannedRequest, Target
 from bench.run.state import ChatClient, PriceFn, Progress, RequestHooks, RowSink, RunOptions, RunState
-from bench.suites.model import OPENROUTER
+from bench.suites.model import CHARS_PER_TOKEN, OPENROUTER
 
 __all__ = ["Runner", "RowMoney"]
 
@@ -478,7 +478,7 @@ class Runner:
 
 
 def _estimate_tokens(text: str) -> int:
-    return max(1, round(len(text) / 4)) if text else 0
+    return max(1, round(len(text) / CHARS_PER_TOKEN)) if text else 0
 
 
 def _as_float(v: object) -> float | None:

@@ -37,8 +37,9 @@ from bench.run import session, synthetic
 from bench.run.runner import Runner
 from bench.run.spec import Prepared, RunSpec
 from bench.run.state import Progress
+from bench.run.targets import close_clients, make_clients
 from bench.store.store import Store
-from bench.suites.model import Case, Endpoint, Model, Suite
+from bench.suites.model import OPENROUTER, Case, Endpoint, Model, Suite
 from bench.suites.parse import load_suite
 
 PROBES_PATH = Path(__file__).resolve().parents[1] / "examples" / "verify" / "conformance.yaml"
@@ -193,9 +194,13 @@ def _endpoint_meta(e: CatalogEndpoint) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------- the plan
-async def build_plan(settings: Settings, spec: VerifySpec, client: OpenRouterClient) -> VerifyPlan:
+async def build_plan(settings: Settings, spec: VerifySpec) -> VerifyPlan:
     """Look the model and its providers up, and build the verify's run spec (nothing is sent)."""
-    catalog_model, endpoints = await _lookup(spec, client)
+    boot = make_clients(settings, None, 1)
+    try:
+        catalog_model, endpoints = await _lookup(spec, boot[OPENROUTER])
+    finally:
+        await close_clients(boot)
     if catalog_model is None and not spec.endpoints:
         raise ConfigError(f"{spec.model}: not in the catalog of {settings.base_url}; "
                           "give --endpoint NAME=URL to verify your own servers")

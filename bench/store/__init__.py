@@ -7,3 +7,6 @@ SQL lives here and in bench.results only.
 May import: bench.suites, bench.records, bench.errors, bench.config. Never bench.api,
 bench.results, bench.quality, bench.run or bench.cli.
 """
+
+# The public modules (merge, migrations and snapshots sit behind ``Store``):
+__all__ = ["connection", "journal", "runs", "sink", "store"]

@@ -32,7 +32,6 @@ from bench.store.migrations import migrate
 
 RUN_STATUSES = ("planned", "running", "finished", "stopped", "failed", "cancelled")
 TERMINAL_STATUSES = ("finished", "stopped", "failed", "cancelled")
-PLAN_KEYS = ("request_idx", "model", "provider_variant", "endpoint", "case_id", "repeat", "is_warmup")
 _RUN_FIELDS = (
     "name", "suite_name", "suite_path", "suite_hash", "tool_version", "settings", "status",
     "status_reason", "started_at", "finished_at", "catalog_snapshot_id", "simulated", "planned",
@@ -107,16 +106,8 @@ def _json(value: Any) -> str:
 
 def _plan_records(plan: Sequence[Any]) -> list[dict[str, Any]]:
     """Planned requests as JSON-ready dicts: a mapping is kept whole (the runner
-    decides what a resume needs), an object gives ``to_json()`` or PLAN_KEYS."""
-    out = []
-    for item in plan:
-        if isinstance(item, Mapping):
-            out.append(dict(item))
-        elif callable(getattr(item, "to_json", None)):
-            out.append(dict(item.to_json()))
-        else:
-            out.append({k: getattr(item, k) for k in PLAN_KEYS})
-    return out
+    decides what a resume needs), a planned request gives its ``to_json()``."""
+    return [dict(item) if isinstance(item, Mapping) else dict(item.to_json()) for item in plan]
 
 
 def _check_status(status: str) -> None:
@@ -241,7 +232,7 @@ class RunTables(StoreBase):
         """Insert a run row; return its id (generated when not given).
 
         ``settings`` is stored with key-like entries and URL credentials removed;
-        ``plan`` items are mappings or objects with PLAN_KEYS.
+        ``plan`` items are mappings or objects with a ``to_json()``.
         """
         run_id = run_id or new_run_id()
         journal.journal_path(self.journal_dir, run_id)  # the id must be a safe file name

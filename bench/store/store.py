@@ -9,7 +9,7 @@ runs in two processes to share a file, and a crash or ``kill -9`` to lose at mos
 the requests in flight. So nothing holds a connection:
 
 1. **Journal first.** ``journal_line`` appends each finished row to
-   ``<db dir>/journal/<run_id>.jsonl`` (``bench.store.journal``) the moment it ends, and
+   ``<db dir>/journal/<db stem>/<run_id>.jsonl`` (``bench.store.journal``) the moment it ends, and
    the run's writer thread (``bench.store.sink``) fsyncs it (``sync_journal``). From then
    on the row is durable, whatever happens to the database or the process.
 2. **Short write transactions.** ``ingest_journal`` then opens the file read-write,
@@ -213,7 +213,7 @@ class Store(RunTables, SnapshotTables):
         self._journal(run_id).sync()
 
     def insert_rows(self, rows: Sequence[RequestRow]) -> int:
-        """Merge rows the journal could not take (a full disk: ``bench.sink``'s held rows),
+        """Merge rows the journal could not take (a full disk: ``bench.store.sink``'s held rows),
         and the unread tail of their runs' journals.
 
         Idempotent, so rows that were (or were not) journaled first are both safe.
