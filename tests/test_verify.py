@@ -146,3 +146,18 @@ def test_verify_suite_and_endpoint_join_the_plan(cli_db: Path, tmp_path: Path) -
     assert "accuracy 202" in err
     assert "mine: 382 requests, worst case $0.000000" in err  # your own server costs nothing
     assert "reference: groq: given with --reference" in err
+
+
+def test_verify_suite_is_rebuilt_for_a_resume(verified: dict[str, Any]) -> None:
+    """``orbench run --resume`` of a verify runs its stored plan with the same suite (same hash, same probes)."""
+    from bench.run import verify
+
+    run = Store(verified["db"]).get_run(verified["run_id"])
+    assert run is not None
+    suite = verify.rebuild_suite(run.settings["verify"])
+    assert suite.content_hash == run.suite_hash
+    assert {p["case_id"] for p in run.plan or []} == {c.id for c in suite.cases}
+    code, _, err = invoke("run", "--resume", verified["run_id"], "--base-url", verified["sandbox"].base_url,
+                          "--db", str(verified["db"]))
+    assert code == 0, err
+    assert "changed since the run started" not in err

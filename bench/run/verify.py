@@ -221,7 +221,7 @@ async def build_plan(settings: Settings, spec: VerifySpec) -> VerifyPlan:
         "endpoints": dict(spec.endpoints), "conformance_suite": builtin.name,
         "conformance_hash": builtin.content_hash,
         "user_suite": None if user is None else {"path": str(spec.suite_file), "hash": user.content_hash},
-        "requests": spec.requests, "seed": spec.seed,
+        "requests": spec.requests, "seed": spec.seed, "reasoning": reasoning,
         "tools": {t["function"]["name"]: t["function"].get("parameters") or {}
                   for c in builtin.cases for t in c.tools or []},
         "max_tokens": {c.id: c.max_tokens for c in builtin.cases if "parameters" in c.tags},
@@ -283,9 +283,7 @@ def rebuild_suite(meta: dict[str, Any]) -> Suite:
                       seed=int(meta.get("seed") or 0))
     builtin = load_suite(PROBES_PATH)
     user = load_suite(spec.suite_file) if spec.suite_file is not None else None
-    reasoning = any(p.get("supported_parameters") and "reasoning" in p["supported_parameters"]
-                    for p in (meta.get("providers") or {}).values())
-    cases = probe_cases(builtin, user, reasoning=reasoning, requests=spec.requests)
+    cases = probe_cases(builtin, user, reasoning=bool(meta.get("reasoning")), requests=spec.requests)
     return _suite(spec, builtin, user, cases, list(meta.get("providers") or {}))
 
 
