@@ -65,7 +65,7 @@ def main() -> int:
     with server((), args.out / "a.log") as url_a, server(("--no-jinja",), args.out / "b.log") as url_b:
         cmd = [sys.executable, "-m", "bench", "verify", local.MODEL_ID, "--base-url", url_a,
                "--endpoint", f"a={url_a}", "--endpoint", f"b={url_b}", "--reference", "a",
-               "--requests", str(args.requests), "-c", "4", "--db", str(args.out / "verify.duckdb"),
+               "--requests", str(args.requests), "-c", "8", "--db", str(args.out / "verify.duckdb"),
                "--json", "--junit", str(args.out / "verify.xml")]
         sys.stderr.write(" ".join(cmd) + "\n")
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
