@@ -230,6 +230,9 @@ async def build_plan(settings: Settings, spec: VerifySpec) -> VerifyPlan:
         suite_path=PROBES_PATH, models=[m.id for m in suite.models], providers=tags or ["default"],
         concurrency=spec.concurrency, timeout_s=spec.timeout_s, stall_timeout_s=min(60.0, spec.timeout_s),
         warmup=False, budget_usd=spec.budget_usd, seed=spec.seed,
+        # A provider that refuses one dimension (llama.cpp without --jinja answers every tools
+        # request 500) must still be measured on the others: skip it only when it looks dead.
+        max_consecutive_failures=1 + max(sum(1 for c in cases if c.id.startswith(d + ":")) for d in DIMENSIONS),
         name=suite.name, extra_settings={"verify": meta},
     )
     notes = [f"reference: {reference or '(chosen after the answers)'}: {why}"]
