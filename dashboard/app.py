@@ -28,6 +28,7 @@ PAGES = [
     st.Page("app_pages/results.py", title="Results", icon=":material/monitoring:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("app_pages/load.py", title="Load", icon=":material/speed:"),
+    st.Page("app_pages/trends.py", title="Trends", icon=":material/timeline:"),
     st.Page("app_pages/quality.py", title="Quality", icon=":material/fact_check:"),
     st.Page("app_pages/providers.py", title="Providers", icon=":material/verified:"),
     st.Page("app_pages/catalog.py", title="Catalog", icon=":material/menu_book:"),
@@ -39,5 +40,6 @@ PAGES = [
 page = st.navigation(PAGES)
 ui.restore_view()  # the shared filters: from the URL on a new session, back into the URL on every run
 ui.banner(data.current_settings())
+ui.team_header(str(data.current_settings().db_path))  # with --team: pull every <= 10 s into the local cache
 ui.refresh_button()
 page.run()

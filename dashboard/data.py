@@ -297,6 +297,48 @@ def list_suites() -> list[Path]:
     return sorted(SUITES_DIR.glob("*.yaml")) + sorted(SUITES_DIR.glob("*.yml"))
 
 
+# ------------------------------------------------------------------- the team store (--team)
+TEAM_SYNC_S = 10  # the cache pulls at least this often (and on Refresh)
+TEAM_TICK_S = 5  # the header checks this often; a pull older than TEAM_SYNC_S - 1 s is redone then
+
+
+def team() -> Any:
+    """The team store this dashboard reads through its local cache (``--team`` / ORBENCH_TEAM_DB), or None.
+
+    A bad URL or a weak sslmode to a remote host is a BenchError (one line, password redacted)."""
+    from bench.store.team.hooks import team_of
+
+    env = Settings.from_env()
+    return team_of(replace(env, team_insecure=os.environ.get("ORBENCH_TEAM_INSECURE") == "1"))
+
+
+@st.cache_data(ttl=TEAM_SYNC_S - 1, show_spinner=False)
+def team_pull(db: str, team_key: str) -> dict[str, Any]:
+    """Pull the team's new log entries into the local DuckDB (``team_key`` keys the cache, never the URL).
+
+    Returns {"entries": new entries, "synced_at": UTC time, "error": one line or None, "skipped": lines}."""
+    from datetime import UTC, datetime
+
+    from bench.store.team.pull import pull
+
+    found = team()
+    skipped: list[str] = []
+    if found is None or found.key != team_key:
+        return {"entries": 0, "synced_at": None, "error": "no team store", "skipped": skipped}
+    try:
+        res = pull(Store(db), found, on_skip=skipped.append)
+    except BenchError as exc:
+        return {"entries": 0, "synced_at": None, "error": str(exc).splitlines()[0], "skipped": skipped}
+    return {"entries": res.entries, "synced_at": datetime.now(UTC), "error": None, "skipped": skipped}
+
+
+@st.cache_data(ttl=TEAM_SYNC_S, show_spinner=False)
+def team_counts(db: str) -> tuple[int, int]:
+    """(runs, origins) in the local cache."""
+    frame = store(db).query("SELECT count(*) AS n, count(DISTINCT origin) AS k FROM runs")
+    return (int(frame["n"][0]), int(frame["k"][0])) if frame.height else (0, 0)
+
+
 def clear_caches() -> None:
     """Forget cached reads (after a run finished, or on the user's Refresh)."""
     st.cache_data.clear()
@@ -503,3 +545,43 @@ def step_table(result: dict[str, Any]) -> pl.DataFrame:
              "provider": pl.String, "n": pl.Int64, "run_id": pl.String, "run_status": pl.String}
     schema = {c: types.get(c, pl.Float64) for c in cols}
     return pl.DataFrame([{c: s.get(c) for c in cols} for s in result["steps"]], schema=schema)
+
+
+# ------------------------------------------------------------------- trends (the Trends page)
+# Every figure is bench.results.trends' (the per-tick medians with their intervals, the rolling
+# median, the incidents the monitor recorded); nothing is computed here.
+TREND_SPANS = {"1d": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0, "365d": 365 * 86400.0}
+TREND_METRICS = {"ttft_ms": "TTFT p50 (ms)", "e2e_ms": "e2e p50 (ms)", "decode_tps": "decode tok/s p50"}
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def monitors(db: str) -> pl.DataFrame:
+    """Every monitor: name, suite, period, next tick, ticks, last tick."""
+    return store(db).list_monitors()
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Reading the monitor's ticks...")
+def trend_series(db: str, monitor: str, span_s: float) -> pl.DataFrame:
+    """``trend_series.tick_series``: one row per tick x model x provider x metric over the last ``span_s``
+    (plus the 72 h before it, so the rolling median starts full), newest tick last."""
+    from datetime import UTC, datetime, timedelta
+
+    from bench.results import trend_series
+
+    now = datetime.now(UTC)
+    frame = trend_series.tick_series(store(db), monitor, now - timedelta(seconds=span_s + 72 * 3600))
+    return frame.filter(pl.col("started_at") >= now - timedelta(seconds=span_s))
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def monitor_incidents(db: str, monitor: str) -> pl.DataFrame:
+    """The monitor's incidents as stored (open ones have no recovered_at)."""
+    return store(db).incidents(monitor)
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def price_marks(db: str, monitor: str) -> pl.DataFrame:
+    """Ticks at which a monitored provider's listed price changed."""
+    from bench.results import trend_series
+
+    return trend_series.price_changes(store(db), monitor)

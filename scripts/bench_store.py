@@ -90,7 +90,7 @@ def bench_writes(base: Path, n: int) -> Store:
 
     def insert() -> int:
         with parts._writing() as con:  # the frame insert path: open, INSERT ... SELECT, close
-            return int(parts._in_transaction(con, lambda: store_mod._merge_rows(con, frame)))
+            return int(parts._in_transaction(con, lambda: store_mod.merge_rows(con, frame)))
 
     timed("  part 3: frame -> DuckDB (open, merge, commit, close)", insert)
 

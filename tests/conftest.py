@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,25 @@ def verified(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield {"code": code, "json": json.loads(out), "err": err, "junit": (tmp / "v.xml").read_text(),
                "db": db, "run_id": run_id, "sandbox": sb,
                "plain": [r for r in runs["run_id"].to_list() if r != run_id]}
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL 15 cluster on 127.0.0.1 for the whole session (tests/_postgres.py)."""
+    from _postgres import Cluster
+
+    cluster = Cluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def team_db(pg_cluster: Any, request: pytest.FixtureRequest) -> tuple[Any, str]:
+    """A fresh database in the session's cluster: (cluster, database name)."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    pg_cluster.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    pg_cluster.sql(f"CREATE DATABASE {name}")
+    return pg_cluster, name

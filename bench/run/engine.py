@@ -47,6 +47,7 @@ from bench.store.journal import RunLock
 from bench.store.runs import new_run_id
 from bench.store.sink import StoreSink
 from bench.store.store import Store
+from bench.store.team import hooks as team_hooks
 from bench.suites import parse as suites_mod
 from bench.suites.model import OPENROUTER as OPENROUTER
 from bench.suites.model import Suite
@@ -113,6 +114,8 @@ async def _prepare(settings: Settings, suite: Suite, spec: RunSpec, client: Open
             if found is not None:
                 models[t.model] = found
     cases = [CaseRequest(c.case_id, c.body, c.prompt_tokens_est) for c in suite.expand_cases()]
+    if spec.fresh_seed is not None:
+        cases = synthetic_mod.with_leads(cases, spec.fresh_seed)
     if len({t.key for t in targets}) != len(targets):
         raise ConfigError("the same model and provider variant is listed twice")
     # A suite of synthetic prompts alone has no case to warm up with: its probes are the warm-ups.
@@ -189,6 +192,7 @@ def record_run(settings: Settings, store: Store, prep: Prepared, run_id: str | N
         catalog_snapshot_id=snapshot_id,
         simulated=settings.sandbox,
         plan=[p.to_json() for p in prep.plan],
+        origin=settings.origin,
     )
     return run_id
 
@@ -263,6 +267,7 @@ async def _execute_locked(
     store.update_run(run_id, status="running", status_reason=None)
     hooks = _synthesizer(store, prep, run_id)  # before the sink: a resume reads its stored probes
     sink = StoreSink(store, heartbeat_run=run_id)  # the heartbeat: see m010_run_heartbeat
+    pusher = team_hooks.start_pusher(settings, store, run_id)  # the team store, if any: never waited on
     ledger = JudgeLedger()
     spec = prep.spec
     budget = Budget(spec.budget_usd)
@@ -308,6 +313,7 @@ async def _execute_locked(
             finished_at=datetime.now(UTC), **extra,
         )
         store.build_aggregates_at_end(run_id)  # the dashboard's per-run aggregates (m011)
+        team_hooks.stop_pusher(pusher)  # what is left goes up now (or later, by `orbench team push`)
     return run_id, state
 
 

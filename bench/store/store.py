@@ -54,7 +54,8 @@ parameters; identifiers interpolated into SQL come from fixed whitelists.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
@@ -66,8 +67,9 @@ from bench.errors import ConfigError
 from bench.records import REQUEST_COLUMNS, RequestRow
 from bench.store import journal
 from bench.store.connection import _quoted
-from bench.store.merge import _COLS, _SETTLED_SQL, _ingested_bytes, _merge_rows, _set_ingested, _settled_expr
+from bench.store.merge import _COLS, _SETTLED_SQL, _settled_expr, ingested_bytes, merge_rows, set_ingested
 from bench.store.migrations import migrate
+from bench.store.monitors import MonitorTables
 from bench.store.runs import RunTables, _drop_aggregates
 from bench.store.snapshots import SnapshotTables
 
@@ -89,7 +91,7 @@ SELECT CAST(coalesce(sum(m), 0) AS DECIMAL(38,18)) AS spent FROM (
 )
 """
 
-class Store(RunTables, SnapshotTables):
+class Store(RunTables, SnapshotTables, MonitorTables):
     """Access to one orbench DuckDB file (and its journal directory). Thread-safe."""
 
     def __init__(
@@ -132,6 +134,19 @@ class Store(RunTables, SnapshotTables):
             files = self._journal_files(None)
             recovered = self._in_transaction(con, lambda: self._ingest(con, files))
         return applied, int(recovered)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One short write transaction on the migrated file (the team store's pull and bookkeeping)."""
+        self._ensure_ready()
+        with self._writing() as con:
+            con.begin()
+            try:
+                yield con
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
 
     def close(self) -> None:
         """Close journal files. The database itself is never held open."""
@@ -226,7 +241,7 @@ class Store(RunTables, SnapshotTables):
         recovered = self._ensure_ready()
         with self._writing() as con:
             return recovered + self._in_transaction(
-                con, lambda: _merge_rows(con, frame) + self._ingest(con, files)
+                con, lambda: merge_rows(con, frame) + self._ingest(con, files)
             )
 
     def ingest_journal(self, run_id: str | None = None) -> int:
@@ -334,6 +349,18 @@ class Store(RunTables, SnapshotTables):
         """Run one parameterized read-only query (for the dashboard's data module)."""
         return self._read(sql, params)
 
+    def query_many(self, queries: Sequence[tuple[str, Mapping[str, Any]]]) -> list[pl.DataFrame]:
+        """Several read-only queries on one connection (one open instead of one each: a monitor's
+        tick reads its history in four queries, and each open of a large file costs tens of ms)."""
+        if not self.path.exists():
+            return [self._read(sql, params) for sql, params in queries]
+        with self._connection(read_only=True, timeout_s=self.read_timeout_s) as con:
+            try:
+                return [con.sql(sql, params=dict(params)).pl() for sql, params in queries]
+            except duckdb.CatalogException:
+                pass  # not migrated yet: the blank schema's answers
+        return [self._read(sql, params) for sql, params in queries]
+
     # -- internals -----------------------------------------------------------------
 
     def _journal(self, run_id: str) -> journal.Journal:
@@ -355,11 +382,11 @@ class Store(RunTables, SnapshotTables):
         inserted = 0
         for path in files:
             run_id, size = path.stem, path.stat().st_size
-            done = _ingested_bytes(con, run_id)
+            done = ingested_bytes(con, run_id)
             if size == done:
                 continue
             part, end, bad = journal.read_journal(path, done if size > done else 0)
             self.skipped_journal_lines += bad
-            inserted += _merge_rows(con, part)
-            _set_ingested(con, run_id, end)
+            inserted += merge_rows(con, part)
+            set_ingested(con, run_id, end)
         return inserted
