@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note
+from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, origin_option
 from bench.cli.run import ProgressPrinter
 from bench.config import parse_usd
 from bench.errors import ConfigError
@@ -20,6 +20,7 @@ from bench.results import conformance
 from bench.run import verify as verify_mod
 from bench.run.spec import Prepared
 from bench.store.store import Store
+from bench.store.team import hooks as team_hooks
 
 SANDBOX_TIME_SCALE = 0.02  # the demo's simulated providers answer 50x faster than their real timing
 
@@ -46,6 +47,7 @@ SANDBOX_TIME_SCALE = 0.02  # the demo's simulated providers answer 50x faster th
 @click.option("--concurrency", "-c", type=int, default=8, show_default=True, help="Requests in flight.")
 @db_option
 @api_options
+@origin_option
 def verify_cmd(model: str, providers: str, reference: str | None, endpoints: tuple[str, ...],
                requests: int | None, suite_file: str | None, budget: str | None, dry_run: bool,
                as_json: bool, junit: str | None, seed: int, concurrency: int, db_path: str | None,
@@ -75,6 +77,8 @@ def verify_cmd(model: str, providers: str, reference: str | None, endpoints: tup
     assert run is not None  # _verify created it
     if run.status in ("failed", "stopped"):
         raise ConfigError(f"verify run {run_id} {run.status}: {run.status_reason}")
+    for line in team_hooks.unpushed_lines(settings, store, run_id):  # the team store was down at the end
+        note(line)
     result = conformance.verify_run(store, run_id, seed=seed)
     _report(result, as_json)
     if junit:
@@ -91,7 +95,7 @@ async def _verify(settings: Any, spec: verify_mod.VerifySpec, store: Store, dry_
     plan = await verify_mod.build_plan(settings, spec)
 
     def show(prep: Prepared) -> None:
-        note("\n".join(verify_mod.plan_lines(plan, prep)))
+        note("\n".join([*verify_mod.plan_lines(plan, prep), *team_hooks.plan_lines(settings)]))
 
     loop = asyncio.get_running_loop()
 
