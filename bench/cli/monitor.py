@@ -23,7 +23,7 @@ from typing import Any
 import click
 import polars as pl
 
-from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note
+from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, origin_option
 from bench.cli.run import ProgressPrinter
 from bench.config import parse_usd
 from bench.errors import ConfigError
@@ -92,7 +92,7 @@ def tick_options(f: Any) -> Any:
         click.option("--outage-error-rate", "outage_error_rate", type=click.FloatRange(0, 1), default=0.5,
                      show_default=True,
                      help="An outage: the error rate over the window (and the latest tick) above this."),
-        db_option, api_options,
+        db_option, api_options, origin_option,
     ]
     for option in reversed(options):
         f = option(f)
