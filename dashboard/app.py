@@ -30,6 +30,7 @@ PAGES = [
     st.Page("app_pages/load.py", title="Load", icon=":material/speed:"),
     st.Page("app_pages/trends.py", title="Trends", icon=":material/timeline:"),
     st.Page("app_pages/quality.py", title="Quality", icon=":material/fact_check:"),
+    st.Page("app_pages/providers.py", title="Providers", icon=":material/verified:"),
     st.Page("app_pages/catalog.py", title="Catalog", icon=":material/menu_book:"),
     st.Page("app_pages/credits.py", title="Credits", icon=":material/account_balance_wallet:"),
     st.Page("app_pages/run.py", title="Run", icon=":material/play_circle:"),

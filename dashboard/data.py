@@ -35,7 +35,7 @@ from bench.api.http import build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
 from bench.errors import AuthError, BenchError, ConfigError
 from bench.examples import SUITES_DIR as EXAMPLE_SUITES_DIR
-from bench.results import analytics, compare, pass_rates, summary
+from bench.results import analytics, compare, conformance, pass_rates, summary
 from bench.results import spend as spend_mod
 from bench.results.analytics import Filters
 from bench.store.sink import HEARTBEAT_INTERVAL_S
@@ -436,7 +436,7 @@ def case_answers(db: str, run_ids: tuple[str, ...], case_id: str, provider_by: s
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Deciding...")
 def decision(db: str, run_ids: tuple[str, ...], models: tuple[str, ...], providers: tuple[str, ...],
              cases: tuple[str, ...], provider_by: str, constraints: tuple[Any, ...],
-             objective: str) -> Any:
+             objective: str, skip_failed_verify: bool = False) -> Any:
     """``bench.results.decide.decide`` over the runs, narrowed to the picked models, providers and cases.
 
     ``constraints``: ``bench.results.decide.Constraint`` values. Candidates are always model x provider
@@ -451,7 +451,47 @@ def decision(db: str, run_ids: tuple[str, ...], models: tuple[str, ...], provide
         for col, picks in (("model", models), (column, providers), ("case_id", cases)):
             if picks:
                 frame = frame.filter(pl.col(col).is_in(list(picks)))
+    if frame.height and skip_failed_verify:
+        frame = _without_failed_providers(db, frame)
     return decide.decide(frame, constraints, objective, seed=0)
+
+
+def _without_failed_providers(db: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows of providers that deviated in the last verify of their model left out."""
+    keep = pl.lit(True)
+    for model in frame["model"].unique().to_list():
+        failed = sorted(failed_verify_providers(db, model))
+        if failed:
+            bad = (pl.col("provider_variant").is_in(failed) | pl.col("provider").is_in(failed))
+            keep = keep & ~((pl.col("model") == model) & bad.fill_null(False))
+    return frame.filter(keep)
+
+
+# ------------------------------------------------------------------- verify (the Providers page)
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def failed_verify_providers(db: str, model: str) -> set[str]:
+    return conformance.failed_providers(store(db), model)
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def verify_runs(db: str) -> pl.DataFrame:
+    return conformance.verify_runs(store(db))
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Computing the verdicts...")
+def verify_result(db: str, run_id: str) -> conformance.VerifyResult:
+    return conformance.verify_run(store(db), run_id)
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def verify_matrix(db: str, run_id: str) -> pl.DataFrame:
+    """One row per provider: verdict and value per dimension (for the coloured matrix)."""
+    return pl.DataFrame(conformance.matrix_rows(verify_result(db, run_id)))
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def failing_answers(db: str, run_id: str, provider: str, dimension: str) -> pl.DataFrame:
+    return conformance.failing_answers(store(db), run_id, verify_result(db, run_id), provider, dimension)
 
 
 def frontier_points(decision: Any, latency_field: str) -> pl.DataFrame:

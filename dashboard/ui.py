@@ -184,8 +184,8 @@ def provider_by_picker(key: str, horizontal: bool = True) -> str:
 # ------------------------------------------------------------------- shareable views (URL)
 VIEW = "orbench-view"  # session_state: {URL parameter: [values]}, the picks every page shares
 URL_LISTS = ("run", "model", "provider", "case", "origin")  # repeated: ?run=A&run=B
-URL_VALUES = ("provider_by", "objective", "sweep", "monitor", "since")  # one value each: ?sweep=<sweep_id> (Load),
-# ?monitor=<name>&since=7d (Trends)
+URL_VALUES = ("provider_by", "objective", "sweep", "monitor", "since",  # one value each: ?sweep=<sweep_id> (Load),
+              "verify", "vprovider", "dimension", "skip_failed")  # ?monitor=<name>&since=7d (Trends); Providers
 URL_BOUNDS = ("min_", "max_")  # + a metric of bench.results.gates.GATE_METRICS: ?min_pass_rate=0.9
 URL_PARAMS = (*URL_LISTS, *URL_VALUES, "min_METRIC", "max_METRIC")
 
@@ -502,3 +502,17 @@ def verdict_styled(table: pl.DataFrame) -> Any:
         return [f"background-color: {_VERDICT_BACKGROUND.get(verdict, 'white')}"] * len(row)
 
     return frame.style.apply(paint, axis=1)
+
+
+_CONFORMANCE_BACKGROUND = {"conforms": "#e8f5e9", "uncertain": "#fff8e1", "deviates": "#ffebee", "n/a": "#f5f5f5"}
+
+
+def conformance_styled(table: pl.DataFrame, columns: Sequence[str]) -> Any:
+    """The verify matrix as a pandas Styler: each verdict cell (and the provider's verdict) by its colour."""
+    frame = table.to_pandas()
+
+    def paint(value: Any) -> str:
+        verdict = str(value).split(" ")[0]
+        return f"background-color: {_CONFORMANCE_BACKGROUND[verdict]}" if verdict in _CONFORMANCE_BACKGROUND else ""
+
+    return frame.style.map(paint, subset=[c for c in ("verdict", *columns) if c in frame.columns])

@@ -66,6 +66,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Run SUITE at each load level (one run per step); report throughput, latency, goodput and the knee."),
     "trends": ("bench.cli.monitor:trends_cmd",
                "Latest window vs baseline per model x provider x metric, beyond the noise or not, and the incidents."),
+    "verify": ("bench.cli.verify:verify_cmd",
+               "Check that each provider of MODEL serves it faithfully, against a reference provider."),
 }
 """name -> ("module:attribute", the command's first help sentence, shown by ``orbench --help``).
 

@@ -101,14 +101,15 @@ def db_option(f: Any) -> Any:
 
 @contextlib.contextmanager
 def api_settings(base_url: str | None, sandbox: bool, db_path: str | None = None,
-                 need_key: bool = False) -> Iterator[Settings]:
-    """Resolve settings; with --sandbox start the simulated server for the duration."""
+                 need_key: bool = False, sandbox_options: dict[str, Any] | None = None) -> Iterator[Settings]:
+    """Resolve settings; with --sandbox start the simulated server for the duration
+    (``sandbox_options``: start_sandbox's seed or time scale, for commands that set them)."""
     if sandbox and base_url:
         fail("use either --sandbox or --base-url, not both")
     if sandbox:
         from bench.sandbox import start_sandbox
 
-        with start_sandbox() as sb:
+        with start_sandbox(**(sandbox_options or {})) as sb:
             note(f"sandbox: simulated OpenRouter at {sb.base_url} (no key, no network, not real data)")
             # from_env ignores None overrides, so the key is dropped after: the sandbox never sees it
             # and the sandbox on loopback is never reached through a proxy

@@ -40,6 +40,19 @@ from bench.suites.model import OPENROUTER, Suite
 from bench.suites.parse import load_suite
 
 
+def _verify_suite(store: Store, resume: str) -> Any:
+    """A verify's suite is built in code, not read from a file: rebuild it from the run's settings."""
+    if not store.path.exists():
+        return None
+    run = store.get_run(store.resolve_run(resume))
+    meta = (run.settings or {}).get("verify") if run is not None else None
+    if not meta:
+        return None
+    from bench.run import verify
+
+    return verify.rebuild_suite(meta)
+
+
 class ProgressPrinter:
     """Progress with req/s and an ETA: redrawn in place on a terminal (at most ten times a
     second), else one line at most every ``every_s`` seconds (a CI log stays short), plus
@@ -226,6 +239,8 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     with api_settings(base_url, sandbox, db_path) as settings:
         suite_value = None if resume else load_suite(Path(suite or "."))  # a resume runs the stored plan
         store = Store(settings.db_path)
+        if resume:  # a verify's suite was built in code: the resume rebuilds it from the run's settings
+            suite_value = _verify_suite(store, resume)
         result = asyncio.run(_run(settings, suite_value, spec, store, resume, dry_run, use_local,
                                   ProgressPrinter()))
     run_id = result.run_id

@@ -175,6 +175,7 @@ def _settings_json(settings: Settings, prep: Prepared) -> dict[str, Any]:
         "lookup_generation": s.lookup_generation,
         "seed": s.seed,
         "endpoints": {k: v.base_url for k, v in prep.suite.endpoints.items()},
+        **s.extra_settings,
     }
 
 
@@ -337,12 +338,12 @@ def _synthesizer(store: Store, prep: Prepared, run_id: str) -> synthetic_mod.Syn
 
 
 async def prepare_resume(settings: Settings, store: Store, run_ref: str, spec: RunSpec,
-                         client: OpenRouterClient) -> Prepared:
+                         client: OpenRouterClient, suite: Suite | None = None) -> Prepared:
     """The stored plan minus every request that already has a finished row."""
     run_id = store.resolve_run(run_ref)
     lock = store.lock_run(run_id)  # before reading what is done: a second resume stops here
     try:
-        return await _prepare_resume_locked(settings, store, run_id, spec, client, lock)
+        return await _prepare_resume_locked(settings, store, run_id, spec, client, lock, suite)
     except BaseException:
         lock.release()
         raise
@@ -380,12 +381,14 @@ async def _book_in_flight(store: Store, client: OpenRouterClient, run_id: str,
 
 
 async def _prepare_resume_locked(settings: Settings, store: Store, run_id: str, spec: RunSpec,
-                                 client: OpenRouterClient, lock: RunLock) -> Prepared:
+                                 client: OpenRouterClient, lock: RunLock, suite: Suite | None = None) -> Prepared:
+    """``suite``: the run's suite when it was built in code (a verify's, rebuilt from its settings);
+    else the stored ``suite_path`` is read."""
     run = store.get_run(run_id)
     assert run is not None  # resolve_run found it, and runs are never deleted
     store.ingest_journal(run_id)
     plan = [PlannedRequest.from_json(d) for d in run["plan"]]
-    loaded = load_suite(Path(run["suite_path"]))
+    loaded = suite if suite is not None else load_suite(Path(run["suite_path"]))
     suite = dataclasses.replace(loaded, endpoints={**loaded.endpoints, **spec.extra_endpoints})
     catalog, openrouter_api = await _fetch_catalog(
         settings, client, uses_openrouter(suite, list({p.target.key: p.target for p in plan}.values())))
@@ -424,7 +427,7 @@ async def plan_run(settings: Settings, suite: Suite | None, spec: RunSpec, *, st
         if resume:
             if store is None:
                 raise ConfigError("resuming needs the database the run is in")
-            prep = await prepare_resume(settings, store, resume, spec, client)
+            prep = await prepare_resume(settings, store, resume, spec, client, suite)
         elif suite is None:
             raise ConfigError("give a suite, or a run to resume")
         else:

@@ -105,7 +105,7 @@ def build_body(case: CaseRequest, target: Target, stream: bool = True) -> dict[s
     body: dict[str, Any] = json_copy(case.body)  # a body of its own per request
     body.update(target.params)
     body["model"] = target.api_model
-    body["stream"] = stream
+    body.setdefault("stream", stream)  # a case may ask for a non-streamed answer (verify's probes)
     if target.provider is not None:
         body["provider"] = target.provider
     return body

@@ -293,7 +293,7 @@ class Runner:
 
         try:
             result = await client.chat(
-                item.body, stream=True, timeout_s=self.opt.timeout_s,
+                item.body, stream=item.body.get("stream") is not False, timeout_s=self.opt.timeout_s,
                 stall_timeout_s=self.opt.stall_timeout_s, before_retry=before_retry,
                 on_started=on_started,
             )

@@ -13,8 +13,9 @@
 
 The suite is a value (``bench.suites.parse.load_suite`` reads one from a file, or code
 builds one) and neither it nor the ``RunSpec`` is changed: the plan is built on copies
-(``SessionResult.prep.suite``/``.spec`` are what ran). A resume ignores ``suite``: its
-plan and suite come from the stored run.
+(``SessionResult.prep.suite``/``.spec`` are what ran). A resume runs the stored plan; its suite
+is ``suite`` when given (a verify's, built in code, rebuilt from the run's settings), else the
+stored run's suite file.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ class RunSpec:
     extra_endpoints: dict[str, Any] = field(default_factory=dict)  # e.g. the --local server
     local_ctx_size: int = 4096  # --local: the model server's context size (llama-server -c)
     add_models: list[str] = field(default_factory=list)  # appended to the suite's (or --model) list
+    extra_settings: dict[str, Any] = field(default_factory=dict)  # stored in the run's settings (verify)
     # A monitor's tick (bench.monitor): replaces the suite's seed and gives every case prompt its own
     # synthetic leading text, so each tick sends fresh prompts and no answer comes from a cache.
     fresh_seed: int | None = None

@@ -21,6 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench.sandbox import conformance_catalog
+
 DEFAULT_CATALOG_PATH = Path(__file__).resolve().with_name("catalog.json")  # package data: works installed
 TYPICAL_PROMPT_TOKENS = 200  # prompt size assumed by the endpoint latency statistics
 EXP_QUANTILES = {"p50": math.log(2), "p75": math.log(4), "p90": math.log(10), "p99": math.log(100)}
@@ -144,6 +146,7 @@ class Catalog:
 def load_catalog(path: str | Path | None = None) -> Catalog:
     """Read catalog.json (ours, see its ``about``) into a Catalog."""
     raw = json.loads(Path(path or DEFAULT_CATALOG_PATH).read_text(encoding="utf-8"))
+    raw = conformance_catalog.extend_catalog(raw)  # the providers a verify demo checks (conformance.py)
     profiles = {tag: _profile(p) for tag, p in raw["providers"].items()}
     models: dict[str, Model] = {}
     for entry in raw["models"]:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from bench.sandbox import sim
+from bench.sandbox import conformance, sim
 from bench.sandbox.catalog import Catalog, Endpoint, Model
 from bench.sandbox.delivery import Delivery, Exchange, attempt_record
 from bench.sandbox.faults import Fault, error_payload, parse_fault, pick_fault, status_fault_error
@@ -128,12 +128,14 @@ class ChatService:
             endpoint = self.config.scenario.endpoint(model.id, endpoint)
             if self.config.scenario.degrades(model.id, endpoint, self._rng(fp, f"quality:{occurrence}")):
                 plan.content = sim.filler_tokens(self._rng(fp, "filler"), max(1, len(plan.content)))
-        return Exchange(
+        ex = Exchange(
             req=req, body=body, gen_id=self._new_id(created), created=created, model=model,
             endpoint=endpoint, router=router, attempts=attempts, plan=plan,
             prompt_tokens=prompt_tokens, fault=fault,
             ttft_ms=sim.ttft_ms(endpoint, prompt_tokens, self._rng(fp, f"timing:{occurrence}")),
         )
+        conformance.adjust(ex, self.config.seed, fp, occurrence, self.config.answers)  # verify's demo
+        return ex
 
     def _plan(self, body: dict[str, Any], req: Request, model: Model, fp: str) -> sim.Plan:
         try:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from bench.sandbox.catalog import Endpoint, Model
+from bench.sandbox.conformance_catalog import MISBEHAVIOUR
 
 MILLION = Decimal(1_000_000)
 REQUEST_PARAMS_IGNORED = {"model", "models", "messages", "stream", "stream_options", "provider", "usage",
@@ -67,6 +68,9 @@ def plan_attempts(
 
 
 def _filter(endpoints: list[Endpoint], prefs: dict[str, Any], body: dict[str, Any]) -> list[Endpoint]:
+    named = [*(prefs.get("only") or []), *(prefs.get("order") or [])]
+    endpoints = [e for e in endpoints  # verify's misbehaving demo providers serve only who names them
+                 if e.tag not in MISBEHAVIOUR or any(matches(e, s) for s in named)]
     if prefs.get("only"):
         endpoints = [e for e in endpoints if any(matches(e, s) for s in prefs["only"])]
     if prefs.get("ignore"):

@@ -27,9 +27,11 @@ mins, maxs = ui.constraint_inputs("decide", sorted(decide.GATE_METRICS))
 objective = ui.shared_radio("Objective: rank what fits by", list(decide.OBJECTIVES), "objective",
                             "decide-objective", horizontal=True,
                             format_func=lambda o: f"{o} ({decide.OBJECTIVES[o]})")
+skip_failed = ui.shared_radio("Providers that failed the last verify of their model (orbench verify)",
+                              ["keep", "leave out"], "skip_failed", "decide-skip-failed", horizontal=True)
 with ui.store_errors():
     constraints = tuple(decide.parse_constraints(mins, maxs))
-    d = data.decision(db, *choice.args, constraints, objective)
+    d = data.decision(db, *choice.args, constraints, objective, skip_failed == "leave out")
 
 sentence = recommendation_sentence(d)
 if d.recommended is not None:
