@@ -221,6 +221,8 @@ class RequestRow:
     connect_ms: float | None = None  # TCP (+TLS) connect of the final attempt; NULL when reused
     conn_reused: bool | None = None  # False = a cold connection: its TTFT includes the connect
     is_probe: bool = False  # a calibration probe of synthetic prompts; always a warm-up too
+    conversation_id: str | None = None  # the conversation this turn belongs to (unique per model x variant)
+    turn: int | None = None  # 1-based turn within its conversation; None outside conversations
 
 
 REQUEST_COLUMNS = [f.name for f in dataclasses.fields(RequestRow)]

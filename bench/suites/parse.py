@@ -67,11 +67,11 @@ from bench.errors import SuiteError
 from bench.suites.cases import _parse_cases, _parse_checks, _parse_vars, _Shared, _temperature, _threshold
 from bench.suites.checks import DEFAULT_PASS_SCORE, did_you_mean
 from bench.suites.cursor import _At, _compose, _opt, _Source
-from bench.suites.model import OPENROUTER, Endpoint, JudgeSettings, Model, Suite, _route
+from bench.suites.model import CACHE_MODES, OPENROUTER, Endpoint, JudgeSettings, Model, Suite, _route
 
 _TOP_KEYS = ("name", "description", "models", "providers", "endpoints", "repeats", "warmup",
              "defaults", "vars", "checks", "pass_threshold", "judge", "seed", "cases",
-             "datasets", "synthetic")  # fmt: skip
+             "datasets", "synthetic", "conversations", "synthetic_conversations", "cache")  # fmt: skip
 _PROVIDER_KEYS = ("order", "only", "ignore", "allow_fallbacks", "require_parameters",
                   "data_collection", "zdr", "quantizations", "sort", "max_price",
                   "preferred_min_throughput", "preferred_max_latency",
@@ -111,8 +111,9 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
     what = "a mapping with name, models and cases (or datasets, or synthetic)"
     root = _At(src, (), data)
     f = root.fields(_TOP_KEYS, ("name", "models"), what=what)
-    if not {"cases", "datasets", "synthetic"} & set(f):
-        raise root.fail("missing required key 'cases' (or 'datasets', or 'synthetic')")
+    if not {"cases", "datasets", "synthetic", "conversations", "synthetic_conversations"} & set(f):
+        raise root.fail("missing required key 'cases' (or 'datasets', 'synthetic', 'conversations' "
+                        "or 'synthetic_conversations')")
     name = f["name"].text()
     endpoints: dict[str, Endpoint] = _opt(f, "endpoints", _parse_endpoints, {})
     judge = _opt(f, "judge", _parse_judge_settings, JudgeSettings())
@@ -148,9 +149,21 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
         from bench.suites.synthetic import parse_synthetic  # here: it imports bench.suites.cases
 
         suite.synthetic = parse_synthetic(f["synthetic"], shared, taken)
+    _parse_conversation_keys(suite, f, shared, taken)
     suite.files, suite.judge_models = dict(sorted(src.files.items())), src.judge_models
     suite.content_hash = _content_hash(data, suite.files)
     return suite
+
+
+def _parse_conversation_keys(suite: Suite, f: Mapping[str, _At], shared: _Shared, taken: dict[str, str]) -> None:
+    """``conversations:``, ``synthetic_conversations:`` and ``cache:`` (bench.suites.conversations)."""
+    from bench.suites.conversations import parse_conversations, parse_synthetic_conversations
+
+    if "conversations" in f:
+        suite.conversations = parse_conversations(f["conversations"], shared, taken)
+    if "synthetic_conversations" in f:
+        suite.synthetic_conversations = parse_synthetic_conversations(f["synthetic_conversations"], shared, taken)
+    suite.cache = _opt(f, "cache", lambda c: c.choice(CACHE_MODES), "auto")
 
 
 def validate_models(
