@@ -36,6 +36,7 @@ from bench.records import RequestRow, is_settled
 from bench.run import synthetic as synthetic_mod
 from bench.run.plan import CaseRequest, PlannedRequest, Target, build_body
 from bench.run.state import RequestHooks
+from bench.run.wordlist import WORDS_DIGEST
 from bench.suites.model import Conversation, SyntheticConversationSpec, SyntheticSpec, estimate_prompt_tokens
 
 BREAKPOINT_FAMILIES = ("anthropic",)
@@ -67,6 +68,7 @@ def extend_plan(plan: list[PlannedRequest], targets: Sequence[Target], conversat
     leads = itertools.count(1_000_000)  # synthetic text of its own: never a probe's or a prompt's lead
     round_no = 0
     for repeat in range(repeats):
+        items: list[tuple[str, str, Conversation | None, SyntheticConversationSpec | None]]
         items = [(c.id, c.id, c, None) for c in conversations]
         items += [(s.id, f"{s.id}:{i + 1}", None, s) for s in synthetic for i in range(s.count)]
         set_leads = {s.id: next(leads) for s in synthetic}
@@ -104,7 +106,7 @@ def _meta(conv: Conversation | None, spec: SyntheticConversationSpec | None, cac
     else:
         assert spec is not None
         meta["system"] = {"lead": set_leads[spec.id], "tokens": spec.system_tokens}
-        meta["synthetic"] = {"seed": seed, "words": synthetic_mod.WORDS_DIGEST,
+        meta["synthetic"] = {"seed": seed, "words": WORDS_DIGEST,
                              "generator": synthetic_mod.GENERATOR}
     return meta
 
@@ -321,7 +323,7 @@ class Conversations:
         if isinstance(system, str | None) and all(isinstance(u, str) for u in raw_users):
             return system, [str(u) for u in raw_users]
         stamp = meta.get("synthetic") or {}
-        if stamp.get("words") != synthetic_mod.WORDS_DIGEST or stamp.get("generator") != synthetic_mod.GENERATOR:
+        if stamp.get("words") != WORDS_DIGEST or stamp.get("generator") != synthetic_mod.GENERATOR:
             return "not sent: planned by an orbench with another word list or text recipe; start a new run"
         fit = self._calibration(item.target.key) if self._calibration is not None else "no calibration"
         if isinstance(fit, str):

@@ -101,7 +101,7 @@ def _dataset(at: _At, shared: _Shared) -> list[Conversation]:
     replay = _opt(f, "replay", lambda r: r.choice(REPLAY_MODES), "live")
     stem = _opt(f, "id", _At.text, path.stem)
     sample = _opt(f, "sample", _At.integer, None)
-    checks = _opt(f, "checks", lambda c: _parse_checks(c, shared.judge), ())
+    checks: tuple[Check, ...] = _opt(f, "checks", lambda c: _parse_checks(c, shared.judge), ())
     out = []
     for row, record in enumerate(_read_rows(f["dataset"], path)):
         if sample is not None and row >= sample:
