@@ -22,7 +22,7 @@ from bench.errors import ConfigError
 from bench.results import gates, report, summary
 from bench.results.render import usd
 from bench.run import budget as budget_mod
-from bench.run import engine, synthetic
+from bench.run import conversation, engine, synthetic
 from bench.run import targets as targets_mod
 from bench.run.runner import Runner
 from bench.run.state import Progress
@@ -104,6 +104,7 @@ def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
     for t in prep.targets:
         lines.append(f"  {t.model} [{t.variant}] via {t.endpoint}")
     lines.extend(synthetic.plan_lines(prep.plan))
+    lines.extend(conversation.plan_lines(prep.plan, prep.suite.cache))
     if prep.estimate_usd is not None:
         lines.append(f"estimated worst case (an upper bound for any tokenizer, at list price): "
                      f"${prep.estimate_usd:.6f}")

@@ -15,7 +15,7 @@ current row of each planned turn (``requests_current``), warm-ups excluded (METR
 | ``cache_hit_rate`` | ok turns with ``cached_tokens > 0`` / ok turns |
 | ``switches`` | consecutive ok turns of a conversation served by different providers, summed |
 | ``conversations_switched`` | conversations with at least one switch |
-| ``cost_per_conversation_switched_usd``, ``..._unswitched_usd`` | the mean cost of complete conversations with / without a switch |
+| ``cost_per_conversation_(un)switched_usd`` | mean cost of complete conversations with / without a switch |
 
 By turn (``by_turn``): for each model x provider and turn number, the ok turns, their cache hit rate,
 mean billed cost, and the TTFT median of cached and of uncached turns.

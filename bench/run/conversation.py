@@ -62,8 +62,9 @@ def extend_plan(plan: list[PlannedRequest], targets: Sequence[Target], conversat
     if not conversations and not synthetic:
         return
     if warmup and not any(p.is_warmup for p in plan):
+        first = conversations[0].id if conversations else synthetic[0].id
         for target in targets:
-            _add(plan, target, "warmup", -1, {"messages": [_message("user", WARMUP_TEXT)],
+            _add(plan, target, first, -1, {"messages": [_message("user", WARMUP_TEXT)],
                                               "max_tokens": WARMUP_MAX_TOKENS}, None, warmup=True)
     leads = itertools.count(1_000_000)  # synthetic text of its own: never a probe's or a prompt's lead
     round_no = 0
@@ -131,6 +132,25 @@ def _add(plan: list[PlannedRequest], target: Target, case_id: str, repeat: int, 
         prompt_tokens_est=estimate, max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"),
         conversation=meta,
     ))
+
+
+def plan_lines(plan: Sequence[PlannedRequest], cache: str) -> list[str]:
+    """What ``--dry-run`` says of the conversations in a plan."""
+    sets: dict[str, set[str]] = {}
+    turns: dict[str, int] = {}
+    targets: dict[str, set[tuple[str, str]]] = {}
+    for item in plan:
+        meta = item.conversation
+        if meta is None or "id" not in meta:
+            continue
+        sets.setdefault(item.case_id, set()).add(str(meta["id"]))
+        turns[item.case_id] = max(turns.get(item.case_id, 0), int(meta["turn"]))
+        targets.setdefault(item.case_id, set()).add(item.target.key)
+    lines = [f"  conversation {k!r}: {len(v)} conversation(s) of up to {turns[k]} turns over "
+             f"{len(targets[k])} target(s); turn k carries the answers of turns 1..k-1" for k, v in sets.items()]
+    if lines:
+        lines.append(f"  cache: {cache} (the worst case prices every earlier answer at max_tokens)")
+    return lines
 
 
 def probe_specs(specs: Sequence[SyntheticConversationSpec]) -> list[SyntheticSpec]:

@@ -98,8 +98,11 @@ def _prefixes(body: dict[str, Any]) -> list[tuple[str, int, bool]]:
 
 
 def _text(content: Any) -> Any:
-    """The content without its cache_control markers: a breakpoint does not change the text cached."""
+    """The content as the model reads it: text parts joined, ``cache_control`` markers dropped (a
+    breakpoint, or a string sent as one text part, does not change the text cached)."""
     if isinstance(content, list):
+        if all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+            return "".join(str(p.get("text") or "") for p in content)
         return [{k: v for k, v in part.items() if k != "cache_control"} if isinstance(part, dict) else part
                 for part in content]
     return content
