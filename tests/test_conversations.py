@@ -387,3 +387,34 @@ def test_kill_9_mid_conversation_then_resume_sends_no_answered_turn_again(cli_db
         stored = [x["output_text"] for x in rows if x["conversation_id"] == r["conversation_id"]
                   and x["turn"] < r["turn"]]
         assert carried == stored
+
+
+# ----------------------------------------------------------------- dashboard
+def test_results_and_decide_pages_show_cost_per_conversation(cli_db: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_dashboard import APP, charts, table
+
+    run_id, _ = run_conv(tmp_path, suite_text("openai/gpt-4o-mini", {"only": ["openai"]}, "auto"))
+    with start_sandbox(time_scale=0) as sb:
+        monkeypatch.setenv("OPENROUTER_BASE_URL", sb.base_url)
+        monkeypatch.setenv("ORBENCH_DEMO_LOCAL", "0")
+        st.cache_data.clear()
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.switch_page("app_pages/results.py")
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        conv = table(at, "USD / conversation")
+        assert list(conv["USD / conversation"]) == ["$0.000424"] and list(conv["cache saved"]) == ["29.5 %"]
+        [frames] = [v for k, v in charts(at).items() if k.startswith("Billed cost by turn")]
+        by_turn = next(f for f in frames if "cost_usd_mean" in f.columns).sort("turn")
+        assert by_turn["cost_usd_mean"].to_list() == pytest.approx([0.0001782, 0.0001173, 0.0001284])
+        assert by_turn["cache_hit_rate"].to_list() == [0.0, 1.0, 1.0]
+        at.switch_page("app_pages/decide.py")
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert list(table(at, "USD / conversation")["USD / conversation"]) == ["$0.000424"]
+        st.cache_data.clear()
+    del run_id

@@ -200,3 +200,23 @@ def attach(summary_rows: list[dict[str, Any]], turns: pl.DataFrame) -> list[dict
         found = total if row.get("group") == "TOTAL" else by_key.get(key)
         row.update({f: (found or {}).get(f) for f in SUMMARY_FIELDS})
     return summary_rows
+
+
+def turn_frame(turns: pl.DataFrame) -> pl.DataFrame:
+    """``by_turn`` as a frame for charts: a ``group`` label (``model [variant]``), money as float."""
+    records = by_turn(turns)
+    schema = {"group": pl.String, "turn": pl.Int64, "n": pl.Int64, "cache_hit_rate": pl.Float64,
+              "cost_usd_mean": pl.Float64, "ttft_p50_cached_ms": pl.Float64, "ttft_p50_uncached_ms": pl.Float64}
+    rows = [{"group": f"{r['model']} [{r['provider_variant']}]", "turn": r["turn"], "n": r["n"],
+             "cache_hit_rate": r["cache_hit_rate"],
+             "cost_usd_mean": None if r["cost_usd_mean"] is None else float(r["cost_usd_mean"]),  # drawing only
+             "ttft_p50_cached_ms": r["ttft_p50_cached_ms"], "ttft_p50_uncached_ms": r["ttft_p50_uncached_ms"]}
+            for r in records]
+    return pl.DataFrame(rows, schema=schema)
+
+
+def summary_frame(turns: pl.DataFrame) -> pl.DataFrame:
+    """``summarize`` as a frame for tables: ``group`` first, money as Decimal."""
+    rows = [{"group": f"{r['model']} [{r['provider_variant']}]", **r} for r in summarize(turns)]
+    money = {f: pl.Decimal(38, 18) for f in SUMMARY_FIELDS if f.endswith("_usd")}
+    return pl.DataFrame(rows, schema_overrides=money, infer_schema_length=None) if rows else pl.DataFrame()
