@@ -418,3 +418,13 @@ def test_results_and_decide_pages_show_cost_per_conversation(cli_db: Path, tmp_p
         assert list(table(at, "USD / conversation")["USD / conversation"]) == ["$0.000424"]
         st.cache_data.clear()
     del run_id
+
+
+def test_the_html_report_has_a_conversations_section(cli_db: Path, tmp_path: Path) -> None:
+    run_id, _ = run_conv(tmp_path, suite_text("openai/gpt-4o-mini", {"only": ["openai"]}, "auto"))
+    out = tmp_path / "r.html"
+    code, _, err = invoke("report", run_id, "-o", str(out))
+    assert code == 0, err
+    html = out.read_text(encoding="utf-8")
+    assert "id='conversations'" in html and "$0.000424" in html and "29.5 %" in html
+    assert "Billed cost by turn" in html
