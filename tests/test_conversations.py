@@ -428,3 +428,37 @@ def test_the_html_report_has_a_conversations_section(cli_db: Path, tmp_path: Pat
     html = out.read_text(encoding="utf-8")
     assert "id='conversations'" in html and "$0.000424" in html and "29.5 %" in html
     assert "Billed cost by turn" in html
+
+
+# ----------------------------------------------------------------- synthetic conversations
+def test_synthetic_conversations_are_sized_in_the_targets_tokens_on_a_generic_server(
+        cli_db: Path, tmp_path: Path) -> None:
+    """A vLLM/llama.cpp-shaped server: the shared system prompt and the user turns are calibrated to its
+    tokenizer; cache: off asks it for no prompt cache (cache_prompt false) and answers are exact."""
+    from tests.test_synthetic import TokenServer, generic_suite
+
+    body = """\
+        cache: off
+        synthetic_conversations:
+          - {id: chat, system_tokens: 400, turns: 3, user_tokens: 40, output_tokens: 10, count: 2}
+    """
+    with TokenServer() as server:
+        code, out, err = invoke("run", str(generic_suite(tmp_path, server.base_url, body)), "--json")
+        assert code == 0, err
+        bodies = [b for b in server.bodies if b["max_tokens"] != 1]
+    run_id = json.loads(out)["run_id"]
+    rows = turns(cli_db, run_id)
+    assert [(r["conversation_id"], r["turn"]) for r in rows] == [(f"chat:{c}", t) for c in (1, 2) for t in (1, 2, 3)]
+    assert all(r["outcome"] == "ok" and r["completion_tokens"] == 10 for r in rows)
+    assert all(b["cache_prompt"] is False and b["ignore_eos"] is True and b["min_tokens"] == 10 for b in bodies)
+    systems = {b["messages"][0]["content"] for b in bodies}
+    assert len(systems) == 1, "the system prompt is one shared prefix"
+    # This server counts user messages only (+ 11 for its template): each side within 5 % of what was asked.
+    template = TokenServer.TEMPLATE_TOKENS
+    [system] = systems
+    assert abs(TokenServer.count(system) - template - 400) <= 20
+    first = [r["prompt_tokens"] for r in rows if r["turn"] == 1]
+    assert all(abs(p - template - 40) <= 2 for p in first), first
+    third = [b for b in bodies if len(b["messages"]) == 6]
+    assert len(third) == 2 and all([m["role"] for m in b["messages"]] == ["system", "user", "assistant"] * 1
+                                   + ["user", "assistant", "user"] for b in third)

@@ -212,11 +212,16 @@ def build_messages(system: str | None, history: Sequence[tuple[str, str]], user:
     return messages
 
 
-def cache_params(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Body fields the cache mode adds: llama.cpp-style servers take ``cache_prompt``."""
-    if meta.get("generic"):
-        return {"cache_prompt": meta.get("cache") != "off"}
-    return {}
+def generic_params(meta: Mapping[str, Any], max_tokens: int | None) -> dict[str, Any]:
+    """Body fields for llama.cpp-style servers: ``cache_prompt`` from the cache mode, and for synthetic
+    conversations ``ignore_eos``/``min_tokens`` (every answer exactly ``output_tokens``, as
+    bench.run.synthetic asks). OpenRouter gets none of them."""
+    if not meta.get("generic"):
+        return {}
+    out: dict[str, Any] = {"cache_prompt": meta.get("cache") != "off"}
+    if meta.get("synthetic") and max_tokens:
+        out.update(ignore_eos=True, min_tokens=max_tokens)
+    return out
 
 
 def bound_body(item: PlannedRequest) -> dict[str, Any]:
@@ -321,7 +326,7 @@ class Conversations:
         messages = build_messages(system, history, users[turn - 1],
                                   breakpoints=meta.get("cache") == "explicit" and needs_breakpoints(item.target))
         pieces = {k: v for k, v in item.body.items() if k in ("max_tokens", "temperature")}
-        pieces.update(cache_params(meta))
+        pieces.update(generic_params(meta, pieces.get("max_tokens")))
         pieces["messages"] = messages
         item.body = build_body(CaseRequest(item.case_id, pieces, 0), item.target)
         item.prompt_tokens_est = estimate_prompt_tokens(messages)

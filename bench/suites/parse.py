@@ -163,7 +163,12 @@ def _parse_conversation_keys(suite: Suite, f: Mapping[str, _At], shared: _Shared
         suite.conversations = parse_conversations(f["conversations"], shared, taken)
     if "synthetic_conversations" in f:
         suite.synthetic_conversations = parse_synthetic_conversations(f["synthetic_conversations"], shared, taken)
-    suite.cache = _opt(f, "cache", lambda c: c.choice(CACHE_MODES), "auto")
+    suite.cache = _opt(f, "cache", _cache_mode, "auto")
+
+
+def _cache_mode(at: _At) -> str:
+    # YAML 1.1 reads a bare `off` as false: that is the `off` the suite wrote.
+    return "off" if at.value is False else at.choice(CACHE_MODES)
 
 
 def validate_models(

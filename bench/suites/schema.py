@@ -245,8 +245,9 @@ def suite_schema() -> dict[str, Any]:
         "conversations": {"type": "array", "items": {"$ref": "#/$defs/conversation"}, "minItems": 1},
         "synthetic_conversations": {"type": "array", "items": {"$ref": "#/$defs/synthetic_conversation"},
                                     "minItems": 1},
-        "cache": {"enum": ["auto", "explicit", "off"],
-                  "description": "prompt caching: auto (default), explicit (cache_control breakpoints), off"},
+        "cache": {"enum": ["auto", "explicit", "off", False],
+                  "description": "prompt caching: auto (default), explicit (cache_control breakpoints), off "
+                               "(a bare YAML off reads as false, which means off)"},
     }
     defs = {
         "case": _case(), "dataset": _dataset(), "synthetic": _synthetic(), "provider": _provider(),
