@@ -462,3 +462,23 @@ def test_synthetic_conversations_are_sized_in_the_targets_tokens_on_a_generic_se
     third = [b for b in bodies if len(b["messages"]) == 6]
     assert len(third) == 2 and all([m["role"] for m in b["messages"]] == ["system", "user", "assistant"] * 1
                                    + ["user", "assistant", "user"] for b in third)
+
+
+def test_the_sandbox_ttft_pays_prefill_only_on_the_uncached_part(tmp_path: Path) -> None:
+    """A 100,000-token prefix read from the cache skips 100,000 x 0.05 ms of simulated prefill (5 s);
+    the exponential jitter (mean 50 ms) cannot make up for that."""
+    import httpx
+
+    long = "x" * 400_000  # 100,000 tokens
+    body = {"model": "openai/gpt-4o-mini", "max_tokens": 1, "provider": {"only": ["openai"]},
+            "messages": [{"role": "system", "content": long}, {"role": "user", "content": "hi"}]}
+    with start_sandbox(time_scale=0.001) as sb, httpx.Client(base_url=sb.base_url) as client:
+        cold = client.post("/chat/completions", json=body).json()
+        warm = client.post("/chat/completions", json={**body, "messages": [
+            *body["messages"], {"role": "assistant", "content": "ok"}, {"role": "user", "content": "again"}]}).json()
+        gens = {g.id: g for g in sb.state.generations.values()}
+        cold_ms = gens[cold["id"]].ttft_target_ms / 0.001
+        warm_ms = gens[warm["id"]].ttft_target_ms / 0.001
+    assert cold["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    assert warm["usage"]["prompt_tokens_details"]["cached_tokens"] == cold["usage"]["prompt_tokens"]
+    assert cold_ms > 420 + 100_000 * 0.05 > warm_ms + 4000
