@@ -148,13 +148,15 @@ def _judge_estimate(prep: Prepared) -> tuple[Decimal | None, str | None]:
     The answer's length is bounded by its max_tokens at 16 bytes a token for this
     estimate; during the run each call reserves its exact worst case before it is sent.
     """
-    cases = {c.case_id: c for c in prep.suite.expand_cases()}
+    cases = {c.case_id: c.checks for c in prep.suite.expand_cases()}
+    turns = {(c.id, k): checks for c in prep.suite.conversations for k, checks in enumerate(c.checks, 1)}
     total, calls = Decimal(0), 0
     for item in prep.plan:
-        case = cases.get(item.case_id)
-        if item.is_warmup or case is None:
+        turn = (item.conversation or {}).get("turn")
+        checks = cases.get(item.case_id) if turn is None else turns.get((item.case_id, turn))
+        if item.is_warmup or not checks:
             continue
-        for check in case.checks:
+        for check in checks:
             if check.kind != "judge":
                 continue
             model = check.arg.model or prep.suite.judge.model

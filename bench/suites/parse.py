@@ -37,7 +37,13 @@ Format (unknown keys are errors everywhere)::
       - {path: trivia.csv, prompt: "{question}", checks: [{icontains: "{answer}"}], sample: 50}
     synthetic:                       # prompts sized in each model's own tokens (bench.suites.synthetic)
       - {id: long-in, prompt_tokens: 1000, output_tokens: 200, count: 20}
-    cases:                           # cases, datasets and/or synthetic; ids unique across all
+    conversations:                   # multi-turn chats, turns sent in order (bench.suites.conversations)
+      - {id: chat, system: "...", turns: ["first question", "a follow-up"]}
+      - {dataset: chats.jsonl, turns_field: messages, replay: recorded}
+    synthetic_conversations:
+      - {id: long-chat, system_tokens: 2000, turns: 8, user_tokens: 100, output_tokens: 150, count: 10}
+    cache: auto                      # auto | explicit | off (prompt caching; see the README)
+    cases:                           # cases, datasets, synthetic and/or conversations; ids unique across all
       - id: capital
         prompt: "Capital of {country}?"    # or messages: [{role, content}, ...]
         system: "Answer briefly."
@@ -108,7 +114,7 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
     data = _compose(text, src)
     if data is None:
         raise src.error((), "the file is empty; expected a mapping with name, models and cases")
-    what = "a mapping with name, models and cases (or datasets, or synthetic)"
+    what = "a mapping with name, models and cases (or datasets, synthetic, conversations)"
     root = _At(src, (), data)
     f = root.fields(_TOP_KEYS, ("name", "models"), what=what)
     if not {"cases", "datasets", "synthetic", "conversations", "synthetic_conversations"} & set(f):
