@@ -3,6 +3,7 @@
     BenchError                      message safe to show a user
       ConfigError                   missing key, bad flag, bad suite, unknown model
         SuiteError                  a suite file that does not validate
+        BudgetRefused               a plan whose worst case --budget or the key's limit cannot cover
       ProviderError                 an HTTP/stream failure: status, code, retry_after
         BadRequest          400 (also 404/413/422: the request cannot succeed as sent)
         AuthError           401/403
@@ -35,6 +36,10 @@ class ConfigError(BenchError):
 
 class SuiteError(ConfigError):
     pass
+
+
+class BudgetRefused(ConfigError):
+    """The plan's worst case does not fit --budget or the key's remaining limit (nothing was sent)."""
 
 
 class ProviderError(BenchError):

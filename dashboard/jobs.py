@@ -1,8 +1,8 @@
 """Runs started from the dashboard: the CLI's engine code in a background thread.
 
 A ``RunJob`` owns one thread with its own event loop that does what ``orbench
-run`` does (``engine.prepare``, ``check_budget``, ``execute`` with the same
-``Store``), and publishes progress under a lock. Jobs live in one ``JobRegistry``
+run`` does (``bench.run.session.run_suite`` with the same ``Store``), and publishes
+progress under a lock. Jobs live in one ``JobRegistry``
 per server process (``registry()``, an ``st.cache_resource``), keyed by run id, not
 in a session: any tab, and a reloaded page, finds the same job, sees its progress
 and can cancel it. Only ``registry()`` touches Streamlit; the threads never call
@@ -31,12 +31,13 @@ import streamlit as st
 
 from bench.config import DEFAULT_DB, Settings
 from bench.errors import BenchError, ConfigError
-from bench.run import budget as budget_mod
-from bench.run import engine
-from bench.run import targets as targets_mod
+from bench.run import session
 from bench.run.runner import Runner
+from bench.run.session import SessionHooks
+from bench.run.spec import Prepared, RunSpec
 from bench.run.state import Progress
 from bench.store.store import Store
+from bench.suites.parse import load_suite
 
 DEMO_SUITE = "smoke.yaml"
 
@@ -73,17 +74,25 @@ class JobState:
         return (self.ended_s or time.monotonic()) - self.started_s
 
 
-async def estimate_async(settings: Settings, spec: engine.RunSpec) -> engine.Prepared:
-    """``engine.plan_run``: the plan, its estimate and the key's remaining limit."""
-    return await engine.plan_run(settings, spec)
+async def estimate_async(settings: Settings, spec: RunSpec) -> Prepared:
+    """A dry run of ``spec``'s suite: the plan, its estimate and the key's remaining limit."""
+    suite = load_suite(_suite_path(spec))
+    # env={}: an estimate sends nothing, so no endpoint key is looked up
+    return (await session.run_suite(settings, suite, spec, store=None, env={}, dry_run=True)).prep
 
 
-def estimate(settings: Settings, spec: engine.RunSpec) -> engine.Prepared:
+def estimate(settings: Settings, spec: RunSpec) -> Prepared:
     """The plan and its worst-case cost, without sending a chat request or writing anything."""
     return asyncio.run(estimate_async(settings, spec))
 
 
-def describe_plan(prep: engine.Prepared) -> dict[str, Any]:
+def _suite_path(spec: RunSpec) -> Path:
+    if spec.suite_path is None:
+        raise ConfigError("no suite chosen")
+    return spec.suite_path
+
+
+def describe_plan(prep: Prepared) -> dict[str, Any]:
     """What the Run page shows about a prepared plan (plain values, kept in the session)."""
     remaining = prep.key_remaining_usd
     return {
@@ -98,7 +107,7 @@ def describe_plan(prep: engine.Prepared) -> dict[str, Any]:
 class RunJob:
     """One run executing in a daemon thread; ``snapshot()`` and ``cancel()`` are thread-safe."""
 
-    def __init__(self, settings: Settings, spec: engine.RunSpec, *, with_local: bool = False,
+    def __init__(self, settings: Settings, spec: RunSpec, *, with_local: bool = False,
                  env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.spec = spec
@@ -111,7 +120,7 @@ class RunJob:
         self._runner: Runner | None = None
         self._cancel_requested = False
         self.key = uuid.uuid4().hex  # the registry's handle until the run has an id
-        self.label = spec.name or Path(spec.suite_path).name
+        self.label = spec.name or (spec.suite_path.name if spec.suite_path else "suite")
         self.started_at = time.time()
         self.on_run_id: Any = None  # set by the registry: called once with the run id
         self.thread = threading.Thread(target=self._main, name="orbench-dashboard-run", daemon=True)
@@ -172,39 +181,20 @@ class RunJob:
 
     async def _run(self) -> tuple[str, Any]:
         self._loop = asyncio.get_running_loop()
-        if not self.with_local:
-            return await self._execute()
-        from bench import local
-        from bench.suites.model import Endpoint
-
-        server = local.LocalServer(await asyncio.to_thread(local.ensure_gguf))
-        await asyncio.to_thread(server.start)
-        try:
-            self.spec.extra_endpoints[local.LOCAL_ENDPOINT] = Endpoint(
-                name=local.LOCAL_ENDPOINT, base_url=server.base_url, fresh_connections=True)
-            self.spec.add_models.append(f"{local.LOCAL_ENDPOINT}/{server.model_id}")
-            return await self._execute()
-        finally:
-            await asyncio.to_thread(server.stop)
-
-    async def _execute(self) -> tuple[str, Any]:
-        prep = await estimate_async(self.settings, self.spec)
-        budget_mod.check_budget(prep)
-        self._update(total=len(prep.plan))
+        suite = await asyncio.to_thread(load_suite, _suite_path(self.spec))
         store = Store(self.settings.db_path)
-        await asyncio.to_thread(store.init)
-        clients = engine.make_clients(self.settings, prep.suite, self.spec.concurrency,
-                                      keys=targets_mod.endpoint_keys(prep.suite, self.env),
-                                      openrouter_api=prep.openrouter_api)
+        hooks = SessionHooks(on_plan=lambda prep: self._update(total=len(prep.plan)),
+                             on_progress=self._on_progress, on_runner=self._on_runner)
         try:
-            return await engine.execute(self.settings, store, prep, clients,
-                                        on_progress=self._on_progress, on_runner=self._on_runner)
+            result = await session.run_suite(self.settings, suite, self.spec, store=store, env=self.env,
+                                             with_local=self.with_local, hooks=hooks)
         finally:
-            await engine.close_clients(clients)
             store.close()
+        assert result.run_id is not None and result.state is not None  # not a dry run
+        return result.run_id, result.state
 
 
-def start_run(settings: Settings, spec: engine.RunSpec, *, with_local: bool = False,
+def start_run(settings: Settings, spec: RunSpec, *, with_local: bool = False,
               env: Mapping[str, str] | None = None) -> RunJob:
     return RunJob(settings, spec, with_local=with_local, env=env).start()
 
@@ -223,7 +213,7 @@ class JobRegistry:
         self._jobs: dict[str, RunJob] = {}  # job key -> job, in start order
         self._by_run: dict[str, RunJob] = {}
 
-    def start(self, settings: Settings, spec: engine.RunSpec, *, with_local: bool = False,
+    def start(self, settings: Settings, spec: RunSpec, *, with_local: bool = False,
               env: Mapping[str, str] | None = None) -> RunJob:
         """Create, file and start a job; returns it."""
         job = RunJob(settings, spec, with_local=with_local, env=env)
@@ -313,7 +303,7 @@ def demo_includes_local(env: dict[str, str]) -> bool:
     return choice in ("1", "yes", "true", "on") or local_extra_status()[0]
 
 
-def demo_spec(suites_dir: Path) -> engine.RunSpec:
+def demo_spec(suites_dir: Path) -> RunSpec:
     """The smallest suite that exists, once per case, run wide: done in a few seconds."""
     path = suites_dir / DEMO_SUITE
     if not path.exists():
@@ -321,7 +311,7 @@ def demo_spec(suites_dir: Path) -> engine.RunSpec:
         if not found:
             raise ConfigError(f"no suite in {suites_dir} to run a demo with")
         path = found[0]
-    return engine.RunSpec(suite_path=path, repeats=1, concurrency=8, timeout_s=30.0,
+    return RunSpec(suite_path=path, repeats=1, concurrency=8, timeout_s=30.0,
                           stall_timeout_s=15.0, name="demo (sandbox)")
 
 

@@ -216,8 +216,10 @@ def scenario_throughput() -> None:
 
 def scenario_engine() -> None:
     """The whole engine (plan, runner, journal, DuckDB writer) at zero delay and at c=128."""
-    from bench.run import engine
+    from bench.run import session
+    from bench.run.spec import RunSpec
     from bench.store.store import Store
+    from bench.suites.parse import load_suite
 
     sb = SandboxProcess(bench_catalog(ttft_ms=0, decode_tps=1000), time_scale=0)
     tmp = Path(tempfile.mkdtemp())
@@ -229,18 +231,12 @@ def scenario_engine() -> None:
         store = Store(settings.db_path)
         store.init()
         for conc in (64, 128):
-            spec = engine.RunSpec(suite_path=suite, concurrency=conc, warmup=False)
+            spec = RunSpec(suite_path=suite, concurrency=conc, warmup=False)
 
             async def go() -> str:
-                boot = engine.make_clients(settings, None, conc)
-                prep = await engine.prepare(settings, spec, boot["openrouter"])
-                await engine.close_clients(boot)
-                clients = engine.make_clients(settings, prep.suite, conc)
-                try:
-                    run_id, _ = await engine.execute(settings, store, prep, clients)
-                finally:
-                    await engine.close_clients(clients)
-                return run_id
+                result = await session.run_suite(settings, load_suite(suite), spec, store=store, env={})
+                assert result.run_id is not None
+                return result.run_id
 
             t = time.perf_counter()
             run_id = asyncio.run(go())

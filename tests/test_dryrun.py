@@ -20,9 +20,11 @@ from typing import Any
 import pytest
 
 from bench.config import Settings
-from bench.run import engine
+from bench.run import engine, session
 from bench.run.plan import CaseRequest, Target, build_body, json_copy
+from bench.run.spec import Prepared, RunSpec
 from bench.sandbox import start_sandbox
+from bench.suites.parse import load_suite
 
 ROWS = 5000
 SUITE = """name: dry-run
@@ -50,10 +52,11 @@ def suite_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _plan(suite_path: Path, tmp_path: Path) -> engine.Prepared:
+def _plan(suite_path: Path, tmp_path: Path) -> Prepared:
     with start_sandbox(time_scale=0) as sb:
         settings = Settings(base_url=sb.base_url, db_path=tmp_path / "orbench.duckdb", sandbox=True)
-        return asyncio.run(engine.plan_run(settings, engine.RunSpec(suite_path=suite_path)))
+        suite = load_suite(suite_path)
+        return asyncio.run(session.run_suite(settings, suite, RunSpec(), store=None, env={}, dry_run=True)).prep
 
 
 @pytest.mark.parametrize("value", [

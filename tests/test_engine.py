@@ -85,25 +85,21 @@ def test_ttft_matches_server_first_token_within_2ms(env: Path, tmp_path: Path) -
     import asyncio
 
     from bench.config import Settings
-    from bench.run import engine
+    from bench.run import session
+    from bench.run.spec import RunSpec
+    from bench.suites.parse import load_suite
 
     server = start_fake(ttft_s=0.02, token_gap_s=0.001)
     suite = write_suite(tmp_path, ["acme/alpha"], repeats=10, cases=1)
     settings = Settings.from_env(base_url=server.base_url)
     store = Store(env)
     store.init()
-    spec = engine.RunSpec(suite_path=suite, concurrency=1, warmup=False)
+    spec = RunSpec(suite_path=suite, concurrency=1, warmup=False)
 
     async def go() -> str:
-        boot = engine.make_clients(settings, None, 1)
-        prep = await engine.prepare(settings, spec, boot["openrouter"])
-        await engine.close_clients(boot)
-        clients = engine.make_clients(settings, prep.suite, 1)
-        try:
-            run_id, _ = await engine.execute(settings, store, prep, clients)
-        finally:
-            await engine.close_clients(clients)
-        return run_id
+        result = await session.run_suite(settings, load_suite(suite), spec, store=store, env={})
+        assert result.run_id is not None
+        return result.run_id
 
     t_before = __import__("time").perf_counter_ns()
     run_id = asyncio.run(go())

@@ -89,6 +89,7 @@ class OpenRouterClient:
     With ``openai_compatible=True`` the same client talks to a generic server:
     it asks for usage in the stream (``stream_options.include_usage``) and the
     OpenRouter-only calls (key, credits, generation, endpoints) raise ConfigError.
+    The mode is fixed at construction (``openai_compatible`` is read-only).
     """
 
     def __init__(
@@ -102,13 +103,18 @@ class OpenRouterClient:
         self._http = http
         self._retry = retry or RetryPolicy()
         self._rng = random.Random(self._retry.seed)
-        self.openai_compatible = openai_compatible
+        self._openai_compatible = openai_compatible
         if api_key and "authorization" not in http.headers:
             http.headers["Authorization"] = f"Bearer {api_key}"
         self._secret = api_key or _bearer_token(http.headers.get("authorization"))
 
     def __repr__(self) -> str:
         return f"OpenRouterClient(base_url={str(self._http.base_url)!r}, openai_compatible={self.openai_compatible})"
+
+    @property
+    def openai_compatible(self) -> bool:
+        """True for a generic OpenAI-compatible server (set at construction)."""
+        return self._openai_compatible
 
     @property
     def supports_openrouter_api(self) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -21,31 +20,14 @@ from bench.config import Settings, parse_usd
 from bench.errors import ConfigError
 from bench.results import gates, report, summary
 from bench.results.render import usd
-from bench.run import budget as budget_mod
-from bench.run import conversation, engine, synthetic
-from bench.run import targets as targets_mod
+from bench.run import conversation, session, synthetic
 from bench.run.runner import Runner
+from bench.run.session import SessionHooks, SessionResult
+from bench.run.spec import Prepared, RunSpec
 from bench.run.state import Progress
 from bench.store.store import Store
-from bench.suites.model import OPENROUTER
-
-
-@contextlib.contextmanager
-def _local_endpoint(spec: engine.RunSpec) -> Any:
-    """Start llama-server with the real local model and register it as endpoint ``local``."""
-    from bench import local
-    from bench.suites.model import Endpoint
-
-    ok, message = local.local_extra_status()
-    if not ok:
-        note(message)
-        raise ConfigError("--local needs the orbench[local] extra (see above for the one command)")
-    with local.LocalServer(local.ensure_gguf()) as server:
-        note(f"local: llama-server ready at {server.base_url} (real, on this machine)")
-        spec.extra_endpoints[local.LOCAL_ENDPOINT] = Endpoint(
-            name=local.LOCAL_ENDPOINT, base_url=server.base_url, fresh_connections=True)
-        spec.add_models.append(f"{local.LOCAL_ENDPOINT}/{server.model_id}")
-        yield server
+from bench.suites.model import OPENROUTER, Suite
+from bench.suites.parse import load_suite
 
 
 class ProgressPrinter:
@@ -96,7 +78,7 @@ def _clock(seconds: float) -> str:
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
 
 
-def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
+def _plan_text(prep: Prepared, settings: Settings | None = None,
                env: dict[str, str] | None = None) -> str:
     lines = [f"suite {prep.suite.name!r}: {len(prep.targets)} targets x "
              f"{len({p.case_id for p in prep.plan if not p.is_probe})} cases x {prep.suite.repeats} repeats = "
@@ -123,32 +105,21 @@ def _plan_text(prep: engine.Prepared, settings: Settings | None = None,
     return "\n".join(lines)
 
 
-async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: str | None,
-               dry_run: bool, printer: ProgressPrinter | None) -> tuple[str | None, Any]:
-    prep = await engine.plan_run(settings, spec, store=store, resume=resume)
-    endpoint_keys = targets_mod.endpoint_keys(prep.suite, os.environ)  # refuses http keys before the plan
-    note(_plan_text(prep, settings, dict(os.environ)))
-    if prep.suite.repeats > 1 and any(not p.synthetic for p in prep.plan if not p.is_warmup) \
-            or any(p.is_warmup and not p.is_probe for p in prep.plan):
-        # METRICS.md "Benchmark hygiene": no response-caching header is ever sent, but
-        # providers may reuse a prompt prefix they saw a moment ago.
-        note("note: the same prompts are sent more than once (repeats/warm-up); providers with prefix "
-             "caching may answer later ones faster (cached_tokens in the rows shows when they did)")
-    if prep.suite_changed:
-        note(f"note: {prep.suite.path} changed since the run started; the stored plan is resent "
-             "as it was, and the new file's checks score the answers")
-    if dry_run:
-        if prep.lock is not None:
-            prep.lock.release()
-        note("dry run: nothing was sent")
-        return None, prep
-    if not resume:
-        budget_mod.check_budget(prep)
-    store.init()  # only now: a bad suite or flag must leave the database untouched
-    clients = engine.make_clients(settings, prep.suite, spec.concurrency,
-                                  keys=endpoint_keys,
-                                  openrouter_api=prep.openrouter_api)
+async def _run(settings: Settings, suite: Suite | None, spec: RunSpec, store: Store, resume: str | None,
+               dry_run: bool, use_local: bool, printer: ProgressPrinter | None) -> SessionResult:
     loop = asyncio.get_running_loop()
+
+    def show_plan(prep: Prepared) -> None:
+        note(_plan_text(prep, settings, dict(os.environ)))
+        if prep.suite.repeats > 1 and any(not p.synthetic for p in prep.plan if not p.is_warmup) \
+                or any(p.is_warmup and not p.is_probe for p in prep.plan):
+            # METRICS.md "Benchmark hygiene": no response-caching header is ever sent, but
+            # providers may reuse a prompt prefix they saw a moment ago.
+            note("note: the same prompts are sent more than once (repeats/warm-up); providers with prefix "
+                 "caching may answer later ones faster (cached_tokens in the rows shows when they did)")
+        if prep.suite_changed:
+            note(f"note: {prep.suite.path} changed since the run started; the stored plan is resent "
+                 "as it was, and the new file's checks score the answers")
 
     def hook(runner: Runner) -> None:
         try:
@@ -157,17 +128,19 @@ async def _run(settings: Settings, spec: engine.RunSpec, store: Store, resume: s
         except (NotImplementedError, RuntimeError):
             pass
 
+    hooks = SessionHooks(on_plan=show_plan, on_progress=printer, on_runner=hook, note=note)
     try:
-        run_id, state = await engine.execute(settings, store, prep, clients,
-                                             on_progress=printer, on_runner=hook)
+        result = await session.run_suite(settings, suite, spec, store=store, env=os.environ, resume=resume,
+                                         dry_run=dry_run, with_local=use_local, hooks=hooks)
     finally:
-        await engine.close_clients(clients)
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.remove_signal_handler(sig)
             except (NotImplementedError, RuntimeError):
                 pass
-    return run_id, state
+    if dry_run:
+        note("dry run: nothing was sent")
+    return result
 
 
 @click.command("run")
@@ -218,8 +191,8 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     if timeout_s <= 0:
         raise ConfigError("--timeout must be positive")
     gate_list = [gates.parse_gate(g) for g in fail_on]
-    spec = engine.RunSpec(
-        suite_path=Path(suite) if suite else Path("."), models=list(models),
+    spec = RunSpec(
+        suite_path=Path(suite) if suite else None, models=list(models),
         providers=list(providers), repeats=repeats, concurrency=concurrency, rate=rate,
         timeout_s=timeout_s, stall_timeout_s=min(60.0, timeout_s), warmup=not no_warmup,
         budget_usd=parse_usd(budget, "--budget"), allow_partial=allow_partial,
@@ -228,13 +201,12 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     )
     if suite and not Path(suite).is_file():
         raise ConfigError(f"{suite}: no such suite file")
-    with contextlib.ExitStack() as stack:
-        if use_local:
-            stack.enter_context(_local_endpoint(spec))
-        settings = stack.enter_context(api_settings(base_url, sandbox, db_path))
+    with api_settings(base_url, sandbox, db_path) as settings:
+        suite_value = None if resume else load_suite(Path(suite or "."))  # a resume runs the stored plan
         store = Store(settings.db_path)
-        printer = ProgressPrinter()
-        run_id, _ = asyncio.run(_run(settings, spec, store, resume, dry_run, printer))
+        result = asyncio.run(_run(settings, suite_value, spec, store, resume, dry_run, use_local,
+                                  ProgressPrinter()))
+    run_id = result.run_id
     if run_id is None:
         return
     groups = summary.run_summary(store, run_id)

@@ -1,6 +1,6 @@
 """``orbench sweep``: run a suite at each load level (one run per step) and find the knee.
 
-Each step is an ordinary run driven through bench.run.engine (plan, budget check, execute),
+Each step is an ordinary run driven through bench.run.session.run_suite (plan, budget check, execute),
 tagged with the sweep's id and level; the figures come from bench.run.sweep over the stored
 rows. ``--budget`` covers the whole sweep (each step may use what the earlier ones left);
 ``--resume SWEEP`` skips finished steps and resumes an interrupted one with the engine's
@@ -24,17 +24,16 @@ from typing import Any
 import click
 
 from bench.cli.common import api_options, api_settings, db_option, note
-from bench.cli.run import ProgressPrinter, _local_endpoint
+from bench.cli.run import ProgressPrinter
 from bench.config import Settings, parse_usd
-from bench.errors import ConfigError
+from bench.errors import BudgetRefused, ConfigError
 from bench.results.render import Column, fit_table, integer, num, rate
-from bench.run import budget as budget_mod
-from bench.run import engine, sweep
-from bench.run import targets as targets_mod
-from bench.run.plan import PlannedRequest
+from bench.run import session, sweep
+from bench.run.session import SessionHooks
+from bench.run.spec import Prepared, RunSpec
 from bench.store.runs import new_run_id
 from bench.store.store import Store
-from bench.suites import parse as suites
+from bench.suites.parse import load_suite
 
 DEFAULT_RATE_CONCURRENCY = 64  # in-flight cap of an open-loop (rate) step
 
@@ -71,28 +70,13 @@ def _step_count(opts: SweepOptions, level: float, suite_requests: int) -> int:
     return max(suite_requests, math.ceil(floor))
 
 
-def _fit_plan(prep: engine.Prepared, per_target: int) -> None:
-    """Keep the first ``per_target`` measured requests of each target (warm-ups stay);
-    renumber, and re-sum the worst case so the budget check sees the trimmed plan."""
-    kept: list[PlannedRequest]
-    seen: dict[tuple[str, str], int]
-    kept, seen = [], {}
-    for item in prep.plan:
-        if not item.is_warmup:
-            seen[item.target.key] = seen.get(item.target.key, 0) + 1
-            if seen[item.target.key] > per_target:
-                continue
-        kept.append(dataclasses.replace(item, request_idx=len(kept)))
-    prep.plan = kept
-    if prep.estimate_usd is not None:
-        prep.estimate_usd = sum((p.max_cost_usd or Decimal(0) for p in kept), Decimal(0))
-
-
 def _spec(opts: SweepOptions, level: float, budget_left: Decimal | None, sweep_id: str,
-          repeats: int) -> engine.RunSpec:
+          repeats: int, per_target: int, extra: RunSpec) -> RunSpec:
     concurrency = int(level) if opts.axis == "concurrency" else opts.concurrency_cap
-    return engine.RunSpec(
+    return RunSpec(
         suite_path=Path(opts.suite_path), models=list(opts.models), providers=list(opts.providers),
+        requests_per_target=per_target, extra_endpoints=dict(extra.extra_endpoints),
+        add_models=list(extra.add_models),
         repeats=repeats, concurrency=concurrency, rate=level if opts.axis == "rate" else None,
         timeout_s=opts.timeout_s, stall_timeout_s=min(60.0, opts.timeout_s), warmup=opts.warmup,
         budget_usd=budget_left, allow_partial=opts.duration_per_step_s is not None,
@@ -102,29 +86,24 @@ def _spec(opts: SweepOptions, level: float, budget_left: Decimal | None, sweep_i
 
 async def _run_step(settings: Settings, store: Store, opts: SweepOptions, sweep_id: str, level: float,
                     resume_run: str | None, budget_left: Decimal | None,
-                    extra: engine.RunSpec) -> tuple[str | None, str]:
+                    extra: RunSpec) -> tuple[str | None, str]:
     """One step: plan, check the budget, run; returns (run_id, status). 'over-budget' sends nothing."""
-    n_cases = len(suites.load_suite(Path(opts.suite_path)).expand_cases())
+    suite = load_suite(Path(opts.suite_path))
+    n_cases = len(suite.expand_cases())
     per_target = _step_count(opts, level, n_cases)
-    spec = _spec(opts, level, budget_left, sweep_id, repeats=max(1, math.ceil(per_target / max(1, n_cases))))
-    spec.extra_endpoints, spec.add_models = extra.extra_endpoints, list(extra.add_models)
-    prep = await engine.plan_run(settings, spec, store=store, resume=resume_run)
-    keys = targets_mod.endpoint_keys(prep.suite, os.environ)
-    if resume_run is None:
-        _fit_plan(prep, per_target)
-        try:
-            budget_mod.check_budget(prep)
-        except ConfigError as exc:
-            note(f"sweep stopped before {opts.axis}={level:g}: {exc}")
-            return None, "over-budget"
-    store.init()
-    clients = engine.make_clients(settings, prep.suite, spec.concurrency, keys=keys,
-                                  openrouter_api=prep.openrouter_api)
+    spec = _spec(opts, level, budget_left, sweep_id, repeats=max(1, math.ceil(per_target / max(1, n_cases))),
+                 per_target=per_target, extra=extra)
     loop = asyncio.get_running_loop()
     timed_out: list[bool] = []
 
+    def show_step(prep: Prepared) -> None:
+        worst = "" if prep.estimate_usd is None else f", worst case ${prep.estimate_usd.normalize():f}"
+        note(f"step {opts.axis}={level:g}: {prep.measured} requests{worst}"
+             + (f" (resuming run {resume_run})" if resume_run else ""))
+
     def hook(runner: Any) -> None:
         store.tag_sweep_run(runner.run_id, sweep_id, level)  # before any send: a resume finds it
+        show_step(plans[-1])
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, runner.cancel)
@@ -136,17 +115,20 @@ async def _run_step(settings: Settings, store: Store, opts: SweepOptions, sweep_
 
             loop.call_later(opts.duration_per_step_s, time_out)
 
-    worst = "" if prep.estimate_usd is None else f", worst case ${prep.estimate_usd.normalize():f}"
-    note(f"step {opts.axis}={level:g}: {prep.measured} requests{worst}"
-         + (f" (resuming run {resume_run})" if resume_run else ""))
+    plans: list[Prepared] = []
+    hooks = SessionHooks(on_plan=plans.append, on_progress=ProgressPrinter(), on_runner=hook)
     try:
-        run_id, state = await engine.execute(settings, store, prep, clients,
-                                             on_progress=ProgressPrinter(), on_runner=hook)
+        result = await session.run_suite(settings, suite, spec, store=store, env=os.environ,
+                                         resume=resume_run, hooks=hooks)
+    except BudgetRefused as exc:
+        note(f"sweep stopped before {opts.axis}={level:g}: {exc}")
+        return None, "over-budget"
     finally:
-        await engine.close_clients(clients)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+    assert result.run_id is not None and result.state is not None  # not a dry run
+    run_id, state = result.run_id, result.state
     if timed_out and state.status == "cancelled":  # the step's time was up: that is its end
         store.update_run(run_id, status="finished",
                          status_reason=f"--duration-per-step {opts.duration_per_step_s:g}s reached")
@@ -154,9 +136,15 @@ async def _run_step(settings: Settings, store: Store, opts: SweepOptions, sweep_
     return run_id, state.status
 
 
-async def _sweep(settings: Settings, store: Store, opts: SweepOptions, sweep_id: str,
-                 extra: engine.RunSpec) -> str:
-    """Run every step not yet finished; returns the sweep's final status."""
+async def _sweep(settings: Settings, store: Store, opts: SweepOptions, sweep_id: str, use_local: bool) -> str:
+    """Run every step not yet finished (the local model started once for all); returns the final status."""
+    if not use_local:
+        return await _steps(settings, store, opts, sweep_id, RunSpec())
+    async with session.local_model(RunSpec(), note) as extra:
+        return await _steps(settings, store, opts, sweep_id, extra)
+
+
+async def _steps(settings: Settings, store: Store, opts: SweepOptions, sweep_id: str, extra: RunSpec) -> str:
     budget = parse_usd(opts.budget_usd, "--budget")
     slos = [sweep.parse_slo(s) for s in opts.slos]
     done = {r["sweep_level"]: r for r in store.sweep_runs(sweep_id).iter_rows(named=True)}
@@ -240,11 +228,7 @@ def sweep_cmd(suite: str | None, concurrency: str | None, rate: str | None, requ
     opts = None if resume else _options(  # bad flags fail before anything starts
         suite, concurrency, rate, requests_per_step, duration_s, slos, stop_at_knee, models, providers,
         budget, timeout_s, no_warmup, seed)
-    with contextlib.ExitStack() as stack:
-        extra = engine.RunSpec(suite_path=Path("."))
-        if use_local:
-            stack.enter_context(_local_endpoint(extra))
-        settings = stack.enter_context(api_settings(base_url, sandbox, db_path))
+    with api_settings(base_url, sandbox, db_path) as settings:
         store = Store(settings.db_path)
         if opts is None:
             assert resume is not None
@@ -261,7 +245,7 @@ def sweep_cmd(suite: str | None, concurrency: str | None, rate: str | None, requ
                                settings={"options": dataclasses.asdict(opts), "slos": opts.slos})
         note(f"sweep {sweep_id}: {opts.axis} {', '.join(f'{v:g}' for v in opts.levels)}")
         try:
-            status = asyncio.run(_sweep(settings, store, opts, sweep_id, extra))
+            status = asyncio.run(_sweep(settings, store, opts, sweep_id, use_local))
         except BaseException:
             store.update_sweep(sweep_id, "failed", "the sweep crashed; resume with --resume")
             raise

@@ -10,7 +10,7 @@ attempt the server refused with an HTTP error status before any stream is booked
 at zero. Judge calls reserve and book the same way.
 
 The worst case of one attempt is ``bench.api.ceiling.request_ceiling``. Before a run,
-``_price_plan`` sums it over the plan (plus the judge calls' worst case) and
+``price_plan`` sums it over the plan (plus the judge calls' worst case) and
 ``check_budget`` refuses a plan that could cross ``--budget`` or the key's limit.
 """
 
@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from bench.api.catalog import Model, Pricing, find_model, list_cost_usd
 from bench.api.ceiling import BOUND_DERIVATION, prompt_bound, request_ceiling
-from bench.errors import ConfigError
+from bench.errors import BudgetRefused
 from bench.quality.judge import JUDGE_MAX_TOKENS, JUDGE_SYSTEM
 from bench.records import ChatResult
 from bench.run import conversation as conversation_mod
@@ -110,14 +110,14 @@ def _pricing_for(target: Target, models: dict[str, Model], suite: Suite) -> Pric
     return None if m is None else m.pricing
 
 
-def _price_plan(
+def price_plan(
     plan: list[PlannedRequest], models: dict[str, Model], suite: Suite
 ) -> tuple[Decimal | None, list[str]]:
     """Reserve each request's true worst case (``ceiling.request_ceiling``); sum them."""
     total = Decimal(0)
     unpriced: set[str] = set()
     for item in plan:
-        item.max_cost_usd, priced = _ceiling(item, models, suite)
+        item.max_cost_usd, priced = item_ceiling(item, models, suite)
         if not priced:
             unpriced.add(item.target.model)
         elif item.max_cost_usd is not None:
@@ -125,7 +125,7 @@ def _price_plan(
     return (None if unpriced else total), sorted(unpriced)
 
 
-def _ceiling(item: PlannedRequest, models: dict[str, Model], suite: Suite) -> tuple[Decimal | None, bool]:
+def item_ceiling(item: PlannedRequest, models: dict[str, Model], suite: Suite) -> tuple[Decimal | None, bool]:
     """(one attempt's worst case, whether it could be priced); a synthetic prompt not built yet
     is priced at its byte bound, a conversation turn with its history at its bound
     (``bench.run.conversation.bound_body``)."""
@@ -142,7 +142,7 @@ def _ceiling(item: PlannedRequest, models: dict[str, Model], suite: Suite) -> tu
     return ceiling, ceiling is not None
 
 
-def _judge_estimate(prep: Prepared) -> tuple[Decimal | None, str | None]:
+def judge_estimate(prep: Prepared) -> tuple[Decimal | None, str | None]:
     """Worst case of the judge calls: one per judge check of every measured ok answer.
 
     The answer's length is bounded by its max_tokens at 16 bytes a token for this
@@ -174,7 +174,7 @@ def _judge_estimate(prep: Prepared) -> tuple[Decimal | None, str | None]:
     return total, (f"{calls} judge calls" if calls else None)
 
 
-def _bound_lines(prep: Prepared) -> list[str]:
+def bound_lines(prep: Prepared) -> list[str]:
     """Per target: the prompt bound and the worst case of one request, and how they were derived."""
     lines, seen = [BOUND_DERIVATION], set()
     for item in prep.plan:
@@ -195,24 +195,24 @@ def check_budget(prep: Prepared) -> None:
     spec = prep.spec
     if spec.budget_usd is not None and not spec.allow_partial:
         if prep.estimate_usd is None:
-            raise ConfigError(
+            raise BudgetRefused(
                 f"cannot guarantee --budget {spec.budget_usd}: no price for "
                 f"{', '.join(prep.unpriced)}; use --allow-partial to run what fits"
             )
         if prep.estimate_usd > spec.budget_usd:
-            raise ConfigError(
+            raise BudgetRefused(
                 f"estimated worst case ${prep.estimate_usd:.6f} exceeds --budget ${spec.budget_usd}; "
                 "raise the budget, lower max_tokens/repeats, or use --allow-partial"
             )
     rem = prep.key_remaining_usd
     if rem is not None and prep.estimate_usd is not None and prep.estimate_usd > Decimal(str(rem)):
-        raise ConfigError(
+        raise BudgetRefused(
             f"estimated worst case ${prep.estimate_usd:.6f} exceeds the key's remaining limit ${rem:.6f}"
         )
 
 
 # ------------------------------------------------------------------- pricing the answers
-def _price_fn(prep: Prepared) -> Callable[[Target, ChatResult], tuple[Decimal | None, str | None]]:
+def price_fn(prep: Prepared) -> Callable[[Target, ChatResult], tuple[Decimal | None, str | None]]:
     def price(target: Target, res: ChatResult) -> tuple[Decimal | None, str | None]:
         pricing = _pricing_for(target, prep.models, prep.suite)
         u = res.usage

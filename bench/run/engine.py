@@ -10,10 +10,9 @@ runner; ``prepare_resume()`` rebuilds the stored plan minus the finished request
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import functools
-import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +29,7 @@ from bench.quality.judge import JudgeLedger, make_judge_fn
 from bench.records import ChatResult, RequestRow
 from bench.run import conversation as conversation_mod
 from bench.run import synthetic as synthetic_mod
-from bench.run.budget import Budget, _bound_lines, _ceiling, _judge_estimate, _price_fn, _price_plan
+from bench.run.budget import Budget, bound_lines, item_ceiling, judge_estimate, price_fn, price_plan
 from bench.run.plan import CaseRequest, PlannedRequest, make_plan
 from bench.run.runner import Runner
 from bench.run.spec import Prepared as Prepared  # re-exported: the CLI and the dashboard name it as engine.Prepared
@@ -38,16 +37,12 @@ from bench.run.spec import RunSpec as RunSpec
 from bench.run.state import Progress, RequestHooks, RunOptions, RunState
 from bench.run.targets import (
     build_targets,
+    close_clients,
     generic_endpoint,
+    make_clients,
     require_key,
     speaks_openrouter,
     uses_openrouter,
-)
-from bench.run.targets import (
-    close_clients as close_clients,
-)
-from bench.run.targets import (
-    make_clients as make_clients,
 )
 from bench.store.journal import RunLock
 from bench.store.runs import new_run_id
@@ -55,37 +50,43 @@ from bench.store.sink import StoreSink
 from bench.store.store import Store
 from bench.suites import parse as suites_mod
 from bench.suites.model import OPENROUTER as OPENROUTER
+from bench.suites.model import Suite
+from bench.suites.parse import gc_paused as gc_paused  # re-exported: planning pauses it too
 from bench.suites.parse import load_suite
 
 
 # ------------------------------------------------------------------- prepare
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside: building a plan makes objects by the 100,000
-    (a dataset's cases, bodies, planned requests), none of them garbage, and each full
-    collection walked them all again (a third of a 100,000-row dry run). Put back after."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-async def prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -> Prepared:
-    """Load the suite, build the plan and price it (``Prepared``); nothing is sent but /models."""
+async def prepare(settings: Settings, suite: Suite, spec: RunSpec, client: OpenRouterClient) -> Prepared:
+    """Build the plan of ``suite`` as ``spec`` asks and price it (``Prepared``); nothing is sent
+    but /models. ``suite`` and ``spec`` are left as they were: the plan has its own copy."""
     with gc_paused():
-        return await _prepare(settings, spec, client)
+        return await _prepare(settings, suite, spec, client)
 
 
-async def _prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) -> Prepared:
-    suite = load_suite(spec.suite_path)
-    suite.endpoints.update(spec.extra_endpoints)
-    if spec.repeats is not None:
-        if spec.repeats < 1:
-            raise ConfigError("--repeat must be at least 1")
-        suite.repeats = spec.repeats
+def _run_suite_value(suite: Suite, spec: RunSpec) -> Suite:
+    """The suite this run sends: the spec's extra endpoints and repeats applied to a copy."""
+    if spec.repeats is not None and spec.repeats < 1:
+        raise ConfigError("--repeat must be at least 1")
+    return dataclasses.replace(
+        suite, endpoints={**suite.endpoints, **spec.extra_endpoints},
+        repeats=suite.repeats if spec.repeats is None else spec.repeats)
+
+
+def fit_plan(plan: list[PlannedRequest], per_target: int) -> list[PlannedRequest]:
+    """The first ``per_target`` measured requests of each target (warm-ups stay), renumbered."""
+    kept: list[PlannedRequest] = []
+    seen: dict[tuple[str, str], int] = {}
+    for item in plan:
+        if not item.is_warmup:
+            seen[item.target.key] = seen.get(item.target.key, 0) + 1
+            if seen[item.target.key] > per_target:
+                continue
+        kept.append(dataclasses.replace(item, request_idx=len(kept)))
+    return kept
+
+
+async def _prepare(settings: Settings, suite: Suite, spec: RunSpec, client: OpenRouterClient) -> Prepared:
+    suite = _run_suite_value(suite, spec)
     targets = build_targets(suite, spec)
     require_key(settings, suite, targets)
     catalog: list[Model] = []
@@ -94,7 +95,6 @@ async def _prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) 
         raw = await client.models_raw()
         catalog = parse_models(raw)
         openrouter_api = speaks_openrouter(settings, raw)
-        client.openai_compatible = not openrouter_api
     if not openrouter_api and spec.lookup_generation:
         raise ConfigError(f"--lookup-generation needs OpenRouter's /generation; no model of this run "
                           f"is on an OpenRouter API ({settings.base_url})")
@@ -121,16 +121,18 @@ async def _prepare(settings: Settings, spec: RunSpec, client: OpenRouterClient) 
     conversation_mod.extend_plan(plan, targets, suite.conversations, suite.synthetic_conversations,
                                  cache=suite.cache, seed=suite.seed, repeats=suite.repeats, generic=generic,
                                  warmup=spec.warmup and suite.warmup)
-    estimate, unpriced = _price_plan(plan, models, suite)
+    if spec.requests_per_target is not None:  # trimmed before pricing: the judge's worst case too
+        plan = fit_plan(plan, spec.requests_per_target)
+    estimate, unpriced = price_plan(plan, models, suite)
     prep = Prepared(spec, suite, targets, plan, models, estimate, unpriced, catalog,
                     openrouter_api=openrouter_api)
-    judge_usd, judge_note = _judge_estimate(prep)
+    judge_usd, judge_note = judge_estimate(prep)
     if judge_usd is None and judge_note is not None:
         prep.unpriced.append(f"{judge_note} (judge)")
         prep.estimate_usd = None
     elif judge_usd and prep.estimate_usd is not None:
         prep.estimate_usd += judge_usd
-    prep.bound_lines = _bound_lines(prep)
+    prep.bound_lines = bound_lines(prep)
     if judge_usd:
         prep.bound_lines.append(f"  + {judge_note}: worst case ${judge_usd:.6f} (answers at 16 bytes a token)")
     return prep
@@ -180,7 +182,7 @@ def record_run(settings: Settings, store: Store, prep: Prepared, run_id: str | N
         run_id=run_id,
         name=prep.spec.name or prep.suite.name,
         suite_name=prep.suite.name,
-        suite_path=str(prep.spec.suite_path),
+        suite_path=str(prep.suite.path),
         suite_hash=prep.suite.content_hash,
         tool_version=__version__,
         settings=_settings_json(settings, prep),
@@ -279,7 +281,7 @@ async def _execute_locked(
             session=prep.session, lookup_generation=spec.lookup_generation,
             prewarm_connections=spec.warmup and prep.suite.warmup,
         ),
-        budget=budget, price_fn=_price_fn(prep), check_fn=make_check_fn(prep, clients, ledger),
+        budget=budget, price_fn=price_fn(prep), check_fn=make_check_fn(prep, clients, ledger),
         generation_fn=clients[OPENROUTER].generation if prep.openrouter_api else None,
         on_progress=on_progress, hooks=hooks,
     )
@@ -319,7 +321,7 @@ def _synthesizer(store: Store, prep: Prepared, run_id: str) -> RequestHooks | No
     turns = any(conversation_mod.is_pending(p) for p in prep.plan)
     if not synthetic and not turns:
         return None
-    reprice = lambda item: _ceiling(item, prep.models, prep.suite)[0]  # noqa: E731
+    reprice = lambda item: item_ceiling(item, prep.models, prep.suite)[0]  # noqa: E731
     synth = synthetic_mod.Synthesizer(reprice)
     talks = conversation_mod.Conversations(reprice, synth, synth.calibration)
     if prep.run_id is not None:
@@ -344,7 +346,8 @@ async def prepare_resume(settings: Settings, store: Store, run_ref: str, spec: R
         raise
 
 
-async def _book_in_flight(store: Store, client: OpenRouterClient, run_id: str) -> list[str]:
+async def _book_in_flight(store: Store, client: OpenRouterClient, run_id: str,
+                          openrouter_api: bool) -> list[str]:
     """Sends a crash left ``started``: ask /generation what they cost and book it on the run.
 
     Their measurement is lost; their money is not. Without an answer they stay
@@ -354,7 +357,7 @@ async def _book_in_flight(store: Store, client: OpenRouterClient, run_id: str) -
     gate = asyncio.Semaphore(8)
 
     async def look_up(row: dict[str, Any]) -> Decimal | None:
-        if not (row["generation_id"] and row["endpoint"] == OPENROUTER and client.supports_openrouter_api):
+        if not (row["generation_id"] and row["endpoint"] == OPENROUTER and openrouter_api):
             return None
         async with gate:
             try:
@@ -380,38 +383,38 @@ async def _prepare_resume_locked(settings: Settings, store: Store, run_id: str, 
     assert run is not None  # resolve_run found it, and runs are never deleted
     store.ingest_journal(run_id)
     plan = [PlannedRequest.from_json(d) for d in run["plan"]]
-    suite = load_suite(Path(run["suite_path"]))
-    suite.endpoints.update(spec.extra_endpoints)
+    loaded = load_suite(Path(run["suite_path"]))
+    suite = dataclasses.replace(loaded, endpoints={**loaded.endpoints, **spec.extra_endpoints})
     catalog: list[Model] = []
     openrouter_api = uses_openrouter(suite, list({p.target.key: p.target for p in plan}.values()))
     if openrouter_api:  # a run only on the suite's own endpoints needs no OpenRouter catalog
         raw = await client.models_raw()
         catalog = parse_models(raw)
         openrouter_api = speaks_openrouter(settings, raw)
-        client.openai_compatible = not openrouter_api
-    booked = await _book_in_flight(store, client, run_id)
+    booked = await _book_in_flight(store, client, run_id, openrouter_api)
     done = store.finished_keys(run_id)
     todo = [p for p in plan if p.request_idx not in done]
     models = {m: found for m in {p.target.model for p in todo}
               if (found := find_model(catalog, m)) is not None}
     settings_json = run.get("settings") or {}
-    spec.concurrency = spec.concurrency or int(settings_json.get("concurrency", 4))
+    stored_budget = settings_json.get("budget_usd")
+    spec = dataclasses.replace(  # what the run started with fills what this resume leaves open
+        spec, concurrency=spec.concurrency or int(settings_json.get("concurrency", 4)),
+        budget_usd=Decimal(stored_budget) if spec.budget_usd is None and stored_budget else spec.budget_usd)
     targets = list({p.target.key: p.target for p in todo}.values())
     # The plan (request bodies included) is stored, so a changed suite file does not
     # change what is sent; only its checks are used to score the new answers.
-    prep = Prepared(spec, suite, targets, todo,
+    return Prepared(spec, suite, targets, todo,
                     models, None, [], catalog, run_id=run_id,
                     session=store.next_session(run_id),
                     suite_changed=suite.content_hash != run["suite_hash"], lock=lock,
                     in_flight_booked=booked, openrouter_api=openrouter_api)
-    if spec.budget_usd is None and settings_json.get("budget_usd"):
-        spec.budget_usd = Decimal(settings_json["budget_usd"])
-    return prep
 
 
-async def plan_run(settings: Settings, spec: RunSpec, *, store: Store | None = None,
+async def plan_run(settings: Settings, suite: Suite | None, spec: RunSpec, *, store: Store | None = None,
                    resume: str | None = None) -> Prepared:
-    """Prepare (or prepare a resume) and check the key before anything is spent.
+    """Prepare ``suite`` (or, with ``resume``, the stored run's plan) and check the key before
+    anything is spent. Callers go through ``bench.run.session.run_suite``.
 
     A rejected key stops here. Servers without a ``/key`` endpoint (generic
     OpenAI-compatible ones) answer 404, which is fine. Network and auth failures
@@ -424,8 +427,10 @@ async def plan_run(settings: Settings, spec: RunSpec, *, store: Store | None = N
             if store is None:
                 raise ConfigError("resuming needs the database the run is in")
             prep = await prepare_resume(settings, store, resume, spec, client)
+        elif suite is None:
+            raise ConfigError("give a suite, or a run to resume")
         else:
-            prep = await prepare(settings, spec, client)
+            prep = await prepare(settings, suite, spec, client)
         try:
             if resume:
                 require_key(settings, prep.suite, prep.targets)

@@ -15,9 +15,14 @@ from bench.suites.model import Suite
 
 @dataclass
 class RunSpec:
-    """What the user asked for (flags or dashboard widgets)."""
+    """What the user asked for (flags or dashboard widgets), beside the suite itself.
 
-    suite_path: Path
+    The suite is a separate value (``bench.suites.parse.load_suite`` reads one from a file,
+    or code builds one); ``suite_path`` only says where the caller found it (labels).
+    Preparing a run never changes a ``RunSpec``: a resume's stored settings go into a copy.
+    """
+
+    suite_path: Path | None = None
     models: list[str] = field(default_factory=list)  # overrides the suite's models
     providers: list[str] = field(default_factory=list)  # names from the suite or JSON objects
     repeats: int | None = None
@@ -34,6 +39,9 @@ class RunSpec:
     name: str | None = None
     extra_endpoints: dict[str, Any] = field(default_factory=dict)  # e.g. the --local server
     add_models: list[str] = field(default_factory=list)  # appended to the suite's (or --model) list
+    # Keep only the first N measured requests of each target (a sweep step); trimmed before
+    # pricing, so the worst case (judge calls included) is the trimmed plan's.
+    requests_per_target: int | None = None
 
 
 @dataclass(repr=False)
