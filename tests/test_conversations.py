@@ -15,7 +15,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,12 @@ ANSWER = " abcdefg" * 20  # 20 output tokens (the sandbox splits words), 160 cha
 PROMPTS = (1108, 1256, 1404)
 
 
-def suite_text(model: str, variant: dict[str, Any] | None, cache: str, *, repeats: int = 1) -> str:
+def suite_text(models: str | list[str], variant: dict[str, Any] | None, cache: str, *, repeats: int = 1) -> str:
     conv = {"id": "chat", "system": SYSTEM, "turns": USERS}
     providers = {"v": variant}
     return textwrap.dedent(f"""\
         name: conv
-        models: [{model}]
+        models: {json.dumps([models] if isinstance(models, str) else models)}
         providers: {json.dumps(providers)}
         defaults: {{max_tokens: 20, temperature: 0}}
         cache: {cache}
@@ -88,21 +88,44 @@ def run_conv(tmp: Path, text: str, *flags: str, recorder: Recorder | None = None
     return str(json.loads(out)["run_id"]), recorder
 
 
-def turns(db: Path, run_id: str) -> list[dict[str, Any]]:
+def turns(db: Path, run_id: str, model: str | None = None) -> list[dict[str, Any]]:
     rows = Store(db).requests_frame(run_id).to_dicts()
-    return sorted((r for r in rows if r["turn"] is not None), key=lambda r: (r["conversation_id"], r["turn"]))
+    return sorted((r for r in rows if r["turn"] is not None and model in (None, r["model"])),
+                  key=lambda r: (r["conversation_id"], r["turn"]))
 
 
-def conv_summary(db: Path, run_id: str) -> dict[str, Any]:
-    [row] = conversations.summarize(conversations.turn_rows(Store(db), [run_id]))
+def conv_summary(db: Path, run_id: str, model: str | None = None) -> dict[str, Any]:
+    [row] = [r for r in conversations.summarize(conversations.turn_rows(Store(db), [run_id]))
+             if model in (None, r["model"])]
     return row
 
 
+OPENAI, ANTHROPIC, LLAMA = "openai/gpt-4o-mini", "anthropic/claude-haiku-4.5", "meta-llama/llama-3.3-70b-instruct"
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Two runs in one database, each model pinned to one provider: ``explicit`` (cache: explicit) with
+    OpenAI's auto cache, Anthropic's breakpoints and a provider with no cache; ``auto`` (cache: auto)
+    with Anthropic, which then gets no breakpoint."""
+    tmp = tmp_path_factory.mktemp("conv")
+    with pytest.MonkeyPatch.context() as mp:
+        for k in list(os.environ):
+            if k.startswith(("OPENROUTER_", "ORBENCH_")):
+                mp.delenv(k)
+        mp.setenv("ORBENCH_DB", str(tmp / "orbench.duckdb"))
+        pin = {"only": ["openai", "anthropic", "deepinfra/turbo"]}  # one provider per model
+        explicit, rec_explicit = run_conv(tmp, suite_text([OPENAI, ANTHROPIC, LLAMA], pin, "explicit"))
+        auto, rec_auto = run_conv(tmp, suite_text(ANTHROPIC, pin, "auto"))
+        yield {"db": tmp / "orbench.duckdb", "tmp": tmp, "explicit": explicit, "auto": auto,
+               "bodies": rec_explicit.bodies, "auto_bodies": rec_auto.bodies}
+
+
 # ----------------------------------------------------------------- exact costs, one per cache behaviour
-def test_auto_cache_openai_family_costs_to_the_microdollar(cli_db: Path, tmp_path: Path) -> None:
-    """openai/gpt-4o-mini on OpenAI caches every prompt of >= 1,024 tokens by itself (cache: auto)."""
-    run_id, _ = run_conv(tmp_path, suite_text("openai/gpt-4o-mini", {"only": ["openai"]}, "auto"))
-    rows = turns(cli_db, run_id)
+def test_auto_cache_openai_family_costs_to_the_microdollar(shared: dict[str, Any]) -> None:
+    """openai/gpt-4o-mini on OpenAI caches every prompt of >= 1,024 tokens by itself (breakpoints or not)."""
+    db, run_id = shared["db"], shared["explicit"]
+    rows = turns(db, run_id, OPENAI)
     # turn 1 caches its prompt (1108); turn 2 reads it; turn 3 reads turn 2's whole prompt (1256).
     assert [r["prompt_tokens"] for r in rows] == list(PROMPTS)
     assert [r["cached_tokens"] for r in rows] == [0, 1108, 1256]
@@ -112,7 +135,7 @@ def test_auto_cache_openai_family_costs_to_the_microdollar(cli_db: Path, tmp_pat
     # turn 2: (1256-1108) x 0.15e-6 + 1108 x 0.075e-6 + 0.000012 = 0.0000222 + 0.0000831 + 0.000012 = 0.0001173
     # turn 3: (1404-1256) x 0.15e-6 + 1256 x 0.075e-6 + 0.000012 = 0.0000222 + 0.0000942 + 0.000012 = 0.0001284
     assert [r["cost_usd"] for r in rows] == [Decimal("0.0001782"), Decimal("0.0001173"), Decimal("0.0001284")]
-    s = conv_summary(cli_db, run_id)
+    s = conv_summary(db, run_id, OPENAI)
     assert s["cost_per_conversation_usd"] == Decimal("0.0004239")  # 0.0001782 + 0.0001173 + 0.0001284
     # baseline: (1108 + 1256 + 1404) x 0.15e-6 + 60 x 0.6e-6 = 0.0005652 + 0.000036 = 0.0006012
     assert s["baseline_per_conversation_usd"] == Decimal("0.0006012")
@@ -120,13 +143,15 @@ def test_auto_cache_openai_family_costs_to_the_microdollar(cli_db: Path, tmp_pat
     assert s["cache_hit_rate"] == pytest.approx(2 / 3) and s["switches"] == 0
 
 
-def test_explicit_cache_anthropic_costs_to_the_microdollar(cli_db: Path, tmp_path: Path) -> None:
+def test_explicit_cache_anthropic_costs_to_the_microdollar(shared: dict[str, Any]) -> None:
     """Anthropic caches only at cache_control breakpoints and charges a write premium (cache: explicit)."""
-    run_id, rec = run_conv(tmp_path, suite_text("anthropic/claude-haiku-4.5", {"only": ["anthropic"]}, "explicit"))
-    rows = turns(cli_db, run_id)
-    sent = [b for b in rec.bodies if len(b["messages"]) > 1]
+    db, run_id = shared["db"], shared["explicit"]
+    rows = turns(db, run_id, ANTHROPIC)
+    sent = [b for b in shared["bodies"] if b["model"] == ANTHROPIC and len(b["messages"]) > 1]
+    assert len(sent) == 3
     assert all(b["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"} for b in sent)
     assert all(b["messages"][-1]["content"][0]["cache_control"] == {"type": "ephemeral"} for b in sent)
+    assert not any("cache_control" in json.dumps(b) for b in shared["bodies"] if b["model"] != ANTHROPIC)
     # Each turn writes up to its last breakpoint (its whole prompt) and reads what the turn before wrote.
     assert [r["prompt_tokens"] for r in rows] == list(PROMPTS)
     assert [r["cached_tokens"] for r in rows] == [0, 1108, 1256]
@@ -136,41 +161,40 @@ def test_explicit_cache_anthropic_costs_to_the_microdollar(cli_db: Path, tmp_pat
     # turn 2: 148 x 1.25e-6 + 1108 x 0.1e-6     + 0.0001 = 0.000185 + 0.0001108 + 0.0001 = 0.0003958
     # turn 3: 148 x 1.25e-6 + 1256 x 0.1e-6     + 0.0001 = 0.000185 + 0.0001256 + 0.0001 = 0.0004106
     assert [r["cost_usd"] for r in rows] == [Decimal("0.001485"), Decimal("0.0003958"), Decimal("0.0004106")]
-    s = conv_summary(cli_db, run_id)
+    s = conv_summary(db, run_id, ANTHROPIC)
     assert s["cost_per_conversation_usd"] == Decimal("0.0022914")
     # baseline: 3768 x 1e-6 + 60 x 5e-6 = 0.003768 + 0.0003 = 0.004068
     assert s["baseline_per_conversation_usd"] == Decimal("0.004068")
     assert s["cache_discount_pct"] == pytest.approx(100 * (1 - 0.0022914 / 0.004068))  # 43.67 %
 
 
-def test_anthropic_without_breakpoints_caches_nothing(cli_db: Path, tmp_path: Path) -> None:
+def test_anthropic_without_breakpoints_caches_nothing(shared: dict[str, Any]) -> None:
     """cache: auto sends no breakpoints, so Anthropic bills every turn in full: the baseline itself."""
-    run_id, rec = run_conv(tmp_path, suite_text("anthropic/claude-haiku-4.5", {"only": ["anthropic"]}, "auto"))
-    assert not any("cache_control" in json.dumps(b) for b in rec.bodies)
-    rows = turns(cli_db, run_id)
+    db, run_id = shared["db"], shared["auto"]
+    assert not any("cache_control" in json.dumps(b) for b in shared["auto_bodies"])
+    rows = turns(db, run_id)
     assert [r["cached_tokens"] for r in rows] == [0, 0, 0] and [r["cache_write_tokens"] for r in rows] == [0, 0, 0]
-    s = conv_summary(cli_db, run_id)
+    s = conv_summary(db, run_id)
     assert s["cost_per_conversation_usd"] == s["baseline_per_conversation_usd"] == Decimal("0.004068")
     assert s["cache_discount_pct"] == 0 and s["cache_hit_rate"] == 0
 
 
-def test_provider_without_cache_prices_never_caches(cli_db: Path, tmp_path: Path) -> None:
+def test_provider_without_cache_prices_never_caches(shared: dict[str, Any]) -> None:
     """DeepInfra Turbo lists no input_cache_read for Llama 3.3 70B: no caching, whatever is asked."""
-    run_id, _ = run_conv(tmp_path, suite_text("meta-llama/llama-3.3-70b-instruct",
-                                              {"only": ["deepinfra/turbo"]}, "explicit"))
-    rows = turns(cli_db, run_id)
+    db, run_id = shared["db"], shared["explicit"]
+    rows = turns(db, run_id, LLAMA)
     assert [r["cached_tokens"] for r in rows] == [0, 0, 0]
     # prompt $0.10/M, completion $0.32/M: 20 tokens = $0.0000064 a turn
     # 1108 x 0.1e-6 + 1256 x 0.1e-6 + 1404 x 0.1e-6 + 3 x 0.0000064 = 0.0003768 + 0.0000192 = 0.000396
-    s = conv_summary(cli_db, run_id)
+    s = conv_summary(db, run_id, LLAMA)
     assert s["cost_per_conversation_usd"] == s["baseline_per_conversation_usd"] == Decimal("0.000396")
     assert s["cache_discount_pct"] == 0
 
 
 # ----------------------------------------------------------------- history, switches, the surfaces
-def test_each_turn_carries_the_answers_before_it(cli_db: Path, tmp_path: Path) -> None:
-    _, rec = run_conv(tmp_path, suite_text("openai/gpt-4o-mini", None, "auto"))
-    sent = sorted((b for b in rec.bodies if len(b["messages"]) > 1), key=lambda b: len(b["messages"]))
+def test_each_turn_carries_the_answers_before_it(shared: dict[str, Any]) -> None:
+    sent = sorted((b for b in shared["bodies"] if b["model"] == OPENAI and len(b["messages"]) > 1),
+                  key=lambda b: len(b["messages"]))
     assert [[m["role"] for m in b["messages"]] for b in sent] == [
         ["system", "user"], ["system", "user", "assistant", "user"],
         ["system", "user", "assistant", "user", "assistant", "user"]]
@@ -213,23 +237,41 @@ def test_default_routing_switches_providers_and_the_switches_are_counted(cli_db:
     assert conv_summary(cli_db, pinned)["switches"] == 0
 
 
-def test_show_decide_and_gates_carry_cost_per_conversation(cli_db: Path, tmp_path: Path) -> None:
-    run_id, _ = run_conv(tmp_path, suite_text("openai/gpt-4o-mini", {"only": ["openai"]}, "auto"))
-    [row, total] = run_summary(Store(cli_db), run_id)
-    assert row["cost_per_conversation_usd"] == total["cost_per_conversation_usd"] == Decimal("0.0004239")
-    code, out, _ = invoke("show", run_id)
-    assert code == 0 and "$/conv" in out and "cache saved %" in out
-    code, out, _ = invoke("decide", run_id, "--max", "cost_per_conversation_usd=0.001", "--json")
-    [cand] = json.loads(out)["ranking"]
-    found = cand["constraints"]["cost_per_conversation_usd"]
+def test_show_decide_and_gates_carry_cost_per_conversation(shared: dict[str, Any]) -> None:
+    db, run_id = str(shared["db"]), shared["explicit"]
+    rows = {r["group"]: r for r in run_summary(Store(db), run_id)}
+    assert rows[f"{OPENAI} [v]"]["cost_per_conversation_usd"] == Decimal("0.0004239")
+    # TOTAL: the mean over the three models' conversations
+    assert rows["TOTAL"]["cost_per_conversation_usd"] == (Decimal("0.0004239") + Decimal("0.0022914")
+                                                          + Decimal("0.000396")) / 3
+    code, out, _ = invoke("show", run_id, "--db", db)
+    assert code == 0 and "$/conv" in out and "cache saved %" in out and "conversations by turn" in out
+    code, out, _ = invoke("decide", run_id, "--db", db, "--max", "cost_per_conversation_usd=0.001", "--json")
+    cand = {c["model"]: c for c in json.loads(out)["ranking"]}
+    found = cand[OPENAI]["constraints"]["cost_per_conversation_usd"]
     assert found["value"] == pytest.approx(0.0004239)
-    assert Decimal(cand["cost_per_conversation_usd"]) == Decimal("0.0004239")
+    assert Decimal(cand[OPENAI]["cost_per_conversation_usd"]) == Decimal("0.0004239")
     assert code == 3 and found["verdict"] == "uncertain"  # one conversation: no interval yet
-    suite = tmp_path / "conv-0.yaml"
+    gates = [g for g in conversations_gates(db, run_id)]
+    assert gates == [(f"{OPENAI} [v]", False), (f"{ANTHROPIC} [v]", True), (f"{LLAMA} [v]", False),
+                     ("TOTAL", True)]
+
+
+def conversations_gates(db: str, run_id: str) -> list[tuple[str, bool]]:
+    from bench.results import gates
+
+    results = gates.evaluate([gates.parse_gate("cost_per_conversation_usd>0.001")],
+                             run_summary(Store(db), run_id))
+    return [(r.group, r.failed) for r in results]
+
+
+def test_a_gate_on_cost_per_conversation_exits_3(cli_db: Path, tmp_path: Path) -> None:
+    suite = tmp_path / "gate.yaml"
+    suite.write_text(suite_text(OPENAI, {"only": ["openai"]}, "auto"), encoding="utf-8")
     with start_sandbox(time_scale=0, answers={"*": ANSWER}) as sb:
         code, _, err = invoke("run", str(suite), "--base-url", sb.base_url,
                               "--fail-on", "cost_per_conversation_usd>0.0004")
-    assert code == 3 and "cost_per_conversation_usd" in err
+    assert code == 3 and "FAIL openai/gpt-4o-mini [v]: cost_per_conversation_usd = 0.0004239" in err
 
 
 def test_a_failed_turn_stops_its_conversation_and_a_resume_sends_nothing_again(
@@ -390,40 +432,44 @@ def test_kill_9_mid_conversation_then_resume_sends_no_answered_turn_again(cli_db
 
 
 # ----------------------------------------------------------------- dashboard
-def test_results_and_decide_pages_show_cost_per_conversation(cli_db: Path, tmp_path: Path,
+def test_results_and_decide_pages_show_cost_per_conversation(shared: dict[str, Any],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from tests.test_dashboard import APP, charts, table
 
-    run_id, _ = run_conv(tmp_path, suite_text("openai/gpt-4o-mini", {"only": ["openai"]}, "auto"))
+    monkeypatch.setenv("ORBENCH_DB", str(shared["db"]))
     with start_sandbox(time_scale=0) as sb:
+        monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
         monkeypatch.setenv("OPENROUTER_BASE_URL", sb.base_url)
         monkeypatch.setenv("ORBENCH_DEMO_LOCAL", "0")
         st.cache_data.clear()
         at = AppTest.from_file(APP, default_timeout=60)
         at.switch_page("app_pages/results.py")
         at.run()
+        at.multiselect(key="results-runs").set_value([shared["explicit"]]).run()  # not the newest run
         assert not at.exception, [e.message for e in at.exception]
-        conv = table(at, "USD / conversation")
-        assert list(conv["USD / conversation"]) == ["$0.000424"] and list(conv["cache saved"]) == ["29.5 %"]
+        conv = table(at, "USD / conversation").set_index("model [provider]")
+        assert conv.loc[f"{OPENAI} [v]", "USD / conversation"] == "$0.000424"
+        assert conv.loc[f"{OPENAI} [v]", "cache saved"] == "29.5 %"
         [frames] = [v for k, v in charts(at).items() if k.startswith("Billed cost by turn")]
-        by_turn = next(f for f in frames if "cost_usd_mean" in f.columns).sort("turn")
-        assert by_turn["cost_usd_mean"].to_list() == pytest.approx([0.0001782, 0.0001173, 0.0001284])
-        assert by_turn["cache_hit_rate"].to_list() == [0.0, 1.0, 1.0]
+        by_turn = next(f for f in frames if "cost_usd_mean" in f.columns)
+        mine = by_turn.filter(by_turn["group"] == f"{OPENAI} [v]").sort("turn")
+        assert mine["cost_usd_mean"].to_list() == pytest.approx([0.0001782, 0.0001173, 0.0001284])
+        assert mine["cache_hit_rate"].to_list() == [0.0, 1.0, 1.0]
         at.switch_page("app_pages/decide.py")
         at.run()
+        at.multiselect(key="decide-runs").set_value([shared["explicit"]]).run()
         assert not at.exception, [e.message for e in at.exception]
-        assert list(table(at, "USD / conversation")["USD / conversation"]) == ["$0.000424"]
+        ranked = table(at, "USD / conversation").set_index("candidate")
+        assert ranked.loc[f"{OPENAI} [v]", "USD / conversation"] == "$0.000424"
         st.cache_data.clear()
-    del run_id
 
 
-def test_the_html_report_has_a_conversations_section(cli_db: Path, tmp_path: Path) -> None:
-    run_id, _ = run_conv(tmp_path, suite_text("openai/gpt-4o-mini", {"only": ["openai"]}, "auto"))
-    out = tmp_path / "r.html"
-    code, _, err = invoke("report", run_id, "-o", str(out))
+def test_the_html_report_has_a_conversations_section(shared: dict[str, Any]) -> None:
+    out = shared["tmp"] / "r.html"
+    code, _, err = invoke("report", shared["explicit"], "--db", str(shared["db"]), "-o", str(out))
     assert code == 0, err
     html = out.read_text(encoding="utf-8")
     assert "id='conversations'" in html and "$0.000424" in html and "29.5 %" in html
