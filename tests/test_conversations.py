@@ -528,3 +528,4 @@ def test_the_sandbox_ttft_pays_prefill_only_on_the_uncached_part(tmp_path: Path)
     assert cold["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
     assert warm["usage"]["prompt_tokens_details"]["cached_tokens"] == cold["usage"]["prompt_tokens"]
     assert cold_ms > 420 + 100_000 * 0.05 > warm_ms + 4000
+    assert gens[warm["id"]].to_api()["native_tokens_cached"] == cold["usage"]["prompt_tokens"]  # /generation too

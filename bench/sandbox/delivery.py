@@ -295,7 +295,7 @@ class Delivery:
             external_user=ex.body.get("user") if isinstance(ex.body.get("user"), str) else None,
             t_request_perf_ns=arrival, t_first_token_perf_ns=progress.first_perf_ns,
             t_first_token_unix_ns=progress.first_unix_ns, t_last_token_perf_ns=progress.last_perf_ns,
-            t_last_token_unix_ns=progress.last_unix_ns,
+            t_last_token_unix_ns=progress.last_unix_ns, cached_tokens=usage["prompt_tokens_details"]["cached_tokens"],
         ))
         return usage
 
