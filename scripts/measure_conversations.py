@@ -27,7 +27,7 @@ from bench.store.store import Store  # noqa: E402
 
 SUITE = """\
 name: conversation-cache
-models: [local/gemma3-270m]
+models: [openai/gpt-4o-mini]   # replaced by --model (the local model by default)
 warmup: false
 cache: {mode}
 synthetic_conversations:
@@ -56,24 +56,25 @@ def run_mode(mode: str, suite: str | None, flags: list[str], tmp: Path) -> list[
 
 
 def main() -> int:
+    argv = sys.argv[1:]
+    ours, flags = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="auto,off")
     parser.add_argument("suite", nargs="?", default=None)
-    parser.add_argument("flags", nargs=argparse.REMAINDER, help="after --: flags for orbench run")
-    args = parser.parse_args()
-    flags = [f for f in args.flags if f != "--"] or DEFAULT_FLAGS
+    args = parser.parse_args(ours)
+    flags = flags or DEFAULT_FLAGS
     with tempfile.TemporaryDirectory(prefix="orbench-conv-") as tmp:
         for mode in args.modes.split(","):
             rows = run_mode(mode, args.suite, flags, Path(tmp))
             print(f"cache: {mode}")
             print(f"  {'target':<28} {'turn':>4} {'prompt':>7} {'cached':>7} {'TTFT ms':>8} {'server prompt ms':>16}"
-                  f"  outcome")
+                  f"  outcome  served by")
             for r in rows:
                 ttft = "" if r["ttft_ms"] is None else f"{r['ttft_ms']:.0f}"
                 server = "" if r["server_latency_ms"] is None else f"{r['server_latency_ms']:.0f}"
                 target = f"{r['model']} [{r['provider_variant']}]"
                 print(f"  {target:<28} {r['turn']:>4} {r['prompt_tokens'] or '':>7} {r['cached_tokens'] or 0:>7} "
-                      f"{ttft:>8} {server:>16}  {r['outcome']}")
+                      f"{ttft:>8} {server:>16}  {r['outcome']:<7}  {r['provider'] or ''}")
     return 0
 
 
