@@ -5,7 +5,8 @@ Needs only python3 (>= 3.11) and pip. Creates ``.venv`` beside this file (once),
 installs orbench into it, then starts the dashboard on the embedded default (a
 DuckDB file under data/, the simulated sandbox when no OPENROUTER_API_KEY is set)
 or runs the whole test suite. The browser tests need Debian's chromium; when it
-is missing and we are root on Debian, it is installed with apt-get.
+is missing and we are root on Debian, it is installed with apt-get; so is Debian's
+postgresql for the team store's tests (a throwaway cluster in a temporary folder).
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ def ensure_chromium() -> None:
               file=sys.stderr)
 
 
+def ensure_postgres() -> None:
+    """The team store's tests start a throwaway cluster from Debian's postgresql (tests/_postgres.py)."""
+    if list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        sh("apt-get", "update", "-qq")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        sh("apt-get", "install", "-y", "-qq", "postgresql", env=env)
+    else:
+        print("note: the team store tests need Debian's postgresql: sudo apt-get install postgresql",
+              file=sys.stderr)
+
+
 def main(argv: list[str]) -> int:
     what = argv[0] if argv else ""
     rest = argv[1:]
@@ -62,6 +76,7 @@ def main(argv: list[str]) -> int:
     if what == "test":
         ensure_venv("test")
         ensure_chromium()
+        ensure_postgres()
         return subprocess.call([str(PY), "-m", "pytest", "-q", *rest], cwd=ROOT)
     print("usage: python3 dev.py dashboard|test [args...]", file=sys.stderr)
     return 2

@@ -48,6 +48,8 @@ DEFAULT_DB = Path("data") / "orbench.duckdb"
 # Where a key may come from: the suite loader and bench.api.keys both hold names to this rule.
 KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*_(KEY|TOKEN)")
 KEY_NAME_RULE = "an environment variable name ending in _KEY or _TOKEN"
+ORIGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A run's origin (``ci-eu-west``, ``laptop-ana``): shown in tables, used as a filter."""
 
 # Settings that become header values, and the name a user knows each one by.
 _HEADER_SETTINGS = {"api_key": "the API key (OPENROUTER_API_KEY / --key)",
@@ -71,8 +73,14 @@ class Settings:
     insecure: bool = False  # no TLS verification at all (--insecure)
     # httpx mount pattern -> proxy URL, or None for "no proxy" (NO_PROXY hosts); sorted
     proxies: tuple[tuple[str, str | None], ...] = ()
+    origin: str | None = None  # where runs ran (--origin / ORBENCH_ORIGIN); None: the hostname
+    # the team store's libpq URL (--team / ORBENCH_TEAM_DB); it may hold a password: never shown
+    team_url: str | None = field(default=None, repr=False)
+    team_insecure: bool = False  # --team-insecure: allow sslmode below require to a remote host
 
     def __post_init__(self) -> None:
+        if self.origin is not None and not ORIGIN_NAME.fullmatch(self.origin):
+            raise ConfigError(f"--origin / ORBENCH_ORIGIN {self.origin!r}: use 1-64 letters, digits, '.', '_' or '-'")
         for name, label in _HEADER_SETTINGS.items():
             value = getattr(self, name)
             if isinstance(value, str) and any(c in value for c in "\r\n\0"):
@@ -93,6 +101,8 @@ class Settings:
             "referer": env.get("ORBENCH_REFERER") or None,
             "title": env.get("ORBENCH_TITLE") or "orbench",
             "proxies": environment_proxies(env),
+            "origin": env.get("ORBENCH_ORIGIN") or None,
+            "team_url": env.get("ORBENCH_TEAM_DB") or None,
         }
         for var in ("ORBENCH_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"):
             if env.get(var):

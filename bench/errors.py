@@ -12,7 +12,7 @@
         RateLimited         429
         ProviderUnavailable 5xx (502/503/504/524/529 are transient, 500 too)
         StreamError         an ``error`` object inside an HTTP 200 stream
-        TimeoutError_       our own per-request timeout or a stall
+        DeadlineExceeded    our own per-request timeout or a stall
         NetworkError        reset, refused, closed without a response
       StoreError
         StoreBusy           the DuckDB file is locked by another process
@@ -44,7 +44,6 @@ class BudgetRefused(ConfigError):
 
 class ProviderError(BenchError):
     outcome = "provider_error"
-    retryable = False
 
     def __init__(
         self,
@@ -82,30 +81,28 @@ class InsufficientCredits(ProviderError):
 
 class RequestTimeout(ProviderError):
     outcome = "timeout"
-    retryable = True
 
 
 class RateLimited(ProviderError):
     outcome = "rate_limited"
-    retryable = True
 
 
 class ProviderUnavailable(ProviderError):
     outcome = "provider_error"
-    retryable = True
 
 
 class StreamError(ProviderError):
     outcome = "provider_error"
 
 
-class TimeoutError_(ProviderError):
+class DeadlineExceeded(ProviderError):
+    """Our own per-request deadline (``--timeout``) or a stall passed; not the server's 408."""
+
     outcome = "timeout"
 
 
 class NetworkError(ProviderError):
     outcome = "network"
-    retryable = True
 
 
 class StoreError(BenchError):

@@ -126,7 +126,12 @@ class ChatResult:
     saw_done: bool = False  # the stream sent ``data: [DONE]``
     connect_ms: float | None = None  # TCP (+TLS) setup of the final attempt; None when reused
     conn_reused: bool | None = None  # the final attempt went over a pooled connection
-    billed_failures: int = 0  # earlier attempts that may have been billed (stream started)
+
+    @property
+    def has_output(self) -> bool:
+        """Generated output arrived (a token clock, content or a tool call): a retry would pay twice."""
+        c = self.clocks
+        return c.t_first_token is not None or c.t_last_token is not None or bool(self.content or self.tool_calls)
 
     @property
     def terminated(self) -> bool:

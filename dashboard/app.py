@@ -38,5 +38,6 @@ PAGES = [
 page = st.navigation(PAGES)
 ui.restore_view()  # the shared filters: from the URL on a new session, back into the URL on every run
 ui.banner(data.current_settings())
+ui.team_header(str(data.current_settings().db_path))  # with --team: pull every <= 10 s into the local cache
 ui.refresh_button()
 page.run()

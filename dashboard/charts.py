@@ -18,18 +18,18 @@ from bench.results.charts import (
     INDEPENDENT_COLORS,
     LABEL_LIMIT,
     MAX_ROWS,
-    _check_rows,
-    _pareto_layers,
-    _stretch,
     box_chart,
+    check_rows,
     conversation_chart,
     cost_chart,
     drift_chart,
     empty_chart,
     latency_with_errors,
     pareto_chart,
+    pareto_layers,
     quality_chart,
     rate_chart,
+    stretch,
     timeline_chart,
 )
 
@@ -54,10 +54,10 @@ def decide_frontier(points: pl.DataFrame, latency_label: str, latency_limit: flo
     pts = points.drop_nulls(["p50_ms", "cost_per_request_usd"]) if points.height else points
     if pts.is_empty():
         return empty_chart("no candidate has both a latency and a cost")
-    _check_rows(pts, "decide_frontier")
+    check_rows(pts, "decide_frontier")
     color = alt.Color("verdict:N", title="verdict", legend=alt.Legend(orient="bottom"),
                       scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values())))
-    line, dots = _pareto_layers(pts, latency_label, color)
+    line, dots = pareto_layers(pts, latency_label, color)
     layers: list[alt.Chart] = [line, dots]
     limits = [("x", latency_limit, f"{latency_label} limit"), ("y", cost_limit, "cost limit")]
     for axis, value, name in limits:
@@ -69,7 +69,7 @@ def decide_frontier(points: pl.DataFrame, latency_label: str, latency_limit: flo
                "tooltip": [alt.Tooltip("limit:N"), alt.Tooltip(f"{field}:Q")]}
         layers.append(alt.Chart(rule).mark_rule(color="#c62828", strokeDash=[6, 4], size=2).encode(**enc))
     title = "Cost vs latency by verdict (dashed black: Pareto frontier; red: your limits)"
-    return alt.layer(*layers, **_stretch(title, 480))
+    return alt.layer(*layers, **stretch(title, 480))
 
 
 def provider_bars(frame: pl.DataFrame, model: str) -> alt.HConcatChart | alt.Chart:
@@ -80,7 +80,7 @@ def provider_bars(frame: pl.DataFrame, model: str) -> alt.HConcatChart | alt.Cha
     """
     if frame.is_empty():
         return empty_chart(f"{model}: no ok requests")
-    _check_rows(frame, "provider_bars")
+    check_rows(frame, "provider_bars")
     order = frame["provider"].unique(maintain_order=True).to_list()
     y = alt.Y("provider:N", sort=order, title=None)
     bars = alt.Chart().mark_bar().encode(
@@ -111,7 +111,7 @@ def diff_chart(diff: pl.DataFrame) -> alt.LayerChart | alt.FacetChart | alt.Char
     d = diff.drop_nulls("change_pct") if diff.height else diff
     if d.is_empty():
         return empty_chart("the two runs share no group with measurements")
-    _check_rows(d, "diff_chart")
+    check_rows(d, "diff_chart")
     y = alt.Y("group:N", title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT))
     color = alt.Color("verdict:N", scale=alt.Scale(domain=["beyond noise", "within noise"],
                                                    range=["#d62728", "#9e9e9e"]),
@@ -129,7 +129,7 @@ def diff_chart(diff: pl.DataFrame) -> alt.LayerChart | alt.FacetChart | alt.Char
     zero = alt.Chart(pl.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[3, 3], color="black").encode(
         x=alt.X("x:Q"))
     height = max(100, 30 * d["group"].n_unique() * max(1, d["metric"].n_unique()))
-    return alt.layer(zero, ci, pts, **_stretch("Run B vs run A (red: change larger than the noise)", height))
+    return alt.layer(zero, ci, pts, **stretch("Run B vs run A (red: change larger than the noise)", height))
 
 
 def advertised_chart(frame: pl.DataFrame, model: str) -> alt.Chart:
@@ -141,7 +141,7 @@ def advertised_chart(frame: pl.DataFrame, model: str) -> alt.Chart:
     if f.is_empty():
         return empty_chart(f"{model}: nothing measured or advertised")
     height = max(80, 40 * f["provider"].n_unique())
-    return alt.Chart(f, **_stretch(f"{model}: measured vs advertised TTFT", height)).mark_bar().encode(
+    return alt.Chart(f, **stretch(f"{model}: measured vs advertised TTFT", height)).mark_bar().encode(
         y=alt.Y("provider:N", title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
         yOffset=alt.YOffset("source:N"),
         x=alt.X("ms:Q", title="time to first token, ms"),
@@ -160,7 +160,7 @@ def price_history_chart(history: pl.DataFrame, model: str) -> alt.Chart:
     if history.is_empty():
         return empty_chart(f"{model}: no stored catalog snapshot has this model yet")
     title = f"{model}: list price history (from snapshots taken by runs)"
-    return alt.Chart(history, **_stretch(title, 260)).mark_line(point=True, interpolate="step-after").encode(
+    return alt.Chart(history, **stretch(title, 260)).mark_line(point=True, interpolate="step-after").encode(
         x=alt.X("taken_at:T", title="snapshot taken"),
         y=alt.Y("usd_per_m:Q", title="USD per 1M tokens"),
         color=alt.Color("kind:N", legend=alt.Legend(orient="bottom", title=None)),
@@ -174,7 +174,7 @@ def monthly_cost_chart(costs: pl.DataFrame) -> alt.Chart:
     f = costs.drop_nulls("monthly_usd") if costs.height else costs
     if f.is_empty():
         return empty_chart("pick models with a fixed price")
-    return alt.Chart(f, **_stretch("Estimated monthly cost", max(80, 28 * f.height))).mark_bar().encode(
+    return alt.Chart(f, **stretch("Estimated monthly cost", max(80, 28 * f.height))).mark_bar().encode(
         y=alt.Y("model:N", sort="x", title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
         x=alt.X("monthly_usd:Q", title="USD per month (30 days)"),
         tooltip=[alt.Tooltip("model:N"), alt.Tooltip("monthly_usd:Q", format="$,.2f")],
@@ -185,13 +185,13 @@ def spend_chart(spend: pl.DataFrame, key: str, title: str) -> alt.Chart:
     """Spend bars: billed and list USD per ``key`` (run or model). Columns: key, billed_usd, list_usd."""
     if spend.is_empty():
         return empty_chart("nothing spent yet")
-    _check_rows(spend, "spend_chart")
+    check_rows(spend, "spend_chart")
     long = spend.select(
         pl.col(key).alias("key"),
         pl.col("billed_usd").cast(pl.Float64).alias("billed (reported)"),
         pl.col("list_usd").cast(pl.Float64).alias("list (catalog x tokens)"),
     ).unpivot(index="key", variable_name="kind", value_name="usd")
-    return alt.Chart(long.drop_nulls("usd"), **_stretch(title, max(80, 30 * spend.height))).mark_bar().encode(
+    return alt.Chart(long.drop_nulls("usd"), **stretch(title, max(80, 30 * spend.height))).mark_bar().encode(
         y=alt.Y("key:N", sort=spend[key].to_list(), title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
         yOffset=alt.YOffset("kind:N"),
         x=alt.X("usd:Q", title="USD"),
@@ -236,7 +236,7 @@ def load_curve(points: pl.DataFrame, x_label: str, y_label: str,
     pts = points.drop_nulls(["throughput", "latency"]) if points.height else points
     if pts.is_empty():
         return empty_chart("no step has both a throughput and this latency")
-    _check_rows(pts, "load_curve")
+    check_rows(pts, "load_curve")
     color = alt.Color("group:N", title="model [provider]",
                       legend=alt.Legend(orient="bottom", columns=2, labelLimit=LABEL_LIMIT))
     x = alt.X("throughput:Q", title=x_label)
@@ -264,7 +264,7 @@ def load_curve(points: pl.DataFrame, x_label: str, y_label: str,
         layers.append(alt.Chart(rules).mark_text(align="right", dy=-7, color="#c62828", fontSize=12).encode(
             x=alt.X("throughput:Q"), y=alt.Y("latency:Q"), text=alt.Text("slo:N")))
     title = "Throughput vs latency: one point per step, labelled with its level (red: SLO)"
-    return alt.layer(*layers, **_stretch(title, 420))
+    return alt.layer(*layers, **stretch(title, 420))
 
 
 def goodput_chart(points: pl.DataFrame, axis: str) -> alt.LayerChart | alt.FacetChart | alt.Chart:
@@ -277,7 +277,7 @@ def goodput_chart(points: pl.DataFrame, axis: str) -> alt.LayerChart | alt.Facet
     pts = points.drop_nulls(["goodput_req_per_s"]) if points.height else points
     if pts.is_empty():
         return empty_chart("no step has a goodput yet")
-    _check_rows(pts, "goodput_chart")
+    check_rows(pts, "goodput_chart")
     long = pts.select("group", "level", "label", pl.col("goodput_req_per_s").alias("goodput"),
                       pl.col("req_per_s").alias("req/s (all ok)")).unpivot(
         index=["group", "level", "label"], variable_name="series", value_name="req_per_s")
@@ -308,4 +308,4 @@ def goodput_chart(points: pl.DataFrame, axis: str) -> alt.LayerChart | alt.Facet
         layers.append(alt.Chart(best).mark_text(align="left", dx=10, dy=14, fontSize=12).encode(
             x=alt.X("level:Q"), y=alt.Y("goodput_req_per_s:Q"), text=alt.Text("mark:N"), color=color))
     title = f"Goodput (solid: ok requests meeting every SLO) and req/s (dashed) by {axis}: knee and max goodput"
-    return alt.layer(*layers, **_stretch(title, 360))
+    return alt.layer(*layers, **stretch(title, 360))

@@ -34,8 +34,7 @@ from bench.api.http import build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
 from bench.errors import AuthError, BenchError
 from bench.examples import SUITES_DIR as EXAMPLE_SUITES_DIR
-from bench.results import analytics, compare, summary
-from bench.results import quality as quality_mod
+from bench.results import analytics, compare, pass_rates, summary
 from bench.results import spend as spend_mod
 from bench.results.analytics import Filters
 from bench.store.sink import HEARTBEAT_INTERVAL_S
@@ -182,7 +181,7 @@ def run_comparison(db: str, run_a: str, run_b: str, provider_by: str) -> pl.Data
     """Median change per group from run A to run B, TTFT and e2e, with bootstrap CIs over every
     ok value (``bench.results.compare``, the implementation ``orbench compare`` uses)."""
     rows = compare.compare_runs(store(db), run_a, run_b, by=provider_by, metrics=("ttft_ms", "e2e_ms"),
-                                labels=analytics.METRICS, error_rates=False, n_resamples=COMPARE_RESAMPLES)
+                                labels=analytics.METRIC_LABELS, error_rates=False, n_resamples=COMPARE_RESAMPLES)
     schema = {"group": pl.String, "metric": pl.String, "n_a": pl.Int64, "n_b": pl.Int64,
               "p50_a": pl.Float64, "p50_b": pl.Float64, "change": pl.Float64,
               "change_pct": pl.Float64, "ci_lo_pct": pl.Float64, "ci_hi_pct": pl.Float64,
@@ -298,6 +297,48 @@ def list_suites() -> list[Path]:
     return sorted(SUITES_DIR.glob("*.yaml")) + sorted(SUITES_DIR.glob("*.yml"))
 
 
+# ------------------------------------------------------------------- the team store (--team)
+TEAM_SYNC_S = 10  # the cache pulls at least this often (and on Refresh)
+TEAM_TICK_S = 5  # the header checks this often; a pull older than TEAM_SYNC_S - 1 s is redone then
+
+
+def team() -> Any:
+    """The team store this dashboard reads through its local cache (``--team`` / ORBENCH_TEAM_DB), or None.
+
+    A bad URL or a weak sslmode to a remote host is a BenchError (one line, password redacted)."""
+    from bench.store.team.hooks import team_of
+
+    env = Settings.from_env()
+    return team_of(replace(env, team_insecure=os.environ.get("ORBENCH_TEAM_INSECURE") == "1"))
+
+
+@st.cache_data(ttl=TEAM_SYNC_S - 1, show_spinner=False)
+def team_pull(db: str, team_key: str) -> dict[str, Any]:
+    """Pull the team's new log entries into the local DuckDB (``team_key`` keys the cache, never the URL).
+
+    Returns {"entries": new entries, "synced_at": UTC time, "error": one line or None, "skipped": lines}."""
+    from datetime import UTC, datetime
+
+    from bench.store.team.pull import pull
+
+    found = team()
+    skipped: list[str] = []
+    if found is None or found.key != team_key:
+        return {"entries": 0, "synced_at": None, "error": "no team store", "skipped": skipped}
+    try:
+        res = pull(Store(db), found, on_skip=skipped.append)
+    except BenchError as exc:
+        return {"entries": 0, "synced_at": None, "error": str(exc).splitlines()[0], "skipped": skipped}
+    return {"entries": res.entries, "synced_at": datetime.now(UTC), "error": None, "skipped": skipped}
+
+
+@st.cache_data(ttl=TEAM_SYNC_S, show_spinner=False)
+def team_counts(db: str) -> tuple[int, int]:
+    """(runs, origins) in the local cache."""
+    frame = store(db).query("SELECT count(*) AS n, count(DISTINCT origin) AS k FROM runs")
+    return (int(frame["n"][0]), int(frame["k"][0])) if frame.height else (0, 0)
+
+
 def clear_caches() -> None:
     """Forget cached reads (after a run finished, or on the user's Refresh)."""
     st.cache_data.clear()
@@ -341,17 +382,17 @@ def save_upload(name: str, content: bytes) -> Path:
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def quality_groups(db: str, run_ids: tuple[str, ...], provider_by: str = "variant") -> pl.DataFrame:
-    return quality_mod.quality_groups(group_stats(db, run_ids, provider_by=provider_by))
+    return pass_rates.quality_groups(group_stats(db, run_ids, provider_by=provider_by))
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def cases_with_failures(db: str, run_ids: tuple[str, ...]) -> list[str]:
-    return quality_mod.cases_with_failures(store(db), _filters(run_ids, (), (), (), "variant"))
+    return pass_rates.cases_with_failures(store(db), _filters(run_ids, (), (), (), "variant"))
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def case_answers(db: str, run_ids: tuple[str, ...], case_id: str, provider_by: str = "variant") -> pl.DataFrame:
-    return quality_mod.case_answers(store(db), _filters(run_ids, (), (), (), provider_by), case_id)
+    return pass_rates.case_answers(store(db), _filters(run_ids, (), (), (), provider_by), case_id)
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)

@@ -15,6 +15,7 @@ locked file (``StoreBusy``) is a warning with a Retry button, any other
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, SupportsFloat
@@ -70,7 +71,7 @@ def page_start(title: str) -> tuple[Settings, str, pl.DataFrame]:
     if runs.is_empty():
         empty_state(settings, db)
         st.stop()
-    return settings, db, runs
+    return settings, db, origin_filter(runs)
 
 
 def empty_state(settings: Settings, db: str) -> None:
@@ -118,14 +119,17 @@ class Choice:
 
 
 def run_labels(runs: pl.DataFrame) -> dict[str, str]:
-    """run_id -> "name · id (status, simulated)" for select boxes."""
+    """run_id -> "name · id (status, simulated)" for select boxes ("name · id @ origin (...)" when the
+    runs come from several origins)."""
     labels = {}
+    several = "origin" in runs.columns and runs["origin"].n_unique() > 1
     for r in runs.iter_rows(named=True):
         tags = [r.get("status") or ""]
         if r.get("simulated"):
             tags.append("simulated")
         name = r.get("name") or r.get("suite_name") or "run"
-        labels[r["run_id"]] = f"{name} · {r['run_id']} ({', '.join(t for t in tags if t)})"
+        where = f" @ {r.get('origin')}" if several else ""
+        labels[r["run_id"]] = f"{name} · {r['run_id']}{where} ({', '.join(t for t in tags if t)})"
     return labels
 
 
@@ -176,7 +180,7 @@ def provider_by_picker(key: str, horizontal: bool = True) -> str:
 
 # ------------------------------------------------------------------- shareable views (URL)
 VIEW = "orbench-view"  # session_state: {URL parameter: [values]}, the picks every page shares
-URL_LISTS = ("run", "model", "provider", "case")  # repeated: ?run=A&run=B
+URL_LISTS = ("run", "model", "provider", "case", "origin")  # repeated: ?run=A&run=B
 URL_VALUES = ("provider_by", "objective", "sweep")  # one value each: ?sweep=<sweep_id> on the Load page
 URL_BOUNDS = ("min_", "max_")  # + a metric of bench.results.gates.GATE_METRICS: ?min_pass_rate=0.9
 URL_PARAMS = (*URL_LISTS, *URL_VALUES, "min_METRIC", "max_METRIC")
@@ -279,6 +283,58 @@ def shared_number(label: str, param: str, key: str, **kw: Any) -> float | None:
     out = st.number_input(label, value=None, key=key,
                           on_change=_copy_back(key, param, lambda v: [] if v is None else [f"{v:g}"]), **kw)
     return None if out is None else float(out)
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&:])")
+
+
+def md_escape(text: str) -> str:
+    """Text (a run or suite name, maybe another machine's) as literal Markdown: no links, images or HTML."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text).replace("\n", " "))
+
+
+def team_header(db: str) -> None:
+    """With ``--team``: pull every <= 10 s (and on Refresh) and say what the cache holds."""
+    with store_errors():
+        found = data.team()
+    if found is None:
+        return
+    _team_status(db, found.key, found.label)
+
+
+@st.fragment(run_every=data.TEAM_TICK_S)  # ticks every 5 s, the pull's cache lasts 9 s: a pull every 10 s
+def _team_status(db: str, team_key: str, label: str) -> None:
+    from datetime import UTC, datetime
+
+    info = data.team_pull(db, team_key)
+    if info["error"]:
+        st.warning(f"team: {label}: {info['error']}", icon=":material/cloud_off:")
+        return
+    with store_errors():
+        n_runs, n_origins = data.team_counts(db)
+    synced = info["synced_at"]
+    ago = max(0, int((datetime.now(UTC) - synced).total_seconds())) if synced else None
+    st.caption(f":material/groups: team: {label}, {n_runs} runs from {n_origins} origins, "
+               f"synced {ago} s ago", help="Pulled into this dashboard's local DuckDB at least every "
+               f"{data.TEAM_SYNC_S} s; Refresh data pulls now.")
+    for line in info["skipped"]:
+        st.text(line)  # names another machine's origin and run: text, never Markdown
+    if info["entries"] and st.session_state.get("team-synced") != synced:
+        st.session_state["team-synced"] = synced
+        data.clear_caches()  # new rows: every page reads them now
+        st.rerun(scope="app")
+
+
+def origin_filter(runs: pl.DataFrame) -> pl.DataFrame:
+    """With runs from several origins: the shared "Origins" pick (URL ``origin``) narrows the runs."""
+    if "origin" not in runs.columns:
+        return runs
+    origins = sorted({o for o in runs["origin"].to_list() if o})
+    if len(origins) < 2:
+        return runs
+    with st.sidebar:
+        picked = shared_multiselect("Origins", origins, "origin", "origins", placeholder="all origins")
+    return runs.filter(pl.col("origin").is_in(picked)) if picked else runs
 
 
 def refresh_button() -> None:

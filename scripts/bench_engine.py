@@ -227,7 +227,9 @@ def scenario_engine() -> None:
     suite.write_text(f"name: bench\nmodels: [{MODEL}]\nrepeats: 1000\ndefaults: {{max_tokens: 50}}\n"
                      "cases:\n  - id: a\n    prompt: hello\n  - id: b\n    prompt: world\n")
     try:
-        settings = Settings(base_url=sb.base_url, db_path=tmp / "db.duckdb")
+        # ORBENCH_TEAM_DB set: the same runs push to that team store as they go (its cost on throughput)
+        team_url = os.environ.get("ORBENCH_TEAM_DB") or None
+        settings = Settings(base_url=sb.base_url, db_path=tmp / "db.duckdb", team_url=team_url)
         store = Store(settings.db_path)
         store.init()
         for conc in (64, 128):
@@ -242,7 +244,8 @@ def scenario_engine() -> None:
             run_id = asyncio.run(go())
             wall = time.perf_counter() - t
             n = store.requests_frame(run_id).height
-            print(f"[engine] full engine, concurrency {conc}, zero delay, 50 tokens: {n} rows in "
+            print(f"[engine{' --team' if team_url else ''}] full engine, concurrency {conc}, zero delay, "
+                  f"50 tokens: {n} rows in "
                   f"{wall:.2f} s = {n / wall:.0f} requests/s incl. journal + DuckDB; max RSS "
                   f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 400 MB)")
     finally:

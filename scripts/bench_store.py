@@ -49,7 +49,7 @@ def make_rows(run_id: str, n: int, start: int = 0) -> list[RequestRow]:
 
 
 def write(store: Store, rows: list[RequestRow]) -> int:
-    """The runner's path (``bench.sink``): journal each row, fsync, ingest the journal into DuckDB."""
+    """The runner's path (``bench.store.sink``): journal each row, fsync, ingest the journal into DuckDB."""
     for row in rows:
         store.journal_line(row)
     for run_id in sorted({r.run_id for r in rows}):
@@ -79,18 +79,25 @@ def bench_writes(base: Path, n: int) -> Store:
     rows_b = make_rows("bench-parts", n)
     frame = timed("  part 1: RequestRows -> polars frame", lambda: journal.rows_frame(rows_b))
     j = journal.Journal(journal.journal_path(parts.journal_dir, "bench-parts"))
-    timed("  part 2: journal append (JSON lines + fsync)", lambda: j.append(frame))
+
+    def append() -> None:  # as the runner journals: one encoded line per row, then one fsync
+        for r in rows_b:
+            j.write_line(journal.encode_row(r))
+        j.sync()
+
+    timed("  part 2: journal append (JSON lines + fsync)", append)
     j.close()
 
     def insert() -> int:
         with parts._writing() as con:  # the frame insert path: open, INSERT ... SELECT, close
-            return int(parts._in_transaction(con, lambda: store_mod._merge_rows(con, frame)))
+            return int(parts._in_transaction(con, lambda: store_mod.merge_rows(con, frame)))
 
     timed("  part 3: frame -> DuckDB (open, merge, commit, close)", insert)
 
     recover = Store(base / "c" / "orbench.duckdb")
     crashed = journal.Journal(journal.journal_path(recover.journal_dir, "bench-crash"))
-    crashed.append_rows(make_rows("bench-crash", n))
+    for r in make_rows("bench-crash", n):
+        crashed.write_line(journal.encode_row(r))
     crashed.close()
     timed(f"recovery: init() ingesting {n:,} journaled rows", recover.init)
     return store

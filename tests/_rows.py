@@ -1,4 +1,4 @@
-"""Rows into a real Store the way a run writes them (``bench.sink``): journal, fsync, ingest.
+"""Rows into a real Store the way a run writes them (``bench.store.sink``): journal, fsync, ingest.
 
 Tests seed databases through this path, not a test-only writer, so what they check is what
 production does: each row is journaled (``Store.journal_line``), the journal fsynced

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -26,3 +28,25 @@ def invoke(*args: str) -> tuple[int, str, str]:
     """Run ``orbench ARGS`` in-process: (exit code, stdout, stderr)."""
     res = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     return res.exit_code, res.stdout, res.stderr
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL 15 cluster on 127.0.0.1 for the whole session (tests/_postgres.py)."""
+    from _postgres import Cluster
+
+    cluster = Cluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def team_db(pg_cluster: Any, request: pytest.FixtureRequest) -> tuple[Any, str]:
+    """A fresh database in the session's cluster: (cluster, database name)."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    pg_cluster.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    pg_cluster.sql(f"CREATE DATABASE {name}")
+    return pg_cluster, name

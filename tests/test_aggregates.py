@@ -19,7 +19,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bench.results import aggregates, analytics, summary
+from bench.results import aggregates, analytics, summary, summary_fields
 from bench.store.store import Store
 from tests.conftest import invoke
 
@@ -33,7 +33,8 @@ assert _spec is not None and _spec.loader is not None
 seed_big_db = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(seed_big_db)
 
-SKETCHED_COLUMNS = {summary.metric_field(p, q, u) for _, p, u in summary.METRICS for q in summary.QUANTILES} | {
+SKETCHED_COLUMNS = {summary_fields.metric_field(p, q, u) for _, p, u in summary_fields.SUMMARY_METRICS
+                    for q in summary_fields.QUANTILES} | {
     "e2e_p50_correct_ms"}
 
 

@@ -25,13 +25,13 @@ from bench.errors import (
     AuthError,
     BadRequest,
     ConfigError,
+    DeadlineExceeded,
     InsufficientCredits,
     NetworkError,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
     StreamError,
-    TimeoutError_,
 )
 from bench.records import ChatResult, derive_times
 from tests._loopback import LoopbackServer, sse
@@ -329,7 +329,7 @@ def test_transport_errors_exhaust_into_network_error() -> None:
 def test_httpx_timeout_maps_to_timeout_error() -> None:
     rec = Recorder(httpx.ReadTimeout("timed out"))
     err = failing_chat(client_for(rec, retry=RetryPolicy(max_attempts=1)), stall_timeout_s=3)
-    assert isinstance(err, TimeoutError_) and err.outcome == "timeout" and "3" in err.message
+    assert isinstance(err, DeadlineExceeded) and err.outcome == "timeout" and "3" in err.message
 
 
 def test_real_429_cassette_is_rate_limited_after_retries() -> None:
@@ -576,7 +576,7 @@ def test_loopback_stall_before_output_times_out_fast() -> None:
     steps = [(0.0, b": OPENROUTER PROCESSING\n\n"), (3.0, content_event("late"))]
     with LoopbackServer(steps) as server:
         start = time.perf_counter()
-        with pytest.raises(TimeoutError_) as info:
+        with pytest.raises(DeadlineExceeded) as info:
             run(call(loopback_client(server, RetryPolicy(max_attempts=1)),
                      lambda c: c.chat(BODY, stall_timeout_s=0.3)))
         elapsed = time.perf_counter() - start
@@ -588,7 +588,7 @@ def test_loopback_stall_after_output_is_not_retried() -> None:
     steps = [(0.0, content_event("Hi")), (3.0, content_event(" late"))]
     sleeper = SleepRecorder()
     with LoopbackServer(steps) as server:
-        with pytest.raises(TimeoutError_) as info:
+        with pytest.raises(DeadlineExceeded) as info:
             run(call(loopback_client(server, RetryPolicy(sleep=sleeper)),
                      lambda c: c.chat(BODY, stall_timeout_s=0.3)))
         assert len(server.bodies) == 1
@@ -600,7 +600,7 @@ def test_loopback_total_timeout_while_comments_keep_coming() -> None:
     steps = [(0.1, b": OPENROUTER PROCESSING\n\n")] * 30 + [(0.0, content_event("late"))]
     with LoopbackServer(steps) as server:
         start = time.perf_counter()
-        with pytest.raises(TimeoutError_) as info:
+        with pytest.raises(DeadlineExceeded) as info:
             run(call(loopback_client(server, RetryPolicy(max_attempts=1)),
                      lambda c: c.chat(BODY, timeout_s=0.5, stall_timeout_s=5)))
         assert time.perf_counter() - start < 2.0

@@ -21,9 +21,10 @@ import pytest
 
 from bench.config import Settings
 from bench.run import engine, session
-from bench.run.plan import CaseRequest, Target, build_body, json_copy
+from bench.run.plan import CaseRequest, Target, build_body
 from bench.run.spec import Prepared, RunSpec
 from bench.sandbox import start_sandbox
+from bench.suites.model import json_copy
 from bench.suites.parse import load_suite
 
 ROWS = 5000

@@ -257,3 +257,112 @@ def test_the_allowed_direction_passes(tmp_path: Path) -> None:
     })
     graph, third_party = build_graph(tmp_path, ("bench", "dashboard"))
     assert find_cycles(graph) == [] and forbidden_imports(graph, third_party) == []
+
+
+# ---------------------------------------------------------------------- public seams
+STORE_INTERNAL = "bench.store"
+"""bench/store's modules still share a few underscore names among themselves (the merge's
+columns and settled rule); the team-store work makes that seam public, so only imports
+inside bench/store are let through, never one from outside it."""
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_imports(root: Path, packages: Iterable[str]) -> list[str]:
+    """Every use of another module's underscore name: ``from m import _x`` and ``m._x`` on an
+    imported module of ours, as 'importer -> module._x (line n)'."""
+    files = {module_name(root, p): p for pkg in packages for p in sorted((root / pkg).rglob("*.py"))}
+    bad = []
+    for mod, path in files.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        aliases: dict[str, str] = {}  # local name -> module of ours it is bound to
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in files and not node.level:
+                for alias in node.names:
+                    target = f"{node.module}.{alias.name}"
+                    if target in files:
+                        aliases[alias.asname or alias.name] = target
+                    elif _private(alias.name) and node.module != mod:
+                        bad.append((mod, target, node.lineno))
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name in files and alias.asname:
+                        aliases[alias.asname] = alias.name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and _private(node.attr)
+                    and aliases.get(node.value.id, mod) != mod):
+                bad.append((mod, f"{aliases[node.value.id]}.{node.attr}", node.lineno))
+    return [f"{m} -> {t} (line {line})" for m, t, line in sorted(set(bad))
+            if not (owner(m) == STORE_INTERNAL and owner(t) == STORE_INTERNAL)]
+
+
+def package_surface(root: Path, package: str) -> set[str] | None:
+    """The names in a package's ``__init__`` ``__all__`` (None when it has none)."""
+    init = root / package.replace(".", "/") / "__init__.py"
+    if not init.exists():
+        return None
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return {elt.value for elt in getattr(node.value, "elts", []) if isinstance(elt, ast.Constant)}
+    return None
+
+
+def off_surface_imports(root: Path, graph: dict[str, dict[str, int]]) -> list[str]:
+    """Imports of another package's module that its ``__all__`` does not name."""
+    bad = []
+    for mod, targets in sorted(graph.items()):
+        for target, line in sorted(targets.items()):
+            pkg = owner(target)
+            if pkg == owner(mod) or pkg == target or not pkg.startswith("bench."):
+                continue
+            surface = package_surface(root, pkg)
+            if surface is None or target.split(".")[2] not in surface:
+                bad.append(f"{mod} -> {target} (line {line}): not in {pkg}.__all__")
+    return bad
+
+
+def test_no_module_imports_another_modules_private_name() -> None:
+    bad = private_imports(ROOT, ("bench", "dashboard"))
+    assert not bad, "underscore names used outside their module:\n" + "\n".join(bad)
+
+
+def test_every_bench_package_names_its_public_modules_and_others_import_only_those() -> None:
+    for init in sorted((ROOT / "bench").glob("*/__init__.py")):
+        surface = package_surface(ROOT, f"bench.{init.parent.name}")
+        assert surface is not None, f"{init}: no __all__"
+        missing = {name for name in surface
+                   if not (init.parent / f"{name}.py").exists() and not (init.parent / name).is_dir()
+                   and name not in init.read_text()}
+        assert not missing, f"{init}: __all__ names what does not exist: {sorted(missing)}"
+    graph, _ = build_graph(ROOT, ("bench", "dashboard"))
+    bad = off_surface_imports(ROOT, graph)
+    assert not bad, "imports of modules a package does not make public:\n" + "\n".join(bad)
+
+
+def test_a_planted_private_import_is_found(tmp_path: Path) -> None:
+    _package(tmp_path, {
+        "bench/__init__.py": "", "bench/api/__init__.py": "__all__ = ['client']\n",
+        "bench/api/client.py": "def _secret():\n    return 1\n\ndef public():\n    return _secret()\n",
+        "bench/run/__init__.py": "",
+        "bench/run/engine.py": "from bench.api.client import _secret, public\n",
+        "bench/run/plan.py": "from bench.api import client as c\n\ndef f():\n    return c._secret()\n",
+        "bench/store/__init__.py": "", "bench/store/a.py": "_COLS = ()\n",
+        "bench/store/b.py": "from bench.store.a import _COLS\n",  # inside bench/store: let through
+    })
+    assert private_imports(tmp_path, ("bench",)) == [
+        "bench.run.engine -> bench.api.client._secret (line 1)",
+        "bench.run.plan -> bench.api.client._secret (line 4)",
+    ]
+
+
+def test_a_planted_import_of_an_unlisted_module_is_found(tmp_path: Path) -> None:
+    _package(tmp_path, {
+        "bench/__init__.py": "", "bench/api/__init__.py": "__all__ = ['client']\n",
+        "bench/api/client.py": "", "bench/api/wire.py": "",
+        "bench/run/__init__.py": "", "bench/run/engine.py": "from bench.api import client, wire\n",
+    })
+    graph, _ = build_graph(tmp_path, ("bench",))
+    assert off_surface_imports(tmp_path, graph) == [
+        "bench.run.engine -> bench.api.wire (line 1): not in bench.api.__all__"]

@@ -389,7 +389,7 @@ def test_error_chunk_is_a_stream_error_whatever_the_finish_reason(finish: str | 
     assert r.content == "par"
     assert r.finish_reason == finish
     assert r.usage is not None and r.usage.cost_usd == Decimal("0.00002")
-    assert acc.has_output
+    assert r.has_output
 
 
 def test_llama_cpp_timings_are_kept() -> None:

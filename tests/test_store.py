@@ -25,6 +25,13 @@ from tests._rows import journal_rows, write_rows
 CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
+
+def append_rows(j: journal.Journal, rows: list[RequestRow]) -> None:
+    """Journal rows as the runner does (one line each, ``encode_row``), then fsync."""
+    for r in rows:
+        j.write_line(journal.encode_row(r))
+    j.sync()
+
 def row(run_id: str = "run-a", idx: int = 0, **kw: object) -> RequestRow:
     base: dict[str, Any] = dict(
         run_id=run_id, request_idx=idx, model="acme/alpha", provider_variant="default",
@@ -85,11 +92,10 @@ def test_init_twice_applies_nothing_and_keeps_data(store: Store) -> None:
 def test_migration_names_are_unique_and_increasing() -> None:
     names = migration_names()
     assert names == sorted(set(names))
-    # Numbers are handed out per branch (parallel work reserves them), so a branch may skip one
-    # until its siblings merge: strictly increasing 3-digit numbers, each name m<NNN>_<what>.
     numbers = [int(n[1:4]) for n in names]
     assert all(n[0] == "m" and n[4] == "_" for n in names)
-    assert numbers == sorted(set(numbers)) and numbers[0] == 1
+    # numbers are handed out per branch, so a step may land before its predecessor's branch
+    assert numbers[0] == 1 and numbers == sorted(set(numbers))
 
 
 def test_init_refuses_a_file_from_a_newer_orbench(store: Store) -> None:
@@ -166,8 +172,8 @@ def test_resumed_result_replaces_only_an_unfinished_row(store: Store) -> None:
 def test_ingest_keeps_the_final_row_of_a_resumed_request(tmp_path: Path) -> None:
     db = tmp_path / "orbench.duckdb"
     crashed = journal.Journal(journal.journal_path(db.parent / "journal" / db.stem, "run-a"))
-    crashed.append_rows([row(idx=0, outcome="cancelled"), row(idx=1, outcome="ok", ttft_ms=1.0)])
-    crashed.append_rows([row(idx=0, outcome="ok", session=1), row(idx=1, outcome="not_run", session=1)])
+    append_rows(crashed, [row(idx=0, outcome="cancelled"), row(idx=1, outcome="ok", ttft_ms=1.0)])
+    append_rows(crashed, [row(idx=0, outcome="ok", session=1), row(idx=1, outcome="not_run", session=1)])
     crashed.close()
     store = Store(db)
     store.init()
@@ -223,10 +229,10 @@ def test_ingest_recovers_rows_journaled_before_a_crash(tmp_path: Path) -> None:
     db = tmp_path / "orbench.duckdb"
     Store(db).init()
     crashed = journal.Journal(journal.journal_path(db.parent / "journal" / db.stem, "run-a"))
-    crashed.append_rows([row(idx=i) for i in range(10)])  # journaled, never inserted
+    append_rows(crashed, [row(idx=i) for i in range(10)])  # journaled, never inserted
     crashed.close()
     with open(crashed.path, "ab") as fh:  # and a line torn by kill -9
-        fh.write(journal.dumps_row(row(idx=99)).encode()[:40])
+        fh.write(journal.encode_row(row(idx=99))[:40])
     recovered = Store(db)
     recovered.init()  # the next open recovers
     assert sorted(recovered.requests_frame("run-a")["request_idx"]) == list(range(10))
@@ -248,12 +254,12 @@ def test_ingest_twice_from_scratch_does_not_duplicate(store: Store) -> None:
 def test_resumed_journal_drops_the_torn_tail_before_appending(tmp_path: Path) -> None:
     path = journal.journal_path(tmp_path, "run-a")
     first = journal.Journal(path)
-    first.append_rows([row(idx=0)])
+    append_rows(first, [row(idx=0)])
     first.close()
     with open(path, "ab") as fh:
         fh.write(b'{"run_id": "run-a", "request_')
     again = journal.Journal(path)
-    again.append_rows([row(idx=1)])
+    append_rows(again, [row(idx=1)])
     again.close()
     assert [r.request_idx for r in journal.read_rows(path)] == [0, 1]
 

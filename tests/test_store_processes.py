@@ -25,7 +25,7 @@ from bench.errors import StoreBusy
 from bench.records import RequestRow
 from bench.store.store import Store
 
-# The runner's path (bench.sink): journal each row, fsync the batch, then ingest the journal;
+# The runner's path (bench.store.sink): journal each row, fsync the batch, then ingest the journal;
 # a busy file leaves the rows in the journal for the next ingest.
 db, run_id, n, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 store = Store(db)

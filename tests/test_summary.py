@@ -9,18 +9,22 @@ one with a stream cut off before any usage: failed rows that carry tokens and mo
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from bench.records import RequestRow
-from bench.results import summary
+from bench.results import summary, summary_fields
+from bench.results.filters import Filters
 from bench.store.store import Store
 from tests._rows import write_rows
 from tests.conftest import invoke
@@ -115,6 +119,44 @@ def test_summarize_frame_runs_the_same_sql(tmp_path: Path) -> None:
     assert len(from_frame) == len(from_store) == 1
     for key, value in from_frame[0].items():
         assert from_store[0][key] == value, key
+
+
+# ------------------------------------------------------------------- the field table
+def test_every_summary_key_is_a_field_of_the_table_and_of_summary_row(tmp_path: Path) -> None:
+    """``derive`` (both groupings, intervals included) makes exactly the table's fields; the
+    TypedDict and the empty frame's schema are the same table."""
+    store = Store(tmp_path / "s.duckdb")
+    store.init()
+    write_rows(store, [row(i, ttft_ms=10.0 * i, e2e_ms=100.0 * i, tpot_ms=1.0 * i, decode_tps=5.0 * i,
+                           passed=i % 2 == 0, outcome="ok" if i % 4 else "provider_error") for i in range(1, 30)])
+    metrics = [col for col, _, _ in summary_fields.SUMMARY_METRICS]
+    by_target = summary.summarize(store, Filters(("run-a",)), by="target", total=True, cis=metrics,
+                                  min_rows=summary.EXACT_ONLY)
+    by_provider = summary.summarize(store, Filters(("run-a",)), by="provider", cis=metrics,
+                                    min_rows=summary.EXACT_ONLY)
+    fields = {f.name: f for f in summary_fields.FIELDS}
+    for rows, other in ((by_target, "provider"), (by_provider, "target")):
+        for r in rows:
+            assert set(r) == {name for name, f in fields.items() if f.keys != other}
+    assert set(summary_fields.SummaryRow.__annotations__) == set(fields)
+    assert list(summary_fields.SummaryRow.__annotations__) == list(fields)  # same order as the table
+    assert summary.frame([]).schema == pl.Schema(summary_fields.empty_schema())
+    assert "ttft_p95_ms" in fields and fields["ttft_p95_ms"].unit == "ms"
+
+
+def test_mypy_refuses_a_misspelled_summary_key(tmp_path: Path) -> None:
+    """``SummaryRow`` makes a typo in a summary key a type error, not a KeyError at run time."""
+    planted = tmp_path / "planted_summary_key.py"
+    planted.write_text("from bench.results.summary import run_summary\n"
+                       "from bench.store.store import Store\n\n\n"
+                       "def p95(store: Store) -> float | None:\n"
+                       "    good = run_summary(store, 'r')[0]['ttft_p95_ms']\n"
+                       "    return good or run_summary(store, 'r')[0]['ttft_p95_mss']\n")
+    res = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
+                          str(planted)], cwd=ROOT, capture_output=True, text=True)
+    errors = [line for line in res.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1, res.stdout + res.stderr
+    assert 'TypedDict "SummaryRow" has no key "ttft_p95_mss"' in errors[0] and ":7:" in errors[0]
 
 
 # ------------------------------------------------------------------- one database, every view

@@ -8,3 +8,6 @@ that knows URLs and HTTP.
 May import: bench.suites, bench.records, bench.errors, bench.config. Never bench.store,
 bench.results, bench.quality, bench.run or bench.cli.
 """
+
+# The public modules (the rest, envelope, http1, sse, stream and transport, serve client and http):
+__all__ = ["account", "catalog", "ceiling", "client", "http", "keys"]

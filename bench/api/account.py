@@ -27,7 +27,7 @@ class KeyInfo:
 
     @classmethod
     def from_payload(cls, payload: Any) -> KeyInfo:
-        d = _data(payload)
+        d = unwrap_data(payload)
         management = d.get("is_management_key", d.get("is_provisioning_key"))
         return cls(
             label=d.get("label") if isinstance(d.get("label"), str) else None,
@@ -60,11 +60,11 @@ class Credits:
 
     @classmethod
     def from_payload(cls, payload: Any) -> Credits:
-        d = _data(payload)
+        d = unwrap_data(payload)
         return cls(to_decimal(d.get("total_credits")), to_decimal(d.get("total_usage")), raw=d)
 
 
-def _data(payload: Any) -> dict[str, Any]:
+def unwrap_data(payload: Any) -> dict[str, Any]:
     if isinstance(payload, dict):
         inner = payload.get("data", payload)
         return inner if isinstance(inner, dict) else {}

@@ -30,25 +30,25 @@ from urllib.parse import quote
 
 import httpx
 
-from bench.api.account import Credits, KeyInfo, _data
+from bench.api.account import Credits, KeyInfo, unwrap_data
 from bench.api.catalog import Model, ModelEndpoints, parse_endpoints, parse_models
 from bench.api.envelope import (
-    _availability,
-    _clip,
-    _metadata_hint,
-    _non_negative,
-    _numeric_status,
-    _status_message,
+    clip_text,
+    error_availability,
+    metadata_hint,
+    non_negative,
+    numeric_status,
     parse_retry_after,
+    status_message,
 )
-from bench.api.stream import StreamAccumulator, _connection_facts, _read_events
+from bench.api.stream import StreamAccumulator, connection_facts, read_events
 from bench.errors import (
     AuthError,
     ConfigError,
+    DeadlineExceeded,
     NetworkError,
     ProviderError,
     StreamError,
-    TimeoutError_,
     error_for_status,
 )
 from bench.records import ChatResult, Clocks
@@ -202,7 +202,7 @@ class OpenRouterClient:
                     raise
                 await self._retry.sleep(wait_s * (i + 1))
                 continue
-            return _data(payload)
+            return unwrap_data(payload)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------ chat
@@ -271,17 +271,17 @@ class OpenRouterClient:
                 clocks.t0 = time.perf_counter_ns()
                 response = await self._http.send(request, stream=True)
                 clocks.t_headers = time.perf_counter_ns()
-                _connection_facts(response, acc.result)
+                connection_facts(response, acc.result)
                 try:
                     await self._read_chat(response, acc, stream)
                 finally:
                     await response.aclose()
         except TimeoutError:  # asyncio.timeout fired: our end-to-end limit
             if not acc.done:
-                raise self._failure(TimeoutError_(f"no complete response within {total_s} s"), acc) from None
+                raise self._failure(DeadlineExceeded(f"no complete response within {total_s} s"), acc) from None
         except httpx.TimeoutException as exc:
             if not acc.done:
-                raise self._failure(TimeoutError_(self._timeout_message(exc, timeout)), acc) from None
+                raise self._failure(DeadlineExceeded(self._timeout_message(exc, timeout)), acc) from None
         except httpx.TransportError as exc:
             if not acc.done:
                 raise self._failure(NetworkError(self._redact(_describe_exc(exc))), acc) from None
@@ -295,7 +295,7 @@ class OpenRouterClient:
             acc.result.response_headers = dict(response.headers)
             raise self._failure(self._status_error(response.status_code, response.headers, body), acc)
         if stream and response.headers.get("content-type", "").startswith("text/event-stream"):
-            await _read_events(response, acc)
+            await read_events(response, acc)
         else:
             await self._read_body(response, acc)
 
@@ -331,11 +331,11 @@ class OpenRouterClient:
         error = result.stream_error or {}
         code = error.get("code")
         message = error.get("message") or "error object in the response"
-        status = _numeric_status(code)
+        status = numeric_status(code)
         text = f"in-stream error {code}: {message}" if code is not None else f"in-stream error: {message}"
         dumped = json.dumps(error)
         body = json.loads(self._redact(dumped)) if self._redact(dumped) != dumped else error
-        err = StreamError(self._redact(_clip(text + _metadata_hint(error.get("metadata")))),
+        err = StreamError(self._redact(clip_text(text + metadata_hint(error.get("metadata")))),
                           status=status, code=code, body=body)
         err.result = result
         return err
@@ -346,7 +346,7 @@ class OpenRouterClient:
             try:
                 response = await self._http.get(path, params=params)
             except httpx.TimeoutException as exc:
-                raise TimeoutError_(self._redact(f"GET /{path}: {_describe_exc(exc)}")) from None
+                raise DeadlineExceeded(self._redact(f"GET /{path}: {_describe_exc(exc)}")) from None
             except httpx.TransportError as exc:
                 raise NetworkError(self._redact(f"GET /{path}: {_describe_exc(exc)}")) from None
             if not 200 <= response.status_code < 300:
@@ -401,9 +401,9 @@ class OpenRouterClient:
         return max(0.0, min(wait, remaining))
 
     def _retryable(self, err: ProviderError) -> bool:
-        if isinstance(err.result, ChatResult) and _delivered_output(err.result):
+        if isinstance(err.result, ChatResult) and err.result.has_output:
             return False  # never pay twice for generated tokens
-        if isinstance(err, (NetworkError, TimeoutError_)):
+        if isinstance(err, (NetworkError, DeadlineExceeded)):
             return True
         return err.status in self._retry.retry_statuses
 
@@ -414,11 +414,11 @@ class OpenRouterClient:
         except ValueError:
             parsed = None
         error = parsed.get("error") if isinstance(parsed, dict) else None
-        availability = _availability(error)
+        availability = error_availability(error)
         retry_after = parse_retry_after(headers.get("retry-after"))
         if retry_after is None and availability is not None:
-            retry_after = _non_negative(availability.get("retry_after"))
-        message = _status_message(status, error, availability, text)
+            retry_after = non_negative(availability.get("retry_after"))
+        message = status_message(status, error, availability, text)
         code = error.get("code") if isinstance(error, dict) else None
         return error_for_status(
             status, self._redact(message), code=code, retry_after_s=retry_after,
@@ -440,11 +440,6 @@ class OpenRouterClient:
     def _require_openrouter(self, what: str) -> None:
         if self.openai_compatible:
             raise ConfigError(f"{what} is an OpenRouter API call; {self._http.base_url} is a generic server")
-
-
-def _delivered_output(result: ChatResult) -> bool:
-    c = result.clocks
-    return c.t_first_token is not None or c.t_last_token is not None or bool(result.content or result.tool_calls)
 
 
 def _describe_exc(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return _non_negative(float(value))
+        return non_negative(float(value))
     except ValueError:
         pass
     try:
@@ -35,18 +35,18 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def _status_message(status: int, error: Any, availability: dict[str, Any] | None, text: str) -> str:
+def status_message(status: int, error: Any, availability: dict[str, Any] | None, text: str) -> str:
     if not isinstance(error, dict):
         snippet = " ".join(text.split())[:200]
         return f"HTTP {status}" + (f": {snippet}" if snippet else "")
     message = error.get("message") or error.get("error_type") or "error"
-    out = f"HTTP {status}: {message}" + _metadata_hint(error.get("metadata"))
+    out = f"HTTP {status}: {message}" + metadata_hint(error.get("metadata"))
     if availability is not None and availability.get("code"):
         out += f" [availability: {availability['code']}]"
-    return _clip(out)
+    return clip_text(out)
 
 
-def _metadata_hint(metadata: Any) -> str:
+def metadata_hint(metadata: Any) -> str:
     if not isinstance(metadata, dict):
         return ""
     hints = [f"{k} {metadata[k]}" for k in ("provider_name", "error_type", "provider_code") if metadata.get(k)]
@@ -57,14 +57,14 @@ def _metadata_hint(metadata: Any) -> str:
     return out
 
 
-def _availability(error: Any) -> dict[str, Any] | None:
+def error_availability(error: Any) -> dict[str, Any] | None:
     if not isinstance(error, dict):
         return None
     avail = error.get("availability") or (error.get("metadata") or {}).get("availability")
     return avail if isinstance(avail, dict) else None
 
 
-def _numeric_status(code: object) -> int | None:
+def numeric_status(code: object) -> int | None:
     if isinstance(code, bool):
         return None
     if isinstance(code, int):
@@ -74,11 +74,11 @@ def _numeric_status(code: object) -> int | None:
     return None
 
 
-def _clip(text: str) -> str:
+def clip_text(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
 
 
-def _non_negative(value: object) -> float | None:
+def non_negative(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return max(0.0, float(value))

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import httpx
 
 _NO_BODY_STATUS = {204, 304}
-_LIMIT = 1 << 20  # longest header block / chunk-size line we accept
+HEADER_LIMIT = 1 << 20  # longest header block / chunk-size line we accept
 _PIECE = 65536  # largest part we hand out from one sized body or big chunk
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")  # h11's chunk_header
 _PLAIN_CHUNK_LINE = re.compile(rb"[0-9A-Fa-f]{1,16}\r\n")
@@ -29,18 +29,18 @@ _BAD_VALUE = re.compile(rb"[\r\n\0]")
 Origin = tuple[str, str, int]
 
 
-def _timeout(request: httpx.Request, kind: str) -> float | None:
+def request_timeout(request: httpx.Request, kind: str) -> float | None:
     t = request.extensions.get("timeout") or {}
     value = t.get(kind)
     return None if value is None else float(value)
 
 
-def _origin(url: httpx.URL) -> Origin:
+def origin_of(url: httpx.URL) -> Origin:
     scheme = url.scheme
     return (scheme, url.host, url.port or (443 if scheme == "https" else 80))
 
 
-class _StampingProtocol(asyncio.StreamReaderProtocol):
+class StampingProtocol(asyncio.StreamReaderProtocol):
     """Remembers when each read from the socket happened (perf_counter_ns).
 
     When 128 streams receive their first token in the same millisecond, the event
@@ -67,11 +67,11 @@ class _StampingProtocol(asyncio.StreamReaderProtocol):
         return marks[0][1] if marks and marks[0][0] >= consumed else None
 
 
-class _Conn:
+class Http1Connection:
     __slots__ = ("reader", "writer", "origin", "protocol", "connect_ms")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 origin: Origin, protocol: _StampingProtocol, connect_ms: float) -> None:
+                 origin: Origin, protocol: StampingProtocol, connect_ms: float) -> None:
         self.reader = reader
         self.writer = writer
         self.origin = origin
@@ -94,7 +94,7 @@ class _Conn:
         self.writer.close()
 
 
-class _Framing:
+class Framing:
     """How a response body is delimited, decided from its head (h11's rules)."""
 
     __slots__ = ("chunked", "length", "close_after")
@@ -105,7 +105,7 @@ class _Framing:
         self.close_after = close_after
 
 
-def _request_head(request: httpx.Request) -> bytes:
+def request_head(request: httpx.Request) -> bytes:
     """The request line and headers; a CR, LF or NUL that would split the message is refused (as h11 does)."""
     raw = request.headers.raw
     head = b"\r\n".join([f"{request.method} {request.url.raw_path.decode('ascii')} HTTP/1.1".encode(),
@@ -122,7 +122,7 @@ def _request_head(request: httpx.Request) -> bytes:
     return head
 
 
-def _parse_head(block: bytes,
+def parse_head(block: bytes,
                 request: httpx.Request) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
     lines = block[:-4].split(b"\r\n")
     parts = lines[0].split(b" ", 2)
@@ -139,8 +139,8 @@ def _parse_head(block: bytes,
     return int(parts[1]), (parts[2] if len(parts) > 2 else b""), headers, parts[0]
 
 
-def _framing(request: httpx.Request, status: int, headers: list[tuple[bytes, bytes]],
-             version: bytes) -> _Framing:
+def response_framing(request: httpx.Request, status: int, headers: list[tuple[bytes, bytes]],
+             version: bytes) -> Framing:
     """Chunked, sized or until close (RFC 9112 section 6.3), rejecting what h11 rejects."""
     lengths: set[bytes] = set()
     codings = b""
@@ -155,35 +155,35 @@ def _framing(request: httpx.Request, status: int, headers: list[tuple[bytes, byt
             connection += b"," + value.lower()
     close_after = b"close" in connection or (version == b"HTTP/1.0" and b"keep-alive" not in connection)
     if request.method == "HEAD" or status in _NO_BODY_STATUS or 100 <= status < 200:
-        return _Framing(False, 0, close_after)
+        return Framing(False, 0, close_after)
     if codings:
         if codings.strip(b" \t").lower() != b"chunked":
             raise httpx.RemoteProtocolError(f"unsupported Transfer-Encoding {codings[:40]!r}", request=request)
         # with both, Transfer-Encoding wins and the connection must not be reused (RFC 9112 6.3)
-        return _Framing(True, None, close_after or bool(lengths))
+        return Framing(True, None, close_after or bool(lengths))
     if lengths:
         value = lengths.pop()
         if lengths or not _DIGITS.fullmatch(value):
             raise httpx.RemoteProtocolError("bad Content-Length", request=request)
-        return _Framing(False, int(value), close_after)
-    return _Framing(False, None, True)
+        return Framing(False, int(value), close_after)
+    return Framing(False, None, True)
 
 
 class _Pool(Protocol):
     """What a body needs of its transport: somewhere to give the connection back."""
 
-    def _give_back(self, conn: _Conn, reusable: bool) -> None: ...
+    def _give_back(self, conn: Http1Connection, reusable: bool) -> None: ...
 
 
-class _Body(httpx.AsyncByteStream):
+class Http1Body(httpx.AsyncByteStream):
     """The response body: chunked, sized or until close; returns the connection when done."""
 
-    def __init__(self, transport: _Pool, conn: _Conn, request: httpx.Request,
-                 framing: _Framing) -> None:
+    def __init__(self, transport: _Pool, conn: Http1Connection, request: httpx.Request,
+                 framing: Framing) -> None:
         self._transport = transport
-        self._conn: _Conn | None = conn
+        self._conn: Http1Connection | None = conn
         self._request = request
-        self._read_timeout = _timeout(request, "read")
+        self._read_timeout = request_timeout(request, "read")
         self._chunked = framing.chunked
         self._length = framing.length
         self._close_after = framing.close_after

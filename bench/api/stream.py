@@ -10,7 +10,7 @@ Parser and accumulator sit on the hot path of every streamed request (many strea
 they avoid work per event that the result does not need: one ``json.loads`` per
 event in the caller, list appends here, and strings joined once at the end.
 ``parse_completion`` does the same for a non-streaming response body. The accumulator does
-no I/O; ``_read_events`` is the client's measured read loop that feeds it, stamping each read.
+no I/O; ``read_events`` is the client's measured read loop that feeds it, stamping each read.
 """
 
 from __future__ import annotations
@@ -99,11 +99,6 @@ class StreamAccumulator:
         self._last_tool_index = -1
         self._whole_body = False  # set by on_body: the result is already complete
         self.on_identity: Callable[[str], None] | None = None  # called once the stream names its id
-
-    @property
-    def has_output(self) -> bool:
-        """True once any generated output arrived (a retry would pay for it twice)."""
-        return self.clocks.t_first_token is not None or self.clocks.t_last_token is not None
 
     def on_bytes(self, t_ns: int) -> None:
         if self.clocks.t_first_byte is None:
@@ -294,7 +289,7 @@ def _message_into(r: ChatResult, message: dict[str, Any]) -> None:
     ]
 
 
-async def _read_events(response: httpx.Response, acc: StreamAccumulator) -> None:
+async def read_events(response: httpx.Response, acc: StreamAccumulator) -> None:
     """Feed a streamed body to the parser and accumulator, stamping each read.
 
     After ``[DONE]`` the rest of the body is drained unparsed, so the connection
@@ -323,7 +318,7 @@ async def _read_events(response: httpx.Response, acc: StreamAccumulator) -> None
         acc.on_done(t)
 
 
-def _connection_facts(response: httpx.Response, result: ChatResult) -> None:
+def connection_facts(response: httpx.Response, result: ChatResult) -> None:
     """How the request got its connection, as our transports report it (None when unknown)."""
     ext = response.extensions
     reused = ext.get("orbench_conn_reused")

@@ -35,17 +35,17 @@ from collections import defaultdict
 import httpx
 
 from bench.api.http1 import (
-    _LIMIT,
+    HEADER_LIMIT,
+    Framing,
+    Http1Body,
+    Http1Connection,
     Origin,
-    _Body,
-    _Conn,
-    _Framing,
-    _framing,
-    _origin,
-    _parse_head,
-    _request_head,
-    _StampingProtocol,
-    _timeout,
+    StampingProtocol,
+    origin_of,
+    parse_head,
+    request_head,
+    request_timeout,
+    response_framing,
 )
 from bench.errors import ConfigError
 
@@ -85,7 +85,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, max_connections: int | None = None, *, keepalive: bool = True,
                  ssl_context: ssl.SSLContext | None = None) -> None:
-        self._idle: dict[Origin, list[_Conn]] = defaultdict(list)
+        self._idle: dict[Origin, list[Http1Connection]] = defaultdict(list)
         self._slots = asyncio.Semaphore(max_connections) if max_connections else None
         self._keepalive = keepalive
         self._ssl = ssl_context
@@ -100,7 +100,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if self._slots is None:
             return
         try:
-            async with asyncio.timeout(_timeout(request, "pool")):
+            async with asyncio.timeout(request_timeout(request, "pool")):
                 await self._slots.acquire()
         except TimeoutError:
             raise httpx.PoolTimeout("no free connection in time", request=request) from None
@@ -109,7 +109,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if self._slots is not None:
             self._slots.release()
 
-    def _pop_idle(self, origin: Origin) -> _Conn | None:
+    def _pop_idle(self, origin: Origin) -> Http1Connection | None:
         idle = self._idle[origin]
         while idle:
             conn = idle.pop()
@@ -119,12 +119,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return None
 
     async def _open(self, origin: Origin, timeout: float | None,
-                    request: httpx.Request | None = None) -> _Conn:
+                    request: httpx.Request | None = None) -> Http1Connection:
         """A new connection (TCP, and TLS for https), timed from the first syscall to the handshake's end."""
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=_LIMIT, loop=loop)
-        protocol = _StampingProtocol(reader)
+        reader = asyncio.StreamReader(limit=HEADER_LIMIT, loop=loop)
+        protocol = StampingProtocol(reader)
         started = time.perf_counter_ns()
         try:
             async with asyncio.timeout(timeout):
@@ -144,9 +144,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}", request=request) from None
         connect_ms = (time.perf_counter_ns() - started) / 1e6
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        return _Conn(reader, writer, origin, protocol, connect_ms)
+        return Http1Connection(reader, writer, origin, protocol, connect_ms)
 
-    def _give_back(self, conn: _Conn, reusable: bool) -> None:
+    def _give_back(self, conn: Http1Connection, reusable: bool) -> None:
         if reusable and self._keepalive and conn.usable():
             self._idle[conn.origin].append(conn)
         else:
@@ -162,7 +162,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         """
         if not self._keepalive or n <= 0:
             return 0
-        origin = _origin(url)
+        origin = origin_of(url)
         idle = self._idle[origin]
         for conn in [c for c in idle if not c.usable()]:
             idle.remove(conn)
@@ -182,15 +182,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
     # ------------------------------------------------------------- request
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        origin = _origin(url)
+        origin = origin_of(url)
         body = await request.aread()
-        data = _request_head(request) + body
+        data = request_head(request) + body
         await self._acquire_slot(request)
         conn = self._pop_idle(origin)
         reused = conn is not None
         if conn is None:
             try:
-                conn = await self._open(origin, _timeout(request, "connect"), request)
+                conn = await self._open(origin, request_timeout(request, "connect"), request)
             except BaseException:
                 self._release_slot()
                 raise
@@ -199,32 +199,32 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except BaseException:
             self._give_back(conn, False)
             raise
-        stream = _Body(self, conn, request, framing)
+        stream = Http1Body(self, conn, request, framing)
         return httpx.Response(status, headers=headers, stream=stream, request=request,
                               extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason,
-                                          "orbench_body": stream,  # arrival stamps, see _Body
+                                          "orbench_body": stream,  # arrival stamps, see Http1Body
                                           "orbench_conn_reused": reused,
                                           "orbench_connect_ms": None if reused else conn.connect_ms})
 
-    async def _exchange(self, request: httpx.Request, conn: _Conn,
-                        data: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]], _Framing]:
+    async def _exchange(self, request: httpx.Request, conn: Http1Connection,
+                        data: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]], Framing]:
         try:
             conn.writer.write(data)
-            async with asyncio.timeout(_timeout(request, "write")):
+            async with asyncio.timeout(request_timeout(request, "write")):
                 await conn.writer.drain()
         except TimeoutError:
             raise httpx.WriteTimeout("sending the request timed out", request=request) from None
         except OSError as exc:
             raise httpx.WriteError(f"sending the request failed: {exc}", request=request) from None
         while True:
-            status, reason, headers, version = _parse_head(await self._read_head(request, conn), request)
+            status, reason, headers, version = parse_head(await self._read_head(request, conn), request)
             if not 100 <= status < 200 or status == 101:
                 break  # informational responses (100 Continue, 103 Early Hints) are skipped, as h11 does
-        return status, reason, headers, _framing(request, status, headers, version)
+        return status, reason, headers, response_framing(request, status, headers, version)
 
-    async def _read_head(self, request: httpx.Request, conn: _Conn) -> bytes:
+    async def _read_head(self, request: httpx.Request, conn: Http1Connection) -> bytes:
         try:
-            async with asyncio.timeout(_timeout(request, "read")):
+            async with asyncio.timeout(request_timeout(request, "read")):
                 return await conn.reader.readuntil(b"\r\n\r\n")
         except TimeoutError:
             raise httpx.ReadTimeout("waiting for the response headers timed out", request=request) from None

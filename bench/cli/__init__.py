@@ -25,6 +25,8 @@ import click
 from bench import __version__
 from bench.errors import BenchError
 
+__all__ = ["COMMANDS", "LazyCommands", "OrbenchGroup", "cli", "main"]
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("bench.cli.results:check_cmd",
               "Re-score RUN with SUITE's current checks; sends nothing to the benchmarked models."),
@@ -52,6 +54,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "Serve the simulated OpenRouter-compatible API on 127.0.0.1 until Ctrl-C."),
     "show": ("bench.cli.results:show_cmd",
              "Per model x provider: n, errors, TTFT percentiles with 95% CI, TPOT, tokens, cost."),
+    "team": ("bench.cli.team:team_group",
+             "The team store on PostgreSQL: many machines push, any machine pulls (see docs/team.md)."),
     "suite": ("bench.cli.suite:suite_group",
               "Suite files: check one offline, print the JSON Schema, list or copy the bundled examples."),
     "sweep": ("bench.cli.sweep:sweep_cmd",

@@ -58,6 +58,42 @@ def _tls_overrides() -> dict[str, Any]:
     return {"ca_bundle": meta.get("orbench.ca_bundle"), "insecure": bool(meta.get("orbench.insecure")) or None}
 
 
+def team_options(f: Any, origin: bool = False) -> Any:
+    """--team URL and --team-insecure (and --origin for commands that run suites), kept in ctx.meta
+    (read by ``api_settings`` and ``team_overrides``), so no command's signature changes."""
+    if origin:
+        f = click.option("--origin", expose_value=False, callback=_tls_meta, metavar="NAME",
+                         help="Where this run runs, e.g. ci-eu-west (default ORBENCH_ORIGIN, else the hostname).")(f)
+    f = click.option("--team-insecure", is_flag=True, expose_value=False, callback=_tls_meta,
+                     help="Allow an sslmode weaker than require to a team store that is not on loopback.")(f)
+    f = click.option("--team", "team", expose_value=False, callback=_tls_meta, metavar="URL",
+                     help="Team store, a libpq URL (default ORBENCH_TEAM_DB); see docs/team.md.")(f)
+    return f
+
+
+def origin_option(f: Any) -> Any:
+    return team_options(f, origin=True)
+
+
+def origin_filter_option(f: Any) -> Any:
+    """--origin NAME on a read command: only that origin's runs (``latest`` is its newest run)."""
+    return click.option("--origin", "origin_filter", expose_value=False, callback=_tls_meta, metavar="NAME",
+                        help="Only runs measured at this origin (see `orbench runs`).")(f)
+
+
+def origin_filter() -> str | None:
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get("orbench.origin_filter")
+
+
+def team_overrides() -> dict[str, Any]:
+    """--team / --team-insecure / --origin of the running command, as Settings overrides."""
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    return {"team_url": meta.get("orbench.team"), "team_insecure": bool(meta.get("orbench.team_insecure")) or None,
+            "origin": meta.get("orbench.origin")}
+
+
 def db_option(f: Any) -> Any:
     return click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False),
                         help="DuckDB file (default ORBENCH_DB or data/orbench.duckdb).")(f)
@@ -76,10 +112,11 @@ def api_settings(base_url: str | None, sandbox: bool, db_path: str | None = None
             note(f"sandbox: simulated OpenRouter at {sb.base_url} (no key, no network, not real data)")
             # from_env ignores None overrides, so the key is dropped after: the sandbox never sees it
             # and the sandbox on loopback is never reached through a proxy
-            yield replace(Settings.from_env(base_url=sb.base_url, sandbox=True, db_path=db_path),
+            yield replace(Settings.from_env(base_url=sb.base_url, sandbox=True, db_path=db_path,
+                                            **team_overrides()),
                           api_key=None, proxies=())
         return
-    settings = Settings.from_env(base_url=base_url, db_path=db_path, **_tls_overrides())
+    settings = Settings.from_env(base_url=base_url, db_path=db_path, **_tls_overrides(), **team_overrides())
     settings = replace(settings, api_key=keys.base_url_key(settings.base_url, os.environ))
     if need_key and settings.api_key is None and keys.is_openrouter_host(settings.base_url):
         fail("set OPENROUTER_API_KEY, or use --sandbox")

@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from bench.cli.common import db_option, note
-from bench.cli.results import _store
+from bench.cli.common import db_option, note, origin_filter, origin_filter_option, team_options
+from bench.cli.results import open_store
 from bench.results import decide
 from bench.results.decide_render import decision_text
 
@@ -29,6 +29,8 @@ _METRICS = ", ".join(sorted(decide.GATE_METRICS))
 @click.option("--objective", type=click.Choice(list(decide.OBJECTIVES)), default="cost", show_default=True,
               help="Rank by lowest cost_per_request_usd, lowest e2e_p50_ms, or highest pass_rate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed of the gap test.")
+@origin_filter_option
+@team_options
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 def decide_cmd(runs: tuple[str, ...], mins: tuple[str, ...], maxs: tuple[str, ...], objective: str,
@@ -40,8 +42,8 @@ def decide_cmd(runs: tuple[str, ...], mins: tuple[str, ...], maxs: tuple[str, ..
     meets every limit.
     """
     constraints = decide.parse_constraints(mins, maxs)  # bad flags fail before the database is read
-    store = _store(db_path)
-    run_ids = [store.resolve_run(r) for r in runs]
+    store = open_store(db_path)
+    run_ids = [store.resolve_run(r, origin_filter()) for r in runs]
     decision = decide.decide_runs(store, run_ids, constraints, objective, seed=seed)
     if as_json:
         click.echo(json.dumps(decision.to_dict(), indent=2))

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from bench.cli.common import db_option, note
-from bench.config import Settings
+from bench.cli.common import db_option, note, team_options
 from bench.errors import ConfigError
 
 
@@ -18,6 +17,7 @@ from bench.errors import ConfigError
               help="Mark each run's changes against this run (beyond the noise or not).")
 @click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
               help="The HTML file to write ('-' for stdout).")
+@team_options
 @db_option
 def report_cmd(runs: tuple[str, ...], baseline: str | None, output: str, db_path: str | None) -> None:
     """Write RUN... as one self-contained HTML report that opens offline.
@@ -26,13 +26,10 @@ def report_cmd(runs: tuple[str, ...], baseline: str | None, output: str, db_path
     quality charts, the frontier, changes against --baseline and the failed answers.
     RUN is a run id, a unique prefix of one, or `latest`.
     """
+    from bench.cli.results import open_store
     from bench.results import html_report
-    from bench.store.store import Store
 
-    settings = Settings.from_env(db_path=db_path)
-    if not Path(settings.db_path).exists():
-        raise ConfigError(f"{settings.db_path}: no database yet; run `orbench run SUITE` first")
-    store = Store(settings.db_path)
+    store = open_store(db_path)
     run_ids = [store.resolve_run(r) for r in runs]
     base_id = store.resolve_run(baseline) if baseline else None
     page = html_report.build_report(store, run_ids, base_id)

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from bench.cli.common import EXIT_GATE, db_option, note, note_gates, output_options, wide_option
+from bench.cli.common import (
+    EXIT_GATE,
+    db_option,
+    note,
+    note_gates,
+    origin_filter,
+    origin_filter_option,
+    output_options,
+    team_options,
+    team_overrides,
+    wide_option,
+)
 from bench.config import Settings
 from bench.errors import ConfigError
 from bench.results import compare, export, report
@@ -29,16 +41,29 @@ from bench.results.render import (
 from bench.results.summary import run_summary
 from bench.store.runs import RunRecord
 from bench.store.store import Store
+from bench.store.team import hooks as team_hooks
 
 
-def _store(db_path: str | None) -> Store:
-    settings = Settings.from_env(db_path=db_path)
+def open_store(db_path: str | None, pull: bool = True) -> Store:
+    """The store a read command reads; with --team / ORBENCH_TEAM_DB, the team's new entries are
+    pulled into it first (``pull=False``: a command that writes, which pushes instead)."""
+    settings = Settings.from_env(db_path=db_path, **team_overrides())
+    team = team_hooks.team_of(settings)
+    if team is not None and pull:
+        from bench.store.team.pull import pull as pull_team
+        from bench.store.team.schema import TeamUnreachable
+
+        try:
+            res = pull_team(Store(settings.db_path), team, on_skip=note)
+            note(f"team: pulled {res.entries} new entries from {team.redacted}")
+        except TeamUnreachable as exc:  # say so, then read what the cache holds
+            note(f"team: NOT pulled, showing the local cache as last synced ({exc})")
     if not Path(settings.db_path).exists():
         raise ConfigError(f"{settings.db_path}: no database yet; run `orbench run SUITE` first")
     return Store(settings.db_path)
 
 
-def emit_summary(groups: list[dict[str, Any]], run: RunRecord, wide: bool = False) -> None:
+def emit_summary(groups: Sequence[Mapping[str, Any]], run: RunRecord, wide: bool = False) -> None:
     """The summary table on stdout, fitted to the terminal unless ``wide``; its notes on stderr."""
     text, hidden = report.summary_table(groups, run, None if wide else terminal_width())
     click.echo(text)
@@ -80,7 +105,7 @@ def report_fit(rows: list[dict[str, Any]], columns: list[Column], width: int | N
 
 RUNS_COLUMNS = [
     Column("run_id", "run", priority=0), Column("name", priority=3, min_width=12),
-    Column("status", priority=1), Column("started_at", "started (UTC)", when, priority=2),
+    Column("status", priority=1), Column("origin", priority=4), Column("started_at", "started (UTC)", when, priority=2),
     Column("planned", fmt=integer, priority=4), Column("n_ok", "ok", integer, priority=5),
     Column("cost_usd", "cost", usd, priority=6), Column("simulated", priority=7),
     Column("status_reason", "why", priority=8, min_width=12),
@@ -88,24 +113,27 @@ RUNS_COLUMNS = [
 
 
 @click.command("runs")
+@team_options
 @db_option
 @output_options
 def runs_cmd(db_path: str | None, output: Output) -> None:
     """List stored runs, newest first."""
-    frame = _store(db_path).list_runs()
+    frame = open_store(db_path).list_runs()
     emit(frame.to_dicts(), RUNS_COLUMNS, output, fields=frame.columns)  # CSV keeps its header at 0 runs
 
 
 @click.command("show")
 @click.argument("run", default="latest")
+@origin_filter_option
+@team_options
 @db_option
 @output_options
 @click.option("--exclude-cold", is_flag=True,
               help="Leave requests that opened a new connection out of the latency percentiles.")
 def show_cmd(run: str, db_path: str | None, output: Output, exclude_cold: bool) -> None:
     """Per model x provider: n, errors, TTFT percentiles with 95% CI, TPOT, tokens, cost."""
-    store = _store(db_path)
-    run_id = store.resolve_run(run)
+    store = open_store(db_path)
+    run_id = store.resolve_run(run, origin_filter())
     groups = run_summary(store, run_id, exclude_cold)
     meta = store.get_run(run_id)
     assert meta is not None  # resolve_run found it, and runs are never deleted
@@ -147,13 +175,16 @@ def _compare_display(row: dict[str, Any]) -> dict[str, Any]:
 @click.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
+@origin_filter_option
+@team_options
 @db_option
 @output_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 def compare_cmd(run_a: str, run_b: str, db_path: str | None, output: Output, seed: int) -> None:
     """Change per metric from RUN_A to RUN_B per model x provider, and whether it beats the noise."""
-    store = _store(db_path)
-    rows = _compare_rows(store.resolve_run(run_a), store.resolve_run(run_b), store, seed)
+    store = open_store(db_path)
+    rows = _compare_rows(store.resolve_run(run_a, origin_filter()), store.resolve_run(run_b, origin_filter()),
+                         store, seed)
     emit(rows, COMPARE_COLUMNS, output, fields=COMPARE_FIELDS, table_rows=[_compare_display(r) for r in rows])
 
 
@@ -168,6 +199,7 @@ def compare_cmd(run_a: str, run_b: str, db_path: str | None, output: Output, see
 @click.option("--include-warmup", is_flag=True, help="Keep warm-up rows in per-request exports.")
 @click.option("--csv-header", is_flag=True,
               help="Put the run's metadata above the CSV as '# key: value' lines (CSV only).")
+@team_options
 @db_option
 def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_warmup: bool,
                csv_header: bool, db_path: str | None) -> None:
@@ -176,7 +208,7 @@ def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_wa
         raise ConfigError(f"--csv-header needs --format csv, not --format {fmt}")
     if fmt == "parquet" and output is None:
         raise ConfigError("--format parquet needs -o FILE")
-    store = _store(db_path)
+    store = open_store(db_path)
     run_id = store.resolve_run(run)
     if summary:
         frame = export.summary_frame(run_summary(store, run_id))
@@ -195,6 +227,7 @@ def export_cmd(run: str, fmt: str, output: str | None, summary: bool, include_wa
 
 @click.command("dashboard")
 @click.option("--port", type=int, default=8501, show_default=True)
+@team_options
 @db_option
 def dashboard_cmd(port: int, db_path: str | None) -> None:
     """Start the Streamlit dashboard on 127.0.0.1."""
@@ -207,6 +240,12 @@ def dashboard_cmd(port: int, db_path: str | None) -> None:
     env = dict(os.environ)
     if db_path:
         env["ORBENCH_DB"] = db_path
+    team = team_hooks.team_of(Settings.from_env(**team_overrides()))  # checked here: one line, exit 1
+    if team is not None:
+        env["ORBENCH_TEAM_DB"] = team.url  # to the server process only (its environment, never a file)
+        if team_overrides()["team_insecure"]:
+            env["ORBENCH_TEAM_INSECURE"] = "1"
+        note(f"dashboard: reading the team store {team.redacted} through {Settings.from_env(db_path=db_path).db_path}")
     cmd = [sys.executable, "-m", "streamlit", "run", str(here / "app.py"), *_streamlit_flags(here),
            "--server.address", "127.0.0.1", "--server.port", str(port)]
     note(f"dashboard: http://127.0.0.1:{port}")
@@ -232,6 +271,7 @@ def _streamlit_flags(here: Path) -> list[str]:
 @click.command("check")
 @click.argument("suite", type=click.Path(dir_okay=False))
 @click.option("--run", "run_ref", default="latest", show_default=True, help="The stored run to re-score.")
+@team_options
 @db_option
 @click.option("--base-url", default=None, help="API for judge checks (default OPENROUTER_BASE_URL).")
 @click.option("--sandbox", is_flag=True, help="Send judge checks to the in-process sandbox.")
@@ -248,11 +288,14 @@ def check_cmd(suite: str, run_ref: str, db_path: str | None, base_url: str | Non
     from bench.run import rescore
 
     gate_list = [gates.parse_gate(g) for g in fail_on]
-    store = _store(db_path)
+    store = open_store(db_path, pull=False)
     run_id = store.resolve_run(run_ref)
     with api_settings(base_url, sandbox, db_path) as settings:
         n = asyncio.run(rescore.rescore_run(settings, store, Path(suite), run_id))
     note(f"re-scored {n} requests of run {run_id}")
+    failure = team_hooks.push_run(settings, store, run_id)  # the new scores to the team store, if any
+    if failure:
+        note(f"team store: not pushed yet ({failure}); `orbench team push` sends it later")
     groups = run_summary(store, run_id)
     results = gates.evaluate(gate_list, groups)
     meta = store.get_run(run_id)

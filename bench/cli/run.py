@@ -14,7 +14,16 @@ from typing import Any
 import click
 
 from bench.api import keys
-from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, note_gates, wide_option
+from bench.cli.common import (
+    EXIT_GATE,
+    api_options,
+    api_settings,
+    db_option,
+    note,
+    note_gates,
+    origin_option,
+    wide_option,
+)
 from bench.cli.results import emit_summary
 from bench.config import Settings, parse_usd
 from bench.errors import ConfigError
@@ -26,6 +35,7 @@ from bench.run.session import SessionHooks, SessionResult
 from bench.run.spec import Prepared, RunSpec
 from bench.run.state import Progress
 from bench.store.store import Store
+from bench.store.team import hooks as team_hooks
 from bench.suites.model import OPENROUTER, Suite
 from bench.suites.parse import load_suite
 
@@ -102,6 +112,7 @@ def _plan_text(prep: Prepared, settings: Settings | None = None,
         if not prep.openrouter_api and OPENROUTER in used:
             lines.append(f"  {settings.base_url} is an OpenAI-compatible server (no OpenRouter prices "
                          "in its /models): usage from the stream, no key/credits/generation calls")
+        lines.extend(team_hooks.plan_lines(settings))
     return "\n".join(lines)
 
 
@@ -173,6 +184,7 @@ async def _run(settings: Settings, suite: Suite | None, spec: RunSpec, store: St
 @click.option("--local", "use_local", is_flag=True,
               help="Start the real local model (llama.cpp, Gemma 3 270M) and add local/gemma3-270m.")
 @db_option
+@origin_option
 @api_options
 def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ...],
             repeats: int | None, concurrency: int, rate: float | None, timeout_s: float,
@@ -216,6 +228,8 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     if not as_json:
         emit_summary(groups, run, wide)
     gates_failed = note_gates(results)
+    for line in team_hooks.unpushed_lines(settings, store, run_id):  # the server was down at the end
+        note(line)
     if junit:
         cases = gates.case_results(report.current_rows(store.requests_frame(run_id)))
         Path(junit).write_text(gates.junit_xml(results, run["suite_name"] or "orbench", cases))

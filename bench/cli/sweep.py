@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from bench.cli.common import api_options, api_settings, db_option, note
+from bench.cli.common import api_options, api_settings, db_option, note, origin_option
 from bench.cli.run import ProgressPrinter
 from bench.config import Settings, parse_usd
 from bench.errors import BudgetRefused, ConfigError
@@ -218,6 +218,7 @@ def _table(result: dict[str, Any]) -> str:
 @click.option("--local", "use_local", is_flag=True,
               help="Start the real local model (llama.cpp) and add local/gemma3-270m.")
 @db_option
+@origin_option
 @api_options
 def sweep_cmd(suite: str | None, concurrency: str | None, rate: str | None, requests_per_step: int | None,
               duration_s: float | None, slos: tuple[str, ...], stop_at_knee: bool, models: tuple[str, ...],

@@ -18,6 +18,8 @@ import yaml
 
 from bench.errors import ConfigError
 
+__all__ = ["EXAMPLES_DIR", "IMAGES_DIR", "SUITES_DIR", "Example", "copy_examples", "list_examples"]
+
 EXAMPLES_DIR = Path(__file__).resolve().parent
 SUITES_DIR = EXAMPLES_DIR / "suites"
 IMAGES_DIR = EXAMPLES_DIR / "images"

@@ -8,3 +8,9 @@ the decision engine.
 May import: bench.store, bench.suites, bench.records, bench.errors, bench.config. Never
 bench.run or bench.cli, and never dashboard or streamlit.
 """
+
+# The public modules (aggregates and filters serve the others):
+__all__ = [
+    "analytics", "charts", "compare", "decide", "decide_render", "export", "gates", "html_report",
+    "pass_rates", "render", "report", "spend", "stats", "summary", "summary_fields"
+]

@@ -88,7 +88,7 @@ SELECT model, prov AS provider,
     CAST(sum(list_usd) AS DECIMAL(38,18)) AS list_cost_usd, CAST(sum(n_list) AS BIGINT) AS n_list,
     CAST(sum(n_checked) AS BIGINT) AS n_checked,
     CAST(sum(n_passed) AS BIGINT) AS n_passed,
-    list_sort(list_distinct(flatten(list(token_sources)))) AS token_sources,
+    list_sort(list_distinct(flatten(list(token_sources)))) AS token_source,
     list_sort(list(DISTINCT served) FILTER (WHERE served IS NOT NULL)) AS providers
 FROM a GROUP BY model, prov
 )

@@ -18,23 +18,23 @@ from typing import Any
 import polars as pl
 
 from bench.results import aggregates
-from bench.results.quality import pareto_flags
-from bench.results.summary import CI_PERCENTILES, EXACT_ONLY, PROVIDER_COLUMNS, ci_ranks, metric_field
+from bench.results.pass_rates import pareto_flags
+from bench.results.summary import EXACT_ONLY, PROVIDER_COLUMNS, ci_ranks
 from bench.results.summary import Filters as Filters  # re-exported: the dashboard builds them
+from bench.results.summary_fields import CI_PERCENTILES, SUMMARY_METRICS, metric_field
 from bench.store.store import Store
 
 __all__ = ["CI_PERCENTILES", "EXACT_ONLY", "PROVIDER_COLUMNS", "Filters", "ci_ranks"]  # re-exported
 
-METRICS = {
+METRIC_LABELS = {
     "ttft_ms": "TTFT ms",
     "e2e_ms": "end-to-end ms",
     "decode_tps": "decode tokens/s",
     "tpot_ms": "TPOT ms",
 }
-"""Per-request measures a chart may summarise (whitelisted column names)."""
+"""Per-request measures a chart may summarise (whitelisted column names) -> their axis label."""
 
-_PREFIX = {"ttft_ms": ("ttft", "_ms"), "e2e_ms": ("e2e", "_ms"), "decode_tps": ("decode_tps", ""),
-           "tpot_ms": ("tpot", "_ms")}
+_PREFIX = {col: (prefix, unit) for col, prefix, unit in SUMMARY_METRICS}
 
 
 def _q(metric: str, q: int) -> str:
@@ -48,7 +48,7 @@ def _n(metric: str) -> str:
 
 
 def _metric(name: str) -> str:
-    if name not in METRICS:
+    if name not in METRIC_LABELS:
         raise ValueError(f"unknown metric {name!r}")
     return name
 

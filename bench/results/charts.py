@@ -27,7 +27,7 @@ FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
 axes, legends and title into that height, flattening short charts)."""
 
 
-def _check_rows(frame: pl.DataFrame, what: str) -> None:
+def check_rows(frame: pl.DataFrame, what: str) -> None:
     if frame.height > MAX_ROWS:
         raise ValueError(f"{what}: {frame.height} rows; aggregate or sample to <= {MAX_ROWS} first")
 
@@ -54,7 +54,7 @@ def box_chart(stats: pl.DataFrame, unit_label: str, title: str,
     stats = stats.filter(pl.col("n") > 0) if stats.height else stats
     if stats.is_empty():
         return empty_chart(f"{title}: no ok requests with this metric")
-    _check_rows(stats, "box_chart")
+    check_rows(stats, "box_chart")
     stats = stats.with_columns(
         pl.concat_str([pl.col("group"), pl.lit("  (n="), pl.col("n").cast(pl.String), pl.lit(")")])
         .alias("label"))
@@ -88,7 +88,7 @@ def rate_chart(rates: pl.DataFrame, order: list[str] | None = None) -> alt.Chart
     """Error and 429 rates per group (of requests sent), as grouped horizontal bars."""
     if rates.is_empty():
         return empty_chart("no requests")
-    _check_rows(rates, "rate_chart")
+    check_rows(rates, "rate_chart")
     long = rates.select(
         "group",
         "sent",
@@ -127,7 +127,7 @@ def latency_with_errors(stats: pl.DataFrame, rates: pl.DataFrame, unit_label: st
 
 
 # ------------------------------------------------------------------- cost
-def _stretch(title: str, height: int) -> dict[str, Any]:
+def stretch(title: str, height: int) -> dict[str, Any]:
     """Constructor arguments of a chart that fills the page width at a fixed height."""
     return {"title": title, "height": height, "width": "container", "autosize": FIT_X}
 
@@ -139,14 +139,14 @@ def cost_chart(costs: pl.DataFrame) -> alt.Chart:
     """
     if costs.is_empty():
         return empty_chart("no cost data")
-    _check_rows(costs, "cost_chart")
+    check_rows(costs, "cost_chart")
     long = costs.select(
         "group", "sent",
         pl.col("billed_per_1k_usd").alias("billed (reported)"),
         pl.col("list_per_1k_usd").alias("list (catalog x tokens)"),
     ).unpivot(index=["group", "sent"], variable_name="kind", value_name="usd_per_1k")
     title = "Cost per 1,000 requests: billed vs list"
-    return alt.Chart(long.drop_nulls("usd_per_1k"), **_stretch(title, 36 * costs.height)).mark_bar().encode(
+    return alt.Chart(long.drop_nulls("usd_per_1k"), **stretch(title, 36 * costs.height)).mark_bar().encode(
         y=alt.Y("group:N", sort=costs["group"].to_list(), title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
         yOffset=alt.YOffset("kind:N"),
         x=alt.X("usd_per_1k:Q", title="USD per 1,000 requests"),
@@ -168,7 +168,7 @@ def timeline_chart(rows: pl.DataFrame, total: int, first: int = 0) -> alt.Chart:
     """
     if rows.is_empty():
         return empty_chart("no timed requests in this run")
-    _check_rows(rows, "timeline_chart")
+    check_rows(rows, "timeline_chart")
     last = first + rows.height
     shown = f"all {total}" if rows.height >= total else f"requests {first + 1:,}–{last:,} of {total:,}"
     frame = rows.with_columns(
@@ -177,7 +177,7 @@ def timeline_chart(rows: pl.DataFrame, total: int, first: int = 0) -> alt.Chart:
     )
     slots = int(cast(int | None, frame["slot"].max()) or 0) + 1  # an integer column
     title = f"Run timeline: {shown} (black outline = not ok)"
-    return alt.Chart(frame, **_stretch(title, min(640, max(120, 16 * slots)))).mark_bar(
+    return alt.Chart(frame, **stretch(title, min(640, max(120, 16 * slots)))).mark_bar(
         height={"band": 0.8}, cornerRadius=2, strokeWidth=2
     ).encode(
         x=alt.X("start_s:Q", title="seconds since run start", scale=alt.Scale(zero=False)),
@@ -202,9 +202,9 @@ def drift_chart(bins: pl.DataFrame) -> alt.Chart:
     """
     if bins.is_empty():
         return empty_chart("no ok requests to show drift")
-    _check_rows(bins, "drift_chart")
+    check_rows(bins, "drift_chart")
     title = "Drift over the run: median latency per time bin"
-    return alt.Chart(bins, **_stretch(title, 260)).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
+    return alt.Chart(bins, **stretch(title, 260)).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
         x=alt.X("start_s:Q", title="request start, seconds since run start"),
         y=alt.Y("median_ms:Q", title="median ms of requests started in the bin"),
         color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
@@ -215,7 +215,7 @@ def drift_chart(bins: pl.DataFrame) -> alt.Chart:
 
 
 # ------------------------------------------------------------------- compare
-def _pareto_layers(pts: pl.DataFrame, latency_label: str,
+def pareto_layers(pts: pl.DataFrame, latency_label: str,
                    color: alt.Color | None = None) -> tuple[alt.Chart, alt.Chart]:
     """The frontier step line and the dots of ``pareto_chart`` (shared with ``decide_frontier``)."""
     has_pass = "pass_rate" in pts.columns and pts["pass_rate"].null_count() < pts.height
@@ -251,10 +251,10 @@ def pareto_chart(points: pl.DataFrame, latency_label: str) -> alt.LayerChart | a
     pts = points.drop_nulls(["p50_ms", "cost_per_request_usd"]) if points.height else points
     if pts.is_empty():
         return empty_chart("no group has both a latency and a cost")
-    _check_rows(pts, "pareto_chart")
-    line, dots = _pareto_layers(pts, f"p50 {latency_label}")
+    check_rows(pts, "pareto_chart")
+    line, dots = pareto_layers(pts, f"p50 {latency_label}")
     title = "Cost vs latency (dashed: Pareto frontier, lower-left is better)"
-    return alt.layer(line, dots, **_stretch(title, 480))
+    return alt.layer(line, dots, **stretch(title, 480))
 
 
 def quality_chart(groups: pl.DataFrame) -> alt.LayerChart | alt.FacetChart | alt.Chart:
@@ -266,7 +266,7 @@ def quality_chart(groups: pl.DataFrame) -> alt.LayerChart | alt.FacetChart | alt
     pts = groups.drop_nulls(["e2e_p50_ms", "cost_per_correct_usd"]) if groups.height else groups
     if pts.is_empty():
         return empty_chart("no group has a correct answer with a known cost")
-    _check_rows(pts, "quality_chart")
+    check_rows(pts, "quality_chart")
     tooltip = [alt.Tooltip("group:N"), alt.Tooltip("n_checked:Q", title="n checked"),
                alt.Tooltip("pass_rate:Q", format=".0%", title="pass rate"),
                alt.Tooltip("e2e_p50_ms:Q", format=",.1f", title="p50 end-to-end ms"),
@@ -281,7 +281,7 @@ def quality_chart(groups: pl.DataFrame) -> alt.LayerChart | alt.FacetChart | alt
     ring = alt.Chart(pts.filter(pl.col("on_frontier"))).mark_point(
         shape="circle", size=700, color="black", strokeWidth=1.5, filled=False).encode(x=x, y=y)
     title = "Quality x latency x cost (ringed: Pareto frontier of pass rate, p50 latency, cost per correct)"
-    return alt.layer(ring, dots, **_stretch(title, 420))
+    return alt.layer(ring, dots, **stretch(title, 420))
 
 
 # ------------------------------------------------------------------- conversations
@@ -294,7 +294,7 @@ def conversation_chart(turns: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
     """
     if turns.is_empty():
         return empty_chart("no conversation turns answered")
-    _check_rows(turns, "conversation_chart")
+    check_rows(turns, "conversation_chart")
     turn_x = alt.X("turn:O", title="turn")
     color = alt.Color("group:N", legend=alt.Legend(orient="bottom", title=None, labelLimit=LABEL_LIMIT))
     cost = alt.Chart(turns, title="Billed cost by turn", width=320, height=220).mark_line(point=True).encode(

@@ -57,8 +57,8 @@ def ok_values(store: Any, run_id: str, by: str = "target") -> dict[tuple[Any, ..
 def _error_rates(store: Any, run_id: str, by: str) -> dict[tuple[Any, ...], float | None]:
     keys, grouping = _grouping(by)
     provider_by = "variant" if by == "target" else by
-    rows = summary.summarize(store, Filters((run_id,), provider_by=provider_by), by=grouping,
-                             min_rows=summary.EXACT_ONLY)
+    f = Filters((run_id,), provider_by=provider_by)
+    rows: Sequence[Mapping[str, Any]] = summary.summarize(store, f, by=grouping, min_rows=summary.EXACT_ONLY)
     return {tuple(r[name] for name, _ in keys): r["error_rate"] for r in rows}
 
 

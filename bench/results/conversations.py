@@ -32,11 +32,12 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
 from bench.results.report import GROUP_COLS, current_rows
+from bench.results.summary_fields import SummaryRow
 
 SUMMARY_FIELDS = ("conversations", "conversations_complete", "conversations_stopped", "cost_per_conversation_usd",
                   "baseline_per_conversation_usd", "cache_discount_pct", "cache_hit_rate", "switches",
@@ -188,17 +189,20 @@ def _fmean(values: list[int | None]) -> float | None:
 
 
 # ----------------------------------------------------------------- onto the summary
-def attach(summary_rows: list[dict[str, Any]], turns: pl.DataFrame) -> list[dict[str, Any]]:
-    """Add the conversation fields to summary rows keyed model x provider variant x endpoint (the TOTAL
-    row gets them over every conversation); a run without conversations is returned unchanged."""
+def attach(summary_rows: list[SummaryRow], turns: pl.DataFrame) -> list[SummaryRow]:
+    """Add the conversation fields (``SUMMARY_FIELDS``) to summary rows keyed model x provider variant x
+    endpoint (the TOTAL row gets them over every conversation); a run without conversations is
+    returned unchanged. They sit beside ``SummaryRow``'s fields, read by name (gates, decide, the
+    table's optional columns): a run without conversations has none of them."""
     if turns.is_empty():
         return summary_rows
     by_key = {tuple(r[k] for k in GROUP_COLS): r for r in summarize(turns)}
     total = _fields(per_conversation(turns), turns)
     for row in summary_rows:
-        key = tuple(row.get(k) for k in GROUP_COLS)
-        found = total if row.get("group") == "TOTAL" else by_key.get(key)
-        row.update({f: (found or {}).get(f) for f in SUMMARY_FIELDS})
+        plain = cast(dict[str, Any], row)
+        key = tuple(plain.get(k) for k in GROUP_COLS)
+        found = total if plain.get("group") == "TOTAL" else by_key.get(key)
+        plain.update({f: (found or {}).get(f) for f in SUMMARY_FIELDS})
     return summary_rows
 
 

@@ -44,7 +44,7 @@ import functools
 import math
 import re
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -141,7 +141,7 @@ class Candidate:
     endpoint: str
     verdict: str
     results: tuple[ConstraintResult, ...]
-    summary: dict[str, Any]  # its bench.results.summary row: every number shown comes from here
+    summary: Mapping[str, Any]  # its bench.results.summary row: every number shown comes from here
 
     @property
     def label(self) -> str:
@@ -292,7 +292,7 @@ def _mean_estimate(values: list[float], level: float) -> _Estimate:
     return _Estimate(mean, lo, hi, n, "normal", project)
 
 
-def _estimate(metric: str, g: pl.DataFrame, summary: dict[str, Any], level: float) -> _Estimate:
+def _estimate(metric: str, g: pl.DataFrame, summary: Mapping[str, Any], level: float) -> _Estimate:
     ok = g.filter(pl.col("outcome") == "ok")
     finished = g.filter(pl.col("outcome").is_in(sorted(FINISHED_OUTCOMES)))
     m = _PERCENTILE.match(metric)
@@ -474,7 +474,7 @@ def decide(frame: pl.DataFrame, constraints: Sequence[Constraint] = (), objectiv
                     gap, level, run_ids)
 
 
-def _candidate(summary: dict[str, Any], g: pl.DataFrame, constraints: Sequence[Constraint],
+def _candidate(summary: Mapping[str, Any], g: pl.DataFrame, constraints: Sequence[Constraint],
                level: float) -> Candidate:
     sent = max(int(summary.get("n") or 0), 1)
     results = []

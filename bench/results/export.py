@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -56,7 +57,7 @@ def request_frame(frame: pl.DataFrame, include_warmup: bool = False) -> pl.DataF
     return rows.select(cols)
 
 
-def summary_frame(summary: list[dict[str, Any]]) -> pl.DataFrame:
+def summary_frame(summary: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     clean = [{k: (str(v) if isinstance(v, Decimal) else v) for k, v in r.items()} for r in summary]
     return pl.DataFrame(clean, infer_schema_length=None)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -24,7 +25,7 @@ GATE_METRICS = {
     "error_rate", "rate_limited_rate", "cost_usd", "cost_per_request_usd",
     "pass_rate", "n", "ok", "retries_429", "cost_per_conversation_usd", "cache_discount_pct",
 }
-_OPS = {
+OPS = {
     ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b,
     "<": lambda a, b: a < b,
@@ -72,7 +73,7 @@ def parse_gate(expr: str) -> Gate:
     return Gate(metric, op, value)
 
 
-def evaluate(gates: list[Gate], groups: list[dict[str, Any]]) -> list[GateResult]:
+def evaluate(gates: list[Gate], groups: Sequence[Mapping[str, Any]]) -> list[GateResult]:
     """``groups``: summary rows with a ``group`` label plus the metric columns."""
     out: list[GateResult] = []
     for gate in gates:
@@ -85,7 +86,7 @@ def evaluate(gates: list[Gate], groups: list[dict[str, Any]]) -> list[GateResult
                                              "cost_per_request_usd", "retries_429"}
                 out.append(GateResult(gate, g["group"], None, failed))
                 continue
-            out.append(GateResult(gate, g["group"], observed, _OPS[gate.op](observed, gate.value)))
+            out.append(GateResult(gate, g["group"], observed, OPS[gate.op](observed, gate.value)))
     return out
 
 

@@ -24,7 +24,7 @@ import functools
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -34,8 +34,7 @@ import polars as pl
 from bench import __version__
 from bench.errors import ConfigError
 from bench.records import FINISHED_OUTCOMES
-from bench.results import analytics, compare, report, summary
-from bench.results import quality as quality_mod
+from bench.results import analytics, compare, pass_rates, report, summary
 from bench.results.analytics import Filters
 from bench.store.runs import RunRecord
 from bench.store.store import Store
@@ -163,7 +162,7 @@ def chart_sections(store: Store, runs: list[RunRecord], charts: Charts) -> str:
     per_run = [summary.frame(summary.summarize(store, Filters((r.run_id,)), min_rows=summary.EXACT_ONLY))
                for r in runs]
     groups = _concat([_prefixed(g, r.run_id if many else None) for g, r in zip(per_run, runs)])
-    quality = _concat([_prefixed(quality_mod.quality_groups(g), r.run_id if many else None)
+    quality = _concat([_prefixed(pass_rates.quality_groups(g), r.run_id if many else None)
                        for g, r in zip(per_run, runs)])
     out = ["<h2 id='latency'>Latency</h2>"]
     if groups.is_empty():
@@ -187,7 +186,7 @@ def chart_sections(store: Store, runs: list[RunRecord], charts: Charts) -> str:
         out.append("<p>These runs have no quality checks.</p>")
     else:
         if many:  # the frontier over every run's groups, not per run
-            flags = quality_mod.pareto_flags(
+            flags = pass_rates.pareto_flags(
                 list(zip(quality["pass_rate"], quality["e2e_p50_ms"], quality["cost_per_correct_usd"])),
                 ("high", "low", "low"))
             quality = quality.with_columns(pl.Series("on_frontier", flags, dtype=pl.Boolean))
@@ -269,7 +268,7 @@ SUMMARY_HEADERS = ["group", "n", "ok", "errors", "429", "TTFT p50 ms [95% CI]", 
                    "prompt tok", "completion tok", "billed", "per request", "billed − list", "pass rate [95% CI]"]
 
 
-def summary_rows(summary: list[dict[str, Any]]) -> list[list[str]]:
+def summary_rows(summary: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     """``bench.results.summary.run_summary`` groups as display cells (the numbers ``orbench show`` prints)."""
     out = []
     for s in summary:

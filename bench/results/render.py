@@ -308,7 +308,7 @@ def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return fit_table(rows, columns, None)[0]
 
 
-def _cell(v: Any) -> str:
+def cell_text(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, float):

@@ -9,6 +9,7 @@ per-request frame (exports, re-scoring, JUnit cases), warm-ups dropped unless as
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -39,7 +40,7 @@ SHOW_COLUMNS = [
 """The summary fields a table shows (the JSON and CSV carry every field)."""
 
 
-def _ttft_with_ci(row: dict[str, Any]) -> str:
+def _ttft_with_ci(row: Mapping[str, Any]) -> str:
     """p50 with its 95% CI in one cell, '560 (464-841)'; the CI is absent at small n."""
     from bench.results.render import num
 
@@ -49,7 +50,7 @@ def _ttft_with_ci(row: dict[str, Any]) -> str:
     return num(p50) if lo is None or hi is None else f"{num(p50)} ({num(lo)}-{num(hi)})"
 
 
-def summary_columns(summary: list[dict[str, Any]]) -> list[Any]:
+def summary_columns(summary: Sequence[Mapping[str, Any]]) -> list[Any]:
     """The table's columns in reading order; ``priority`` says which survive a narrow terminal."""
     from bench.results.render import Column, integer, num, rate, usd
 
@@ -90,7 +91,7 @@ def summary_head(run: RunRecord) -> str:
     return head
 
 
-def summary_table(summary: list[dict[str, Any]], run: RunRecord,
+def summary_table(summary: Sequence[Mapping[str, Any]], run: RunRecord,
                   width: int | None = None) -> tuple[str, list[str]]:
     """The head line and the table fitted to ``width`` (None: every column), and the hidden headers."""
     from bench.results.render import fit_table
@@ -100,7 +101,7 @@ def summary_table(summary: list[dict[str, Any]], run: RunRecord,
     return summary_head(run) + "\n" + table, hidden
 
 
-def summary_notes(summary: list[dict[str, Any]]) -> list[str]:
+def summary_notes(summary: Sequence[Mapping[str, Any]]) -> list[str]:
     """What a reader must know to read the numbers (small n, cold connections)."""
     notes = []
     if any(r.get("small_n") for r in summary if r["group"] != "TOTAL"):
@@ -120,8 +121,8 @@ def summary_text(summary: list[dict[str, Any]], run: RunRecord, width: int | Non
     return "\n".join([table, *summary_notes(summary)])
 
 
-def summary_markdown(summary: list[dict[str, Any]], run: RunRecord) -> str:
-    from bench.results.render import _cell
+def summary_markdown(summary: Sequence[Mapping[str, Any]], run: RunRecord) -> str:
+    from bench.results.render import cell_text
 
     cols = ["group", "n", "ok", "error_rate", "ttft_p50_ms", "ttft_p95_ms", "e2e_p50_ms",
             "decode_tps_p50", "cost_usd", "pass_rate"]
@@ -130,11 +131,11 @@ def summary_markdown(summary: list[dict[str, Any]], run: RunRecord) -> str:
         title += " — simulated"
     lines = [title, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in summary:
-        lines.append("| " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
+        lines.append("| " + " | ".join(cell_text(r.get(c)) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
-def summary_json(summary: list[dict[str, Any]], run: RunRecord,
+def summary_json(summary: Sequence[Mapping[str, Any]], run: RunRecord,
                  results: list[GateResult]) -> dict[str, Any]:
     return {
         "run_id": run["run_id"],
@@ -148,6 +149,6 @@ def summary_json(summary: list[dict[str, Any]], run: RunRecord,
     }
 
 
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(json.dumps(d, default=str))
     return out

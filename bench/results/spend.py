@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import polars as pl
 
 from bench.store.store import Store
@@ -53,8 +51,3 @@ def spend_by(store: Store, key: str) -> pl.DataFrame:
         raise ValueError(f"spend_by: unknown key {key!r}")
     return store.query(sql)
 
-
-def total_spend(store: Store) -> Decimal | None:
-    """All reported cost in the database (every run, warm-ups included)."""
-    frame = store.query("SELECT sum(cost_usd) AS usd FROM requests")
-    return None if frame.is_empty() else frame["usd"][0]

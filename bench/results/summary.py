@@ -2,21 +2,12 @@
 
 Every view that shows a count, a percentile, tokens or money of a group reads it: ``orbench
 show`` and ``run``'s table, the CI gates, ``export --summary``, ``orbench decide``, the HTML
-report and every dashboard page. Each field is defined once, here (METRICS.md "Summary fields"),
-over the current row of each planned request (``requests_current``), warm-ups left out:
-
-| field | definition |
-|---|---|
-| ``planned`` | planned measured requests (rows of ``requests_current``, warm-ups excluded) |
-| ``n`` | requests sent: an outcome in ``FINISHED_OUTCOMES`` (``ok`` or an error) |
-| ``not_sent`` | ``planned - n``: budget-skipped, cancelled, not run, in flight at a crash, no row yet |
-| ``ok`` | requests that ended ``ok`` |
-| ``error_rate``, ``rate_limited_rate`` | non-ok / ``n``, ``rate_limited`` / ``n`` |
-| ``prompt_tokens``, ``completion_tokens``, ``cached_tokens`` | tokens billed: every row with usage, failed ones too |
-| ``ok_prompt_tokens``, ``ok_completion_tokens`` | tokens for speed: the same sums over ``ok`` rows |
-| ``cost_usd``, ``list_cost_usd`` | billed (reported) and list cost summed over every row |
-| ``cost_per_request_usd`` | ``cost_usd / n`` (failed requests can be billed) |
-| latency and speed percentiles | over ``ok`` rows (``in_latency_stats``), ``n_<metric>`` values each |
+report and every dashboard page. Each field is defined once, in the table of
+``bench.results.summary_fields`` (name, unit, derivation; METRICS.md "Summary fields"): it gives
+this module's SQL its aggregates, an empty summary its schema, and mypy ``SummaryRow``. Everything
+is computed over the current row of each planned request (``requests_current``), warm-ups left
+out; ``derive`` finishes the fields the SQL's sums and counts give (rates, per-request money,
+pass-rate intervals).
 
 Two groupings: ``by="target"`` (model x provider variant x endpoint, the CLI's, labelled
 ``model [variant]``, with a TOTAL row) and ``by="provider"`` (model x the provider column the
@@ -33,8 +24,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import duckdb
 import polars as pl
@@ -44,19 +35,20 @@ from bench.results import stats
 from bench.results.filters import PROVIDER_COLUMNS as PROVIDER_COLUMNS
 from bench.results.filters import Filters as Filters
 from bench.results.report import current_rows
+from bench.results.summary_fields import (
+    CI_PERCENTILES,
+    MONEY_FIELDS,
+    QUANTILES,
+    SUMMARY_METRICS,
+    SummaryRow,
+    aggregates_sql,
+    empty_schema,
+    metric_field,
+)
 from bench.store.connection import DUCKDB_CONFIG
 
-METRICS = (("ttft_ms", "ttft", "_ms"), ("e2e_ms", "e2e", "_ms"), ("decode_tps", "decode_tps", ""),
-           ("tpot_ms", "tpot", "_ms"))
-"""Per-request measures summarized: (column, field prefix, unit suffix): ``ttft_p95_ms``, ``decode_tps_p50``."""
-QUANTILES = (5, 25, 50, 75, 90, 95, 99)
-"""The percentiles of every metric (a box plot's p05, quartiles, median, and the tails)."""
-CI_PERCENTILES = (50, 90, 95, 99)
 EXACT_ONLY = 2**62
 """A ``min_rows`` no selection reaches: always the exact per-request queries."""
-MONEY_FIELDS = ("cost_usd", "list_cost_usd", "cost_per_request_usd", "cost_per_1k_requests_usd",
-                "list_cost_per_request_usd", "list_cost_per_1k_requests_usd", "billed_minus_list_usd",
-                "cost_per_correct_usd")
 _SEP = "\x1f"  # joins the key columns into one group key inside SQL
 
 
@@ -70,17 +62,10 @@ def _keys(by: str, f: Filters) -> list[tuple[str, str]]:
     raise ValueError(f"summary: unknown grouping {by!r}")
 
 
-def metric_field(prefix: str, q: int, unit: str) -> str:
-    """``ttft``, 95, ``_ms`` -> ``ttft_p95_ms``; ``decode_tps``, 5, "" -> ``decode_tps_p05``."""
-    return f"{prefix}_p{q:02d}{unit}"
-
-
-def _metric_sql() -> str:
-    parts = []
-    for col, prefix, _ in METRICS:
-        parts.append(f"count({col}) FILTER (WHERE _timed) AS n_{prefix}")
-        parts.append(f"quantile_cont({col}, $qs) FILTER (WHERE _timed) AS _q_{prefix}")
-    return ",\n    ".join(parts)
+def _quantiles_sql() -> str:
+    """Each metric's percentiles as one list (``derive`` spreads it over the percentile fields)."""
+    return ",\n    ".join(f"quantile_cont({col}, $qs) FILTER (WHERE _timed) AS _q_{prefix}"
+                          for col, prefix, _ in SUMMARY_METRICS)
 
 
 _SUMMARY = """
@@ -92,27 +77,13 @@ WITH cur AS (
     FROM {source} WHERE {where}
 )
 SELECT {key_names}, {is_total} AS _total,
-    count(*) AS planned,
-    count(*) FILTER (WHERE _sent) AS n,
-    count(*) FILTER (WHERE _ok) AS ok,
-    count(*) FILTER (WHERE outcome = 'rate_limited') AS rate_limited,
-    CAST(sum(retries_429) AS BIGINT) AS retries_429,
-    count(*) FILTER (WHERE _ok AND conn_reused = false) AS cold_connections,
-    {metrics},
-    quantile_cont(e2e_ms, 0.5) FILTER (WHERE _ok AND passed) AS e2e_p50_correct_ms,
-    CAST(sum(prompt_tokens) AS BIGINT) AS prompt_tokens,
-    CAST(sum(completion_tokens) AS BIGINT) AS completion_tokens,
-    CAST(sum(cached_tokens) AS BIGINT) AS cached_tokens,
-    CAST(sum(prompt_tokens) FILTER (WHERE _ok) AS BIGINT) AS ok_prompt_tokens,
-    CAST(sum(completion_tokens) FILTER (WHERE _ok) AS BIGINT) AS ok_completion_tokens,
-    CAST(sum(cost_usd) AS DECIMAL(38,18)) AS cost_usd, count(cost_usd) AS n_billed,
-    CAST(sum(list_cost_usd) AS DECIMAL(38,18)) AS list_cost_usd, count(list_cost_usd) AS n_list,
-    count(passed) FILTER (WHERE _ok) AS n_checked,
-    count(*) FILTER (WHERE _ok AND passed) AS n_passed,
-    list_sort(list(DISTINCT token_source) FILTER (WHERE token_source IS NOT NULL)) AS token_sources,
-    list_sort(list(DISTINCT provider) FILTER (WHERE provider IS NOT NULL)) AS providers
+    {aggregates},
+    {quantiles}
 FROM cur GROUP BY {group_by} ORDER BY _total, {order}
 """
+
+
+_AGGREGATES = aggregates_sql()
 
 
 def _sql(by: str, f: Filters, source: str, total: bool) -> str:
@@ -124,7 +95,8 @@ def _sql(by: str, f: Filters, source: str, total: bool) -> str:
         key_names=", ".join(f"{n} AS {field}" for n, (field, _) in zip(names, keys)),
         is_total=f"grouping({names[0]}) = 1" if total else "false",
         group_by=f"GROUPING SETS (({', '.join(names)}), ())" if total else ", ".join(names),
-        order=order, metrics=_metric_sql(), source=source, where=f.where())
+        order=order, aggregates=_AGGREGATES, quantiles=_quantiles_sql(), source=source,
+        where=f.where())
 
 
 def _params(f: Filters, exclude_cold: bool) -> dict[str, Any]:
@@ -134,7 +106,7 @@ def _params(f: Filters, exclude_cold: bool) -> dict[str, Any]:
 
 # ------------------------------------------------------------------- the entry points
 def summarize(store: Any, f: Filters, *, by: str = "provider", total: bool = False,
-              exclude_cold: bool = False, cis: Sequence[str] = (), min_rows: int | None = None) -> list[dict[str, Any]]:
+              exclude_cold: bool = False, cis: Sequence[str] = (), min_rows: int | None = None) -> list[SummaryRow]:
     """One record per group (and a TOTAL record last when ``total``), every field derived.
 
     ``cis``: metrics (``ttft_ms``, ...) whose p50/p90/p95/p99 get 95 % order-statistic intervals
@@ -155,10 +127,10 @@ def summarize(store: Any, f: Filters, *, by: str = "provider", total: bool = Fal
     rows = [derive(r, by, exclude_cold, sketched) for r in raw]
     for metric in cis:
         add_cis(store, f, rows, metric, by=by, exclude_cold=exclude_cold)
-    return rows
+    return typed(rows)
 
 
-def run_summary(store: Any, run_id: str, exclude_cold: bool = False) -> list[dict[str, Any]]:
+def run_summary(store: Any, run_id: str, exclude_cold: bool = False) -> list[SummaryRow]:
     """One run per model x provider variant x endpoint plus a TOTAL row last (the CLI's summary);
     a run with conversations also gets their fields (bench.results.conversations)."""
     from bench.results import conversations
@@ -168,7 +140,7 @@ def run_summary(store: Any, run_id: str, exclude_cold: bool = False) -> list[dic
     return conversations.attach(rows, conversations.turn_rows(store, [run_id]))
 
 
-def summarize_frame(frame: pl.DataFrame, *, by: str = "target", total: bool = False) -> list[dict[str, Any]]:
+def summarize_frame(frame: pl.DataFrame, *, by: str = "target", total: bool = False) -> list[SummaryRow]:
     """``summarize`` over per-request rows in memory (``Store.requests_frame`` of one or more runs),
     the same SQL on an in-memory DuckDB: the frame's newest row per request counts, warm-ups never."""
     if frame.is_empty() or "run_id" not in frame.columns:
@@ -183,14 +155,19 @@ def summarize_frame(frame: pl.DataFrame, *, by: str = "target", total: bool = Fa
         con.close()
     if total and not any(r["planned"] for r in raw):
         return []
-    return [derive(r, by, False, False) for r in raw]
+    return typed([derive(r, by, False, False) for r in raw])
 
 
-def frame(records: Sequence[dict[str, Any]]) -> pl.DataFrame:
+def typed(rows: list[dict[str, Any]]) -> list[SummaryRow]:
+    """``derive``'s records as what they are: every key is a ``FIELDS`` name (tests/test_summary.py)."""
+    return cast(list[SummaryRow], rows)
+
+
+def frame(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """The records as a polars frame, money as Decimal(38,18) (an empty frame keeps the columns)."""
     schema: dict[str, Any] = {name: pl.Decimal(38, 18) for name in MONEY_FIELDS}
     if not records:
-        return pl.DataFrame(schema=_EMPTY_SCHEMA)
+        return pl.DataFrame(schema=empty_schema())
     cols = list(records[0])
     overrides = {c: schema[c] for c in cols if c in schema}
     return pl.DataFrame(records, schema_overrides=overrides, infer_schema_length=None)
@@ -198,7 +175,7 @@ def frame(records: Sequence[dict[str, Any]]) -> pl.DataFrame:
 
 # ------------------------------------------------------------------- derived fields
 def derive(raw: dict[str, Any], by: str, exclude_cold: bool, sketched: bool) -> dict[str, Any]:
-    """Every field from the raw counts and sums of one group (the table in the module docstring)."""
+    """Every field from the raw counts and sums of one group (``summary_fields.FIELDS``)."""
     row: dict[str, Any] = {}
     total = bool(raw.pop("_total", False))
     if by == "target":
@@ -218,7 +195,7 @@ def derive(raw: dict[str, Any], by: str, exclude_cold: bool, sketched: bool) -> 
         "cold_connections": raw["cold_connections"],
         "cold_excluded": bool(exclude_cold and raw["cold_connections"]),
     })
-    for _, prefix, unit in METRICS:
+    for _, prefix, unit in SUMMARY_METRICS:
         row[f"n_{prefix}"] = int(raw[f"n_{prefix}"] or 0)
         qs = raw.get(f"_q_{prefix}") or [None] * len(QUANTILES)
         for q, v in zip(QUANTILES, qs):
@@ -228,7 +205,7 @@ def derive(raw: dict[str, Any], by: str, exclude_cold: bool, sketched: bool) -> 
         "prompt_tokens": raw["prompt_tokens"], "completion_tokens": raw["completion_tokens"],
         "cached_tokens": raw["cached_tokens"],
         "ok_prompt_tokens": raw["ok_prompt_tokens"], "ok_completion_tokens": raw["ok_completion_tokens"],
-        "token_source": ",".join(raw["token_sources"] or []),
+        "token_source": ",".join(raw["token_source"] or []),
         "cost_usd": cost, "n_billed": int(raw["n_billed"]),
         "cost_per_request_usd": cost / n if cost is not None and n else None,
         "cost_per_1k_requests_usd": cost * 1000 / n if cost is not None and n else None,
@@ -315,7 +292,7 @@ def _group_key(row: dict[str, Any], by: str) -> str:
 def _values_at_ranks(query: Any, f: Filters, by: str, rows: list[dict[str, Any]], metric: str,
                      exclude_cold: bool, source: str, total: bool) -> dict[str, list[float]]:
     """The values at each group's interval ranks, one query (``query(sql, params)``)."""
-    prefix = next(p for c, p, _ in METRICS if c == metric)
+    prefix = next(p for c, p, _ in SUMMARY_METRICS if c == metric)
     picked = [r for r in rows if (r["group"] == "TOTAL") == total]
     ranks = [_ci_ranks(r[f"n_{prefix}"]) for r in picked]
     if not any(ranks):
@@ -345,14 +322,14 @@ def add_cis(store: Any, f: Filters, rows: list[dict[str, Any]], metric: str, *, 
             exclude_cold: bool = False) -> None:
     """Add 95 % order-statistic intervals of p50/p90/p95/p99 of ``metric`` to every row.
 
-    The ranks are exact (``analytics.ci_ranks``, as ``bench.results.stats.percentile_ci``); one query sorts
+    The ranks are exact (``ci_ranks``, as ``bench.results.stats.percentile_ci``); one query sorts
     each group's values inside DuckDB and returns only the values at those ranks, or, for rows
     answered from the aggregates, the merged sketches are read at them (within 0.5 %).
     "n too small" leaves the bounds None.
     """
     from bench.results import aggregates
 
-    _, prefix, unit = next(m for m in METRICS if m[0] == metric)
+    _, prefix, unit = next(m for m in SUMMARY_METRICS if m[0] == metric)
     if any(r.get("sketched") for r in rows):
         sk = aggregates.sketches(store, f, (metric,))
         values: dict[str, list[float]] = {}
@@ -367,20 +344,3 @@ def add_cis(store: Any, f: Filters, rows: list[dict[str, Any]], metric: str, *, 
     for r in rows:
         for q in CI_PERCENTILES:
             _set_ci(r, prefix, unit, q, values.get(r["group"]))
-
-
-def _empty_schema() -> dict[str, Any]:
-    out: dict[str, Any] = {"model": pl.String, "provider": pl.String, "group": pl.String, "planned": pl.Int64,
-                           "n": pl.Int64, "not_sent": pl.Int64, "ok": pl.Int64, "rate_limited": pl.Int64,
-                           "error_rate": pl.Float64, "rate_limited_rate": pl.Float64}
-    for _, prefix, unit in METRICS:
-        out[f"n_{prefix}"] = pl.Int64
-        out |= {metric_field(prefix, q, unit): pl.Float64 for q in QUANTILES}
-    out |= {"prompt_tokens": pl.Int64, "completion_tokens": pl.Int64, "cost_usd": pl.Decimal(38, 18),
-            "list_cost_usd": pl.Decimal(38, 18), "cost_per_request_usd": pl.Decimal(38, 18),
-            "cost_per_1k_requests_usd": pl.Decimal(38, 18), "list_cost_per_1k_requests_usd": pl.Decimal(38, 18),
-            "pass_rate": pl.Float64, "sketched": pl.Boolean}
-    return out
-
-
-_EMPTY_SCHEMA = _empty_schema()

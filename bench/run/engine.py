@@ -48,6 +48,7 @@ from bench.store.journal import RunLock
 from bench.store.runs import new_run_id
 from bench.store.sink import StoreSink
 from bench.store.store import Store
+from bench.store.team import hooks as team_hooks
 from bench.suites import parse as suites_mod
 from bench.suites.model import OPENROUTER as OPENROUTER
 from bench.suites.model import Suite
@@ -85,16 +86,20 @@ def fit_plan(plan: list[PlannedRequest], per_target: int) -> list[PlannedRequest
     return kept
 
 
+async def _fetch_catalog(settings: Settings, client: OpenRouterClient, needed: bool) -> tuple[list[Model], bool]:
+    """(the catalog, whether the base URL speaks OpenRouter's API); a run only on the suite's
+    own endpoints (``needed`` False) asks nothing and needs no OpenRouter catalog."""
+    if not needed:
+        return [], False
+    raw = await client.models_raw()
+    return parse_models(raw), speaks_openrouter(settings, raw)
+
+
 async def _prepare(settings: Settings, suite: Suite, spec: RunSpec, client: OpenRouterClient) -> Prepared:
     suite = _run_suite_value(suite, spec)
     targets = build_targets(suite, spec)
     require_key(settings, suite, targets)
-    catalog: list[Model] = []
-    openrouter_api = uses_openrouter(suite, targets)
-    if openrouter_api:  # a run only on the suite's own endpoints needs no OpenRouter catalog
-        raw = await client.models_raw()
-        catalog = parse_models(raw)
-        openrouter_api = speaks_openrouter(settings, raw)
+    catalog, openrouter_api = await _fetch_catalog(settings, client, uses_openrouter(suite, targets))
     if not openrouter_api and spec.lookup_generation:
         raise ConfigError(f"--lookup-generation needs OpenRouter's /generation; no model of this run "
                           f"is on an OpenRouter API ({settings.base_url})")
@@ -189,6 +194,7 @@ def record_run(settings: Settings, store: Store, prep: Prepared, run_id: str | N
         catalog_snapshot_id=snapshot_id,
         simulated=settings.sandbox,
         plan=[p.to_json() for p in prep.plan],
+        origin=settings.origin,
     )
     return run_id
 
@@ -265,6 +271,7 @@ async def _execute_locked(
     store.update_run(run_id, status="running", status_reason=None)
     hooks = _synthesizer(store, prep, run_id)  # before the sink: a resume reads its stored probes
     sink = StoreSink(store, heartbeat_run=run_id)  # the heartbeat: see m010_run_heartbeat
+    pusher = team_hooks.start_pusher(settings, store, run_id)  # the team store, if any: never waited on
     ledger = JudgeLedger()
     spec = prep.spec
     budget = Budget(spec.budget_usd)
@@ -310,6 +317,7 @@ async def _execute_locked(
             finished_at=datetime.now(UTC), **extra,
         )
         store.build_aggregates_at_end(run_id)  # the dashboard's per-run aggregates (m011)
+        team_hooks.stop_pusher(pusher)  # what is left goes up now (or later, by `orbench team push`)
     return run_id, state
 
 
@@ -385,12 +393,8 @@ async def _prepare_resume_locked(settings: Settings, store: Store, run_id: str, 
     plan = [PlannedRequest.from_json(d) for d in run["plan"]]
     loaded = load_suite(Path(run["suite_path"]))
     suite = dataclasses.replace(loaded, endpoints={**loaded.endpoints, **spec.extra_endpoints})
-    catalog: list[Model] = []
-    openrouter_api = uses_openrouter(suite, list({p.target.key: p.target for p in plan}.values()))
-    if openrouter_api:  # a run only on the suite's own endpoints needs no OpenRouter catalog
-        raw = await client.models_raw()
-        catalog = parse_models(raw)
-        openrouter_api = speaks_openrouter(settings, raw)
+    catalog, openrouter_api = await _fetch_catalog(
+        settings, client, uses_openrouter(suite, list({p.target.key: p.target for p in plan}.values())))
     booked = await _book_in_flight(store, client, run_id, openrouter_api)
     done = store.finished_keys(run_id)
     todo = [p for p in plan if p.request_idx not in done]

@@ -9,12 +9,12 @@ with the target order rotated every round) so slow drift over the run's wall tim
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from bench.errors import ConfigError
+from bench.suites.model import json_copy
 
 
 @dataclass(frozen=True)
@@ -104,39 +104,6 @@ class CaseRequest:
     case_id: str
     body: dict[str, Any]  # messages, max_tokens, temperature, tools, ...
     prompt_tokens_est: int
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-class _NotJSON(Exception):
-    """A value a JSON round trip would change (a tuple, a non-text key) or refuse."""
-
-
-def _copy_json(value: Any) -> Any:
-    t = type(value)
-    if t is dict:
-        out = {}
-        for k, v in value.items():
-            if type(k) is not str:
-                raise _NotJSON
-            out[k] = v if type(v) in _SCALARS else _copy_json(v)
-        return out
-    if t is list:
-        return [v if type(v) in _SCALARS else _copy_json(v) for v in value]
-    if t in _SCALARS:
-        return value
-    raise _NotJSON
-
-
-def json_copy(value: Any) -> Any:
-    """``json.loads(json.dumps(value))``: a deep copy that is JSON-safe, without the text in
-    between (6x faster; 100,000 planned requests build 100,000 bodies). Anything a round
-    trip would change or refuse takes the round trip itself, so the result is the same."""
-    try:
-        return _copy_json(value)
-    except (_NotJSON, RecursionError):
-        return json.loads(json.dumps(value))
 
 
 def build_body(case: CaseRequest, target: Target, stream: bool = True) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from bench.run.conversation import row_fields as conversation_row_fields
 from bench.run.conversation import units as conversation_units
 from bench.run.plan import PlannedRequest, Target
 from bench.run.state import ChatClient, PriceFn, Progress, RequestHooks, RowSink, RunOptions, RunState
-from bench.suites.model import OPENROUTER
+from bench.suites.model import CHARS_PER_TOKEN, OPENROUTER
 
 __all__ = ["Runner", "RowMoney"]
 
@@ -484,7 +484,7 @@ class Runner:
 
 
 def _estimate_tokens(text: str) -> int:
-    return max(1, round(len(text) / 4)) if text else 0
+    return max(1, round(len(text) / CHARS_PER_TOKEN)) if text else 0
 
 
 def _as_float(v: object) -> float | None:

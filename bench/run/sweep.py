@@ -28,7 +28,7 @@ import polars as pl
 from bench.errors import ConfigError
 from bench.records import FINISHED_OUTCOMES
 from bench.results import stats
-from bench.results.gates import _OPS, Gate, parse_gate
+from bench.results.gates import OPS, Gate, parse_gate
 from bench.results.report import current_rows
 from bench.store.store import Store
 
@@ -76,7 +76,7 @@ def meets_slos(row: dict[str, Any], slos: list[Gate]) -> bool:
         return False
     for gate in slos:
         value = row.get(_slo_column(gate) or "")
-        if value is None or not _OPS[gate.op](float(value), gate.value):
+        if value is None or not OPS[gate.op](float(value), gate.value):
             return False
     return True
 
@@ -104,7 +104,7 @@ def window_s(sent: pl.DataFrame) -> float | None:
     return (float(ends) - float(start)) / 1000
 
 
-def group_stats(g: pl.DataFrame, slos: list[Gate]) -> dict[str, Any]:
+def step_stats(g: pl.DataFrame, slos: list[Gate]) -> dict[str, Any]:
     """One step's figures for one model x provider (current, measured rows)."""
     sent = g.filter(pl.col("outcome").is_in(sorted(FINISHED_OUTCOMES)))
     ok = sent.filter(pl.col("outcome") == "ok")
@@ -126,19 +126,19 @@ def group_stats(g: pl.DataFrame, slos: list[Gate]) -> dict[str, Any]:
         _with_ci(row, "ttft", ttft, q)
         _with_ci(row, "tpot", tpot, q)
         _with_ci(row, "e2e", e2e, q)
-    row["slos_met"] = all(_OPS[s.op](row[s.metric], s.value) for s in slos if row.get(s.metric) is not None) \
+    row["slos_met"] = all(OPS[s.op](row[s.metric], s.value) for s in slos if row.get(s.metric) is not None) \
         if slos else None
     return row
 
 
 def step_rows(frame: pl.DataFrame, slos: list[Gate]) -> list[dict[str, Any]]:
-    """Per model x provider of one step's run: ``group_stats`` plus model and provider."""
+    """Per model x provider of one step's run: ``step_stats`` plus model and provider."""
     rows = current_rows(frame)
     if "is_probe" in rows.columns:  # calibration probes count in money, never in statistics
         rows = rows.filter(~pl.col("is_probe").fill_null(False))
     out = []
     for (model, variant), g in rows.group_by(["model", "provider_variant"], maintain_order=True):
-        out.append({"model": model, "provider": variant, **group_stats(g, slos)})
+        out.append({"model": model, "provider": variant, **step_stats(g, slos)})
     return out
 
 

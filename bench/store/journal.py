@@ -3,10 +3,11 @@
 Why it exists: DuckDB allows one read-write process per file, so a run cannot
 count on reaching the database the moment a (paid) request finishes; the
 dashboard or another run may hold the file. The journal can always be written:
-``data/journal/<run_id>.jsonl`` next to the database, one ``RequestRow`` per
-line, each batch flushed and ``os.fsync``'d before ``append`` returns. A row is
-durable from then on; ``bench.store`` moves journaled rows into DuckDB and
-records how far each journal has been ingested.
+``<db dir>/journal/<db stem>/<run_id>.jsonl`` next to the database, one ``RequestRow`` per
+line (``encode_row``), written with one ``os.write`` each (``Journal.write_line``: it survives
+a crash of the process) and ``os.fsync``'d in batches (``Journal.sync``: it survives a power
+cut). ``bench.store`` moves journaled rows into DuckDB and records how far each journal has
+been ingested.
 
 Shape of a line: every ``RequestRow`` field by name; money (``Decimal``) as a
 plain decimal string so no JSON reader turns it into a float; ``chunk_gaps_ms``
@@ -223,14 +224,6 @@ def empty_frame() -> pl.DataFrame:
     return pl.DataFrame(schema=WIRE_SCHEMA)
 
 
-def encode(frame: pl.DataFrame) -> bytes:
-    """Wire frame -> JSON lines, each ending in a newline."""
-    buf = io.BytesIO()
-    frame.select(REQUEST_COLUMNS).write_ndjson(buf)
-    data = buf.getvalue()
-    return data if not data or data.endswith(b"\n") else data + b"\n"
-
-
 def decode(data: bytes) -> tuple[pl.DataFrame, int]:
     """Complete JSON lines -> (wire frame, number of unreadable lines skipped)."""
     if not data.strip():
@@ -287,22 +280,6 @@ class Journal:
         self._fd: int | None = None
         self._lock = threading.Lock()
 
-    def append(self, frame: pl.DataFrame) -> tuple[int, int]:
-        """Write the rows as JSON lines and fsync; return the (start, end) byte span."""
-        data = encode(frame)
-        with self._lock:
-            fd = self._open()
-            start = os.fstat(fd).st_size
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            except OSError:
-                os.ftruncate(fd, start)  # no half batch for the next append to extend
-                raise
-            return start, start + len(data)
-
     def write_line(self, data: bytes) -> None:
         """Append already-encoded lines without fsync.
 
@@ -334,9 +311,6 @@ class Journal:
         with self._lock:
             if self._fd is not None:
                 os.fsync(self._fd)
-
-    def append_rows(self, rows: list[RequestRow]) -> tuple[int, int]:
-        return self.append(rows_frame(rows))
 
     def close(self) -> None:
         with self._lock:
@@ -380,11 +354,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def dumps_row(row: RequestRow) -> str:
-    """One row as a journal line (without the newline); for tools and tests."""
-    record = dataclasses.asdict(row)
-    for name in MONEY_COLUMNS:
-        record[name] = _money_text(record[name])
-    return json.dumps(record)

@@ -1,4 +1,7 @@
-"""The idempotent merge of request rows (the store's design point 3).
+"""The idempotent merge of request rows (the store's design point 3): ``merge_rows``.
+
+The one way request rows enter a DuckDB file: the journal ingest (``Store``) and the team
+store's pull (``bench.store.team.pull``) both call it.
 
 Per (run_id, request_idx) the row that ranks highest wins, among the batch and the stored
 row; a row of another session that loses, and had been sent, moves to
@@ -65,15 +68,17 @@ def _settled_expr() -> pl.Expr:
     )
 
 
-def _ranked(frame: pl.DataFrame) -> pl.DataFrame:
-    """Best first per key: settled, newest session, newest revision, stored before batch, last written."""
+def _ranked(frame: pl.DataFrame, newer_wins: bool = False) -> pl.DataFrame:
+    """Best first per key: settled, newest session, newest revision, stored before batch
+    (batch before stored with ``newer_wins``), last written."""
     settled = _settled_expr().fill_null(False)
     return frame.with_columns(
         _settled=settled,
         # A settled row is never replaced: among settled rows the first session's wins;
         # among unsettled ones the newest session's (a resume's re-send lands).
         _sess=pl.when(settled).then(-pl.col("session")).otherwise(pl.col("session")),
-    ).sort(["_settled", "_sess", "rev", "_stored", "_seq"], descending=True, nulls_last=True)
+        _tie=pl.col("_stored") != newer_wins,
+    ).sort(["_settled", "_sess", "rev", "_tie", "_seq"], descending=True, nulls_last=True).drop("_tie")
 
 
 def _one_per_key(frame: pl.DataFrame) -> pl.DataFrame:
@@ -87,10 +92,14 @@ def _one_per_key(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _merge_rows(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> int:
+def merge_rows(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, *, newer_wins: bool = False) -> int:
     """Design point 3: the highest-ranking row per key wins; losers of other sessions are kept.
 
-    Returns rows written (new keys plus replacements).
+    ``frame`` is a wire frame (``bench.store.journal.WIRE_SCHEMA``), oldest row first; call it
+    inside the caller's write transaction. ``newer_wins``: a batch row that ties a stored row
+    on (settled, session, rev) replaces it; the team pull's entries come in log order, and a
+    re-score (``orbench check``) changes a row without a new revision. Returns rows written
+    (new keys plus replacements).
     """
     if frame.is_empty():
         return 0
@@ -109,7 +118,7 @@ def _merge_rows(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> int:
             [pl.col(c).cast(ranks.schema[c]) for c in _RANK_COLUMNS]
         ).with_columns(pl.col("rev").fill_null(0), _seq=pl.lit(-1, pl.Int64), _stored=pl.lit(True))
         ranks = pl.concat([ranks, stored.select(ranks.columns)])
-    ranked = _ranked(ranks).with_columns(
+    ranked = _ranked(ranks, newer_wins).with_columns(
         _first=pl.int_range(pl.len()).over(["run_id", "request_idx"]) == 0,
         _win_session=pl.col("session").first().over(["run_id", "request_idx"]),
     )
@@ -154,14 +163,16 @@ def _supersede(con: duckdb.DuckDBPyConnection, batch: pl.DataFrame, losers: pl.D
         con.unregister("_orbench_sup_rows")
 
 
-def _ingested_bytes(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+def ingested_bytes(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """How many bytes of a run's journal are in the file."""
     rows = con.execute(
         "SELECT ingested_bytes FROM _orbench_journal WHERE run_id = ?", [run_id]
     ).fetchall()
     return int(rows[0][0]) if rows else 0
 
 
-def _set_ingested(con: duckdb.DuckDBPyConnection, run_id: str, offset: int) -> None:
+def set_ingested(con: duckdb.DuckDBPyConnection, run_id: str, offset: int) -> None:
+    """Record (in the merge's transaction) that a run's journal is in up to ``offset``."""
     updated = con.execute(
         "UPDATE _orbench_journal SET ingested_bytes = ?, updated_at = now() WHERE run_id = ?",
         [offset, run_id],

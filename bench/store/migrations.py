@@ -4,7 +4,7 @@ Each step is a function ``mNNN_<what>(con)``; ``migrate`` applies the missing on
 in order, each in its own transaction together with its row in
 ``_orbench_migrations``, so a crash mid-step leaves the step unapplied rather than
 half-applied. Applied steps are never edited or renumbered: a schema change is a
-new step at the end (quality tables, for instance, will be ``m006_...``). A file
+new step at the end, registered with ``@STEPS()`` (``bench.store.migrator``). A file
 that names a step this code does not know was written by a newer orbench, and
 ``migrate`` refuses it with ``SchemaTooNew`` instead of guessing.
 
@@ -16,18 +16,49 @@ new step fails loudly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
-from bench.errors import SchemaTooNew
+from bench.store.migrator import Migrations
 
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
 
 MIGRATIONS_TABLE = "_orbench_migrations"
 
 
+class _DuckDBSteps:
+    """The bookkeeping of the DuckDB file's steps: ``_orbench_migrations``, one row per step."""
+
+    def applied(self, con: duckdb.DuckDBPyConnection) -> list[str]:
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+            "(name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        rows = con.sql(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").fetchall()
+        return [r[0] for r in rows]
+
+    @contextmanager
+    def transaction(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        con.begin()
+        try:
+            yield
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+
+    def record(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
+        con.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, now())", [name])
+
+
+STEPS: Migrations[duckdb.DuckDBPyConnection] = Migrations("orbench", _DuckDBSteps())
+"""The DuckDB file's numbered steps, registered in order by ``@STEPS()`` below."""
+
+
+@STEPS()
 def m001_create_runs(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
@@ -57,6 +88,7 @@ def m001_create_runs(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@STEPS()
 def m002_create_requests(con: duckdb.DuckDBPyConnection) -> None:
     # No PRIMARY KEY on (run_id, request_idx): an ART index slows bulk inserts and
     # makes a re-run of an unfinished request an error. Uniqueness is kept by the
@@ -117,6 +149,7 @@ def m002_create_requests(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@STEPS()
 def m003_create_catalog(con: duckdb.DuckDBPyConnection) -> None:
     # One snapshot per catalog fetch so price history accumulates and every run
     # can name the prices its list_cost_usd was computed with.
@@ -153,6 +186,7 @@ def m003_create_catalog(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@STEPS()
 def m004_create_credit_snapshots(con: duckdb.DuckDBPyConnection) -> None:
     # Balances over time: what a run really cost from the account's point of view.
     con.execute(
@@ -172,6 +206,7 @@ def m004_create_credit_snapshots(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@STEPS()
 def m005_create_journal_offsets(con: duckdb.DuckDBPyConnection) -> None:
     # How far each run's journal (data/journal/<run_id>.jsonl) is known to be in
     # the database, so recovery reads only the tail instead of every old journal.
@@ -188,6 +223,7 @@ def m005_create_journal_offsets(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@STEPS()
 def m006_add_judge_costs(con: duckdb.DuckDBPyConnection) -> None:
     # Judge checks call another model; what that costs is kept apart from the
     # benchmarked requests' cost_usd (it is not what the benchmarked model costs).
@@ -196,12 +232,14 @@ def m006_add_judge_costs(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind} DEFAULT 0")
 
 
+@STEPS()
 def m007_add_retries_429(con: duckdb.DuckDBPyConnection) -> None:
     # 429s that were retried away still say something about a provider's capacity:
     # counted per request and reported beside latency, never inside it.
     con.execute("ALTER TABLE requests ADD COLUMN retries_429 BIGINT")
 
 
+@STEPS()
 def m008_money_and_wire(con: duckdb.DuckDBPyConnection) -> None:
     # Journal first, enrich later: a request is journaled as soon as its stream ends
     # (and as ``started`` while in flight); checks, the judge and lookups add later
@@ -263,6 +301,7 @@ _M009_MONEY = (
 )
 
 
+@STEPS()
 def m009_views(con: duckdb.DuckDBPyConnection) -> None:
     # ``requests`` already keeps one row per (run_id, request_idx), the winner of every
     # send of it; but a request the run never reached (a crash, a stop) has no row, and
@@ -365,6 +404,7 @@ def m009_views(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@STEPS()
 def m010_run_heartbeat(con: duckdb.DuckDBPyConnection) -> None:
     # A run in progress says it is alive: its writer thread stamps the time every few
     # seconds (never per request), with the pid and host of the process doing it, so the
@@ -375,6 +415,7 @@ def m010_run_heartbeat(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
 
+@STEPS()
 def m011_run_aggregates(con: duckdb.DuckDBPyConnection) -> None:
     # Per-run aggregates, written once when a run ends (and lazily for runs without one),
     # so the dashboard reads a few thousand rows instead of every request of every run.
@@ -431,6 +472,7 @@ def m011_run_aggregates(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@STEPS()
 def m012_sweeps(con: duckdb.DuckDBPyConnection) -> None:
     # A sweep (``orbench sweep``) runs one suite at several load levels, one run per level.
     # The runs keep their own rows and money; the sweep row keeps what a resume needs (the
@@ -459,6 +501,7 @@ _M013_REQUEST_COLUMNS = (*_M009_REQUEST_COLUMNS, "is_probe")
 _M013_PLANNED = {**_M009_PLANNED, "is_probe": "coalesce(CAST(p.e->>'is_probe' AS BOOLEAN), false)"}
 
 
+@STEPS()
 def m013_request_is_probe(con: duckdb.DuckDBPyConnection) -> None:
     # Synthetic prompts are sized per model x provider by two cheap probe requests
     # (bench.run.synthetic). Probes are real, paid sends, so they are rows like any other; they
@@ -499,6 +542,7 @@ def m013_request_is_probe(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@STEPS()
 def m014_aggregate_summary_fields(con: duckdb.DuckDBPyConnection) -> None:
     # The one summary (bench.results.summary) reads every field from the per-run aggregates too, so a
     # large dashboard selection shows what `orbench show` shows for the same rows: billed cached
@@ -508,12 +552,54 @@ def m014_aggregate_summary_fields(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE run_aggregates ADD COLUMN {column} BIGINT")
 
 
+@STEPS()
+def m016_team_store(con: duckdb.DuckDBPyConnection) -> None:
+    # The team store (bench.store.team). Every run says where it ran (``--origin`` /
+    # ORBENCH_ORIGIN / the hostname) so the same model measured from two regions can be told
+    # apart. ``team_seq`` marks a run pulled from a team's log (the sequence of its newest
+    # state entry): NULL is a run measured here, the only kind this machine pushes and the
+    # kind a pull never overwrites. The two tables are the push and pull bookkeeping per team
+    # ("host:port/db", never a user or password): how much of each run's journal and which
+    # other entries are on the server, and the last log sequence pulled.
+    con.execute("ALTER TABLE runs ADD COLUMN origin VARCHAR")
+    con.execute("ALTER TABLE runs ADD COLUMN team_seq BIGINT")
+    con.execute(
+        """
+        CREATE TABLE _orbench_team_pushed (
+            team VARCHAR NOT NULL,            -- host:port/db of the team store
+            run_id VARCHAR NOT NULL,
+            journal_bytes BIGINT NOT NULL,    -- every complete journal line before this offset is on the server
+            pushed_at TIMESTAMPTZ NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE _orbench_team_sent (
+            team VARCHAR NOT NULL,
+            entry_key VARCHAR NOT NULL,       -- a run state, sweep, catalog or credit entry on the server
+            sent_at TIMESTAMPTZ NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE _orbench_team_pulled (
+            team VARCHAR NOT NULL,
+            last_seq BIGINT NOT NULL,         -- every log entry up to this sequence is merged here
+            pulled_at TIMESTAMPTZ NOT NULL
+        )
+        """
+    )
+
+
 # requests_current as of m017: m013's view with the conversation columns and the cache-hit flag.
 _M017_REQUEST_COLUMNS = (*_M013_REQUEST_COLUMNS, "conversation_id", "turn")
 _M017_PLANNED = {**_M013_PLANNED, "conversation_id": "p.e->'conversation'->>'id'",
                  "turn": "CAST(p.e->'conversation'->>'turn' AS BIGINT)"}
 
 
+@STEPS()
 def m017_conversations(con: duckdb.DuckDBPyConnection) -> None:
     # Conversations (bench.run.conversation): every turn is a request row, and the conversation
     # metrics (cost per conversation, cache hit rate and TTFT by turn, served-by switches) group
@@ -556,66 +642,23 @@ def m017_conversations(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [
-    m001_create_runs,
-    m002_create_requests,
-    m003_create_catalog,
-    m004_create_credit_snapshots,
-    m005_create_journal_offsets,
-    m006_add_judge_costs,
-    m007_add_retries_429,
-    m008_money_and_wire,
-    m009_views,
-    m010_run_heartbeat,
-    m011_run_aggregates,
-    m012_sweeps,
-    m013_request_is_probe,
-    m014_aggregate_summary_fields,
-    m017_conversations,
-]
+MIGRATIONS: list[Migration] = STEPS.steps
 
 
 def migration_names() -> list[str]:
-    return [m.__name__ for m in MIGRATIONS]
+    return STEPS.names()
 
 
 def applied_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Names recorded in the file, in order; [] for a blank file."""
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
-        "(name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
-    )
-    rows = con.sql(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").fetchall()
-    return [r[0] for r in rows]
+    return STEPS.backend.applied(con)
 
 
 def check_not_newer(applied: list[str], where: Path | str) -> None:
     """Refuse a file that names steps this code does not know."""
-    unknown = sorted(set(applied) - set(migration_names()))
-    if unknown:
-        raise SchemaTooNew(
-            f"{where} was written by a newer orbench (migration {unknown[-1]}); upgrade orbench"
-        )
+    STEPS.check_not_newer(applied, where)
 
 
 def migrate(con: duckdb.DuckDBPyConnection, where: Path | str = "database") -> list[str]:
     """Apply the missing steps in order; return the names applied now."""
-    applied = applied_migrations(con)
-    check_not_newer(applied, where)
-    done: list[str] = []
-    for step in MIGRATIONS:
-        if step.__name__ in applied:
-            continue
-        con.begin()
-        try:
-            step(con)
-            con.execute(
-                f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, now())",
-                [step.__name__],
-            )
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
-        done.append(step.__name__)
-    return done
+    return STEPS.apply(con, where)

@@ -32,7 +32,6 @@ from bench.store.migrations import migrate
 
 RUN_STATUSES = ("planned", "running", "finished", "stopped", "failed", "cancelled")
 TERMINAL_STATUSES = ("finished", "stopped", "failed", "cancelled")
-PLAN_KEYS = ("request_idx", "model", "provider_variant", "endpoint", "case_id", "repeat", "is_warmup")
 _RUN_FIELDS = (
     "name", "suite_name", "suite_path", "suite_hash", "tool_version", "settings", "status",
     "status_reason", "started_at", "finished_at", "catalog_snapshot_id", "simulated", "planned",
@@ -61,6 +60,7 @@ class RunRecord:
     simulated: bool = False
     planned: int | None = None
     plan: list[dict[str, Any]] | None = None
+    origin: str | None = None
 
     def __getitem__(self, key: str) -> Any:
         """``run["plan"]``: callers may treat the record as a read-only mapping."""
@@ -77,8 +77,17 @@ def utcnow() -> datetime:
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """Sortable and prefix-friendly: ``20261130-143501-3fa2c1``."""
-    return f"{(now or utcnow()):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    """Sortable and prefix-friendly: ``20261130-143501-3fa2c1d4e5f6``.
+
+    48 random bits after the second: machines of one team starting runs in the same second
+    collide with odds of about n^2 / 2^49 (ids of older orbench versions had 24 bits and
+    keep working: a run id is any safe file name)."""
+    return f"{(now or utcnow()):%Y%m%d-%H%M%S}-{secrets.token_hex(6)}"
+
+
+def default_origin() -> str:
+    """Where a run ran when neither ``--origin`` nor ORBENCH_ORIGIN says: this machine's name."""
+    return _HOST.split(".")[0][:64] or "unknown"
 
 
 def redact_url(url: str) -> str:
@@ -107,16 +116,8 @@ def _json(value: Any) -> str:
 
 def _plan_records(plan: Sequence[Any]) -> list[dict[str, Any]]:
     """Planned requests as JSON-ready dicts: a mapping is kept whole (the runner
-    decides what a resume needs), an object gives ``to_json()`` or PLAN_KEYS."""
-    out = []
-    for item in plan:
-        if isinstance(item, Mapping):
-            out.append(dict(item))
-        elif callable(getattr(item, "to_json", None)):
-            out.append(dict(item.to_json()))
-        else:
-            out.append({k: getattr(item, k) for k in PLAN_KEYS})
-    return out
+    decides what a resume needs), a planned request gives its ``to_json()``."""
+    return [dict(item) if isinstance(item, Mapping) else dict(item.to_json()) for item in plan]
 
 
 def _check_status(status: str) -> None:
@@ -237,11 +238,14 @@ class RunTables(StoreBase):
         started_at: datetime | None = None,
         catalog_snapshot_id: str | None = None,
         simulated: bool = False,
+        origin: str | None = None,
     ) -> str:
         """Insert a run row; return its id (generated when not given).
 
+        ``origin`` says where it ran (default: this machine's hostname).
+
         ``settings`` is stored with key-like entries and URL credentials removed;
-        ``plan`` items are mappings or objects with PLAN_KEYS.
+        ``plan`` items are mappings or objects with a ``to_json()``.
         """
         run_id = run_id or new_run_id()
         journal.journal_path(self.journal_dir, run_id)  # the id must be a safe file name
@@ -251,11 +255,12 @@ class RunTables(StoreBase):
             run_id, name, suite_name, None if suite_path is None else str(suite_path), suite_hash,
             tool_version, _json(redact_settings(settings or {})), status, started_at,
             catalog_snapshot_id, simulated, None if plan is None else len(plan), plan_json,
+            origin or default_origin(),
         ]  # fmt: skip
         sql = (
             "INSERT INTO runs (run_id, name, suite_name, suite_path, suite_hash, tool_version, "
-            "settings, status, started_at, catalog_snapshot_id, simulated, planned, plan) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "settings, status, started_at, catalog_snapshot_id, simulated, planned, plan, origin) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         try:
             self._write(sql, values)
@@ -297,28 +302,35 @@ class RunTables(StoreBase):
         row["plan"] = json.loads(row["plan"]) if row["plan"] else None
         return RunRecord(**row)
 
-    def latest_run_id(self) -> str | None:
+    def latest_run_id(self, origin: str | None = None) -> str | None:
+        """The newest run (of one ``origin`` when given)."""
         frame = self._read(
-            "SELECT run_id FROM runs "
-            "ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, run_id DESC LIMIT 1"
+            "SELECT run_id FROM runs WHERE $origin IS NULL OR origin = $origin "
+            "ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, run_id DESC LIMIT 1",
+            {"origin": origin},
         )
         return None if frame.is_empty() else str(frame.item())
 
-    def resolve_run(self, ref: str) -> str:
-        """'latest', a full run id or a unique prefix -> run id; ConfigError otherwise."""
+    def resolve_run(self, ref: str, origin: str | None = None) -> str:
+        """'latest', a full run id or a unique prefix -> run id; ConfigError otherwise.
+
+        With ``origin``, only that origin's runs count (``latest`` is its newest)."""
         ref = ref.strip()
         if ref in ("", "latest"):
-            latest = self.latest_run_id()
+            latest = self.latest_run_id(origin)
             if latest is None:
-                raise ConfigError(f"no runs in {self.path} yet")
+                raise ConfigError(f"no runs in {self.path} yet" if origin is None
+                                  else f"--origin {origin}: no runs from that origin in {self.path}")
             return latest
         ids = self._read(
-            "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id", [ref]
+            "SELECT run_id FROM runs WHERE starts_with(run_id, $ref) AND ($origin IS NULL OR origin = $origin) "
+            "ORDER BY run_id", {"ref": ref, "origin": origin}
         )["run_id"].to_list()
         if ref in ids or len(ids) == 1:
             return ref if ref in ids else str(ids[0])
         if not ids:
-            raise ConfigError(f"no run matches {ref!r} in {self.path}")
+            where = "" if origin is None else f" from origin {origin}"
+            raise ConfigError(f"no run{where} matches {ref!r} in {self.path}")
         shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
         raise ConfigError(f"run {ref!r} is ambiguous ({len(ids)} runs: {shown}); give more characters")
 

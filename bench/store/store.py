@@ -9,7 +9,7 @@ runs in two processes to share a file, and a crash or ``kill -9`` to lose at mos
 the requests in flight. So nothing holds a connection:
 
 1. **Journal first.** ``journal_line`` appends each finished row to
-   ``<db dir>/journal/<run_id>.jsonl`` (``bench.store.journal``) the moment it ends, and
+   ``<db dir>/journal/<db stem>/<run_id>.jsonl`` (``bench.store.journal``) the moment it ends, and
    the run's writer thread (``bench.store.sink``) fsyncs it (``sync_journal``). From then
    on the row is durable, whatever happens to the database or the process.
 2. **Short write transactions.** ``ingest_journal`` then opens the file read-write,
@@ -54,7 +54,8 @@ parameters; identifiers interpolated into SQL come from fixed whitelists.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
@@ -66,7 +67,7 @@ from bench.errors import ConfigError
 from bench.records import REQUEST_COLUMNS, RequestRow
 from bench.store import journal
 from bench.store.connection import _quoted
-from bench.store.merge import _COLS, _SETTLED_SQL, _ingested_bytes, _merge_rows, _set_ingested, _settled_expr
+from bench.store.merge import _COLS, _SETTLED_SQL, _settled_expr, ingested_bytes, merge_rows, set_ingested
 from bench.store.migrations import migrate
 from bench.store.runs import RunTables, _drop_aggregates
 from bench.store.snapshots import SnapshotTables
@@ -132,6 +133,19 @@ class Store(RunTables, SnapshotTables):
             files = self._journal_files(None)
             recovered = self._in_transaction(con, lambda: self._ingest(con, files))
         return applied, int(recovered)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One short write transaction on the migrated file (the team store's pull and bookkeeping)."""
+        self._ensure_ready()
+        with self._writing() as con:
+            con.begin()
+            try:
+                yield con
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
 
     def close(self) -> None:
         """Close journal files. The database itself is never held open."""
@@ -213,7 +227,7 @@ class Store(RunTables, SnapshotTables):
         self._journal(run_id).sync()
 
     def insert_rows(self, rows: Sequence[RequestRow]) -> int:
-        """Merge rows the journal could not take (a full disk: ``bench.sink``'s held rows),
+        """Merge rows the journal could not take (a full disk: ``bench.store.sink``'s held rows),
         and the unread tail of their runs' journals.
 
         Idempotent, so rows that were (or were not) journaled first are both safe.
@@ -226,7 +240,7 @@ class Store(RunTables, SnapshotTables):
         recovered = self._ensure_ready()
         with self._writing() as con:
             return recovered + self._in_transaction(
-                con, lambda: _merge_rows(con, frame) + self._ingest(con, files)
+                con, lambda: merge_rows(con, frame) + self._ingest(con, files)
             )
 
     def ingest_journal(self, run_id: str | None = None) -> int:
@@ -355,11 +369,11 @@ class Store(RunTables, SnapshotTables):
         inserted = 0
         for path in files:
             run_id, size = path.stem, path.stat().st_size
-            done = _ingested_bytes(con, run_id)
+            done = ingested_bytes(con, run_id)
             if size == done:
                 continue
             part, end, bad = journal.read_journal(path, done if size > done else 0)
             self.skipped_journal_lines += bad
-            inserted += _merge_rows(con, part)
-            _set_ingested(con, run_id, end)
+            inserted += merge_rows(con, part)
+            set_ingested(con, run_id, end)
         return inserted

@@ -25,40 +25,40 @@ from bench.suites.checks import (
     parse_checks,
     schema_problem,
 )
-from bench.suites.cursor import _At, _opt
+from bench.suites.cursor import At, opt
 from bench.suites.model import Case, JudgeSettings
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CASE_KEYS = ("id", "description", "prompt", "messages", "system", "vars", "images", "tools",
               "tool_choice", "response_format", "max_tokens", "temperature", "tags", "checks",
               "pass_threshold")  # fmt: skip
-_ROLES = ("system", "developer", "user", "assistant", "tool")
+ROLES = ("system", "developer", "user", "assistant", "tool")
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # `{{ name }}` first (an error when name is a var), then the escapes, then `{name}`.
-_PLACEHOLDER = re.compile(r"\{\{\s*(?P<doubled>[A-Za-z_][A-Za-z0-9_]*)\s*\}\}|\{\{|\}\}"
+PLACEHOLDER = re.compile(r"\{\{\s*(?P<doubled>[A-Za-z_][A-Za-z0-9_]*)\s*\}\}|\{\{|\}\}"
                           r"|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _temperature(at: _At) -> float:
+def read_temperature(at: At) -> float:
     return at.number(0, 2)
 
 
-def _threshold(at: _At) -> float:
+def read_threshold(at: At) -> float:
     value = at.number(0, 1)
     if value == 0:
         raise at.fail("expected a number above 0 and at most 1, got 0")
     return value
 
 
-def _parse_checks(at: _At, judge: JudgeSettings) -> tuple[Check, ...]:
+def parse_case_checks(at: At, judge: JudgeSettings) -> tuple[Check, ...]:
     try:
         checks = parse_checks(at.value, read_bytes=at.src.read_bytes)
     except CheckSpecError as exc:
         raise at.src.error(at.path + exc.where, exc.problem) from None
-    return tuple(_resolve_judge(at.at(i), c, judge) if c.kind == "judge" else c for i, c in enumerate(checks))
+    return tuple(resolve_judge(at.at(i), c, judge) if c.kind == "judge" else c for i, c in enumerate(checks))
 
 
-def _resolve_judge(at: _At, check: Check, judge: JudgeSettings) -> Check:
+def resolve_judge(at: At, check: Check, judge: JudgeSettings) -> Check:
     """Fill a judge check's unset fields from the suite's ``judge`` settings."""
     spec: JudgeSpec = check.arg
     model, rubric = spec.model or judge.model, spec.rubric or judge.rubric
@@ -74,7 +74,7 @@ def _resolve_judge(at: _At, check: Check, judge: JudgeSettings) -> Check:
 
 # ----------------------------------------------------------------- cases
 @dataclass(frozen=True)
-class _Shared:
+class Shared:
     """What every case inherits from the suite."""
 
     max_tokens: int | None
@@ -93,7 +93,7 @@ class _Template:
     vars: Mapping[str, str]
 
 
-def _parse_cases(at: _At, shared: _Shared) -> tuple[Case, ...]:
+def parse_cases(at: At, shared: Shared) -> tuple[Case, ...]:
     cases: list[Case] = []
     first: dict[str, int] = {}
     for i, item in enumerate(at.items("case")):
@@ -105,30 +105,30 @@ def _parse_cases(at: _At, shared: _Shared) -> tuple[Case, ...]:
     return tuple(cases)
 
 
-def _parse_case(at: _At, shared: _Shared) -> Case:
+def _parse_case(at: At, shared: Shared) -> Case:
     f = at.fields(_CASE_KEYS, ("id",), what="a mapping with id and prompt (or messages)")
     case_id = f["id"].text()
-    variables = _Template(case_id, {**shared.vars, **_opt(f, "vars", _parse_vars, {})})
-    tools = _opt(f, "tools", _parse_tools, None)
-    checks: tuple[Check, ...] = _opt(f, "checks", lambda c: _parse_checks(c, shared.judge), ())
+    variables = _Template(case_id, {**shared.vars, **opt(f, "vars", parse_vars, {})})
+    tools = opt(f, "tools", parse_tools, None)
+    checks: tuple[Check, ...] = opt(f, "checks", lambda c: parse_case_checks(c, shared.judge), ())
     if tools is not None and "checks" in f:
         _check_tool_names(f["checks"], checks, tools)
     return Case(
         id=case_id,
         messages=_case_messages(at, f, variables),
         tools=tools,
-        tool_choice=_opt(f, "tool_choice", lambda c: _parse_tool_choice(c, tools), None),
-        response_format=_opt(f, "response_format", _parse_response_format, None),
-        max_tokens=_opt(f, "max_tokens", _At.integer, shared.max_tokens),
-        temperature=_opt(f, "temperature", _temperature, shared.temperature),
-        tags=tuple(_opt(f, "tags", _At.strings, [])),
+        tool_choice=opt(f, "tool_choice", lambda c: parse_tool_choice(c, tools), None),
+        response_format=opt(f, "response_format", parse_response_format, None),
+        max_tokens=opt(f, "max_tokens", At.integer, shared.max_tokens),
+        temperature=opt(f, "temperature", read_temperature, shared.temperature),
+        tags=tuple(opt(f, "tags", At.strings, [])),
         checks=shared.checks + checks,
-        pass_threshold=_opt(f, "pass_threshold", _threshold, shared.pass_threshold),
-        description=_opt(f, "description", _At.text, None),
+        pass_threshold=opt(f, "pass_threshold", read_threshold, shared.pass_threshold),
+        description=opt(f, "description", At.text, None),
     )
 
 
-def _parse_vars(at: _At) -> dict[str, str]:
+def parse_vars(at: At) -> dict[str, str]:
     variables = {}
     for name, item in at.entries("variable names are identifiers (letters, digits, '_')", _IDENT):
         if isinstance(item.value, bool) or not isinstance(item.value, str | int | float):
@@ -137,7 +137,7 @@ def _parse_vars(at: _At) -> dict[str, str]:
     return variables
 
 
-def _substituted(at: _At, tpl: _Template) -> str:
+def _substituted(at: At, tpl: _Template) -> str:
     """``{name}`` -> its value, ``{{``/``}}`` -> a brace, in every text field of every case.
 
     Strict both ways: a ``{name}`` with no such var fails (it would be sent as is), and
@@ -160,11 +160,17 @@ def _substituted(at: _At, tpl: _Template) -> str:
             raise at.fail(f"unknown placeholder {token} in case {tpl.case_id!r} (vars: {known}; {escape})")
         return tpl.vars[name]
 
-    return _PLACEHOLDER.sub(replace_one, text)
+    return PLACEHOLDER.sub(replace_one, text)
+
+
+def substitute(at: At, owner: str, variables: Mapping[str, str]) -> str:
+    """One text field with its ``{name}`` placeholders filled, as a case's are (``owner`` names the case
+    or conversation in errors); used by ``bench.suites.conversations``."""
+    return _substituted(at, _Template(owner, variables))
 
 
 def _case_messages(
-    at: _At, f: Mapping[str, _At], variables: _Template
+    at: At, f: Mapping[str, At], variables: _Template
 ) -> list[dict[str, Any]]:
     if "prompt" in f and "messages" in f:
         raise at.fail("has both 'prompt' and 'messages'; give one of them")
@@ -183,9 +189,9 @@ def _case_messages(
     return messages
 
 
-def _parse_message(at: _At, variables: _Template) -> dict[str, Any]:
+def _parse_message(at: At, variables: _Template) -> dict[str, Any]:
     f = at.fields(("role", "content", "name", "tool_calls", "tool_call_id"), ("role",))
-    role = f["role"].choice(_ROLES)
+    role = f["role"].choice(ROLES)
     message: dict[str, Any] = {"role": role}
     calls = role == "assistant" and "tool_calls" in f
     if "content" in f and not (calls and f["content"].value is None):
@@ -205,7 +211,7 @@ def _parse_message(at: _At, variables: _Template) -> dict[str, Any]:
     return message
 
 
-def _parse_content(at: _At, variables: _Template) -> str | list[dict[str, Any]]:
+def _parse_content(at: At, variables: _Template) -> str | list[dict[str, Any]]:
     if isinstance(at.value, str):
         return _substituted(at, variables)
     if not isinstance(at.value, list):
@@ -213,7 +219,7 @@ def _parse_content(at: _At, variables: _Template) -> str | list[dict[str, Any]]:
     return [_parse_part(part, variables) for part in at.items("content part")]
 
 
-def _parse_part(at: _At, variables: _Template) -> dict[str, Any]:
+def _parse_part(at: At, variables: _Template) -> dict[str, Any]:
     f = at.fields(("type", "text", "image_url"), ("type",))
     kind = f["type"].choice(("text", "image_url"))
     other = "image_url" if kind == "text" else "text"
@@ -228,11 +234,11 @@ def _parse_part(at: _At, variables: _Template) -> dict[str, Any]:
     return {"type": "image_url", "image_url": url}
 
 
-def _message_tool_call(at: _At) -> dict[str, Any]:
+def _message_tool_call(at: At) -> dict[str, Any]:
     f = at.fields(("id", "type", "function"), ("id", "function"))
-    _opt(f, "type", lambda t: t.choice(("function",)), None)
+    opt(f, "type", lambda t: t.choice(("function",)), None)
     fn = f["function"].fields(("name", "arguments"), ("name",))
-    arguments: Any = _opt(fn, "arguments", lambda a: a.value, {})
+    arguments: Any = opt(fn, "arguments", lambda a: a.value, {})
     if not isinstance(arguments, str | dict):
         raise fn["arguments"].expected("a JSON string or a mapping")
     text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
@@ -240,7 +246,7 @@ def _message_tool_call(at: _At) -> dict[str, Any]:
     return {"id": f["id"].text(), "type": "function", "function": {"name": name, "arguments": text}}
 
 
-def _attach_images(messages: list[dict[str, Any]], at: _At) -> None:
+def _attach_images(messages: list[dict[str, Any]], at: At) -> None:
     """Images go to the last user message, after its text."""
     urls = [_image_url(item) for item in at.items("image")]
     target = next((m for m in reversed(messages) if m["role"] == "user"), None)
@@ -251,7 +257,7 @@ def _attach_images(messages: list[dict[str, Any]], at: _At) -> None:
     target["content"] = parts + [{"type": "image_url", "image_url": {"url": u}} for u in urls]
 
 
-def _image_url(at: _At) -> str:
+def _image_url(at: At) -> str:
     ref = at.text()
     if ref.startswith(("http://", "https://", "data:")):
         return ref
@@ -278,19 +284,19 @@ def _image_type(data: bytes) -> str | None:
     return None
 
 
-def _tool_name(at: _At) -> str:
+def _tool_name(at: At) -> str:
     if not isinstance(at.value, str) or not _TOOL_NAME.fullmatch(at.value):
         raise at.expected("a name of 1-64 letters, digits, '_' or '-'")
     return at.value
 
 
-def _json_schema(at: _At) -> None:
+def _json_schema(at: At) -> None:
     problem = schema_problem(at.value)
     if problem:
         raise at.fail(problem)
 
 
-def _parse_tools(at: _At) -> list[dict[str, Any]]:
+def parse_tools(at: At) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
     first: dict[str, int] = {}
     for i, item in enumerate(at.items("tool")):
@@ -304,19 +310,19 @@ def _parse_tools(at: _At) -> list[dict[str, Any]]:
     return tools
 
 
-def _parse_tool(at: _At) -> dict[str, Any]:
+def _parse_tool(at: At) -> dict[str, Any]:
     what = "a mapping {type: function, function: {name, ...}}"
     f = at.fields(("type", "function"), ("function",), what=what)
-    _opt(f, "type", lambda t: t.choice(("function",)), None)
+    opt(f, "type", lambda t: t.choice(("function",)), None)
     fn = f["function"].fields(("name", "description", "parameters", "strict"), ("name",))
     _tool_name(fn["name"])
-    _opt(fn, "description", _At.text, None)
-    _opt(fn, "parameters", _json_schema, None)
-    _opt(fn, "strict", _At.boolean, None)
+    opt(fn, "description", At.text, None)
+    opt(fn, "parameters", _json_schema, None)
+    opt(fn, "strict", At.boolean, None)
     return {"type": "function", "function": copy.deepcopy(f["function"].value)}
 
 
-def _parse_tool_choice(at: _At, tools: list[dict[str, Any]] | None) -> str | dict[str, Any]:
+def parse_tool_choice(at: At, tools: list[dict[str, Any]] | None) -> str | dict[str, Any]:
     if tools is None:
         raise at.fail("tool_choice needs 'tools' in the same case", key_line=True)
     if not isinstance(at.value, dict):
@@ -331,7 +337,7 @@ def _parse_tool_choice(at: _At, tools: list[dict[str, Any]] | None) -> str | dic
     return copy.deepcopy(at.value)
 
 
-def _check_tool_names(at: _At, checks: Sequence[Check], tools: list[dict[str, Any]]) -> None:
+def _check_tool_names(at: At, checks: Sequence[Check], tools: list[dict[str, Any]]) -> None:
     """A tool_call check must name one of the case's tools (catches typos early)."""
     names = [t["function"]["name"] for t in tools]
     for i, check in enumerate(checks):
@@ -340,7 +346,7 @@ def _check_tool_names(at: _At, checks: Sequence[Check], tools: list[dict[str, An
             raise at.at(i, "tool_call").fail(f"no tool named {check.arg.name!r} in this case's tools{hint}")
 
 
-def _parse_response_format(at: _At) -> dict[str, Any]:
+def parse_response_format(at: At) -> dict[str, Any]:
     f = at.fields(("type", "json_schema"), ("type",))
     kind = f["type"].choice(("text", "json_object", "json_schema"))
     if kind != "json_schema":
@@ -352,6 +358,6 @@ def _parse_response_format(at: _At) -> dict[str, Any]:
     spec = f["json_schema"].fields(("name", "schema", "strict", "description"), ("name", "schema"))
     _tool_name(spec["name"])
     _json_schema(spec["schema"])
-    _opt(spec, "strict", _At.boolean, None)
-    _opt(spec, "description", _At.text, None)
+    opt(spec, "strict", At.boolean, None)
+    opt(spec, "description", At.text, None)
     return copy.deepcopy(at.value)

@@ -27,9 +27,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.suites.cases import _parse_checks, _parse_vars, _Shared, _substituted, _temperature, _Template
+from bench.suites.cases import Shared, parse_case_checks, parse_vars, read_temperature, substitute
 from bench.suites.checks import Check, describe_value
-from bench.suites.cursor import _At, _opt
+from bench.suites.cursor import At, opt
 from bench.suites.model import REPLAY_MODES, Conversation, SyntheticConversationSpec
 
 _INLINE_KEYS = ("id", "system", "turns", "checks", "vars", "max_tokens", "temperature")
@@ -41,7 +41,7 @@ MAX_TURNS = 1000
 MAX_SYSTEM_TOKENS = 2_000_000
 
 
-def parse_conversations(at: _At, shared: _Shared, taken: dict[str, str]) -> tuple[Conversation, ...]:
+def parse_conversations(at: At, shared: Shared, taken: dict[str, str]) -> tuple[Conversation, ...]:
     """The ``conversations:`` list; ``taken`` (case id -> where) catches an id used twice."""
     out: list[Conversation] = []
     for i, item in enumerate(at.items("conversation")):
@@ -56,39 +56,39 @@ def parse_conversations(at: _At, shared: _Shared, taken: dict[str, str]) -> tupl
     return tuple(out)
 
 
-def _inline(at: _At, shared: _Shared) -> Conversation:
+def _inline(at: At, shared: Shared) -> Conversation:
     f = at.fields(_INLINE_KEYS, ("id", "turns"), what="a mapping with id and turns (or a dataset)")
     conv_id = f["id"].text()
-    tpl = _Template(conv_id, {**shared.vars, **_opt(f, "vars", _parse_vars, {})})
-    turns = tuple(_substituted(t, tpl) for t in f["turns"].items("user turn"))
+    variables = {**shared.vars, **opt(f, "vars", parse_vars, {})}
+    turns = tuple(substitute(t, conv_id, variables) for t in f["turns"].items("user turn"))
     if len(turns) > MAX_TURNS:
         raise f["turns"].fail(f"expected at most {MAX_TURNS} turns, got {len(turns)}")
     return Conversation(
-        id=conv_id, turns=turns, system=_substituted(f["system"], tpl) if "system" in f else None,
-        checks=_opt(f, "checks", lambda c: _turn_checks(c, len(turns), shared), _last_turn((), len(turns), shared)),
-        max_tokens=_opt(f, "max_tokens", _At.integer, shared.max_tokens),
-        temperature=_opt(f, "temperature", _temperature, shared.temperature),
+        id=conv_id, turns=turns, system=substitute(f["system"], conv_id, variables) if "system" in f else None,
+        checks=opt(f, "checks", lambda c: _turn_checks(c, len(turns), shared), _last_turn((), len(turns), shared)),
+        max_tokens=opt(f, "max_tokens", At.integer, shared.max_tokens),
+        temperature=opt(f, "temperature", read_temperature, shared.temperature),
     )
 
 
-def _last_turn(checks: tuple[Check, ...], n_turns: int, shared: _Shared) -> tuple[tuple[Check, ...], ...]:
+def _last_turn(checks: tuple[Check, ...], n_turns: int, shared: Shared) -> tuple[tuple[Check, ...], ...]:
     """The suite's shared checks on every turn, a conversation's own on its last turn."""
     return tuple(shared.checks + (checks if k == n_turns - 1 else ()) for k in range(n_turns))
 
 
-def _turn_checks(at: _At, n_turns: int, shared: _Shared) -> tuple[tuple[Check, ...], ...]:
+def _turn_checks(at: At, n_turns: int, shared: Shared) -> tuple[tuple[Check, ...], ...]:
     """A list of checks (the last turn's), or a list of lists: one per turn."""
     items = at.value if isinstance(at.value, list) else None
     if items and all(isinstance(x, list) for x in items):
         if len(items) != n_turns:
             raise at.fail(f"expected one list of checks per turn ({n_turns}), got {len(items)}")
-        return tuple(shared.checks + _parse_checks(at.at(k), shared.judge) if items[k] else shared.checks
+        return tuple(shared.checks + parse_case_checks(at.at(k), shared.judge) if items[k] else shared.checks
                      for k in range(n_turns))
-    return _last_turn(_parse_checks(at, shared.judge), n_turns, shared)
+    return _last_turn(parse_case_checks(at, shared.judge), n_turns, shared)
 
 
 # ----------------------------------------------------------------- datasets
-def _dataset(at: _At, shared: _Shared) -> list[Conversation]:
+def _dataset(at: At, shared: Shared) -> list[Conversation]:
     f = at.fields(_DATASET_KEYS, ("dataset",), what="a mapping with dataset and turns_field")
     file = f["dataset"].text()
     path = at.src.base_dir / file
@@ -97,11 +97,11 @@ def _dataset(at: _At, shared: _Shared) -> list[Conversation]:
     if not path.is_file():
         raise f["dataset"].fail(f"cannot read {file!r} ({path}): no such file")
     at.src.files[file] = _digest(path)
-    field = _opt(f, "turns_field", _At.text, "messages")
-    replay = _opt(f, "replay", lambda r: r.choice(REPLAY_MODES), "live")
-    stem = _opt(f, "id", _At.text, path.stem)
-    sample = _opt(f, "sample", _At.integer, None)
-    checks: tuple[Check, ...] = _opt(f, "checks", lambda c: _parse_checks(c, shared.judge), ())
+    field = opt(f, "turns_field", At.text, "messages")
+    replay = opt(f, "replay", lambda r: r.choice(REPLAY_MODES), "live")
+    stem = opt(f, "id", At.text, path.stem)
+    sample = opt(f, "sample", At.integer, None)
+    checks: tuple[Check, ...] = opt(f, "checks", lambda c: parse_case_checks(c, shared.judge), ())
     out = []
     for row, record in enumerate(_read_rows(f["dataset"], path)):
         if sample is not None and row >= sample:
@@ -114,15 +114,15 @@ def _dataset(at: _At, shared: _Shared) -> list[Conversation]:
         out.append(Conversation(
             id=f"{stem}:{row + 1}", turns=turns, system=system, recorded=recorded, replay=replay,
             checks=_last_turn(checks, len(turns), shared),
-            max_tokens=_opt(f, "max_tokens", _At.integer, shared.max_tokens),
-            temperature=_opt(f, "temperature", _temperature, shared.temperature),
+            max_tokens=opt(f, "max_tokens", At.integer, shared.max_tokens),
+            temperature=opt(f, "temperature", read_temperature, shared.temperature),
         ))
     if not out:
         raise f["dataset"].fail(f"{file!r} has no rows")
     return out
 
 
-def _read_rows(at: _At, path: Path) -> list[Any]:
+def _read_rows(at: At, path: Path) -> list[Any]:
     try:
         if path.suffix.lower() == ".parquet":
             import polars as pl  # here: most suites never read a Parquet file
@@ -142,7 +142,7 @@ def _read_rows(at: _At, path: Path) -> list[Any]:
     return rows
 
 
-def _split_chat(at: _At, where: str, value: Any, replay: str) -> tuple[str | None, tuple[str, ...],
+def _split_chat(at: At, where: str, value: Any, replay: str) -> tuple[str | None, tuple[str, ...],
                                                                         tuple[str | None, ...]]:
     """(system, user turns, recorded answers) of one chat list."""
     if isinstance(value, str):
@@ -174,7 +174,7 @@ def _split_chat(at: _At, where: str, value: Any, replay: str) -> tuple[str | Non
     return system, tuple(turns), tuple(recorded)
 
 
-def _role_text(at: _At, where: str, raw: Any) -> tuple[str, str]:
+def _role_text(at: At, where: str, raw: Any) -> tuple[str, str]:
     if not isinstance(raw, dict):
         raise at.fail(f"{where}: expected a mapping {{role, content}}, got {describe_value(raw)}")
     role = _ROLE_ALIASES.get(str(raw.get("role", raw.get("from", ""))).lower())
@@ -192,7 +192,7 @@ def _digest(path: Path) -> str:
 
 
 # ----------------------------------------------------------------- synthetic
-def parse_synthetic_conversations(at: _At, shared: _Shared, taken: dict[str, str]) \
+def parse_synthetic_conversations(at: At, shared: Shared, taken: dict[str, str]) \
         -> tuple[SyntheticConversationSpec, ...]:
     specs = []
     what = "a mapping with id, system_tokens, turns, user_tokens and output_tokens"
@@ -210,6 +210,6 @@ def parse_synthetic_conversations(at: _At, shared: _Shared, taken: dict[str, str
             raise f["turns"].fail(f"expected at most {MAX_TURNS}, got {turns}")
         specs.append(SyntheticConversationSpec(
             spec_id, system_tokens, turns, f["user_tokens"].integer(), f["output_tokens"].integer(),
-            _opt(f, "count", _At.integer, 1), _opt(f, "temperature", _temperature, shared.temperature),
+            opt(f, "count", At.integer, 1), opt(f, "temperature", read_temperature, shared.temperature),
         ))
     return tuple(specs)

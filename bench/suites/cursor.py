@@ -1,6 +1,6 @@
 """YAML with lines: compose a suite file once and read it through a cursor that knows where it is.
 
-``_Source`` is the file (name, line map, referenced files); ``_At`` is a cursor (value +
+``Source`` is the file (name, line map, referenced files); ``At`` is a cursor (value +
 path) whose readers raise ``SuiteError`` at that place, so every problem is one line that
 names the file, the place and the YAML line. Aliases that expand far beyond what was
 written, duplicate keys and non-string keys are refused before anything is constructed.
@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 # ----------------------------------------------------------------- YAML with lines
 @dataclass
-class _Source:
+class Source:
     """The file being parsed: its name, line map, and what parsing collected."""
 
     name: str
@@ -83,7 +83,7 @@ def _format_path(path: YPath) -> str:
     return out
 
 
-def _compose(text: str, src: _Source) -> Any:
+def compose(text: str, src: Source) -> Any:
     """Parse once: the data, and (into ``src.lines``) the line of every value."""
     loader = yaml.SafeLoader(text)
     try:
@@ -105,7 +105,7 @@ def _compose(text: str, src: _Source) -> Any:
     return data
 
 
-def _check_expansion(root: yaml.Node, src: _Source) -> None:
+def _check_expansion(root: yaml.Node, src: Source) -> None:
     """Refuse aliases that expand far beyond what was written (the "billion laughs" bomb).
 
     An alias is the same node object met again, so counting each node once gives what
@@ -138,7 +138,7 @@ def _check_expansion(root: yaml.Node, src: _Source) -> None:
                             f"(more than {limit}): refusing it (an alias bomb?); write the values out")
 
 
-def _check_keys(node: yaml.Node, path: YPath, src: _Source, stack: tuple[yaml.Node, ...]) -> None:
+def _check_keys(node: yaml.Node, path: YPath, src: Source, stack: tuple[yaml.Node, ...]) -> None:
     """Before construction (which keeps the last of duplicate keys silently)."""
     if any(node is seen for seen in stack):
         raise src.error(path, "recursive YAML alias", line=node.start_mark.line + 1)
@@ -178,10 +178,10 @@ def _map_lines(node: yaml.Node, path: YPath, lines: dict[YPath, tuple[int, int]]
 
 
 @dataclass(frozen=True)
-class _At:
+class At:
     """A value and where it sits; its readers validate and raise SuiteError there."""
 
-    src: _Source
+    src: Source
     path: YPath
     value: Any
 
@@ -191,11 +191,11 @@ class _At:
     def expected(self, wanted: str) -> SuiteError:
         return self.fail(f"expected {wanted}, got {describe_value(self.value)}")
 
-    def at(self, *keys: str | int) -> _At:
+    def at(self, *keys: str | int) -> At:
         value = self.value
         for key in keys:
             value = value[key]
-        return _At(self.src, self.path + keys, value)
+        return At(self.src, self.path + keys, value)
 
     def place(self) -> str:
         return self.src.place(self.path)
@@ -207,7 +207,7 @@ class _At:
         *,
         what: str = "a mapping",
         hints: Mapping[str, str] = _NO_HINTS,
-    ) -> dict[str, _At]:
+    ) -> dict[str, At]:
         """The mapping's entries; unknown keys (with a suggestion) and missing ones fail.
         ``hints`` maps a known mistake to its fix when difflib would guess wrong."""
         if not isinstance(self.value, dict):
@@ -222,10 +222,10 @@ class _At:
         return {key: self.at(key) for key in self.value}
 
     @staticmethod
-    def fields_of(allowed: Sequence[str]) -> Callable[[_At], dict[str, _At]]:
+    def fields_of(allowed: Sequence[str]) -> Callable[[At], dict[str, At]]:
         return lambda at: at.fields(allowed)
 
-    def entries(self, rule: str, pattern: re.Pattern[str] = _NAME) -> list[tuple[str, _At]]:
+    def entries(self, rule: str, pattern: re.Pattern[str] = _NAME) -> list[tuple[str, At]]:
         """A mapping of user-chosen names (variants, endpoints, vars)."""
         if not isinstance(self.value, dict):
             raise self.expected("a mapping")
@@ -234,7 +234,7 @@ class _At:
                 raise self.at(key).fail(f"invalid name {key!r}: {rule}", key_line=True)
         return [(key, self.at(key)) for key in self.value]
 
-    def items(self, what: str, *, allow_empty: bool = False) -> list[_At]:
+    def items(self, what: str, *, allow_empty: bool = False) -> list[At]:
         if not isinstance(self.value, list):
             raise self.expected(f"a list of {what}s")
         if not self.value and not allow_empty:
@@ -288,5 +288,5 @@ class _At:
         return str(self.value)
 
 
-def _opt(fields: Mapping[str, _At], key: str, read: Callable[[_At], T], default: T) -> T:
+def opt(fields: Mapping[str, At], key: str, read: Callable[[At], T], default: T) -> T:
     return read(fields[key]) if key in fields else default

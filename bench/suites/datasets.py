@@ -23,7 +23,7 @@ version) before anything is collected, and the collected frame walked in slices,
 text (no type guessing: a column that looks numeric for 100 rows and then is not would
 otherwise fail halfway). A bad value is one line naming the file, the row and the column.
 
-This module sits beside ``bench.suites.parse`` and borrows the cursor (``_At``) and the
+This module sits beside ``bench.suites.parse`` and borrows the cursor (``At``) and the
 case parsing of ``bench.suites.cases``; ``parse_suite`` imports it at call time (it imports
 polars, which a suite without datasets never needs).
 """
@@ -42,19 +42,19 @@ from typing import Any
 import polars as pl
 
 from bench.suites.cases import (
-    _PLACEHOLDER,
-    _ROLES,
-    _parse_checks,
-    _parse_response_format,
-    _parse_tool_choice,
-    _parse_tools,
-    _resolve_judge,
-    _Shared,
-    _temperature,
-    _threshold,
+    PLACEHOLDER,
+    ROLES,
+    Shared,
+    parse_case_checks,
+    parse_response_format,
+    parse_tool_choice,
+    parse_tools,
+    read_temperature,
+    read_threshold,
+    resolve_judge,
 )
 from bench.suites.checks import Check, CheckSpecError, describe_value, parse_checks
-from bench.suites.cursor import _At, _opt
+from bench.suites.cursor import At, opt
 from bench.suites.model import Case, JudgeSettings
 
 _KINDS = {".csv": "CSV", ".jsonl": "JSONL", ".ndjson": "JSONL", ".parquet": "Parquet"}
@@ -73,7 +73,7 @@ _WHOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class _Template:
     """A text field compiled once: literal, name, literal, name, ..., literal."""
 
-    at: _At
+    at: At
     parts: tuple[str, ...]
 
     @property
@@ -89,10 +89,10 @@ class _Template:
         return "".join(out)
 
 
-def _compile(at: _At, known: Mapping[str, str | None], file: str) -> _Template:
+def _compile(at: At, known: Mapping[str, str | None], file: str) -> _Template:
     """``known`` maps a column (or ``row``) to None and a suite var to its value (inlined)."""
     text, parts, literal, pos = at.text(), [], "", 0
-    for match in _PLACEHOLDER.finditer(text):
+    for match in PLACEHOLDER.finditer(text):
         literal += text[pos : match.start()]
         pos = match.end()
         token, doubled, name = match.group(0), match.group("doubled"), match.group("name")
@@ -117,7 +117,7 @@ def _compile(at: _At, known: Mapping[str, str | None], file: str) -> _Template:
     return _Template(at, tuple(parts))
 
 
-def _compile_tree(at: _At, known: Mapping[str, str | None], file: str) -> Any:
+def _compile_tree(at: At, known: Mapping[str, str | None], file: str) -> Any:
     """Every string in a checks value becomes a template; the shape is kept."""
     if isinstance(at.value, str):
         return _compile(at, known, file) if at.value.strip() else at.value
@@ -176,7 +176,7 @@ def _tree_names(tree: Any) -> set[str]:
 class _Item:
     """One ``datasets:`` entry with its templates compiled and its static fields read."""
 
-    at: _At
+    at: At
     file: str  # as written in the suite (relative to it)
     id: _Template
     prompt: _Template | None
@@ -198,7 +198,7 @@ class _Item:
         return sorted(names - {ROW})
 
 
-def parse_datasets(at: _At, shared: _Shared, seed: int, taken: dict[str, str]) -> list[Case]:
+def parse_datasets(at: At, shared: Shared, seed: int, taken: dict[str, str]) -> list[Case]:
     """Every item's rows as cases; ``taken`` (case id -> where) catches duplicate ids."""
     cases: list[Case] = []
     for item in at.items("dataset"):
@@ -211,7 +211,7 @@ def parse_datasets(at: _At, shared: _Shared, seed: int, taken: dict[str, str]) -
     return cases
 
 
-def _expand(at: _At, shared: _Shared, seed: int) -> Iterator[tuple[str, int, Case]]:
+def _expand(at: At, shared: Shared, seed: int) -> Iterator[tuple[str, int, Case]]:
     f = at.fields(_KEYS, ("path",), what="a mapping with path and prompt (or messages)")
     file, path = _data_path(f["path"])
     frame = _scan(path)
@@ -219,13 +219,13 @@ def _expand(at: _At, shared: _Shared, seed: int) -> Iterator[tuple[str, int, Cas
     item = _parse_item(at, f, file, schema, shared)
     if item.messages is not None and item.messages not in schema:  # templates were checked as compiled
         raise f["messages"].fail(f"{file} has no column {item.messages!r} (columns: {', '.join(schema)})")
-    sample = _opt(f, "sample", lambda s: s.integer(), None)
+    sample = opt(f, "sample", lambda s: s.integer(), None)
     for row, values in _rows(f["path"], frame, file, item.columns(), sample, seed):
         yield file, row, _case(item, row, values, shared)
     at.src.files[file] = _digest(path)
 
 
-def _data_path(at: _At) -> tuple[str, Path]:
+def _data_path(at: At) -> tuple[str, Path]:
     file = at.text()
     path = at.src.base_dir / file
     if path.suffix.lower() not in _KINDS:
@@ -235,24 +235,24 @@ def _data_path(at: _At) -> tuple[str, Path]:
     return file, path
 
 
-def _parse_item(at: _At, f: Mapping[str, _At], file: str, schema: Sequence[str], shared: _Shared) -> _Item:
+def _parse_item(at: At, f: Mapping[str, At], file: str, schema: Sequence[str], shared: Shared) -> _Item:
     known: dict[str, str | None] = {**shared.vars, **dict.fromkeys(schema), ROW: None}
     if ("prompt" in f) == ("messages" in f):
         raise at.fail("give 'prompt' or 'messages' (a column holding a chat list), one of them")
-    id_at = f.get("id") or _At(at.src, at.path + ("path",), Path(file).stem.replace("{", "{{").replace("}", "}}")
+    id_at = f.get("id") or At(at.src, at.path + ("path",), Path(file).stem.replace("{", "{{").replace("}", "}}")
                                + "-{row}")  # fmt: skip
-    tools = _opt(f, "tools", _parse_tools, None)
-    tree: Any = _opt(f, "checks", lambda c: _compile_tree(c, known, file), [])
+    tools = opt(f, "tools", parse_tools, None)
+    tree: Any = opt(f, "checks", lambda c: _compile_tree(c, known, file), [])
     checks: tuple[Check, ...] | _RowChecks = _RowChecks(tree)
     if not _tree_names(tree):
-        checks = _parse_checks(_At(at.src, at.path + ("checks",), _render_tree(tree, {})), shared.judge)
+        checks = parse_case_checks(At(at.src, at.path + ("checks",), _render_tree(tree, {})), shared.judge)
     fixed = {
         "tools": tools,
-        "tool_choice": _opt(f, "tool_choice", lambda c: _parse_tool_choice(c, tools), None),
-        "response_format": _opt(f, "response_format", _parse_response_format, None),
-        "max_tokens": _opt(f, "max_tokens", _At.integer, shared.max_tokens),
-        "temperature": _opt(f, "temperature", _temperature, shared.temperature),
-        "pass_threshold": _opt(f, "pass_threshold", _threshold, shared.pass_threshold),
+        "tool_choice": opt(f, "tool_choice", lambda c: parse_tool_choice(c, tools), None),
+        "response_format": opt(f, "response_format", parse_response_format, None),
+        "max_tokens": opt(f, "max_tokens", At.integer, shared.max_tokens),
+        "temperature": opt(f, "temperature", read_temperature, shared.temperature),
+        "pass_threshold": opt(f, "pass_threshold", read_threshold, shared.pass_threshold),
     }
     compile_opt: Callable[[str], _Template | None]  # a lambda alone is untyped to mypy
     compile_opt = lambda key: _compile(f[key], known, file) if key in f else None  # noqa: E731
@@ -265,7 +265,7 @@ def _parse_item(at: _At, f: Mapping[str, _At], file: str, schema: Sequence[str],
     )  # fmt: skip
 
 
-def _whole_column(at: _At) -> str:
+def _whole_column(at: At) -> str:
     match = _WHOLE.fullmatch(at.text().strip())
     if match is None:
         raise at.expected('one column placeholder like "{messages}" (a column holding a chat list)')
@@ -282,7 +282,7 @@ def _scan(path: Path) -> pl.LazyFrame:
     return pl.scan_parquet(path)
 
 
-def _schema(at: _At, frame: pl.LazyFrame, file: str) -> list[str]:
+def _schema(at: At, frame: pl.LazyFrame, file: str) -> list[str]:
     try:
         return list(frame.collect_schema().names())
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
@@ -295,7 +295,7 @@ def _unreadable(file: str, exc: BaseException) -> str:
 
 
 def _rows(
-    at: _At, frame: pl.LazyFrame, file: str, columns: list[str], sample: int | None, seed: int
+    at: At, frame: pl.LazyFrame, file: str, columns: list[str], sample: int | None, seed: int
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(row number, {column: value}) for the sampled rows, a slice of Python values at a time."""
     indexed = frame.with_row_index(_INDEX).select(_INDEX, *columns)
@@ -322,7 +322,7 @@ def _digest(path: Path) -> str:
 
 
 # ----------------------------------------------------------------- one row
-def _case(item: _Item, row: int, raw: dict[str, Any], shared: _Shared) -> Case:
+def _case(item: _Item, row: int, raw: dict[str, Any], shared: Shared) -> Case:
     values = {ROW: str(row)}
     for column, value in raw.items():
         if column != item.messages:
@@ -387,8 +387,8 @@ def _row_checks(item: _Item, row: int, values: Mapping[str, str]) -> tuple[Check
         where = f"{item.file} row {row}, column {columns}"
         raise item.at.src.error(item.at.path + ("checks", *exc.where), f"{where}: {exc.problem}") from None
     if any(c.kind == "judge" for c in checks):
-        at = _At(item.at.src, item.at.path + ("checks",), rendered)
-        checks = tuple(_resolve_judge(at.at(i), c, item.judge) if c.kind == "judge" else c
+        at = At(item.at.src, item.at.path + ("checks",), rendered)
+        checks = tuple(resolve_judge(at.at(i), c, item.judge) if c.kind == "judge" else c
                        for i, c in enumerate(checks))  # fmt: skip
     found = checks
     if ROW not in spec.names:  # keyed by the row number, a cache would only grow
@@ -416,8 +416,8 @@ def _message(item: _Item, row: int, column: str, i: int, raw: Any) -> dict[str, 
     unknown = sorted(set(message) - set(_MESSAGE_KEYS))
     if unknown:
         raise _row_error(item, row, column, f"message {i}: unknown key {unknown[0]!r}")
-    if message.get("role") not in _ROLES:
-        raise _row_error(item, row, column, f"message {i}: role must be one of {', '.join(_ROLES)}, "
+    if message.get("role") not in ROLES:
+        raise _row_error(item, row, column, f"message {i}: role must be one of {', '.join(ROLES)}, "
                                             f"got {describe_value(message.get('role'))}")
     content = message.get("content")
     if not (isinstance(content, str) and content.strip()) and not isinstance(content, list) \

@@ -19,7 +19,7 @@ from bench.suites.checks import DEFAULT_PASS_SCORE, Check
 OPENROUTER = "openrouter"  # the endpoint name of models not routed to a named endpoint
 DEFAULT_VARIANT = "default"  # the provider variant name when a suite defines none
 IMAGE_TOKENS_ESTIMATE = 258  # per image; providers charge 85..1,500+ depending on size
-_CHARS_PER_TOKEN = 4
+CHARS_PER_TOKEN = 4  # the rough estimate of prompt sizes (budgets) and of tokens no usage reported
 _MESSAGE_OVERHEAD_TOKENS = 4
 
 
@@ -75,7 +75,7 @@ class Case:
 
     def body(self) -> dict[str, Any]:
         """The chat request body pieces of this case (no model, stream or provider)."""
-        body: dict[str, Any] = {"messages": _copy_json(self.messages)}
+        body: dict[str, Any] = {"messages": json_copy(self.messages)}
         for key in ("tools", "tool_choice", "response_format", "max_tokens", "temperature"):
             value = getattr(self, key)
             if value is not None:  # a number is its own copy (deepcopy returned it anyway)
@@ -169,7 +169,7 @@ class Suite:
 
     def route(self, model_id: str) -> tuple[str, str]:
         """(endpoint name, model id to send) for a model id."""
-        return _route(model_id, self.endpoints)
+        return route_model(model_id, self.endpoints)
 
     def model_specs(self, ids: Sequence[str] | None = None) -> list[Model]:
         """The suite's models, or those named in ``ids`` (labels or ids; others are new)."""
@@ -197,14 +197,37 @@ def expand_cases(suite: Suite) -> list[ExpandedCase]:
     ]
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+class _NotJSON(Exception):
+    """A value a JSON round trip would change (a tuple, a non-text key) or refuse."""
+
+
 def _copy_json(value: Any) -> Any:
-    """A deep copy of JSON-shaped data (dicts, lists, scalars); far cheaper than
-    ``copy.deepcopy``, which matters once a dataset brings 100,000 cases."""
-    if isinstance(value, dict):
-        return {k: v if type(v) is str else _copy_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [v if type(v) is str else _copy_json(v) for v in value]
-    return value
+    t = type(value)
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise _NotJSON
+            out[k] = v if type(v) in _SCALARS else _copy_json(v)
+        return out
+    if t is list:
+        return [v if type(v) in _SCALARS else _copy_json(v) for v in value]
+    if t in _SCALARS:
+        return value
+    raise _NotJSON
+
+
+def json_copy(value: Any) -> Any:
+    """``json.loads(json.dumps(value))``: a deep copy that is JSON-safe, without the text in
+    between (6x faster; 100,000 planned requests build 100,000 bodies). Anything a round
+    trip would change or refuse takes the round trip itself, so the result is the same."""
+    try:
+        return _copy_json(value)
+    except (_NotJSON, RecursionError):
+        return json.loads(json.dumps(value))
 
 
 def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]], tools: Sequence[Any] | None = None) -> int:
@@ -220,9 +243,9 @@ def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]], tools: Sequenc
         chars += sum(len(json.dumps(call)) for call in message.get("tool_calls") or [])
     chars += len(json.dumps(tools)) if tools else 0
     overhead = _MESSAGE_OVERHEAD_TOKENS * len(messages)
-    return math.ceil(chars / _CHARS_PER_TOKEN) + overhead + IMAGE_TOKENS_ESTIMATE * images
+    return math.ceil(chars / CHARS_PER_TOKEN) + overhead + IMAGE_TOKENS_ESTIMATE * images
 
 
-def _route(model_id: str, endpoints: Mapping[str, Endpoint]) -> tuple[str, str]:
+def route_model(model_id: str, endpoints: Mapping[str, Endpoint]) -> tuple[str, str]:
     prefix, _, rest = model_id.partition("/")
     return (prefix, rest) if prefix in endpoints and rest else (OPENROUTER, model_id)

@@ -3,7 +3,7 @@
 Validation is hand-written because every problem must come back as ONE line that
 names the file, the place and the YAML line, e.g.
 ``data/suites/x.yaml: cases[2].max_tokens (line 14): expected a positive integer, got 'ten'``.
-The file is composed once with PyYAML so each value keeps its line; ``_At`` is a
+The file is composed once with PyYAML so each value keeps its line; ``At`` is a
 cursor (value + path) whose readers raise SuiteError at that place (bench.suites.cursor).
 The records are bench.suites.model's; cases are read by bench.suites.cases.
 
@@ -72,10 +72,10 @@ from typing import Any
 
 from bench import config
 from bench.errors import SuiteError
-from bench.suites.cases import _parse_cases, _parse_checks, _parse_vars, _Shared, _temperature, _threshold
+from bench.suites.cases import Shared, parse_case_checks, parse_cases, parse_vars, read_temperature, read_threshold
 from bench.suites.checks import DEFAULT_PASS_SCORE, did_you_mean
-from bench.suites.cursor import _At, _compose, _opt, _Source
-from bench.suites.model import CACHE_MODES, OPENROUTER, Endpoint, JudgeSettings, Model, Suite, _route
+from bench.suites.cursor import At, Source, compose, opt
+from bench.suites.model import CACHE_MODES, OPENROUTER, Endpoint, JudgeSettings, Model, Suite, route_model
 
 _TOP_KEYS = ("name", "description", "models", "providers", "endpoints", "repeats", "warmup",
              "defaults", "vars", "checks", "pass_threshold", "judge", "seed", "cases",
@@ -131,42 +131,42 @@ def _load_suite(path: str | Path) -> Suite:
 
 def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
     """Validate suite YAML; files it references are resolved relative to ``path``."""
-    src = _Source(str(path), Path(path).parent)
-    data = _compose(text, src)
+    src = Source(str(path), Path(path).parent)
+    data = compose(text, src)
     if data is None:
         raise src.error((), "the file is empty; expected a mapping with name, models and cases")
     what = "a mapping with name, models and cases (or datasets, synthetic, conversations)"
-    root = _At(src, (), data)
+    root = At(src, (), data)
     f = root.fields(_TOP_KEYS, ("name", "models"), what=what)
     if not {"cases", "datasets", "synthetic", "conversations", "synthetic_conversations"} & set(f):
         raise root.fail("missing required key 'cases' (or 'datasets', 'synthetic', 'conversations' "
                         "or 'synthetic_conversations')")
     name = f["name"].text()
-    endpoints: dict[str, Endpoint] = _opt(f, "endpoints", _parse_endpoints, {})
-    judge = _opt(f, "judge", _parse_judge_settings, JudgeSettings())
-    defaults: dict[str, _At] = _opt(f, "defaults", _At.fields_of(("max_tokens", "temperature")), {})
-    shared = _Shared(
-        max_tokens=_opt(defaults, "max_tokens", _At.integer, None),
-        temperature=_opt(defaults, "temperature", _temperature, None),
-        checks=_opt(f, "checks", lambda at: _parse_checks(at, judge), ()),
-        vars=_opt(f, "vars", _parse_vars, {}),
-        pass_threshold=_opt(f, "pass_threshold", _threshold, 1.0),
+    endpoints: dict[str, Endpoint] = opt(f, "endpoints", _parse_endpoints, {})
+    judge = opt(f, "judge", _parse_judge_settings, JudgeSettings())
+    defaults: dict[str, At] = opt(f, "defaults", At.fields_of(("max_tokens", "temperature")), {})
+    shared = Shared(
+        max_tokens=opt(defaults, "max_tokens", At.integer, None),
+        temperature=opt(defaults, "temperature", read_temperature, None),
+        checks=opt(f, "checks", lambda at: parse_case_checks(at, judge), ()),
+        vars=opt(f, "vars", parse_vars, {}),
+        pass_threshold=opt(f, "pass_threshold", read_threshold, 1.0),
         judge=judge,
     )
     suite = Suite(
         path=Path(path),
         name=name,
-        description=_opt(f, "description", _At.text, None),
+        description=opt(f, "description", At.text, None),
         models=_parse_models(f["models"], endpoints),
-        providers=_opt(f, "providers", _parse_providers, {}),
+        providers=opt(f, "providers", _parse_providers, {}),
         endpoints=endpoints,
-        repeats=_opt(f, "repeats", _At.integer, 1),
-        warmup=_opt(f, "warmup", _At.boolean, True),
+        repeats=opt(f, "repeats", At.integer, 1),
+        warmup=opt(f, "warmup", At.boolean, True),
         judge=judge,
         cases=(),
-        seed=_opt(f, "seed", lambda s: s.integer(0), 0),
+        seed=opt(f, "seed", lambda s: s.integer(0), 0),
     )
-    suite.cases = _parse_cases(f["cases"], shared) if "cases" in f else ()
+    suite.cases = parse_cases(f["cases"], shared) if "cases" in f else ()
     taken = {c.id: f"cases[{i}]" for i, c in enumerate(suite.cases)}
     if "datasets" in f:
         from bench.suites.datasets import parse_datasets  # here: it imports polars, which most suites never need
@@ -182,7 +182,7 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
     return suite
 
 
-def _parse_conversation_keys(suite: Suite, f: Mapping[str, _At], shared: _Shared, taken: dict[str, str]) -> None:
+def _parse_conversation_keys(suite: Suite, f: Mapping[str, At], shared: Shared, taken: dict[str, str]) -> None:
     """``conversations:``, ``synthetic_conversations:`` and ``cache:`` (bench.suites.conversations)."""
     from bench.suites.conversations import parse_conversations, parse_synthetic_conversations
 
@@ -190,10 +190,10 @@ def _parse_conversation_keys(suite: Suite, f: Mapping[str, _At], shared: _Shared
         suite.conversations = parse_conversations(f["conversations"], shared, taken)
     if "synthetic_conversations" in f:
         suite.synthetic_conversations = parse_synthetic_conversations(f["synthetic_conversations"], shared, taken)
-    suite.cache = _opt(f, "cache", _cache_mode, "auto")
+    suite.cache = opt(f, "cache", _cache_mode, "auto")
 
 
-def _cache_mode(at: _At) -> str:
+def _cache_mode(at: At) -> str:
     # YAML 1.1 reads a bare `off` as false: that is the `off` the suite wrote.
     return "off" if at.value is False else at.choice(CACHE_MODES)
 
@@ -226,7 +226,7 @@ def validate_models(
 def validate_provider_object(obj: object, where: str) -> dict[str, Any] | None:
     """Check a provider routing object from elsewhere (a --provider flag); ``where``
     starts the message. Returns the object, or None when it is empty."""
-    return _provider_object(_At(_Source(where, Path("."), root_place=""), (), obj))
+    return _provider_object(At(Source(where, Path("."), root_place=""), (), obj))
 
 
 def _content_hash(data: Any, files: Mapping[str, str]) -> str:
@@ -236,7 +236,7 @@ def _content_hash(data: Any, files: Mapping[str, str]) -> str:
 
 
 # ----------------------------------------------------------------- suite-level sections
-def _parse_models(at: _At, endpoints: Mapping[str, Endpoint]) -> tuple[Model, ...]:
+def _parse_models(at: At, endpoints: Mapping[str, Endpoint]) -> tuple[Model, ...]:
     models: list[Model] = []
     first: dict[str, int] = {}
     for i, item in enumerate(at.items("model")):
@@ -249,8 +249,8 @@ def _parse_models(at: _At, endpoints: Mapping[str, Endpoint]) -> tuple[Model, ..
     return tuple(models)
 
 
-def _parse_model(at: _At, endpoints: Mapping[str, Endpoint]) -> Model:
-    f: dict[str, _At] = {}
+def _parse_model(at: At, endpoints: Mapping[str, Endpoint]) -> Model:
+    f: dict[str, At] = {}
     id_at = at
     if not isinstance(at.value, str):
         f = at.fields(("id", "label", "params"), ("id",), what="a model id or a mapping {id, params, label}")
@@ -258,43 +258,43 @@ def _parse_model(at: _At, endpoints: Mapping[str, Endpoint]) -> Model:
     model_id = id_at.text()
     if "/" not in model_id.strip("/") or any(c.isspace() for c in model_id):
         raise id_at.fail(f"expected a model id like 'openai/gpt-4o-mini', got {model_id!r}")
-    endpoint, api_model = _route(model_id, endpoints)
-    params: dict[str, Any] = _opt(f, "params", lambda p: _parse_params(p, endpoint == OPENROUTER), {})
-    return Model(model_id, _opt(f, "label", _At.text, model_id), params, endpoint, api_model, at.place())
+    endpoint, api_model = route_model(model_id, endpoints)
+    params: dict[str, Any] = opt(f, "params", lambda p: _parse_params(p, endpoint == OPENROUTER), {})
+    return Model(model_id, opt(f, "label", At.text, model_id), params, endpoint, api_model, at.place())
 
 
-def _parse_params(at: _At, openrouter: bool) -> dict[str, Any]:
+def _parse_params(at: At, openrouter: bool) -> dict[str, Any]:
     """Extra body params; checked against the OpenRouter fields unless the model
     goes to a named endpoint (local servers take their own extras)."""
     for key, item in at.entries("expected a request body field name"):
         if key in _RESERVED_PARAMS:
             raise item.fail(f"{key!r} is set by orbench, not by model params", key_line=True)
     f = at.fields(_BODY_PARAMS) if openrouter else {}
-    _opt(f, "temperature", _temperature, None)
-    _opt(f, "max_tokens", _At.integer, None)
-    _opt(f, "max_completion_tokens", _At.integer, None)
-    _opt(f, "reasoning_effort", lambda e: e.choice(_EFFORTS), None)
-    _opt(f, "reasoning", _check_reasoning, None)
+    opt(f, "temperature", read_temperature, None)
+    opt(f, "max_tokens", At.integer, None)
+    opt(f, "max_completion_tokens", At.integer, None)
+    opt(f, "reasoning_effort", lambda e: e.choice(_EFFORTS), None)
+    opt(f, "reasoning", _check_reasoning, None)
     return copy.deepcopy(dict(at.value))
 
 
-def _check_reasoning(at: _At) -> None:
+def _check_reasoning(at: At) -> None:
     f = at.fields(("effort", "max_tokens", "exclude", "enabled", "summary"))
     if "effort" in f and "max_tokens" in f:
         raise at.fail("give reasoning.effort or reasoning.max_tokens, not both")
-    _opt(f, "effort", lambda e: e.choice(_EFFORTS), None)
-    _opt(f, "max_tokens", _At.integer, None)
-    _opt(f, "exclude", _At.boolean, None)
-    _opt(f, "enabled", _At.boolean, None)
-    _opt(f, "summary", lambda s: s.choice(("auto", "concise", "detailed")), None)
+    opt(f, "effort", lambda e: e.choice(_EFFORTS), None)
+    opt(f, "max_tokens", At.integer, None)
+    opt(f, "exclude", At.boolean, None)
+    opt(f, "enabled", At.boolean, None)
+    opt(f, "summary", lambda s: s.choice(("auto", "concise", "detailed")), None)
 
 
-def _parse_providers(at: _At) -> dict[str, dict[str, Any] | None]:
+def _parse_providers(at: At) -> dict[str, dict[str, Any] | None]:
     rule = "use letters, digits, '_', '-' or '.'"
     return {name: _provider_object(item) for name, item in at.entries(rule)}
 
 
-def _provider_object(at: _At) -> dict[str, Any] | None:
+def _provider_object(at: At) -> dict[str, Any] | None:
     """An OpenRouter ``provider`` object (API.md 5.3), validated and passed as is."""
     if at.value is None:
         return None
@@ -306,16 +306,16 @@ def _provider_object(at: _At) -> dict[str, Any] | None:
     return copy.deepcopy(at.value) or None
 
 
-def _check_sort(at: _At) -> None:
+def _check_sort(at: At) -> None:
     if not isinstance(at.value, dict):
         at.choice(_SORTS)
         return
     f = at.fields(("by", "partition"), ("by",))
     f["by"].choice(_SORTS)
-    _opt(f, "partition", lambda p: p.choice(("model", "none")), None)
+    opt(f, "partition", lambda p: p.choice(("model", "none")), None)
 
 
-def _check_percentiles(at: _At) -> None:
+def _check_percentiles(at: At) -> None:
     if isinstance(at.value, dict):
         for item in at.fields(_PERCENTILES).values():
             item.number(0)
@@ -323,20 +323,20 @@ def _check_percentiles(at: _At) -> None:
         at.number(0)
 
 
-def _check_max_price(at: _At) -> None:
+def _check_max_price(at: At) -> None:
     for item in at.fields(("prompt", "completion", "request", "image", "audio")).values():
         item.money()
 
 
-def _check_options(at: _At) -> None:
+def _check_options(at: At) -> None:
     if not isinstance(at.value, dict):  # keyed by provider slug; contents are the provider's
         raise at.expected("a mapping of provider slug -> options")
 
 
-_PROVIDER_FIELDS: dict[str, Callable[[_At], object]] = {
-    "order": _At.strings, "only": _At.strings, "ignore": _At.strings,
-    "allow_fallbacks": _At.boolean, "require_parameters": _At.boolean, "zdr": _At.boolean,
-    "enforce_distillable_text": _At.boolean,
+_PROVIDER_FIELDS: dict[str, Callable[[At], object]] = {
+    "order": At.strings, "only": At.strings, "ignore": At.strings,
+    "allow_fallbacks": At.boolean, "require_parameters": At.boolean, "zdr": At.boolean,
+    "enforce_distillable_text": At.boolean,
     "data_collection": lambda at: at.choice(("allow", "deny")),
     "quantizations": lambda at: [q.choice(_QUANTIZATIONS) for q in at.items("quantization")],
     "sort": _check_sort, "max_price": _check_max_price, "options": _check_options,
@@ -344,7 +344,7 @@ _PROVIDER_FIELDS: dict[str, Callable[[_At], object]] = {
 }  # fmt: skip
 
 
-def _parse_endpoints(at: _At) -> dict[str, Endpoint]:
+def _parse_endpoints(at: At) -> dict[str, Endpoint]:
     endpoints = {}
     for name, item in at.entries("use letters, digits, '_', '-' or '.'"):
         if name == OPENROUTER:
@@ -353,28 +353,28 @@ def _parse_endpoints(at: _At) -> dict[str, Endpoint]:
         url = f["base_url"].text()
         if not url.startswith(("http://", "https://")):
             raise f["base_url"].fail(f"expected an http(s) URL, got {url!r}")
-        key_env, prices = _opt(f, "api_key_env", _env_name, None), _opt(f, "prices", _prices, None)
+        key_env, prices = opt(f, "api_key_env", _env_name, None), opt(f, "prices", _prices, None)
         endpoints[name] = Endpoint(name, url.rstrip("/"), key_env, prices)
     return endpoints
 
 
-def _env_name(at: _At) -> str:
+def _env_name(at: At) -> str:
     # Only key-like names: any other variable ($HOME, $DATABASE_URL) would be sent to the URL.
     if not isinstance(at.value, str) or not config.key_name_ok(at.value):
         raise at.expected(config.KEY_NAME_RULE)
     return at.value
 
 
-def _prices(at: _At) -> dict[str, str]:
+def _prices(at: At) -> dict[str, str]:
     """USD per million tokens in the suite -> OpenRouter's per-token strings."""
     f = at.fields(("prompt", "completion"), ("prompt", "completion"))
     return {key: format(item.money() / 1_000_000, "f") for key, item in f.items()}
 
 
-def _parse_judge_settings(at: _At) -> JudgeSettings:
+def _parse_judge_settings(at: At) -> JudgeSettings:
     f = at.fields(("model", "rubric", "pass_score"))
     return JudgeSettings(
-        model=_opt(f, "model", _At.text, None),
-        rubric=_opt(f, "rubric", _At.text, None),
-        pass_score=_opt(f, "pass_score", lambda p: p.number(0, 1), DEFAULT_PASS_SCORE),
+        model=opt(f, "model", At.text, None),
+        rubric=opt(f, "rubric", At.text, None),
+        pass_score=opt(f, "pass_score", lambda p: p.number(0, 1), DEFAULT_PASS_SCORE),
     )

@@ -7,8 +7,8 @@ May import: bench.suites (cursor, cases), bench.errors.
 
 from __future__ import annotations
 
-from bench.suites.cases import _Shared, _temperature
-from bench.suites.cursor import _At, _opt
+from bench.suites.cases import Shared, read_temperature
+from bench.suites.cursor import At, opt
 from bench.suites.model import SyntheticSpec
 
 _KEYS = ("id", "prompt_tokens", "output_tokens", "count", "temperature", "description")
@@ -16,7 +16,7 @@ MAX_PROMPT_TOKENS = 2_000_000
 
 
 # ----------------------------------------------------------------- suite
-def parse_synthetic(at: _At, shared: _Shared, taken: dict[str, str]) -> tuple[SyntheticSpec, ...]:
+def parse_synthetic(at: At, shared: Shared, taken: dict[str, str]) -> tuple[SyntheticSpec, ...]:
     """The ``synthetic:`` list; ``taken`` (case id -> where) catches an id a case already has."""
     specs = []
     what = "a mapping with id, prompt_tokens, output_tokens and count"
@@ -30,7 +30,7 @@ def parse_synthetic(at: _At, shared: _Shared, taken: dict[str, str]) -> tuple[Sy
         if prompt_tokens > MAX_PROMPT_TOKENS:
             raise f["prompt_tokens"].fail(f"expected at most {MAX_PROMPT_TOKENS:,}, got {prompt_tokens:,}")
         specs.append(SyntheticSpec(
-            spec_id, prompt_tokens, f["output_tokens"].integer(), _opt(f, "count", _At.integer, 1),
-            _opt(f, "temperature", _temperature, shared.temperature), _opt(f, "description", _At.text, None),
+            spec_id, prompt_tokens, f["output_tokens"].integer(), opt(f, "count", At.integer, 1),
+            opt(f, "temperature", read_temperature, shared.temperature), opt(f, "description", At.text, None),
         ))
     return tuple(specs)

@@ -20,7 +20,7 @@ left, right = st.columns([3, 1])
 with right:
     run_ids = ui.run_picker(runs, "cmp")  # shared with every page and the URL
     provider_by = ui.provider_by_picker("cmp", horizontal=False)
-    metric = st.radio("Latency", ["ttft_ms", "e2e_ms"], format_func=analytics.METRICS.__getitem__,
+    metric = st.radio("Latency", ["ttft_ms", "e2e_ms"], format_func=analytics.METRIC_LABELS.__getitem__,
                       key="cmp-metric")
 if not run_ids:
     st.info("Pick at least one run.")
@@ -29,13 +29,13 @@ with ui.store_errors():
     groups = data.group_stats(db, tuple(run_ids), provider_by=provider_by)
 points = analytics.pareto_points(groups, metric)
 with left:
-    st.altair_chart(charts.pareto_chart(points, analytics.METRICS[metric]), width="stretch",
+    st.altair_chart(charts.pareto_chart(points, analytics.METRIC_LABELS[metric]), width="stretch",
                     key="chart-pareto")
 st.dataframe(
     points.select("group", "n_ok", "p50_ms", "cost_per_request_usd", "pass_rate", "on_frontier")
     if points.height else points,
     hide_index=True, key="table-pareto",
-    column_config={"p50_ms": st.column_config.NumberColumn(f"p50 {analytics.METRICS[metric]}", format="%.1f"),
+    column_config={"p50_ms": st.column_config.NumberColumn(f"p50 {analytics.METRIC_LABELS[metric]}", format="%.1f"),
                    "cost_per_request_usd": st.column_config.NumberColumn("USD / request", format="$%.8f"),
                    "pass_rate": st.column_config.NumberColumn("pass rate", format="percent")},
 )

@@ -53,7 +53,7 @@ if case_id:
             rows = answers.filter(pl.col("group") == name)
             with col:
                 passed = int(rows["passed"].fill_null(False).sum())
-                st.markdown(f"**{name}** · {passed}/{rows.height} passed")
+                st.text(f"{name} · {passed}/{rows.height} passed")  # model ids may come from other machines
                 for r in rows.iter_rows(named=True):
                     verdict = "passed" if r["passed"] else "FAILED" if r["passed"] is False else r["outcome"]
                     st.caption(f"repeat {r['repeat']}: {verdict}")

@@ -41,7 +41,7 @@ st.altair_chart(charts.latency_with_errors(analytics.box_stats(groups, "e2e_ms")
                                            "end-to-end ms", "End to end (last token)"), key="chart-e2e")
 
 st.subheader("Percentiles with 95% confidence intervals")
-metric = st.radio("Metric", ["ttft_ms", "e2e_ms", "decode_tps"], format_func=analytics.METRICS.__getitem__,
+metric = st.radio("Metric", ["ttft_ms", "e2e_ms", "decode_tps"], format_func=analytics.METRIC_LABELS.__getitem__,
                   horizontal=True, key="results-pct-metric")
 with ui.store_errors():
     pct = data.percentile_table(db, metric, *choice.args)

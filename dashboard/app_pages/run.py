@@ -101,7 +101,7 @@ SHOWN_JOBS = 3  # the newest dashboard runs shown; older ones are on the Results
 
 def job_progress(job: jobs.RunJob) -> None:
     s = job.snapshot()
-    st.markdown(f"**{job.label}** · `{s.run_id or 'preparing'}`")
+    st.markdown(f"**{ui.md_escape(job.label)}** · `{s.run_id or 'preparing'}`")  # a name is data: escaped
     st.progress(s.done / s.total if s.total else 0.0,
                 text=f"{s.phase}: {s.done}/{s.total} done in {s.elapsed_s:.1f} s")
     c = st.columns(5)
@@ -143,7 +143,8 @@ def cli_run(run: dict) -> None:
     age = run["heartbeat_age_s"]
     beat = "never" if age is None else f"{age:,.0f} s ago"
     who = f"pid {run['heartbeat_pid']} on {run['heartbeat_host']}" if run["heartbeat_pid"] else "unknown process"
-    st.markdown(f"**{run['name'] or run['suite_name'] or 'run'}** · `{run['run_id']}`")
+    # a name may come from another machine (a team store): escaped, never read as Markdown
+    st.markdown(f"**{ui.md_escape(run['name'] or run['suite_name'] or 'run')}** · `{run['run_id']}`")
     planned = run["planned"] or 0
     st.progress(min(run["done"] / planned, 1.0) if planned else 0.0,
                 text=f"running: {run['done']}/{planned or '?'} done")
