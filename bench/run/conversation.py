@@ -26,6 +26,7 @@ user turns with the target's calibration (bench.run.synthetic's probes).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -231,7 +232,7 @@ def bound_body(item: PlannedRequest) -> dict[str, Any]:
     if not is_pending(item):
         return synthetic_mod.bound_body(item)
     meta = item.conversation or {}
-    filler = synthetic_mod._filler(synthetic_mod.MAX_BYTES_PER_TOKEN * int(item.max_tokens or 4096))
+    filler = _filler(synthetic_mod.MAX_BYTES_PER_TOKEN * int(item.max_tokens or 4096))
     recorded = meta.get("prior_recorded") or []
     history = [(_bound_text(u), recorded[j] if j < len(recorded) and recorded[j] else filler)
                for j, u in enumerate(meta.get("prior_users", []))]
@@ -241,10 +242,15 @@ def bound_body(item: PlannedRequest) -> dict[str, Any]:
     return {**item.body, "messages": messages}
 
 
+@functools.lru_cache(maxsize=64)
+def _filler(n_bytes: int) -> str:
+    return "x" * n_bytes
+
+
 def _bound_text(value: str | Mapping[str, Any]) -> str:
     if isinstance(value, str):
         return value
-    return synthetic_mod._filler(synthetic_mod.MAX_BYTES_PER_TOKEN * int(value["tokens"]))
+    return _filler(synthetic_mod.MAX_BYTES_PER_TOKEN * int(value["tokens"]))
 
 
 def link_prior_users(plan: Sequence[PlannedRequest]) -> None:

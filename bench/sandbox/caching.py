@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
@@ -82,18 +81,16 @@ class PromptCache:
 
 
 def _prefixes(body: dict[str, Any]) -> list[tuple[str, int, bool]]:
-    """(hash, prompt tokens, ends at a breakpoint) of each whole-message prefix of the request."""
+    """(hash, prompt tokens, ends at a breakpoint) of each whole-message prefix of the request, its
+    tokens counted as the sandbox counts a prompt of just those messages (``sim.prompt_size``)."""
     out = []
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps(body.get("model")).encode())
-    chars, extra = 0, 0
-    for message in body.get("messages") or []:
-        c, t, _ = sim._content_size(message.get("content"))
-        if message.get("tool_calls"):
-            c += len(json.dumps(message["tool_calls"]))
-        chars, extra = chars + c, extra + t + sim.MESSAGE_OVERHEAD_TOKENS
+    messages = body.get("messages") or []
+    for i, message in enumerate(messages):
+        tokens, _ = sim.prompt_size({"messages": messages[:i + 1]})
         digest.update(json.dumps([message.get("role"), _text(message.get("content"))]).encode())
-        out.append((digest.copy().hexdigest(), extra + math.ceil(chars / sim.CHARS_PER_TOKEN), _marked(message)))
+        out.append((digest.copy().hexdigest(), tokens, _marked(message)))
     return out
 
 
