@@ -28,6 +28,7 @@ PAGES = [
     st.Page("app_pages/results.py", title="Results", icon=":material/monitoring:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("app_pages/load.py", title="Load", icon=":material/speed:"),
+    st.Page("app_pages/trends.py", title="Trends", icon=":material/timeline:"),
     st.Page("app_pages/quality.py", title="Quality", icon=":material/fact_check:"),
     st.Page("app_pages/catalog.py", title="Catalog", icon=":material/menu_book:"),
     st.Page("app_pages/credits.py", title="Credits", icon=":material/account_balance_wallet:"),

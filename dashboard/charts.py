@@ -38,7 +38,7 @@ __all__ = [
     "cost_chart",
     "decide_frontier", "diff_chart", "drift_chart", "empty_chart", "latency_with_errors", "monthly_cost_chart",
     "pareto_chart", "price_history_chart", "provider_bars", "quality_chart", "rate_chart", "spend_chart",
-    "goodput_chart", "load_curve", "timeline_chart",
+    "goodput_chart", "load_curve", "timeline_chart", "trend_chart",
 ]
 
 VERDICT_COLORS = {"meets": "#2e7d32", "uncertain": "#f9a825", "fails": "#c62828"}
@@ -309,3 +309,32 @@ def goodput_chart(points: pl.DataFrame, axis: str) -> alt.LayerChart | alt.Facet
             x=alt.X("level:Q"), y=alt.Y("goodput_req_per_s:Q"), text=alt.Text("mark:N"), color=color))
     title = f"Goodput (solid: ok requests meeting every SLO) and req/s (dashed) by {axis}: knee and max goodput"
     return alt.layer(*layers, **stretch(title, 360))
+
+
+def trend_chart(series: pl.DataFrame, metric_label: str, incidents: pl.DataFrame,
+                marks: pl.DataFrame) -> alt.LayerChart | alt.FacetChart:
+    """One metric over time: per-tick median (line) with its 95 % interval (band), the rolling 72 h
+    median (dashed), incidents shaded (red while open: to the last tick) and price changes (rules)."""
+    frame = series.with_columns((pl.col("model") + " · " + pl.col("provider")).alias("target"))
+    x = alt.X("started_at:T", title=None)
+    color = alt.Color("target:N", title="model · provider",
+                      legend=alt.Legend(orient="bottom", columns=2, labelLimit=420))
+    base = alt.Chart(frame)
+    band = base.mark_area(opacity=0.18).encode(x=x, y=alt.Y("lo:Q", title=metric_label), y2="hi:Q", color=color)
+    line = base.mark_line(point=alt.OverlayMarkDef(size=12)).encode(
+        x=x, y="p50:Q", color=color,
+        tooltip=["tick:Q", "target:N", alt.Tooltip("started_at:T", format="%Y-%m-%d %H:%M"),
+                 alt.Tooltip("p50:Q", format=".1f"), alt.Tooltip("lo:Q", format=".1f"),
+                 alt.Tooltip("hi:Q", format=".1f"), alt.Tooltip("n:Q"), alt.Tooltip("error_rate:Q", format=".0%")])
+    rolling = base.mark_line(strokeDash=[6, 3], opacity=0.8).encode(x=x, y="rolling_p50:Q", color=color)
+    layers: list[alt.Chart] = [band, line, rolling]
+    if not incidents.is_empty() and not frame.is_empty():
+        end = frame["started_at"].max()
+        shaded = incidents.with_columns(pl.col("recovered_at").fill_null(end).alias("until"),
+                                        (pl.col("kind") + ": " + pl.col("provider").fill_null("")).alias("what"))
+        layers.insert(0, alt.Chart(shaded).mark_rect(opacity=0.12, color="#c62828").encode(
+            x="opened_at:T", x2="until:T", tooltip=["what:N", "metric:N", "opened_tick:Q", "recovered_tick:Q"]))
+    if not marks.is_empty():
+        layers.append(alt.Chart(marks.with_columns(pl.lit("price change").alias("mark"))).mark_rule(
+            color="#6a1b9a", strokeDash=[2, 2]).encode(x="started_at:T", tooltip=["mark:N", "provider:N", "tick:Q"]))
+    return alt.layer(*layers).properties(height=260)

@@ -515,3 +515,43 @@ def step_table(result: dict[str, Any]) -> pl.DataFrame:
              "provider": pl.String, "n": pl.Int64, "run_id": pl.String, "run_status": pl.String}
     schema = {c: types.get(c, pl.Float64) for c in cols}
     return pl.DataFrame([{c: s.get(c) for c in cols} for s in result["steps"]], schema=schema)
+
+
+# ------------------------------------------------------------------- trends (the Trends page)
+# Every figure is bench.results.trends' (the per-tick medians with their intervals, the rolling
+# median, the incidents the monitor recorded); nothing is computed here.
+TREND_SPANS = {"1d": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0, "365d": 365 * 86400.0}
+TREND_METRICS = {"ttft_ms": "TTFT p50 (ms)", "e2e_ms": "e2e p50 (ms)", "decode_tps": "decode tok/s p50"}
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def monitors(db: str) -> pl.DataFrame:
+    """Every monitor: name, suite, period, next tick, ticks, last tick."""
+    return store(db).list_monitors()
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Reading the monitor's ticks...")
+def trend_series(db: str, monitor: str, span_s: float) -> pl.DataFrame:
+    """``trend_series.tick_series``: one row per tick x model x provider x metric over the last ``span_s``
+    (plus the 72 h before it, so the rolling median starts full), newest tick last."""
+    from datetime import UTC, datetime, timedelta
+
+    from bench.results import trend_series
+
+    now = datetime.now(UTC)
+    frame = trend_series.tick_series(store(db), monitor, now - timedelta(seconds=span_s + 72 * 3600))
+    return frame.filter(pl.col("started_at") >= now - timedelta(seconds=span_s))
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def monitor_incidents(db: str, monitor: str) -> pl.DataFrame:
+    """The monitor's incidents as stored (open ones have no recovered_at)."""
+    return store(db).incidents(monitor)
+
+
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def price_marks(db: str, monitor: str) -> pl.DataFrame:
+    """Ticks at which a monitored provider's listed price changed."""
+    from bench.results import trend_series
+
+    return trend_series.price_changes(store(db), monitor)

@@ -35,6 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "bench.sandbox": BASE,
     "bench.run": BASE | {"bench.suites", "bench.api", "bench.store", "bench.results", "bench.quality",
                          "bench.local", "bench.local_build"},
+    "bench.monitor": BASE | {"bench.suites", "bench.api", "bench.store", "bench.results", "bench.quality",
+                             "bench.run"},
 }
 """Per package (or top-level module): the other bench packages its modules may import.
 

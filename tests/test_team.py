@@ -378,3 +378,22 @@ def test_team_foreign_names_are_escaped_before_markdown() -> None:
     shown = md_escape("![x](http://evil.example/i.png) **b** <img src=x> [l](http://e)")
     assert "](" not in shown.replace("\\](", "") and "<img" not in shown.replace("\\<img", "")
     assert shown.replace("\\", "") == "![x](http://evil.example/i.png) **b** <img src=x> [l](http://e)"
+
+
+def test_team_monitor_ticks_reach_the_team_store_with_their_monitor_tag(
+        team_db: tuple[Any, str], sandbox: str, tmp_path: Path) -> None:
+    """``orbench monitor tick --team`` pushes each tick's run like any run; a reader pulls it, tagged."""
+    cluster, name = team_db
+    url = cluster.url(name)
+    a, c = (tmp_path / m / "orbench.duckdb" for m in ("a", "c"))
+    orbench("team", "init", url, db=a)
+    for _ in range(2):
+        orbench("monitor", "tick", str(SMOKE), "--name", "watch", "--base-url", sandbox, "--origin", "ci-eu-west",
+                "--team", url, db=a)
+    cli("team", "pull", "--team", url, db=c)
+    pulled = Store(c).query("SELECT run_id, origin, monitor, monitor_tick FROM runs ORDER BY monitor_tick")
+    local = Store(a).query("SELECT run_id, origin, monitor, monitor_tick FROM runs ORDER BY monitor_tick")
+    assert pulled.rows() == local.rows()
+    assert pulled["monitor"].to_list() == ["watch", "watch"] and pulled["monitor_tick"].to_list() == [1, 2]
+    for run_id in local["run_id"].to_list():
+        assert pulled_requests(c, run_id) == pulled_requests(a, run_id)

@@ -10,4 +10,4 @@ bench.results, bench.quality, bench.run or bench.cli.
 """
 
 # The public modules (the rest, envelope, http1, sse, stream and transport, serve client and http):
-__all__ = ["account", "catalog", "ceiling", "client", "http", "keys"]
+__all__ = ["account", "catalog", "ceiling", "client", "http", "keys", "webhook"]

@@ -46,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Serve a real small LLM on this machine (needs the orbench[local] extra)."),
     "models": ("bench.cli.catalog:models_cmd",
                "List the model catalog with per-token prices (public, no key needed)."),
+    "monitor": ("bench.cli.monitor:monitor_group",
+                "Probe SUITE on a schedule: orbench monitor SUITE --every 30m, or orbench monitor tick SUITE|NAME."),
     "report": ("bench.cli.report:report_cmd", "Write RUN... as one self-contained HTML report that opens offline."),
     "run": ("bench.cli.run:run_cmd",
             "Run SUITE across models x providers x cases x repeats and store every request."),
@@ -60,6 +62,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Suite files: check one offline, print the JSON Schema, list or copy the bundled examples."),
     "sweep": ("bench.cli.sweep:sweep_cmd",
               "Run SUITE at each load level (one run per step); report throughput, latency, goodput and the knee."),
+    "trends": ("bench.cli.monitor:trends_cmd",
+               "Latest window vs baseline per model x provider x metric, beyond the noise or not, and the incidents."),
 }
 """name -> ("module:attribute", the command's first help sentence, shown by ``orbench --help``).
 

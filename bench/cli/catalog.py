@@ -194,12 +194,21 @@ def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
               help="The private key of --tls-cert (PEM).")
 @click.option("--capacity", type=click.IntRange(min=1), default=None,
               help="Serve at most N chat requests at once (the rest queue): a server that saturates.")
+@click.option("--scenario", "scenario_path", type=click.Path(dir_okay=False), default=None,
+              help="YAML list of scripted changes {at_s, until_s, model, provider, latency_factor, "
+                   "error_rate, quality_drop, price_factor}, timed from the sandbox's start.")
 def sandbox_cmd(port: int, seed: int, time_scale: float, catalog_path: str | None,
-                tls_cert: str | None, tls_key: str | None, capacity: int | None) -> None:
+                tls_cert: str | None, tls_key: str | None, capacity: int | None,
+                scenario_path: str | None) -> None:
     """Serve the simulated OpenRouter-compatible API on 127.0.0.1 until Ctrl-C."""
     import ssl
 
-    from bench.sandbox import start_sandbox
+    from bench.sandbox import load_scenario, start_sandbox
+
+    try:
+        scenario = load_scenario(scenario_path) if scenario_path else None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -211,7 +220,7 @@ def sandbox_cmd(port: int, seed: int, time_scale: float, catalog_path: str | Non
         except (ssl.SSLError, OSError) as exc:
             raise click.ClickException(f"--tls-cert/--tls-key: {exc}") from None
     sb = start_sandbox(port=port, seed=seed, time_scale=time_scale, catalog_path=catalog_path,
-                       ssl_context=context, max_concurrent=capacity)
+                       ssl_context=context, max_concurrent=capacity, scenario=scenario)
     note(f"sandbox (simulated) listening: {sb.base_url}" + (f" (capacity {capacity})" if capacity else ""))
     note(f"use it with: orbench models --base-url {sb.base_url}")
     import threading

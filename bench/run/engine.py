@@ -115,6 +115,8 @@ async def _prepare(settings: Settings, suite: Suite, spec: RunSpec, client: Open
             if found is not None:
                 models[t.model] = found
     cases = [CaseRequest(c.case_id, c.body, c.prompt_tokens_est) for c in suite.expand_cases()]
+    if spec.fresh_seed is not None:
+        cases = synthetic_mod.with_leads(cases, spec.fresh_seed)
     if len({t.key for t in targets}) != len(targets):
         raise ConfigError("the same model and provider variant is listed twice")
     # A suite of synthetic prompts alone has no case to warm up with: its probes are the warm-ups.

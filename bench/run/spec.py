@@ -39,6 +39,9 @@ class RunSpec:
     name: str | None = None
     extra_endpoints: dict[str, Any] = field(default_factory=dict)  # e.g. the --local server
     add_models: list[str] = field(default_factory=list)  # appended to the suite's (or --model) list
+    # A monitor's tick (bench.monitor): replaces the suite's seed and gives every case prompt its own
+    # synthetic leading text, so each tick sends fresh prompts and no answer comes from a cache.
+    fresh_seed: int | None = None
     # Keep only the first N measured requests of each target (a sweep step); trimmed before
     # pricing, so the worst case (judge calls included) is the trimmed plan's.
     requests_per_target: int | None = None

@@ -109,6 +109,27 @@ def prompt_text(seed: int, lead: int, n_words: int) -> str:
     return " ".join(_sentences(words))
 
 
+LEAD_WORDS = 6  # leading words a monitor's tick puts before each case prompt
+
+
+def with_leads(cases: Sequence[CaseRequest], seed: int) -> list[CaseRequest]:
+    """Each case with synthetic leading text of its own before its first user text (as Artificial
+    Analysis does): a tick's prompts differ from every earlier tick's, so no prefix or response
+    cache answers them. The rest of the prompt (and any ``[[answer: ...]]`` it holds) is kept."""
+    out = []
+    for i, case in enumerate(cases):
+        messages = [dict(m) for m in case.body.get("messages") or []]
+        users = [m for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
+        if not users:
+            out.append(case)
+            continue
+        lead = " ".join(lead_words(seed, i)[:LEAD_WORDS])
+        users[0]["content"] = f"(ref {lead})\n{users[0]['content']}"
+        body = {**case.body, "messages": messages}
+        out.append(CaseRequest(case.case_id, body, case.prompt_tokens_est + 3 * LEAD_WORDS))
+    return out
+
+
 def _sentences(words: list[str]) -> list[str]:
     """round(len / 10.5) sentences of uneven length: the number of full stops (a token each in
     most tokenizers) follows the word count to within half a sentence, up or down."""

@@ -14,6 +14,8 @@ implementation and imports nothing from bench.api.client.
 """
 
 from bench.sandbox.faults import FAULT_NAMES, Fault, parse_fault
+from bench.sandbox.scenario import Change, Scenario, load_scenario
 from bench.sandbox.server import SandboxHandle, serve_forever, start_sandbox
 
-__all__ = ["FAULT_NAMES", "Fault", "SandboxHandle", "parse_fault", "serve_forever", "start_sandbox"]
+__all__ = ["FAULT_NAMES", "Change", "Fault", "SandboxHandle", "Scenario", "load_scenario", "parse_fault",
+           "serve_forever", "start_sandbox"]

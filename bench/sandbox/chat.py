@@ -43,6 +43,8 @@ class SandboxConfig:
     # A server of limited capacity (sweeps, demos): at most this many requests are served at
     # once, each at full speed; the rest wait in a queue, so TTFT grows and throughput plateaus.
     max_concurrent: int | None = None
+    # Scripted changes over time (scenario.py: ``orbench sandbox --scenario FILE``); None = steady.
+    scenario: Any = None
 
 
 class ChatError(Exception):
@@ -122,10 +124,15 @@ class ChatService:
         if fault is not None and (fault.is_status or not fault.applies_to(endpoint.tag)):
             fault = None
         created = int(time.time())
+        plan = self._plan(body, req, model, fp)
+        if self.config.scenario is not None:
+            endpoint = self.config.scenario.endpoint(model.id, endpoint)
+            if self.config.scenario.degrades(model.id, endpoint, self._rng(fp, f"quality:{occurrence}")):
+                plan.content = sim.filler_tokens(self._rng(fp, "filler"), max(1, len(plan.content)))
         cache = self.prompt_cache.use(model, endpoint, body)  # prefill is paid on the uncached part only
         return Exchange(
             req=req, body=body, gen_id=self._new_id(created), created=created, model=model,
-            endpoint=endpoint, router=router, attempts=attempts, plan=self._plan(body, req, model, fp),
+            endpoint=endpoint, router=router, attempts=attempts, plan=plan,
             prompt_tokens=prompt_tokens, fault=fault, cache=cache,
             ttft_ms=sim.ttft_ms(endpoint, prompt_tokens - cache.cached_tokens, self._rng(fp, f"timing:{occurrence}")),
         )
@@ -171,6 +178,11 @@ class ChatService:
                 continue
             fault = faults.active(wanted)
             for endpoint in endpoints:
+                scenario = self.config.scenario
+                if scenario is not None and scenario.fails(model.id, endpoint,
+                                                           self._rng(fp, f"scenario:{occurrence}:{endpoint.tag}")):
+                    last_error = await self._fail_attempt(parse_fault("503"), model, endpoint, attempts)
+                    continue
                 if fault is None or not fault.is_status or not fault.applies_to(endpoint.tag):
                     return wanted, model, endpoint, router, attempts
                 last_error = await self._fail_attempt(fault, model, endpoint, attempts)

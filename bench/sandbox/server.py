@@ -92,6 +92,8 @@ class SandboxApp:
             return 200, {"data": {"count": list_models(self.catalog, req.query, "/api/v1")["total_count"]}}
         if path.startswith("/models/") and path.endswith("/endpoints"):
             model = self.catalog.get(path[len("/models/"):-len("/endpoints")])
+            if model is not None and self.chat.config.scenario is not None:
+                model = self.chat.config.scenario.model(model)
             return (200, endpoints_payload(model)) if model else (404, error_payload(404, "Model not found"))
         denied = _auth_error(req)
         if denied is not None:
@@ -246,6 +248,7 @@ def start_sandbox(
     ssl_context: ssl.SSLContext | None = None,
     initial_usage_usd: Decimal | int | str = 0,
     max_concurrent: int | None = None,
+    scenario: Any = None,
 ) -> SandboxHandle:
     """Start a simulated OpenRouter on 127.0.0.1:``port`` (0 = any free port) in a thread.
 
@@ -257,6 +260,7 @@ def start_sandbox(
     ``initial_usage_usd`` is the simulated key usage it starts with (spend of earlier processes).
     ``max_concurrent`` limits the server's capacity: that many chat requests are served at once
     at full speed, the rest queue (TTFT grows, throughput plateaus); None = unlimited.
+    ``scenario`` scripts changes over time (``bench.sandbox.scenario.Scenario``); None = steady.
     """
     if time_scale < 0:
         raise ValueError("time_scale must be >= 0")
@@ -265,7 +269,7 @@ def start_sandbox(
     catalog = load_catalog(catalog_path)
     config = SandboxConfig(seed=seed, time_scale=float(time_scale), answers=dict(answers or {}),
                            faults={k: parse_fault(v) for k, v in (faults or {}).items()},
-                           max_concurrent=max_concurrent)
+                           max_concurrent=max_concurrent, scenario=scenario)
     usage = Decimal(str(initial_usage_usd))
     if not usage.is_finite() or usage < 0:
         raise ValueError("initial_usage_usd must be a non-negative amount")

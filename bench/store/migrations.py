@@ -642,6 +642,89 @@ def m017_conversations(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@STEPS()
+def m019_monitors(con: duckdb.DuckDBPyConnection) -> None:
+    # A monitor (``orbench monitor``) runs one suite on a schedule; each tick is an ordinary run
+    # tagged with the monitor's name and tick number (runs.monitor, runs.monitor_tick), so every
+    # view of runs still works. The schedule and the incidents live here, not in the process, so
+    # a restart neither repeats nor skips a tick and an incident opens and recovers once.
+    # The alert webhook URL is a secret: no column holds it.
+    con.execute(
+        """
+        CREATE TABLE monitors (
+            name VARCHAR PRIMARY KEY,         -- the monitor's name (also on its runs)
+            suite_path VARCHAR NOT NULL,      -- the suite each tick runs
+            options JSON,                     -- run options (models, providers, concurrency, ...)
+            every_s DOUBLE NOT NULL,          -- the period between ticks
+            jitter DOUBLE NOT NULL,           -- +- share of the period, drawn per tick
+            budget_per_day_usd DECIMAL(38,18),  -- a tick that would exceed it is skipped
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            next_tick_at TIMESTAMPTZ          -- when the next tick is due (what a restart waits for)
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE monitor_ticks (
+            monitor VARCHAR NOT NULL,
+            tick INTEGER NOT NULL,            -- numbered from 1 within a monitor
+            status VARCHAR NOT NULL,          -- running | finished | skipped | failed | cancelled
+            run_id VARCHAR,                   -- the tick's run (NULL when skipped)
+            started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            finished_at TIMESTAMPTZ,
+            note VARCHAR,                     -- why it was skipped or failed
+            PRIMARY KEY (monitor, tick)
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE monitor_incidents (
+            incident_id VARCHAR PRIMARY KEY,
+            monitor VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,            -- latency | outage | quality | catalog | routing
+            model VARCHAR,
+            provider VARCHAR,
+            metric VARCHAR,                   -- which figure (ttft_ms, error_rate, prompt price, ...)
+            opened_tick INTEGER NOT NULL,
+            recovered_tick INTEGER,           -- NULL while open
+            opened_at TIMESTAMPTZ NOT NULL,
+            recovered_at TIMESTAMPTZ,
+            evidence JSON,                    -- the numbers that opened it
+            recovery_evidence JSON            -- the numbers that closed it
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE alert_deliveries (
+            incident_id VARCHAR NOT NULL,
+            event VARCHAR NOT NULL,           -- open | recovery
+            attempt INTEGER NOT NULL,         -- 1, 2, ...: retries are recorded too
+            sent_at TIMESTAMPTZ NOT NULL,   -- when the attempt was made
+            status_code INTEGER,              -- the receiver's HTTP status (NULL: no answer)
+            error VARCHAR,                    -- why it failed (never the URL)
+            delivered BOOLEAN NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE monitor_catalog (
+            monitor VARCHAR NOT NULL,
+            tick INTEGER NOT NULL,
+            model VARCHAR NOT NULL,
+            provider VARCHAR NOT NULL,        -- the endpoint's provider name
+            prompt DECIMAL(38,18),            -- USD per token, from the API's strings
+            completion DECIMAL(38,18),
+            expiration_date VARCHAR           -- the model's announced deprecation date, if any
+        )
+        """
+    )
+    con.execute("ALTER TABLE runs ADD COLUMN monitor VARCHAR")
+    con.execute("ALTER TABLE runs ADD COLUMN monitor_tick INTEGER")
+
+
 MIGRATIONS: list[Migration] = STEPS.steps
 
 

@@ -69,6 +69,7 @@ from bench.store import journal
 from bench.store.connection import _quoted
 from bench.store.merge import _COLS, _SETTLED_SQL, _settled_expr, ingested_bytes, merge_rows, set_ingested
 from bench.store.migrations import migrate
+from bench.store.monitors import MonitorTables
 from bench.store.runs import RunTables, _drop_aggregates
 from bench.store.snapshots import SnapshotTables
 
@@ -90,7 +91,7 @@ SELECT CAST(coalesce(sum(m), 0) AS DECIMAL(38,18)) AS spent FROM (
 )
 """
 
-class Store(RunTables, SnapshotTables):
+class Store(RunTables, SnapshotTables, MonitorTables):
     """Access to one orbench DuckDB file (and its journal directory). Thread-safe."""
 
     def __init__(
@@ -347,6 +348,18 @@ class Store(RunTables, SnapshotTables):
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pl.DataFrame:
         """Run one parameterized read-only query (for the dashboard's data module)."""
         return self._read(sql, params)
+
+    def query_many(self, queries: Sequence[tuple[str, Mapping[str, Any]]]) -> list[pl.DataFrame]:
+        """Several read-only queries on one connection (one open instead of one each: a monitor's
+        tick reads its history in four queries, and each open of a large file costs tens of ms)."""
+        if not self.path.exists():
+            return [self._read(sql, params) for sql, params in queries]
+        with self._connection(read_only=True, timeout_s=self.read_timeout_s) as con:
+            try:
+                return [con.sql(sql, params=dict(params)).pl() for sql, params in queries]
+            except duckdb.CatalogException:
+                pass  # not migrated yet: the blank schema's answers
+        return [self._read(sql, params) for sql, params in queries]
 
     # -- internals -----------------------------------------------------------------
 

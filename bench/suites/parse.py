@@ -114,22 +114,23 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file; raises SuiteError (one line)."""
+def load_suite(path: str | Path, *, seed: int | None = None) -> Suite:
+    """Read and validate a suite file; raises SuiteError (one line). ``seed`` replaces the
+    file's ``seed:`` (a monitor's tick: dataset samples rotate, synthetic text changes)."""
     with gc_paused():
-        return _load_suite(path)
+        return _load_suite(path, seed)
 
 
-def _load_suite(path: str | Path) -> Suite:
+def _load_suite(path: str | Path, seed: int | None = None) -> Suite:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise SuiteError(f"{path}: cannot read the suite file: {reason}") from None
-    return parse_suite(text, path)
+    return parse_suite(text, path, seed=seed)
 
 
-def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
+def parse_suite(text: str, path: str | Path = "<suite>", *, seed: int | None = None) -> Suite:
     """Validate suite YAML; files it references are resolved relative to ``path``."""
     src = Source(str(path), Path(path).parent)
     data = compose(text, src)
@@ -164,7 +165,7 @@ def parse_suite(text: str, path: str | Path = "<suite>") -> Suite:
         warmup=opt(f, "warmup", At.boolean, True),
         judge=judge,
         cases=(),
-        seed=opt(f, "seed", lambda s: s.integer(0), 0),
+        seed=opt(f, "seed", lambda s: s.integer(0), 0) if seed is None else seed,
     )
     suite.cases = parse_cases(f["cases"], shared) if "cases" in f else ()
     taken = {c.id: f"cases[{i}]" for i, c in enumerate(suite.cases)}

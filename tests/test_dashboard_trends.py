@@ -1,0 +1,88 @@
+"""The Trends page under AppTest, on a monitor history seeded by scripts/seed_monitor_history.py
+(the store's own migrations; 200 ticks of 30 minutes: a latency step, an outage, a price change
+still open). The page opens on "now", draws one chart per metric, and keeps its view in the URL."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+_spec = importlib.util.spec_from_file_location("seed_monitor_history", ROOT / "scripts" / "seed_monitor_history.py")
+assert _spec is not None and _spec.loader is not None
+seed_history = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(seed_history)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("trends-page") / "orbench.duckdb"
+    seed_history.seed(db, 200, per_target=10)
+    return db
+
+
+@pytest.fixture(autouse=True)
+def app_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for k in list(os.environ):
+        if k.startswith(("OPENROUTER_", "ORBENCH_")):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("ORBENCH_DB", "")  # registered, so the value _page sets is undone
+    yield
+
+
+def _page(db: Path, **params: str | list[str]) -> AppTest:
+    os.environ["ORBENCH_DB"] = str(db)  # app_env (autouse) puts the environment back after each test
+    at = AppTest.from_file(APP, default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.switch_page("app_pages/trends.py")
+    return at.run()
+
+
+def _charts(at: AppTest) -> list[tuple[dict, list[pa.Table]]]:
+    """(Vega-Lite spec, its datasets) of each chart on the page."""
+    return [(json.loads(e.proto.spec), [pa.ipc.open_stream(d.data.data).read_all() for d in e.proto.datasets])
+            for e in at.get("vega_lite_chart")]
+
+
+def test_trends_page_opens_on_now_with_the_open_incident(history: Path) -> None:
+    at = _page(history)
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "**catalog** on meta-llama/llama-3.3-70b-instruct · together" in errors[0]
+    assert at.query_params["monitor"] == "watch" and at.query_params["since"] == "7d"
+    charts = _charts(at)
+    assert len(charts) == 3  # TTFT, e2e, decode speed
+    spec, tables = charts[0]
+    assert sum(t.num_rows for t in tables) > 0
+    assert spec["layer"][0]["mark"]["type"] == "rect"  # incidents shaded under the lines
+    marks = [layer["mark"]["type"] for layer in spec["layer"]]
+    assert marks.count("line") == 2 and "area" in marks and "rule" in marks  # median, rolling; band; price
+    table = at.dataframe[0].value
+    assert sorted(table["kind"]) == ["catalog", "latency", "outage"]
+
+
+def test_trends_page_view_lives_in_the_url(history: Path) -> None:
+    """?provider=groq&since=1d shows groq's last day only, and the widgets say so."""
+    at = _page(history, provider="groq", since="1d")
+    assert not at.exception, at.exception
+    assert at.radio[0].value == "1d" and at.multiselect[1].value == ["groq"]
+    _, tables = _charts(at)[0]
+    (series,) = [t for t in tables if "target" in t.column_names]
+    assert set(series["target"].to_pylist()) == {"meta-llama/llama-3.3-70b-instruct · groq"}
+    assert 40 <= len(set(series["tick"].to_pylist())) <= 49  # one day of 30-minute ticks
+
+
+def test_trends_page_without_monitors_says_how_to_start_one(tmp_path: Path) -> None:
+    at = _page(tmp_path / "empty.duckdb")
+    assert not at.exception
+    assert "no monitors yet" in at.info[0].value
+    assert "orbench monitor" in at.code[0].value
