@@ -77,6 +77,8 @@ class Settings:
     # the team store's libpq URL (--team / ORBENCH_TEAM_DB); it may hold a password: never shown
     team_url: str | None = field(default=None, repr=False)
     team_insecure: bool = False  # --team-insecure: allow sslmode below require to a remote host
+    # A key variable that is set but not sent to base_url (bench.api.keys.withheld_key_env): its name only
+    withheld_key_env: str | None = None
 
     def __post_init__(self) -> None:
         if self.origin is not None and not ORIGIN_NAME.fullmatch(self.origin):

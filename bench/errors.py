@@ -64,6 +64,10 @@ class ProviderError(BenchError):
         # exchange produced (an in-stream error may come with billed usage).
         self.attempts = 1
         self.failed_attempts: list[str] = []  # outcome of each earlier, retried attempt
+        self.retry_reasons: list[str] = []  # why each earlier send was repeated (records.RETRY_REASONS)
+        # "unsent" / "maybe_read": a reused connection the server had closed (bench.api.transport)
+        self.dropped: str | None = None
+        self.hopeless: str | None = None  # why a retry cannot help (a certificate failure, a refused header)
         self.result: object = None  # bench.records.ChatResult | None
 
 
@@ -73,6 +77,13 @@ class BadRequest(ProviderError):
 
 class AuthError(ProviderError):
     outcome = "auth"
+
+
+class KeyWithheld(AuthError):
+    """401 from a URL to which orbench sent no key on purpose (the key set goes only to openrouter.ai).
+
+    Its message says so and how to send one: "the key was rejected" would be wrong.
+    """
 
 
 class InsufficientCredits(ProviderError):

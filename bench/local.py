@@ -126,8 +126,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+DEFAULT_CTX_SIZE = 4096
+"""llama-server's context size (``-c``), shared by all its slots; Gemma 3 270M was trained on 32768."""
+MAX_CTX_SIZE = 32768
+
+
 def server_command(binary: Path, gguf: Path, port: int, *, threads: int = 2,
-                   parallel: int | None = None, ctx_size: int = 4096) -> list[str]:
+                   parallel: int | None = None, ctx_size: int = DEFAULT_CTX_SIZE) -> list[str]:
     """The notes' recipe; ``parallel`` None keeps llama-server's default slot count."""
     cmd = [
         str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
@@ -177,8 +182,9 @@ class LocalServer:
     def __init__(self, gguf: Path, *, port: int | None = None, threads: int = 2,
                  parallel: int | None = None, ready_timeout_s: float = READY_TIMEOUT_S,
                  log_path: Path | None = None, binary: Path | None = None,
-                 smoke: bool = True) -> None:
+                 smoke: bool = True, ctx_size: int = DEFAULT_CTX_SIZE) -> None:
         self.gguf = Path(gguf).resolve()
+        self.ctx_size = ctx_size
         self.binary = binary
         self.smoke_on_start = smoke
         self.smoke_s: float | None = None
@@ -222,7 +228,7 @@ class LocalServer:
             self.log_path = Path(name)
         binary = self.binary if self.binary is not None else server_binary()
         cmd = server_command(binary, self.gguf, self.port,
-                             threads=self.threads, parallel=self.parallel)
+                             threads=self.threads, parallel=self.parallel, ctx_size=self.ctx_size)
         t0 = time.perf_counter()
         with self.log_path.open("wb") as log:  # a file, not a pipe: an unread pipe would block it
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
@@ -402,10 +408,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def serve_forever(port: int | None, log: Callable[[str], None],
-                  cache_dir: Path = DEFAULT_CACHE_DIR) -> int:
+                  cache_dir: Path = DEFAULT_CACHE_DIR, ctx_size: int = DEFAULT_CTX_SIZE) -> int:
     """Run the local server in the foreground until Ctrl-C/SIGTERM; 0, or the server's exit code."""
     gguf = ensure_gguf(cache_dir)
-    with _sigterm_as_interrupt(), LocalServer(gguf, port=port) as server:
+    with _sigterm_as_interrupt(), LocalServer(gguf, port=port, ctx_size=ctx_size) as server:
         log(f"llama-server ready in {server.startup_s:.1f} s (pid {server.pid}, log {server.log_path})")
         log(f"endpoint {LOCAL_ENDPOINT!r}: base_url {server.base_url}  model {server.model_id}")
         log("Ctrl-C stops it.")
@@ -418,14 +424,14 @@ def serve_forever(port: int | None, log: Callable[[str], None],
         return code or 1
 
 
-def local_serve_main(port: int | None, log: Callable[[str], None]) -> int:
+def local_serve_main(port: int | None, log: Callable[[str], None], ctx_size: int = DEFAULT_CTX_SIZE) -> int:
     """Entry for ``orbench local serve [--port N]``: 2 when the extra is missing, 1 on failure."""
     ok, message = local_extra_status()
     if not ok:
         log(message)
         return 2
     try:
-        return serve_forever(port, log)
+        return serve_forever(port, log, ctx_size=ctx_size)
     except LocalServerError as exc:
         log(str(exc))
         return 1

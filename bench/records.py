@@ -121,6 +121,8 @@ class ChatResult:
     response_headers: dict[str, str] = field(default_factory=dict)
     attempts: int = 1
     failed_attempts: list[str] = field(default_factory=list)  # outcome of each retried attempt
+    retry_reasons: list[str] = field(default_factory=list)  # why sends were repeated (RETRY_REASONS)
+    closed_idle: int = 0  # pooled connections found closed by the server and dropped before sending
     stream_error: dict[str, Any] | None = None  # the in-stream ``error`` object, if any
     events: int = 0  # data events seen (not tokens!)
     saw_done: bool = False  # the stream sent ``data: [DONE]``
@@ -226,8 +228,34 @@ class RequestRow:
     connect_ms: float | None = None  # TCP (+TLS) connect of the final attempt; NULL when reused
     conn_reused: bool | None = None  # False = a cold connection: its TTFT includes the connect
     is_probe: bool = False  # a calibration probe of synthetic prompts; always a warm-up too
+    retry_reasons: str | None = None  # why sends were repeated, comma-separated (RETRY_REASONS); NULL: none
     conversation_id: str | None = None  # the conversation this turn belongs to (unique per model x variant)
     turn: int | None = None  # 1-based turn within its conversation; None outside conversations
+
+
+PRICE_KEYS = (
+    "prompt",
+    "completion",
+    "request",
+    "image",
+    "internal_reasoning",
+    "input_cache_read",
+    "input_cache_write",
+    "web_search",
+)
+"""The per-unit prices of a catalog entry (USD per token; request, image and web_search per unit): the one
+list, typed fields of ``bench.api.catalog.Pricing`` and columns of the ``catalog_prices`` snapshots."""
+
+RETRY_REASONS = {
+    "closed_idle": "the pooled connection picked for it had been closed by the server: dropped unused, "
+                   "a fresh one taken (nothing resent)",
+    "dropped_unsent": "sent on a reused connection the server had already closed (reset): resent at once on a "
+                      "fresh connection, not a retry (the server cannot have read it)",
+    "dropped": "a reused connection closed with no response after the request went out: resent at once on "
+               "a fresh connection, counted as a retry (the server may have read it)",
+}
+"""The connection reasons in ``retry_reasons``; any other entry is the outcome of a retried attempt
+(``rate_limited``, ``provider_error``, ``network``, ``timeout``), retried after a backoff."""
 
 
 REQUEST_COLUMNS = [f.name for f in dataclasses.fields(RequestRow)]

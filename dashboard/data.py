@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal
@@ -32,7 +33,7 @@ from bench.api.catalog import Model, ModelEndpoints
 from bench.api.client import OpenRouterClient, RetryPolicy
 from bench.api.http import build_http_client
 from bench.config import OPENROUTER_BASE_URL, Settings
-from bench.errors import AuthError, BenchError
+from bench.errors import AuthError, BenchError, ConfigError
 from bench.examples import SUITES_DIR as EXAMPLE_SUITES_DIR
 from bench.results import analytics, compare, pass_rates, summary
 from bench.results import spend as spend_mod
@@ -91,7 +92,9 @@ def current_settings() -> Settings:
     if key:
         return replace(env, api_key=key)
     if env.base_url != OPENROUTER_BASE_URL:  # a sandbox started elsewhere (tests, `orbench sandbox`)
-        return replace(env, api_key=None, sandbox=True)
+        # a 401 from there says no key was sent, and how to send one (bench.api.keys)
+        return replace(env, api_key=None, sandbox=True,
+                       withheld_key_env=keys.withheld_key_env(env.base_url, key_env()))
     return replace(env, api_key=None, base_url=_sandbox(str(env.db_path)).base_url, sandbox=True)
 
 
@@ -197,6 +200,7 @@ def _run(make: Callable[[OpenRouterClient], Awaitable[T]], base_url: str) -> T:
 
     async def go() -> T:
         client = OpenRouterClient(build_http_client(settings, 2), api_key=settings.api_key,
+                                  withheld_key_env=settings.withheld_key_env,
                                   retry=RetryPolicy(max_attempts=2, max_total_s=10))
         try:
             return await make(client)
@@ -367,16 +371,48 @@ def _parsed_suite(path: str, content_sha256: str) -> Any:
     return load(path)
 
 
-def save_upload(name: str, content: bytes) -> Path:
-    """Keep an uploaded suite in a temp folder (named by its hash) so the engine can read it."""
-    import hashlib
+@st.cache_resource(show_spinner=False)
+def _upload_folder() -> Path:
+    """A folder only this process's user can read (0700), made fresh once per dashboard process.
+
+    Not a fixed name in the shared temp folder: another user could create that first, or plant
+    a symlink at a predictable file name in it, and the dashboard would write through it.
+    """
     import tempfile
 
-    folder = Path(tempfile.gettempdir()) / "orbench-uploaded-suites"
-    folder.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="orbench-uploads-"))
+
+
+def _private_folder() -> Path:
+    folder = _upload_folder()
+    try:
+        st_ = os.lstat(folder)
+        ours = stat.S_ISDIR(st_.st_mode) and st_.st_uid == os.getuid() and not st_.st_mode & 0o077
+    except FileNotFoundError:  # a temp cleaner removed it: make another
+        ours = False
+    if not ours:
+        _upload_folder.clear()
+        folder = _upload_folder()
+    return folder
+
+
+def save_upload(name: str, content: bytes) -> Path:
+    """Keep an uploaded suite (named by its hash) where the engine can read it and no one else can.
+
+    The file is created in the process's private folder with ``O_NOFOLLOW``: a symlink planted at
+    its name is refused (ConfigError), never written through.
+    """
+    import hashlib
+
     stem = Path(name).stem.replace(" ", "_") or "suite"
-    path = folder / f"{stem}-{hashlib.sha256(content).hexdigest()[:10]}.yaml"
-    path.write_bytes(content)
+    path = _private_folder() / f"{stem}-{hashlib.sha256(content).hexdigest()[:10]}.yaml"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot save the uploaded suite there ({exc.strerror or exc}); "
+                          "a symlink or another user's file is in the way") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(content)
     return path
 
 

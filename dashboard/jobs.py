@@ -31,6 +31,7 @@ import streamlit as st
 
 from bench.config import DEFAULT_DB, Settings
 from bench.errors import BenchError, ConfigError
+from bench.examples import DEMO_CONCURRENCY, DEMO_SUITE
 from bench.run import session
 from bench.run.runner import Runner
 from bench.run.session import SessionHooks
@@ -38,8 +39,6 @@ from bench.run.spec import Prepared, RunSpec
 from bench.run.state import Progress
 from bench.store.store import Store
 from bench.suites.parse import load_suite
-
-DEMO_SUITE = "smoke.yaml"
 
 
 @dataclass
@@ -304,14 +303,14 @@ def demo_includes_local(env: dict[str, str]) -> bool:
 
 
 def demo_spec(suites_dir: Path) -> RunSpec:
-    """The smallest suite that exists, once per case, run wide: done in a few seconds."""
+    """The demo suite (checked cases, 40 requests a model: intervals and pass rates to read), ~30 s."""
     path = suites_dir / DEMO_SUITE
     if not path.exists():
         found = sorted(suites_dir.glob("*.yaml"))
         if not found:
             raise ConfigError(f"no suite in {suites_dir} to run a demo with")
         path = found[0]
-    return RunSpec(suite_path=path, repeats=1, concurrency=8, timeout_s=30.0,
+    return RunSpec(suite_path=path, concurrency=DEMO_CONCURRENCY, timeout_s=30.0,
                           stall_timeout_s=15.0, name="demo (sandbox)")
 
 

@@ -26,6 +26,7 @@ import streamlit as st
 
 from bench.config import Settings
 from bench.errors import BenchError, StoreBusy
+from bench.examples import DEMO_MIN_PASS_RATE
 from dashboard import data, jobs
 
 PROVIDER_BY_LABELS = {"variant": "routing variant (as asked)", "served": "served-by provider"}
@@ -100,7 +101,9 @@ def demo_button_action(settings: Settings, db: str) -> None:
         st.error(f"The demo run ended {state.phase}: {state.message or 'no reason given'}")
         return
     data.clear_caches()
-    st.rerun()
+    # Decide opens with a limit it can judge, so the demo shows verdicts and cost per correct answer
+    view_set("min_pass_rate", [DEMO_MIN_PASS_RATE])
+    st.switch_page("app_pages/decide.py")
 
 
 @dataclass(frozen=True)

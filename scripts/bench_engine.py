@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -214,17 +215,21 @@ def scenario_throughput() -> None:
         sb.stop()
 
 
-def scenario_engine() -> None:
-    """The whole engine (plan, runner, journal, DuckDB writer) at zero delay and at c=128."""
+def scenario_engine(levels: tuple[int, ...] = (64, 128), requests: int = 2000) -> None:
+    """The whole engine (plan, runner, journal, DuckDB writer) at zero delay: req/s, client CPU and the
+    TTFT overhead against the sandbox's own first-token stamp (``ENGINE_LEVELS=64,128``, ``ENGINE_REQUESTS``)."""
     from bench.run import session
+    from bench.run.runner import Runner
     from bench.run.spec import RunSpec
     from bench.store.store import Store
     from bench.suites.parse import load_suite
 
+    levels = tuple(int(x) for x in os.environ.get("ENGINE_LEVELS", ",".join(map(str, levels))).split(","))
+    requests = int(os.environ.get("ENGINE_REQUESTS", str(requests)))
     sb = SandboxProcess(bench_catalog(ttft_ms=0, decode_tps=1000), time_scale=0)
     tmp = Path(tempfile.mkdtemp())
     suite = tmp / "s.yaml"
-    suite.write_text(f"name: bench\nmodels: [{MODEL}]\nrepeats: 1000\ndefaults: {{max_tokens: 50}}\n"
+    suite.write_text(f"name: bench\nmodels: [{MODEL}]\nrepeats: {requests // 2}\ndefaults: {{max_tokens: 50}}\n"
                      "cases:\n  - id: a\n    prompt: hello\n  - id: b\n    prompt: world\n")
     try:
         # ORBENCH_TEAM_DB set: the same runs push to that team store as they go (its cost on throughput)
@@ -232,22 +237,38 @@ def scenario_engine() -> None:
         settings = Settings(base_url=sb.base_url, db_path=tmp / "db.duckdb", team_url=team_url)
         store = Store(settings.db_path)
         store.init()
-        for conc in (64, 128):
+        for conc in levels:
             spec = RunSpec(suite_path=suite, concurrency=conc, warmup=False)
+            over: list[float] = []
+
+            def note_overheads(runner: Runner) -> None:
+                for client in runner.clients.values():  # each answer's overhead vs the server's stamp
+                    chat = client.chat
+
+                    async def timed(*a: Any, _chat: Any = chat, **kw: Any) -> Any:
+                        r = await _chat(*a, **kw)
+                        over.extend(overheads([r]))
+                        return r
+
+                    client.chat = timed  # type: ignore[method-assign]  # a measuring script, not the product
 
             async def go() -> str:
-                result = await session.run_suite(settings, load_suite(suite), spec, store=store, env={})
+                result = await session.run_suite(settings, load_suite(suite), spec, store=store, env={},
+                                                 hooks=session.SessionHooks(on_runner=note_overheads))
                 assert result.run_id is not None
                 return result.run_id
 
+            cpu = time.process_time()
             t = time.perf_counter()
             run_id = asyncio.run(go())
             wall = time.perf_counter() - t
+            cpu = time.process_time() - cpu
             n = store.requests_frame(run_id).height
             print(f"[engine{' --team' if team_url else ''}] full engine, concurrency {conc}, zero delay, "
                   f"50 tokens: {n} rows in "
-                  f"{wall:.2f} s = {n / wall:.0f} requests/s incl. journal + DuckDB; max RSS "
-                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 400 MB)")
+                  f"{wall:.2f} s = {n / wall:.0f} requests/s incl. journal + DuckDB, client CPU {cpu:.2f} s; "
+                  f"TTFT overhead vs the server's stamp p50 {pct(over, 50):.2f} ms, p99 {pct(over, 99):.2f} ms; "
+                  f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 400 MB)")
     finally:
         sb.stop()
 

@@ -28,10 +28,16 @@ class LoopbackServer:
         *,
         status: str = "200 OK",
         content_type: str = "text/event-stream",
+        keep_alive: bool = True,
+        drop_reused: str | None = None,
     ) -> None:
         self._script = script if callable(script) else (lambda _n: script)
         self._status = status
         self._content_type = content_type
+        self._keep_alive = keep_alive  # False: close after every response, without saying so (llama.cpp)
+        # A second request on a connection is dropped with no response: "unread" closes with it
+        # unread in the socket (the kernel answers with a reset), "read" reads it first (a plain close).
+        self._drop_reused = drop_reused
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(0.05)
         self._stop = threading.Event()
@@ -82,8 +88,17 @@ class LoopbackServer:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as real servers do: no Nagle delay
         with conn, conn.makefile("rb") as reader:
             try:
-                while not self._stop.is_set() and self._serve_one(conn, reader):
-                    pass
+                served = 0
+                while not self._stop.is_set():
+                    if served and self._drop_reused == "unread":
+                        conn.recv(1, socket.MSG_PEEK)  # the request is there: close without reading it
+                        return
+                    if served and self._drop_reused == "read":
+                        _read_request(reader)
+                        return
+                    if not self._serve_one(conn, reader):
+                        break
+                    served += 1
             except OSError:
                 pass  # the client went away (a timeout test): nothing to do
 
@@ -110,7 +125,7 @@ class LoopbackServer:
             stamps.append(time.perf_counter_ns())  # same monotonic clock as the client's
             conn.sendall(b"%x\r\n%s\r\n" % (len(data), data))
         conn.sendall(b"0\r\n\r\n")
-        return True
+        return self._keep_alive
 
 
 def _read_request(reader: BinaryIO) -> bytes | None:

@@ -460,12 +460,18 @@ def test_missing_db_offers_demo_that_fills_results(tmp_path: Path, monkeypatch: 
     at = open_page(db, monkeypatch)
     assert any("no database file yet" in i for i in texts(at, "info"))
     assert not at.get("vega_lite_chart")
-    at.button(key="demo-run").click().run(timeout=90)
+    at.button(key="demo-run").click().run(timeout=120)
     assert not at.exception, [e.message for e in at.exception]
     assert not at.error, texts(at, "error")
-    box = frame_with(chart(at, "Time to first token"), "median")
-    assert box.height >= 1
+    # the demo lands on Decide with a minimum pass rate set: verdicts, not "no constraints given"
+    assert at.title[0].value == "Decide"
+    assert {n.label: n.value for n in at.number_input}["pass_rate at least"] == 0.8
+    table = at.dataframe[0].value
+    assert table.shape[0] == 3 and set(map(str, table["verdict"])) <= {"meets", "uncertain", "fails"}
+    assert any("per correct answer" in s for s in texts(at, "success"))
     assert Store(db).list_runs()["simulated"].to_list() == [True]
+    rows = Store(db).requests_frame(Store(db).list_runs()["run_id"][0]).filter(~pl.col("is_warmup"))
+    assert rows.group_by("model").len()["len"].to_list() == [40, 40, 40]
 
 
 def test_locked_db_is_a_warning_with_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -144,3 +144,22 @@ def test_tls_orbench_run_over_an_https_sandbox_trusting_ssl_cert_file(
     measured = [r for r in rows if not r["is_warmup"]]
     assert [r["outcome"] for r in rows] == ["ok"] * 5
     assert all(r["conn_reused"] and r["connect_ms"] is None for r in measured)  # prewarmed, TLS included
+
+
+def test_tls_a_certificate_failure_is_not_retried_and_says_why(https_url: str) -> None:
+    """The same certificate fails every attempt: one attempt, no backoff, and the message says so."""
+    settings = Settings.from_env({"OPENROUTER_BASE_URL": https_url})
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    async def go() -> None:
+        retry = RetryPolicy(max_attempts=4, sleep=sleep)
+        async with OpenRouterClient(build_http_client(settings, 2), retry=retry) as c:
+            await c.chat(BODY)
+
+    with pytest.raises(NetworkError) as info:
+        asyncio.run(go())
+    assert info.value.attempts == 1 and slept == []
+    assert "not retried: the server's certificate is not trusted" in str(info.value)

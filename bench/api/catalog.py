@@ -16,19 +16,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-ZERO = Decimal(0)
+from bench.records import PRICE_KEYS as PRICE_KEYS  # the per-unit prices, typed fields of ``Pricing``
 
-PRICE_KEYS = (
-    "prompt",
-    "completion",
-    "request",
-    "image",
-    "internal_reasoning",
-    "input_cache_read",
-    "input_cache_write",
-    "web_search",
-)
-"""The per-unit prices held as typed fields of ``Pricing``."""
+ZERO = Decimal(0)
 
 OVERRIDE_PRICE_KEYS = frozenset(
     PRICE_KEYS

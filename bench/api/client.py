@@ -10,7 +10,11 @@ between a read and its stamp.
 
 Retries: only 408, 429, 500/502/503/504/524/529 and transport failures, honouring
 ``Retry-After`` within ``RetryPolicy`` caps. A response that already delivered
-generated output is never retried: that would pay for the tokens twice.
+generated output is never retried: that would pay for the tokens twice. A reused
+keep-alive connection the server had closed (``bench.api.transport.DroppedConnection``)
+is resent at once on a fresh connection, with no backoff: not a retry at all when the
+server cannot have read the request, a retry under the same rules when it may have.
+Each row says why its sends were repeated (``retry_reasons``, bench.records.RETRY_REASONS).
 
 Every error message passes through ``_redact``: the API key never appears in a
 message, a repr or a log line.
@@ -30,6 +34,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bench.api import keys
 from bench.api.account import Credits, KeyInfo, unwrap_data
 from bench.api.catalog import Model, ModelEndpoints, parse_endpoints, parse_models
 from bench.api.envelope import (
@@ -42,10 +47,12 @@ from bench.api.envelope import (
     status_message,
 )
 from bench.api.stream import StreamAccumulator, connection_facts, read_events
+from bench.api.transport import CertificateError, DroppedConnection
 from bench.errors import (
     AuthError,
     ConfigError,
     DeadlineExceeded,
+    KeyWithheld,
     NetworkError,
     ProviderError,
     StreamError,
@@ -61,6 +68,8 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 524, 529})
 _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _KEY_PATTERN = re.compile(r"sk-or-[A-Za-z0-9_-]{8,}")
+_FRESH = {"orbench_fresh_connection": True}  # request extension: do not take a pooled connection
+_MAX_RESENDS = 3  # resends of a request no server can have read, per request
 
 
 # ---------------------------------------------------------------- policy and records
@@ -99,8 +108,10 @@ class OpenRouterClient:
         api_key: str | None = None,
         retry: RetryPolicy | None = None,
         openai_compatible: bool = False,
+        withheld_key_env: str | None = None,
     ) -> None:
         self._http = http
+        self._withheld = withheld_key_env  # a 401 then says no key was sent, and how to send one
         self._retry = retry or RetryPolicy()
         self._rng = random.Random(self._retry.seed)
         self._openai_compatible = openai_compatible
@@ -181,6 +192,8 @@ class OpenRouterClient:
         try:
             payload = await self._get_json("credits")
         except AuthError as err:
+            if isinstance(err, KeyWithheld):
+                raise
             new = AuthError(
                 f"GET /credits needs a management key: {err.message}",  # message starts "HTTP 4xx"
                 status=err.status,
@@ -231,8 +244,8 @@ class OpenRouterClient:
         content = self._encode_chat(body, stream)
         timeout = self._attempt_timeout(stall_timeout_s)
 
-        def once() -> Awaitable[ChatResult]:
-            return self._chat_once(content, stream, timeout, timeout_s, on_started)
+        def once(fresh: bool) -> Awaitable[ChatResult]:
+            return self._chat_once(content, stream, timeout, timeout_s, on_started, fresh)
 
         result, attempts = await self._retrying(once, before_retry)
         result.attempts = attempts
@@ -256,11 +269,12 @@ class OpenRouterClient:
 
     async def _chat_once(
         self, content: bytes, stream: bool, timeout: httpx.Timeout, total_s: float | None,
-        on_started: Callable[[str], None] | None = None,
+        on_started: Callable[[str], None] | None = None, fresh: bool = False,
     ) -> ChatResult:
         request = self._http.build_request(
             "POST", "chat/completions", content=content,
             headers=_SSE_HEADERS if stream else _JSON_HEADERS, timeout=timeout,
+            extensions=_FRESH if fresh else None,
         )
         clocks = Clocks(t0=0)
         acc = StreamAccumulator(clocks)
@@ -284,8 +298,16 @@ class OpenRouterClient:
                 raise self._failure(DeadlineExceeded(self._timeout_message(exc, timeout)), acc) from None
         except httpx.TransportError as exc:
             if not acc.done:
-                raise self._failure(NetworkError(self._redact(_describe_exc(exc))), acc) from None
+                raise self._failure(self._network_error(_describe_exc(exc), exc), acc) from None
         return self._complete(acc, response)
+
+    def _network_error(self, text: str, exc: httpx.TransportError) -> NetworkError:
+        hopeless = _hopeless(exc)
+        err = NetworkError(self._redact(text if hopeless is None else f"{text} (not retried: {hopeless})"))
+        err.hopeless = hopeless
+        if isinstance(exc, DroppedConnection):
+            err.dropped = "maybe_read" if exc.server_read else "unsent"
+        return err
 
     async def _read_chat(self, response: httpx.Response, acc: StreamAccumulator, stream: bool) -> None:
         acc.result.http_status = response.status_code
@@ -342,13 +364,13 @@ class OpenRouterClient:
 
     # ------------------------------------------------------------ plumbing
     async def _get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        async def once() -> Any:
+        async def once(fresh: bool) -> Any:
             try:
-                response = await self._http.get(path, params=params)
+                response = await self._http.get(path, params=params, extensions=_FRESH if fresh else None)
             except httpx.TimeoutException as exc:
                 raise DeadlineExceeded(self._redact(f"GET /{path}: {_describe_exc(exc)}")) from None
             except httpx.TransportError as exc:
-                raise NetworkError(self._redact(f"GET /{path}: {_describe_exc(exc)}")) from None
+                raise self._network_error(f"GET /{path}: {_describe_exc(exc)}", exc) from None
             if not 200 <= response.status_code < 300:
                 raise self._status_error(response.status_code, response.headers, response.content)
             try:
@@ -360,31 +382,46 @@ class OpenRouterClient:
         return value
 
     async def _retrying(
-        self, once: Callable[[], Awaitable[T]],
+        self, once: Callable[[bool], Awaitable[T]],
         before_retry: Callable[[ProviderError], bool] | None = None,
     ) -> tuple[T, int]:
-        """Run ``once`` until it succeeds, the policy says stop or ``before_retry`` refuses;
-        returns (value, attempts)."""
+        """Run ``once(fresh)`` until it succeeds, the policy says stop or ``before_retry`` refuses;
+        returns (value, attempts). ``fresh``: send on a new connection (after a dropped one)."""
         policy = self._retry
         used_s = 0.0
         attempt = 0
+        resends = 0
+        fresh = False
         failures: list[str] = []  # why each earlier attempt failed (429s are reported, not hidden)
+        reasons: list[str] = []  # why each earlier send was repeated, resends included
         while True:
             attempt += 1
             started = time.perf_counter()
             try:
-                value = await once()
+                value = await once(fresh)
                 if isinstance(value, ChatResult):
                     value.failed_attempts = failures
+                    value.retry_reasons = reasons + ["closed_idle"] * min(value.closed_idle, 1)
                 return value, attempt
             except ProviderError as err:
                 used_s += time.perf_counter() - started
+                fresh = err.dropped is not None
+                if err.dropped == "unsent" and resends < _MAX_RESENDS:
+                    # the server cannot have read it: the same attempt again, nothing to book
+                    resends += 1
+                    attempt -= 1
+                    reasons.append("dropped_unsent")
+                    continue
                 err.attempts = attempt
                 err.failed_attempts = failures
+                err.retry_reasons = reasons
                 wait = self._next_wait(err, attempt, used_s)
                 if wait is None or (before_retry is not None and not before_retry(err)):
                     raise
                 failures.append(err.outcome)
+                reasons.append("dropped" if fresh else err.outcome)
+            if fresh:
+                continue  # a dropped keep-alive connection: at once, no backoff
             await policy.sleep(wait)
             used_s += wait
 
@@ -403,7 +440,9 @@ class OpenRouterClient:
     def _retryable(self, err: ProviderError) -> bool:
         if isinstance(err.result, ChatResult) and err.result.has_output:
             return False  # never pay twice for generated tokens
-        if isinstance(err, (NetworkError, DeadlineExceeded)):
+        if isinstance(err, NetworkError):
+            return err.hopeless is None  # a certificate failure or a refused header value: no
+        if isinstance(err, DeadlineExceeded):
             return True
         return err.status in self._retry.retry_statuses
 
@@ -420,6 +459,9 @@ class OpenRouterClient:
             retry_after = non_negative(availability.get("retry_after"))
         message = status_message(status, error, availability, text)
         code = error.get("code") if isinstance(error, dict) else None
+        if status == 401 and self._withheld and "authorization" not in self._http.headers:
+            return KeyWithheld(keys.withheld_message(str(self._http.base_url), self._withheld), status=status,
+                               code=code, body=parsed if parsed is not None else text[:2000])
         return error_for_status(
             status, self._redact(message), code=code, retry_after_s=retry_after,
             body=parsed if parsed is not None else text[:2000],
@@ -440,6 +482,15 @@ class OpenRouterClient:
     def _require_openrouter(self, what: str) -> None:
         if self.openai_compatible:
             raise ConfigError(f"{what} is an OpenRouter API call; {self._http.base_url} is a generic server")
+
+
+def _hopeless(exc: httpx.TransportError) -> str | None:
+    """Why a transport failure cannot go away on a retry (None: it may)."""
+    if isinstance(exc, httpx.LocalProtocolError):
+        return "orbench refused to send a header value, the same on every attempt"
+    if isinstance(exc, CertificateError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "the server's certificate is not trusted, the same on every attempt"
+    return None
 
 
 def _describe_exc(exc: BaseException) -> str:

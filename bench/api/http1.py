@@ -10,7 +10,9 @@ values with CR, LF or NUL are refused. The pooling and the transport itself are
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import select
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -68,7 +70,7 @@ class StampingProtocol(asyncio.StreamReaderProtocol):
 
 
 class Http1Connection:
-    __slots__ = ("reader", "writer", "origin", "protocol", "connect_ms")
+    __slots__ = ("reader", "writer", "origin", "protocol", "connect_ms", "fd")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  origin: Origin, protocol: StampingProtocol, connect_ms: float) -> None:
@@ -77,6 +79,40 @@ class Http1Connection:
         self.origin = origin
         self.protocol = protocol
         self.connect_ms = connect_ms
+        sock = writer.get_extra_info("socket")
+        self.fd: int = sock.fileno() if sock is not None else -1
+
+    def dropped_by_peer(self) -> bool:
+        """The socket is readable while idle: the server closed it (FIN or RST) or sent stray bytes.
+
+        What urllib3's ``is_connection_dropped`` and httpcore's ``is_readable`` ask the kernel
+        before reusing a connection: a FIN that arrived a moment ago is in the socket before
+        the event loop has told the stream reader, so ``usable()`` alone would miss it.
+        """
+        if self.fd < 0:
+            return False
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        try:
+            return bool(poller.poll(0))
+        except OSError:
+            return True
+
+    def reset_by_peer(self) -> bool:
+        """After an EOF with no response: did a reset follow (the server closed without reading)?
+
+        Linux answers data sent to a closed socket, or a close with unread data, with a reset;
+        a server that read the request and then closed sends a plain FIN.
+        """
+        if self.fd < 0:
+            return False
+        try:
+            os.read(self.fd, 1)
+        except ConnectionResetError:
+            return True
+        except OSError:
+            return False
+        return False
 
     def unread(self) -> int:
         """Bytes received but not handed out (left over after a response, if idle)."""

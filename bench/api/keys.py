@@ -97,6 +97,20 @@ def base_url_key(base_url: str, env: Mapping[str, str]) -> str | None:
     return key
 
 
+def withheld_key_env(base_url: str, env: Mapping[str, str]) -> str | None:
+    """``OPENROUTER_API_KEY`` when it is set but ``base_url`` gets no key (not openrouter.ai, and
+    ``ORBENCH_BASE_URL_KEY_ENV`` names nothing): a 401 from there is then explained, not blamed on the key."""
+    if is_openrouter_host(base_url) or not env.get(OPENROUTER_KEY_ENV):
+        return None
+    return None if (env.get(BASE_URL_KEY_ENV) or "").strip() else OPENROUTER_KEY_ENV
+
+
+def withheld_message(url: str, name: str) -> str:
+    """The one line for a 401 from a URL orbench sent no key to while ``name`` is set."""
+    return (f"{_shown(url).rstrip('/')} answered 401: orbench sent no key there, because {name} goes only to "
+            f"openrouter.ai; to send it, set {BASE_URL_KEY_ENV}={name}")
+
+
 def endpoint_key(endpoint: _Endpoint, env: Mapping[str, str]) -> str | None:
     """The key for one suite endpoint: the value of its ``api_key_env`` (None when unset)."""
     name = endpoint.api_key_env

@@ -323,6 +323,8 @@ def connection_facts(response: httpx.Response, result: ChatResult) -> None:
     ext = response.extensions
     reused = ext.get("orbench_conn_reused")
     result.conn_reused = reused if isinstance(reused, bool) else None
+    closed = ext.get("orbench_closed_idle")
+    result.closed_idle = closed if isinstance(closed, int) else 0
     connect_ms = ext.get("orbench_connect_ms")
     result.connect_ms = float(connect_ms) if isinstance(connect_ms, (int, float)) else None
 

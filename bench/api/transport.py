@@ -22,6 +22,13 @@ Each response says how it got its connection: ``extensions["orbench_conn_reused"
 (taken from the idle pool) and ``extensions["orbench_connect_ms"]`` (DNS + TCP +
 TLS setup when it was not, else None). ``prewarm`` opens idle connections ahead
 of a measured phase so that no measured request pays a connect.
+
+A pooled connection the server has closed is not reused: before reuse the socket is
+polled (as urllib3 and httpcore do) and a readable idle socket is dropped
+(``extensions["orbench_closed_idle"]`` counts them). A send on a reused connection
+that fails before any response byte raises ``DroppedConnection``, saying whether the
+server can have read the request; the client resends it at once on a fresh
+connection (``extensions={"orbench_fresh_connection": True}``).
 """
 
 from __future__ import annotations
@@ -80,6 +87,24 @@ def tls_context(ca_bundle: str | None = None, *, insecure: bool = False,
     return ctx
 
 
+class DroppedConnection(httpx.RemoteProtocolError):
+    """A reused keep-alive connection failed before any byte of a response came back.
+
+    ``server_read`` is False when the server cannot have read the request: the write
+    itself failed, or the connection was reset (Linux resets a socket that gets data
+    after its close, or is closed with data unread). True when it may have (a plain
+    close after the request went out): resending then is a retry under the budget's rules.
+    """
+
+    def __init__(self, message: str, *, request: httpx.Request, server_read: bool) -> None:
+        super().__init__(message, request=request)
+        self.server_read = server_read
+
+
+class CertificateError(httpx.ConnectError):
+    """The server's TLS certificate is not trusted: the same on every attempt, so never retried."""
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
     """``httpx.AsyncClient(transport=LeanTransport(...))``."""
 
@@ -109,14 +134,17 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if self._slots is not None:
             self._slots.release()
 
-    def _pop_idle(self, origin: Origin) -> Http1Connection | None:
+    def _pop_idle(self, origin: Origin) -> tuple[Http1Connection | None, int]:
+        """An idle connection the server has not closed, and how many closed ones were dropped."""
         idle = self._idle[origin]
+        dropped = 0
         while idle:
             conn = idle.pop()
-            if conn.usable():
-                return conn
+            if conn.usable() and not conn.dropped_by_peer():
+                return conn, dropped
+            dropped += 1
             conn.close()
-        return None
+        return None, dropped
 
     async def _open(self, origin: Origin, timeout: float | None,
                     request: httpx.Request | None = None) -> Http1Connection:
@@ -136,7 +164,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from None
         except ssl.SSLCertVerificationError as exc:
-            raise httpx.ConnectError(
+            raise CertificateError(
                 f"TLS to {host}:{port}: certificate verify failed ({exc.verify_message}); if a corporate CA "
                 "or a TLS-inspecting proxy signs it, name that CA with --ca-bundle or ORBENCH_CA_BUNDLE "
                 "(or SSL_CERT_FILE)", request=request) from None
@@ -186,7 +214,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         data = request_head(request) + body
         await self._acquire_slot(request)
-        conn = self._pop_idle(origin)
+        conn, closed_idle = (None, 0) if request.extensions.get("orbench_fresh_connection") \
+            else self._pop_idle(origin)
         reused = conn is not None
         if conn is None:
             try:
@@ -194,8 +223,18 @@ class LeanTransport(httpx.AsyncBaseTransport):
             except BaseException:
                 self._release_slot()
                 raise
+        received = conn.protocol.received
         try:
             status, reason, headers, framing = await self._exchange(request, conn, data)
+        except httpx.TransportError as exc:
+            if not reused or conn.protocol.received != received or isinstance(exc, httpx.TimeoutException):
+                self._give_back(conn, False)
+                raise
+            server_read = not (isinstance(exc, httpx.WriteError) or isinstance(exc.__context__, ConnectionResetError)
+                               or conn.reset_by_peer())
+            self._give_back(conn, False)
+            raise DroppedConnection(f"the server closed a reused connection before answering ({exc})",
+                                    request=request, server_read=server_read) from None
         except BaseException:
             self._give_back(conn, False)
             raise
@@ -204,6 +243,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                               extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason,
                                           "orbench_body": stream,  # arrival stamps, see Http1Body
                                           "orbench_conn_reused": reused,
+                                          "orbench_closed_idle": closed_idle,
                                           "orbench_connect_ms": None if reused else conn.connect_ms})
 
     async def _exchange(self, request: httpx.Request, conn: Http1Connection,

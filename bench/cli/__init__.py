@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "credits": ("bench.cli.catalog:credits_cmd",
                 "Key usage, limit and remaining; account credits where the key allows it."),
     "dashboard": ("bench.cli.results:dashboard_cmd", "Start the Streamlit dashboard on 127.0.0.1."),
+    "demo": ("bench.cli.demo:demo_cmd",
+             "Run the demo suite on the simulated sandbox (no key, no network, ~30 s), then decide."),
     "decide": ("bench.cli.decide:decide_cmd",
                "Rank every model x provider of RUN(s) against --min/--max limits and recommend one."),
     "endpoints": ("bench.cli.catalog:endpoints_cmd",

@@ -12,7 +12,7 @@ from bench.api.client import OpenRouterClient, RetryPolicy
 from bench.api.http import build_http_client
 from bench.cli.common import api_options, api_settings, fail, note, output_options, run_async
 from bench.config import Settings, parse_usd
-from bench.errors import AuthError, ConfigError, NetworkError, ProviderError
+from bench.errors import AuthError, ConfigError, KeyWithheld, NetworkError, ProviderError
 from bench.results.render import Column, Output, emit, integer, num, usd
 
 PER_M = Decimal(1_000_000)
@@ -20,7 +20,8 @@ PER_M = Decimal(1_000_000)
 
 def _client(settings: Settings) -> OpenRouterClient:
     return OpenRouterClient(build_http_client(settings, 4), api_key=settings.api_key,
-                            retry=RetryPolicy(max_attempts=3, max_total_s=20))
+                            retry=RetryPolicy(max_attempts=3, max_total_s=20),
+                            withheld_key_env=settings.withheld_key_env)
 
 
 async def _call(settings: Settings, fn: Any) -> Any:
@@ -29,6 +30,8 @@ async def _call(settings: Settings, fn: Any) -> Any:
         return await fn(client)
     except NetworkError as exc:
         raise ConfigError(f"cannot reach {settings.base_url}: {exc.message}") from None
+    except KeyWithheld as exc:
+        raise ConfigError(exc.message) from None
     except AuthError as exc:
         raise ConfigError(f"the API key was rejected by {settings.base_url} ({exc.status}): {exc.message}") from None
     finally:
@@ -147,8 +150,8 @@ def endpoints_cmd(model: str, base_url: str | None, sandbox: bool, output: Outpu
 
 @click.command("credits")
 @api_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
+@output_options
+def credits_cmd(base_url: str | None, sandbox: bool, output: Output) -> None:
     """Key usage, limit and remaining; account credits where the key allows it."""
     with api_settings(base_url, sandbox, need_key=not sandbox) as settings:
         async def both(c: OpenRouterClient) -> tuple[Any, Any, str | None]:
@@ -170,8 +173,8 @@ def credits_cmd(base_url: str | None, sandbox: bool, as_json: bool) -> None:
         "total_usage_usd": getattr(credits, "total_usage", None),
         "balance_usd": getattr(credits, "balance", None),
     }
-    if as_json:
-        emit([row], list(row), Output("json"))
+    if output.fmt != "table":
+        emit([row], list(row), output)
     else:
         for k, v in row.items():
             click.echo(f"{k:22} {'' if v is None else v}")

@@ -117,7 +117,8 @@ def api_settings(base_url: str | None, sandbox: bool, db_path: str | None = None
                           api_key=None, proxies=())
         return
     settings = Settings.from_env(base_url=base_url, db_path=db_path, **_tls_overrides(), **team_overrides())
-    settings = replace(settings, api_key=keys.base_url_key(settings.base_url, os.environ))
+    settings = replace(settings, api_key=keys.base_url_key(settings.base_url, os.environ),
+                       withheld_key_env=keys.withheld_key_env(settings.base_url, os.environ))
     if need_key and settings.api_key is None and keys.is_openrouter_host(settings.base_url):
         fail("set OPENROUTER_API_KEY, or use --sandbox")
     yield settings

@@ -6,15 +6,16 @@ from dataclasses import asdict
 
 import click
 
-from bench.cli.common import emit_table, note
+from bench.cli.common import note, output_options
+from bench.results.render import Output, emit
 
 
 @click.command("examples")
 @click.option("--copy", "copy_to", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Copy the suites to DIR/suites and their images to DIR/images (never overwrites a "
                    "changed file). `--copy data` gives the README's data/suites/... paths.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def examples_cmd(copy_to: str | None, as_json: bool) -> None:
+@output_options
+def examples_cmd(copy_to: str | None, output: Output) -> None:
     """List the example suites bundled with orbench, or copy them to DIR (works from any folder)."""
     from bench import examples
 
@@ -26,4 +27,4 @@ def examples_cmd(copy_to: str | None, as_json: bool) -> None:
              "--sandbox)")
         return
     rows = [{**asdict(e), "path": str(e.path)} for e in examples.list_examples()]
-    emit_table(rows, ["file", "name", "description", "path"], "json" if as_json else "table")
+    emit(rows, ["file", "name", "description", "path"], output, fields=["file", "name", "description", "path"])

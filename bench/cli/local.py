@@ -16,11 +16,13 @@ def local_group() -> None:
 
 @local_group.command("serve")
 @click.option("--port", type=int, default=None, help="Port on 127.0.0.1 (default: a free one).")
-def local_serve(port: int | None) -> None:
+@click.option("--ctx-size", type=click.IntRange(256, 32768), default=4096, show_default=True,
+              help="The server's context size in tokens (llama-server -c), shared by its slots.")
+def local_serve(port: int | None, ctx_size: int) -> None:
     """Start llama-server with Gemma 3 270M on 127.0.0.1 until Ctrl-C; prints its base URL."""
     from bench.local import local_serve_main
 
-    sys.exit(local_serve_main(port, note))
+    sys.exit(local_serve_main(port, note, ctx_size))
 
 
 @local_group.command("status")

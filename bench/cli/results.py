@@ -67,7 +67,7 @@ def emit_summary(groups: Sequence[Mapping[str, Any]], run: RunRecord, wide: bool
     """The summary table on stdout, fitted to the terminal unless ``wide``; its notes on stderr."""
     text, hidden = report.summary_table(groups, run, None if wide else terminal_width())
     click.echo(text)
-    for line in report.summary_notes(groups):
+    for line in report.summary_notes(groups, run):
         note(line)
     if hidden:
         note(hidden_note(hidden, None if wide else terminal_width()))

@@ -22,13 +22,13 @@ from bench.cli.common import (
     note,
     note_gates,
     origin_option,
-    wide_option,
+    output_options,
 )
 from bench.cli.results import emit_summary
 from bench.config import Settings, parse_usd
 from bench.errors import ConfigError
 from bench.results import gates, report, summary
-from bench.results.render import usd
+from bench.results.render import Output, emit, usd
 from bench.run import conversation, session, synthetic
 from bench.run.runner import Runner
 from bench.run.session import SessionHooks, SessionResult
@@ -88,6 +88,14 @@ def _clock(seconds: float) -> str:
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
 
 
+def _connections_line(prep: Prepared) -> str:
+    if prep.spec.cold_connections:
+        return ("connections: cold (--cold-connections): each connection is opened by its first measured "
+                "request, whose TTFT includes the connect (flagged conn_reused = false)")
+    return (f"connections: {prep.spec.concurrency} per endpoint opened before the measured phase "
+            "(TCP/TLS only, nothing sent or billed), warm-up request or not")
+
+
 def _plan_text(prep: Prepared, settings: Settings | None = None,
                env: dict[str, str] | None = None) -> str:
     lines = [f"suite {prep.suite.name!r}: {len(prep.targets)} targets x "
@@ -103,6 +111,7 @@ def _plan_text(prep: Prepared, settings: Settings | None = None,
     elif prep.run_id is None:
         lines.append(f"estimated worst case: unknown (no price for {', '.join(prep.unpriced)})")
     lines.extend(prep.bound_lines)
+    lines.append(_connections_line(prep))
     lines.extend(f"resume: {n}" for n in prep.in_flight_booked)
     if settings is not None:
         # Which variable's value goes to which URL (names only, never a key character).
@@ -165,6 +174,8 @@ async def _run(settings: Settings, suite: Suite | None, spec: RunSpec, store: St
 @click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
               help="Per-request timeout, seconds.")
 @click.option("--no-warmup", is_flag=True, help="Skip the warm-up request per model x provider.")
+@click.option("--cold-connections", is_flag=True,
+              help="Measure cold starts: do not open connections before the measured phase.")
 @click.option("--budget", default=None, help="USD ceiling for the whole run.")
 @click.option("--allow-partial", is_flag=True, help="Start even if the worst case exceeds --budget.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the estimate; send nothing.")
@@ -178,20 +189,20 @@ async def _run(settings: Settings, suite: Suite | None, spec: RunSpec, store: St
 @click.option("--summary-md", type=click.Path(dir_okay=False), default=None, help="Write a Markdown summary.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for arrivals and bootstraps.")
 @click.option("--name", default=None, help="A name for the run.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON summary (with run_id) to stdout instead of the table.")
-@wide_option
+@output_options  # --json: the run's summary object (with run_id); --csv/--nl: one row per group
 @click.option("--local", "use_local", is_flag=True,
               help="Start the real local model (llama.cpp, Gemma 3 270M) and add local/gemma3-270m.")
+@click.option("--local-ctx-size", type=click.IntRange(256, 32768), default=4096, show_default=True,
+              help="With --local: the model server's context size in tokens (llama-server -c).")
 @db_option
 @origin_option
 @api_options
 def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ...],
             repeats: int | None, concurrency: int, rate: float | None, timeout_s: float,
-            no_warmup: bool, budget: str | None, allow_partial: bool, dry_run: bool,
+            no_warmup: bool, cold_connections: bool, budget: str | None, allow_partial: bool, dry_run: bool,
             resume: str | None, lookup_generation: bool, max_failures: int,
             fail_on: tuple[str, ...], junit: str | None, summary_md: str | None, seed: int,
-            name: str | None, as_json: bool, wide: bool, use_local: bool, db_path: str | None,
+            name: str | None, output: Output, use_local: bool, local_ctx_size: int, db_path: str | None,
             base_url: str | None, sandbox: bool) -> None:
     """Run SUITE across models x providers x cases x repeats and store every request."""
     if not suite and not resume:
@@ -207,9 +218,9 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
         suite_path=Path(suite) if suite else None, models=list(models),
         providers=list(providers), repeats=repeats, concurrency=concurrency, rate=rate,
         timeout_s=timeout_s, stall_timeout_s=min(60.0, timeout_s), warmup=not no_warmup,
-        budget_usd=parse_usd(budget, "--budget"), allow_partial=allow_partial,
+        cold_connections=cold_connections, budget_usd=parse_usd(budget, "--budget"), allow_partial=allow_partial,
         lookup_generation=lookup_generation, max_consecutive_failures=max_failures,
-        seed=seed, name=name,
+        seed=seed, name=name, local_ctx_size=local_ctx_size,
     )
     if suite and not Path(suite).is_file():
         raise ConfigError(f"{suite}: no such suite file")
@@ -225,8 +236,8 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     results = gates.evaluate(gate_list, groups)
     run = store.get_run(run_id)
     assert run is not None  # _run created it, and runs are never deleted
-    if not as_json:
-        emit_summary(groups, run, wide)
+    if output.fmt == "table":
+        emit_summary(groups, run, output.wide)
     gates_failed = note_gates(results)
     for line in team_hooks.unpushed_lines(settings, store, run_id):  # the server was down at the end
         note(line)
@@ -236,9 +247,11 @@ def run_cmd(suite: str | None, models: tuple[str, ...], providers: tuple[str, ..
     if summary_md:
         Path(summary_md).write_text(report.summary_markdown(groups, run) + "\n" +
                                     gates.results_markdown(results))
-    if as_json:
+    if output.fmt == "json":
         click.echo(json.dumps(report.summary_json(groups, run, results), indent=2,
                               default=str))
+    elif output.fmt != "table":
+        emit([dict(r, run_id=run_id) for r in groups], [], output)
     if run["status"] in ("failed", "stopped"):
         raise ConfigError(f"run {run_id} {run['status']}: {run['status_reason']}")
     if run["status"] == "cancelled":

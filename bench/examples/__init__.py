@@ -23,6 +23,11 @@ __all__ = ["EXAMPLES_DIR", "IMAGES_DIR", "SUITES_DIR", "Example", "copy_examples
 EXAMPLES_DIR = Path(__file__).resolve().parent
 SUITES_DIR = EXAMPLES_DIR / "suites"
 IMAGES_DIR = EXAMPLES_DIR / "images"
+DEMO_SUITE = "demo.yaml"
+"""The demo (dashboard button, ``orbench demo``): 3 models x 40 checked requests, ~30 s on the sandbox."""
+DEMO_CONCURRENCY = 6
+DEMO_MIN_PASS_RATE = "0.8"
+"""The constraint the demo's Decide opens with, so a new user sees verdicts, not "no constraints given"."""
 
 
 @dataclass(frozen=True)

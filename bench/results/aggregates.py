@@ -79,6 +79,8 @@ SELECT model, prov AS provider,
     CAST(coalesce(sum(n) FILTER (WHERE outcome = 'rate_limited'), 0) AS BIGINT) AS rate_limited,
     CAST(sum(retries_429) AS BIGINT) AS retries_429,
     CAST(coalesce(sum(n_cold) FILTER (WHERE outcome = 'ok'), 0) AS BIGINT) AS cold_connections,
+    CAST(coalesce(sum(n_fresh) FILTER (WHERE list_contains($finished, outcome)), 0) AS BIGINT)
+        AS fresh_connections,
     CAST(sum(prompt_tokens) AS BIGINT) AS prompt_tokens,
     CAST(sum(completion_tokens) AS BIGINT) AS completion_tokens,
     CAST(sum(cached_tokens) AS BIGINT) AS cached_tokens,

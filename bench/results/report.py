@@ -91,6 +91,17 @@ def summary_head(run: RunRecord) -> str:
     return head
 
 
+def connection_note(run: RunRecord) -> str | None:
+    """Which connection mode ran (the run's settings), in words; None for runs that predate it."""
+    mode = (run.get("settings") or {}).get("connections")
+    if mode == "cold":
+        return ("note: cold connections (--cold-connections): each connection's first request "
+                "carries the connect in its TTFT")
+    if mode == "prewarmed":
+        return "note: connections were opened before the measured phase (--cold-connections measures cold starts)"
+    return None
+
+
 def summary_table(summary: Sequence[Mapping[str, Any]], run: RunRecord,
                   width: int | None = None) -> tuple[str, list[str]]:
     """The head line and the table fitted to ``width`` (None: every column), and the hidden headers."""
@@ -101,9 +112,10 @@ def summary_table(summary: Sequence[Mapping[str, Any]], run: RunRecord,
     return summary_head(run) + "\n" + table, hidden
 
 
-def summary_notes(summary: Sequence[Mapping[str, Any]]) -> list[str]:
-    """What a reader must know to read the numbers (small n, cold connections)."""
-    notes = []
+def summary_notes(summary: Sequence[Mapping[str, Any]], run: RunRecord | None = None) -> list[str]:
+    """What a reader must know to read the numbers (connection mode, small n, cold connections)."""
+    mode = connection_note(run) if run is not None else None
+    notes = [mode] if mode else []
     if any(r.get("small_n") for r in summary if r["group"] != "TOTAL"):
         notes.append("note: fewer than ~100 ok requests per group: p99 is not bounded (no CI); read p50 first")
     total = next((r for r in summary if r["group"] == "TOTAL"), None)
@@ -111,7 +123,10 @@ def summary_notes(summary: Sequence[Mapping[str, Any]]) -> list[str]:
         how = ("left out of the latency percentiles" if total.get("cold_excluded")
                else "their TTFT includes the connect; orbench show --exclude-cold leaves them out")
         notes.append(f"note: {total['cold_connections']} ok requests opened a new connection "
-                     f"(the server closed one, or no warm-up): {how}")
+                     f"(the server closed one, or --cold-connections): {how}")
+    if total and total.get("fresh_connections"):
+        notes.append(f"note: {total['fresh_connections']} requests needed a fresh connection: the server had "
+                     "closed their pooled one (resent at once, no backoff; retry_reasons in each row says how)")
     return notes
 
 
@@ -142,6 +157,7 @@ def summary_json(summary: Sequence[Mapping[str, Any]], run: RunRecord,
         "status": run["status"],
         "status_reason": run.get("status_reason"),
         "simulated": bool(run.get("simulated")),
+        "connections": (run.get("settings") or {}).get("connections"),
         "groups": [_jsonable(r) for r in summary],
         "gates": [{"group": r.group, "gate": r.gate.text, "observed": r.observed,
                    "failed": r.failed} for r in results],

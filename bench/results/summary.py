@@ -194,6 +194,7 @@ def derive(raw: dict[str, Any], by: str, exclude_cold: bool, sketched: bool) -> 
         "retries_429": raw["retries_429"],
         "cold_connections": raw["cold_connections"],
         "cold_excluded": bool(exclude_cold and raw["cold_connections"]),
+        "fresh_connections": raw["fresh_connections"],
     })
     for _, prefix, unit in SUMMARY_METRICS:
         row[f"n_{prefix}"] = int(raw[f"n_{prefix}"] or 0)

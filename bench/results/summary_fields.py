@@ -15,6 +15,8 @@ from typing import Any, TypedDict
 
 import polars as pl
 
+from bench.store.runs import FRESH_CONNECTION_SQL
+
 SUMMARY_METRICS = (("ttft_ms", "ttft", "_ms"), ("e2e_ms", "e2e", "_ms"), ("decode_tps", "decode_tps", ""),
                    ("tpot_ms", "tpot", "_ms"))
 """Per-request measures summarized: (column, field prefix, unit suffix): ``ttft_p95_ms``, ``decode_tps_p50``."""
@@ -84,6 +86,9 @@ FIELDS: tuple[Field, ...] = (
     Field("retries_429", "count", "429 answers retried, summed", pl.Int64, "CAST(sum(retries_429) AS BIGINT)"),
     Field("cold_connections", "count", "ok requests sent on a new connection", pl.Int64,
           "count(*) FILTER (WHERE _ok AND conn_reused = false)"),
+    Field("fresh_connections", "count", "sent requests whose pooled connection the server had closed, so they "
+          "went out on a fresh one (retry_reasons closed_idle or dropped)", pl.Int64,
+          f"count(*) FILTER (WHERE _sent AND {FRESH_CONNECTION_SQL})"),
     Field("cold_excluded", "flag", "exclude_cold and some cold request was left out of the percentiles",
           pl.Boolean),
     *_percentiles(),
@@ -154,6 +159,7 @@ class SummaryRow(TypedDict, total=False):
     rate_limited_rate: float | None
     retries_429: int | None
     cold_connections: int
+    fresh_connections: int
     cold_excluded: bool
     n_ttft: int
     ttft_p05_ms: float | None

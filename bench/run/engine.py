@@ -23,7 +23,7 @@ from bench.api.catalog import Model, Pricing, find_model, parse_models
 from bench.api.catalog import to_decimal as catalog_decimal
 from bench.api.client import OpenRouterClient
 from bench.config import Settings
-from bench.errors import AuthError, BenchError, ConfigError, NetworkError, ProviderError
+from bench.errors import AuthError, BenchError, ConfigError, KeyWithheld, NetworkError, ProviderError
 from bench.quality import checks as checks_mod
 from bench.quality.judge import JudgeLedger, make_judge_fn
 from bench.records import ChatResult, RequestRow
@@ -174,12 +174,18 @@ def _settings_json(settings: Settings, prep: Prepared) -> dict[str, Any]:
         "rate": s.rate,
         "timeout_s": s.timeout_s,
         "warmup": s.warmup and prep.suite.warmup,
+        "connections": connection_mode(s),
         "budget_usd": None if s.budget_usd is None else str(s.budget_usd),
         "allow_partial": s.allow_partial,
         "lookup_generation": s.lookup_generation,
         "seed": s.seed,
         "endpoints": {k: v.base_url for k, v in prep.suite.endpoints.items()},
     }
+
+
+def connection_mode(spec: RunSpec) -> str:
+    """``prewarmed`` (opened before the measured phase, the default) or ``cold`` (--cold-connections)."""
+    return "cold" if spec.cold_connections else "prewarmed"
 
 
 def record_run(settings: Settings, store: Store, prep: Prepared, run_id: str | None = None) -> str:
@@ -288,7 +294,7 @@ async def _execute_locked(
             stall_timeout_s=spec.stall_timeout_s,
             max_consecutive_failures=spec.max_consecutive_failures, seed=spec.seed,
             session=prep.session, lookup_generation=spec.lookup_generation,
-            prewarm_connections=spec.warmup and prep.suite.warmup,
+            prewarm_connections=not spec.cold_connections,
         ),
         budget=budget, price_fn=price_fn(prep), check_fn=make_check_fn(prep, clients, ledger),
         generation_fn=clients[OPENROUTER].generation if prep.openrouter_api else None,
@@ -454,6 +460,8 @@ async def plan_run(settings: Settings, suite: Suite | None, spec: RunSpec, *, st
         return prep
     except NetworkError as exc:
         raise ConfigError(f"cannot reach {settings.base_url}: {exc.message}") from None
+    except KeyWithheld as exc:
+        raise ConfigError(exc.message) from None
     except AuthError as exc:
         raise ConfigError(f"the API key was rejected ({exc.status}): {exc.message}") from None
     finally:

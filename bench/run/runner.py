@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from bench.api.ceiling import maybe_billed
-from bench.errors import AuthError, BenchError, InsufficientCredits, ProviderError
+from bench.errors import AuthError, BenchError, InsufficientCredits, KeyWithheld, ProviderError
 from bench.records import FINISHED_OUTCOMES, ChatResult, RequestRow, derive_times
 from bench.run.budget import AttemptBook, Budget
 from bench.run.conversation import row_fields as conversation_row_fields
@@ -340,13 +340,16 @@ class Runner:
         row.http_status = exc.status if exc.status is not None else row.http_status
         row.attempts = exc.attempts
         row.retries_429 = exc.failed_attempts.count("rate_limited")
+        row.retry_reasons = ",".join(exc.retry_reasons) or None
         row.error = exc.message[:2000]
         row.error_code = None if exc.code is None else str(exc.code)
         self._react_to_error(exc)
         return partial
 
     def _react_to_error(self, exc: ProviderError) -> None:
-        if isinstance(exc, AuthError) and exc.status == 401:
+        if isinstance(exc, KeyWithheld):
+            self._stop("failed", exc.message)
+        elif isinstance(exc, AuthError) and exc.status == 401:
             self._stop("failed", f"the API key was rejected (401): {exc.message}")
         elif isinstance(exc, InsufficientCredits):
             self._stop("stopped", f"insufficient credits (402): {exc.message}")
@@ -370,6 +373,7 @@ class Runner:
         row.connect_ms, row.conn_reused = res.connect_ms, res.conn_reused
         row.attempts = res.attempts
         row.retries_429 = res.failed_attempts.count("rate_limited")
+        row.retry_reasons = ",".join(res.retry_reasons) or None
         row.generation_id = res.generation_id
         row.served_model = res.served_model
         row.provider = res.provider

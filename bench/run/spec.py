@@ -31,6 +31,9 @@ class RunSpec:
     timeout_s: float = 120.0
     stall_timeout_s: float | None = 60.0
     warmup: bool = True
+    # Connections are opened before the measured phase (METRICS.md "Clocks") unless asked to
+    # measure cold starts on purpose; independent of ``warmup``, which sends a (paid) request.
+    cold_connections: bool = False
     budget_usd: Decimal | None = None
     allow_partial: bool = False
     lookup_generation: bool = False
@@ -38,6 +41,7 @@ class RunSpec:
     seed: int = 0
     name: str | None = None
     extra_endpoints: dict[str, Any] = field(default_factory=dict)  # e.g. the --local server
+    local_ctx_size: int = 4096  # --local: the model server's context size (llama-server -c)
     add_models: list[str] = field(default_factory=list)  # appended to the suite's (or --model) list
     # A monitor's tick (bench.monitor): replaces the suite's seed and gives every case prompt its own
     # synthetic leading text, so each tick sends fresh prompts and no answer comes from a cache.

@@ -42,7 +42,7 @@ def make_clients(settings: Settings, suite: Suite | None, concurrency: int,
     clients = {
         OPENROUTER: OpenRouterClient(
             build_http_client(settings, concurrency), api_key=settings.api_key,
-            retry=RetryPolicy(), openai_compatible=not openrouter_api,
+            retry=RetryPolicy(), openai_compatible=not openrouter_api, withheld_key_env=settings.withheld_key_env,
         )
     }
     for name, ep in (suite.endpoints.items() if suite is not None else []):
@@ -50,7 +50,7 @@ def make_clients(settings: Settings, suite: Suite | None, concurrency: int,
         keys_mod.require_safe(ep.base_url, key)
         # TLS trust and proxies carry over; attribution headers and the key do not
         ep_settings = dataclasses.replace(settings, base_url=ep.base_url, api_key=key, referer=None,
-                                          title=None, sandbox=False)
+                                          title=None, sandbox=False, withheld_key_env=None)
         # Keep-alive stays on (a fresh TCP+TLS handshake per request would inflate
         # TTFT on remote servers); a reused connection that the server had closed
         # fails before any byte and is retried by the client as a transport error.

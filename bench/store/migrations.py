@@ -552,6 +552,56 @@ def m014_aggregate_summary_fields(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE run_aggregates ADD COLUMN {column} BIGINT")
 
 
+# requests_current as of m015: m013's view with the retry_reasons column (frozen like m009's).
+_M015_REQUEST_COLUMNS = (*_M013_REQUEST_COLUMNS, "retry_reasons")
+
+
+@STEPS()
+def m015_request_retry_reasons(con: duckdb.DuckDBPyConnection) -> None:
+    # ``attempts = 2`` said a request was sent twice but not why. Each row now says why each
+    # earlier send was repeated (bench.records.RETRY_REASONS): a 429, a 5xx, or a pooled
+    # connection the server had closed (resent at once, no backoff; not a retry when the
+    # server cannot have read it). The summary counts the requests that needed a fresh
+    # connection from it (``n_fresh`` in the per-run aggregates, so both paths agree).
+    # requests_current (m013) is replaced by the same view with it.
+    for table in ("requests", "superseded_requests"):
+        con.execute(f"ALTER TABLE {table} ADD COLUMN retry_reasons VARCHAR")
+    con.execute("ALTER TABLE run_aggregates ADD COLUMN n_fresh BIGINT")
+    # The catalog's web_search price was parsed but never snapshotted: one list of price fields now
+    # (bench.records.PRICE_KEYS) for the parser and the snapshot.
+    con.execute("ALTER TABLE catalog_prices ADD COLUMN web_search DECIMAL(38,18)")
+    cols = ", ".join(f'r."{c}"' for c in _M015_REQUEST_COLUMNS)
+    planned = ", ".join(f'{_M013_PLANNED.get(c, "NULL")} AS "{c}"' for c in _M015_REQUEST_COLUMNS)
+    con.execute(
+        f"""
+        CREATE OR REPLACE VIEW requests_current AS
+        SELECT {cols},
+            true AS recorded,
+            coalesce(r.request_idx >= 0 AND r.request_idx < u.planned AND u.plan IS NOT NULL, false) AS in_plan,
+            coalesce(s.n, 0) AS superseded_sends,
+            (r.outcome IN {_M009_FINISHED} OR (r.outcome = 'cancelled' AND r.token_source = 'usage'))
+                AS is_settled,
+            NOT r.is_warmup AND r.outcome = 'ok' AS in_latency_stats
+        FROM requests AS r
+        LEFT JOIN runs AS u ON u.run_id = r.run_id
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = r.run_id AND s.request_idx = r.request_idx
+        UNION ALL
+        SELECT {planned},
+            false AS recorded, true AS in_plan, coalesce(s.n, 0) AS superseded_sends,
+            false AS is_settled, false AS in_latency_stats
+        FROM (
+            SELECT run_id, unnest(CAST(plan AS JSON[])) AS e FROM runs AS u
+            WHERE plan IS NOT NULL
+                AND planned > (SELECT count(*) FROM requests AS c WHERE c.run_id = u.run_id)
+        ) AS p
+        ANTI JOIN requests AS q ON q.run_id = p.run_id AND q.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = p.run_id AND s.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
+        """
+    )
+
+
 @STEPS()
 def m016_team_store(con: duckdb.DuckDBPyConnection) -> None:
     # The team store (bench.store.team). Every run says where it ran (``--origin`` /
@@ -593,8 +643,8 @@ def m016_team_store(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-# requests_current as of m017: m013's view with the conversation columns and the cache-hit flag.
-_M017_REQUEST_COLUMNS = (*_M013_REQUEST_COLUMNS, "conversation_id", "turn")
+# requests_current as of m017: m015's view with the conversation columns and the cache-hit flag.
+_M017_REQUEST_COLUMNS = (*_M015_REQUEST_COLUMNS, "conversation_id", "turn")
 _M017_PLANNED = {**_M013_PLANNED, "conversation_id": "p.e->'conversation'->>'id'",
                  "turn": "CAST(p.e->'conversation'->>'turn' AS BIGINT)"}
 

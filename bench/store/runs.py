@@ -153,10 +153,13 @@ SKETCH_ALPHA = 0.005
 """Relative error bound of the latency sketches: every value read back is within 0.5 %."""
 SKETCH_GAMMA = (1 + SKETCH_ALPHA) / (1 - SKETCH_ALPHA)
 AGGREGATE_METRICS = ("ttft_ms", "e2e_ms", "decode_tps", "tpot_ms")
-AGGREGATE_VERSION = 2
+AGGREGATE_VERSION = 3
 """Bumped when what the aggregates hold changes; rows of another version are rebuilt.
 2: cached tokens, 429 retries and cold connections per outcome (m014), and the sketch of the
-e2e time of answers that passed their checks (``bench.results.summary``'s ``e2e_p50_correct_ms``)."""
+e2e time of answers that passed their checks (``bench.results.summary``'s ``e2e_p50_correct_ms``).
+3: requests that needed a fresh connection (``n_fresh``, m015)."""
+FRESH_CONNECTION_SQL = "regexp_matches(coalesce(retry_reasons, ''), 'closed_idle|dropped')"
+"""A request that needed a fresh connection: its pooled one had been closed by the server."""
 _AGG_TABLES = ("run_aggregate_bins", "run_aggregates", "run_aggregate_builds")
 _AGG_KEY = "run_id, model, provider_variant, endpoint, provider"
 _AGG_COUNTS = f"""
@@ -168,7 +171,8 @@ SELECT {_AGG_KEY}, outcome,
     list_sort(list(DISTINCT token_source) FILTER (WHERE token_source IS NOT NULL)),
     list_sort(list(DISTINCT case_id) FILTER (WHERE case_id IS NOT NULL)),
     CAST(sum(cached_tokens) AS BIGINT), CAST(sum(retries_429) AS BIGINT),
-    count(*) FILTER (WHERE conn_reused = false)
+    count(*) FILTER (WHERE conn_reused = false),
+    count(*) FILTER (WHERE {FRESH_CONNECTION_SQL})
 FROM requests WHERE run_id = $run_id AND NOT is_warmup
 GROUP BY {_AGG_KEY}, outcome
 """

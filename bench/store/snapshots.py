@@ -12,18 +12,11 @@ from typing import Any
 
 import polars as pl
 
+from bench.records import PRICE_KEYS
 from bench.store.connection import StoreBase, _quoted
 from bench.store.runs import redact_url, utcnow
 
-PRICE_FIELDS = (
-    "prompt",
-    "completion",
-    "request",
-    "image",
-    "internal_reasoning",
-    "input_cache_read",
-    "input_cache_write",
-)
+PRICE_FIELDS = PRICE_KEYS  # the one list (bench.records); m015 added web_search to catalog_prices
 
 
 def _money(value: Decimal | None) -> str | None:

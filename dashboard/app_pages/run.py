@@ -28,7 +28,8 @@ if source == "bundled":
 else:
     upload = st.file_uploader("Suite YAML", type=["yaml", "yml"], key="run-upload")
     if upload is not None:
-        path = data.save_upload(upload.name, upload.getvalue())
+        with ui.store_errors():  # a symlink in the way is a message, not a traceback
+            path = data.save_upload(upload.name, upload.getvalue())
 if path is None:
     st.stop()
 
