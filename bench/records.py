@@ -229,6 +229,8 @@ class RequestRow:
     conn_reused: bool | None = None  # False = a cold connection: its TTFT includes the connect
     is_probe: bool = False  # a calibration probe of synthetic prompts; always a warm-up too
     retry_reasons: str | None = None  # why sends were repeated, comma-separated (RETRY_REASONS); NULL: none
+    conversation_id: str | None = None  # the conversation this turn belongs to (unique per model x variant)
+    turn: int | None = None  # 1-based turn within its conversation; None outside conversations
 
 
 PRICE_KEYS = (

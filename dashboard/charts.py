@@ -20,6 +20,7 @@ from bench.results.charts import (
     MAX_ROWS,
     box_chart,
     check_rows,
+    conversation_chart,
     cost_chart,
     drift_chart,
     empty_chart,
@@ -33,7 +34,8 @@ from bench.results.charts import (
 )
 
 __all__ = [
-    "FIT_X", "MAX_ROWS", "VERDICT_COLORS", "advertised_chart", "box_chart", "chart_image", "cost_chart",
+    "FIT_X", "MAX_ROWS", "VERDICT_COLORS", "advertised_chart", "box_chart", "chart_image", "conversation_chart",
+    "cost_chart",
     "decide_frontier", "diff_chart", "drift_chart", "empty_chart", "latency_with_errors", "monthly_cost_chart",
     "pareto_chart", "price_history_chart", "provider_bars", "quality_chart", "rate_chart", "spend_chart",
     "goodput_chart", "load_curve", "timeline_chart", "trend_chart",

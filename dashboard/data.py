@@ -431,6 +431,16 @@ def case_answers(db: str, run_ids: tuple[str, ...], case_id: str, provider_by: s
     return pass_rates.case_answers(store(db), _filters(run_ids, (), (), (), provider_by), case_id)
 
 
+@st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
+def conversation_stats(db: str, run_ids: tuple[str, ...]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(per model x provider, per turn) of the runs' conversations (bench.results.conversations);
+    two empty frames when the runs have none."""
+    from bench.results import conversations
+
+    turns = conversations.turn_rows(store(db), run_ids)
+    return conversations.summary_frame(turns), conversations.turn_frame(turns)
+
+
 # ------------------------------------------------------------------- decide (the Decide page)
 # Kept apart from the credits and running-runs readers above: everything here calls bench.results.decide.
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Deciding...")

@@ -482,6 +482,8 @@ def decision_display(decision: Any) -> pl.DataFrame:
                                "USD / 1k requests": format_usd(c.value("cost_per_1k_requests_usd")),
                                "USD / correct answer": format_usd(c.value("cost_per_correct_usd")),
                                "n": c.value("n")}
+        if c.value("cost_per_conversation_usd") is not None:  # runs with conversations
+            row["USD / conversation"] = format_usd(c.value("cost_per_conversation_usd"))
         for r in c.results:
             ci = "" if r.ci_lo is None or r.method == "exact" else \
                 f" [{format_metric(r.constraint.metric, r.ci_lo)} – {format_metric(r.constraint.metric, r.ci_hi)}]"
@@ -489,6 +491,24 @@ def decision_display(decision: Any) -> pl.DataFrame:
         row["why"] = "; ".join(r.reason for r in c.results if r.verdict != "meets")
         rows.append(row)
     return pl.DataFrame(rows) if rows else pl.DataFrame({"candidate": []}, schema={"candidate": pl.String})
+
+
+def conversation_display(summary: pl.DataFrame) -> pl.DataFrame:
+    """``bench.results.conversations.summary_frame`` for ``st.dataframe``: money and rates as text."""
+    from bench.results.decide import format_usd
+
+    def pct(v: Any) -> str:
+        return "" if v is None else f"{v:.1f} %"
+
+    return pl.DataFrame([{
+        "model [provider]": r["group"], "conversations": r["conversations"],
+        "complete": r["conversations_complete"], "stopped": r["conversations_stopped"],
+        "USD / conversation": format_usd(r["cost_per_conversation_usd"]),
+        "no-cache baseline": format_usd(r["baseline_per_conversation_usd"]),
+        "cache saved": pct(r["cache_discount_pct"]),
+        "cache hit rate": pct(None if r["cache_hit_rate"] is None else 100 * r["cache_hit_rate"]),
+        "switches": r["switches"], "conversations switched": r["conversations_switched"],
+    } for r in summary.to_dicts()])
 
 
 def verdict_styled(table: pl.DataFrame) -> Any:

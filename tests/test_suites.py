@@ -74,7 +74,7 @@ def load_text(tmp_path: Path, text: str) -> object:
 def test_example_suite_loads_and_uses_catalog_models(path: Path) -> None:
     suite = load_suite(path)
     validate_models(suite, CATALOG_IDS)
-    assert (suite.cases or suite.synthetic) and suite.models
+    assert (suite.cases or suite.synthetic or suite.conversations or suite.synthetic_conversations) and suite.models
     assert len(suite.content_hash) == 64
 
 

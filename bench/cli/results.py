@@ -73,6 +73,36 @@ def emit_summary(groups: Sequence[Mapping[str, Any]], run: RunRecord, wide: bool
         note(hidden_note(hidden, None if wide else terminal_width()))
 
 
+TURN_COLUMNS = [
+    Column("group", "model [provider]", priority=0, min_width=20, align="left"), Column("turn", priority=0),
+    Column("n", fmt=integer, priority=1), Column("cache_hit_rate", "cache hits", rate, priority=1),
+    Column("cost_usd_mean", "$/turn", usd, priority=2),
+    Column("ttft_p50_cached_ms", "TTFT p50 cached", num, priority=1),
+    Column("ttft_p50_uncached_ms", "TTFT p50 uncached", num, priority=1),
+    Column("cached_tokens_mean", "cached tok (mean)", integer, priority=3),
+]
+
+
+def _emit_turns(store: Store, run_id: str, wide: bool) -> None:
+    """A run with conversations: cache hits, cost and TTFT (cached vs uncached) by turn."""
+    from bench.results import conversations
+
+    turns = conversations.by_turn(conversations.turn_rows(store, [run_id]))
+    if not turns:
+        return
+    rows = sorted((dict(t, group=f"{t['model']} [{t['provider_variant']}]",
+                        cached_tokens_mean=None if t["cached_tokens_mean"] is None else round(t["cached_tokens_mean"]))
+                   for t in turns), key=lambda r: (r["group"], r["turn"]))
+    text, _ = report_fit(rows, TURN_COLUMNS, None if wide else terminal_width())
+    click.echo("\nconversations by turn (ok turns)\n" + text)
+
+
+def report_fit(rows: list[dict[str, Any]], columns: list[Column], width: int | None) -> tuple[str, list[str]]:
+    from bench.results.render import fit_table
+
+    return fit_table(rows, columns, width)
+
+
 RUNS_COLUMNS = [
     Column("run_id", "run", priority=0), Column("name", priority=3, min_width=12),
     Column("status", priority=1), Column("origin", priority=4), Column("started_at", "started (UTC)", when, priority=2),
@@ -109,6 +139,7 @@ def show_cmd(run: str, db_path: str | None, output: Output, exclude_cold: bool) 
     assert meta is not None  # resolve_run found it, and runs are never deleted
     if output.fmt == "table":
         emit_summary(groups, meta, output.wide)
+        _emit_turns(store, run_id, output.wide)
         return
     emit([dict(r, run_id=run_id) for r in groups], [], output)
 

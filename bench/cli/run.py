@@ -29,7 +29,7 @@ from bench.config import Settings, parse_usd
 from bench.errors import ConfigError
 from bench.results import gates, report, summary
 from bench.results.render import Output, emit, usd
-from bench.run import session, synthetic
+from bench.run import conversation, session, synthetic
 from bench.run.runner import Runner
 from bench.run.session import SessionHooks, SessionResult
 from bench.run.spec import Prepared, RunSpec
@@ -117,6 +117,7 @@ def _plan_text(prep: Prepared, settings: Settings | None = None,
     for t in prep.targets:
         lines.append(f"  {t.model} [{t.variant}] via {t.endpoint}")
     lines.extend(synthetic.plan_lines(prep.plan))
+    lines.extend(conversation.plan_lines(prep.plan, prep.suite.cache))
     if prep.estimate_usd is not None:
         lines.append(f"estimated worst case (an upper bound for any tokenizer, at list price): "
                      f"${prep.estimate_usd:.6f}")

@@ -11,7 +11,7 @@ bench.run or bench.cli, and never dashboard or streamlit.
 
 # The public modules (aggregates and filters serve the others):
 __all__ = [
-    "analytics", "charts", "compare", "conformance", "decide", "decide_render", "export", "gates",
-    "html_report", "pass_rates", "render", "report", "spend", "stats", "summary", "summary_fields",
+    "analytics", "charts", "compare", "conformance", "conversations", "decide", "decide_render", "export",
+    "gates", "html_report", "pass_rates", "render", "report", "spend", "stats", "summary", "summary_fields",
     "trend_series", "trends"
 ]

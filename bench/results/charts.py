@@ -282,3 +282,33 @@ def quality_chart(groups: pl.DataFrame) -> alt.LayerChart | alt.FacetChart | alt
         shape="circle", size=700, color="black", strokeWidth=1.5, filled=False).encode(x=x, y=y)
     title = "Quality x latency x cost (ringed: Pareto frontier of pass rate, p50 latency, cost per correct)"
     return alt.layer(ring, dots, **stretch(title, 420))
+
+
+# ------------------------------------------------------------------- conversations
+def conversation_chart(turns: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
+    """Cost and TTFT by turn for each model x provider (bench.results.conversations.turn_frame).
+
+    ``turns`` columns: group, turn, n, cost_usd_mean, cache_hit_rate, ttft_p50_cached_ms,
+    ttft_p50_uncached_ms. Left: mean billed cost of turn k (it grows with the history unless the
+    history is read from a cache). Right: median TTFT of turn k, cached and uncached turns apart.
+    """
+    if turns.is_empty():
+        return empty_chart("no conversation turns answered")
+    check_rows(turns, "conversation_chart")
+    turn_x = alt.X("turn:O", title="turn")
+    color = alt.Color("group:N", legend=alt.Legend(orient="bottom", title=None, labelLimit=LABEL_LIMIT))
+    cost = alt.Chart(turns, title="Billed cost by turn", width=320, height=220).mark_line(point=True).encode(
+        x=turn_x, y=alt.Y("cost_usd_mean:Q", title="USD per turn (mean)"), color=color,
+        tooltip=[alt.Tooltip("group:N"), alt.Tooltip("turn:O"), alt.Tooltip("n:Q"),
+                 alt.Tooltip("cost_usd_mean:Q", format="$,.8f", title="USD / turn"),
+                 alt.Tooltip("cache_hit_rate:Q", format=".0%", title="cache hit rate")])
+    long = turns.select(
+        "group", "turn", pl.col("ttft_p50_cached_ms").alias("cached"), pl.col("ttft_p50_uncached_ms").alias("uncached"),
+    ).unpivot(index=["group", "turn"], variable_name="prefix", value_name="ttft_ms").drop_nulls("ttft_ms")
+    ttft = alt.Chart(long, title="TTFT by turn (median), cached vs uncached", width=320,
+                     height=220).mark_line(point=True).encode(
+        x=turn_x, y=alt.Y("ttft_ms:Q", title="TTFT ms (p50)"), color=color,
+        strokeDash=alt.StrokeDash("prefix:N", legend=alt.Legend(orient="bottom", title="prompt prefix")),
+        tooltip=[alt.Tooltip("group:N"), alt.Tooltip("turn:O"), alt.Tooltip("prefix:N"),
+                 alt.Tooltip("ttft_ms:Q", format=",.0f")])
+    return alt.hconcat(cost, ttft).resolve_scale(color="shared")

@@ -53,6 +53,7 @@ import polars as pl
 
 from bench.errors import ConfigError
 from bench.records import FINISHED_OUTCOMES
+from bench.results import conversations as conversations_mod
 from bench.results import report, stats
 from bench.results import summary as summary_mod
 from bench.results.gates import GATE_METRICS as GATE_METRICS  # re-exported: the metrics a constraint names
@@ -193,7 +194,7 @@ class Decision:
 
 
 _SHOWN_FIELDS = ("n", "ok", "cost_per_request_usd", "cost_per_1k_requests_usd", "cost_per_correct_usd",
-                 "pass_rate", "e2e_p50_ms", "ttft_p50_ms", "error_rate")
+                 "pass_rate", "e2e_p50_ms", "ttft_p50_ms", "error_rate", "cost_per_conversation_usd")
 
 
 def _candidate_dict(c: Candidate, objective_field: str) -> dict[str, Any]:
@@ -305,6 +306,8 @@ def _estimate(metric: str, g: pl.DataFrame, summary: Mapping[str, Any], level: f
         bad = finished.height - ok.height if metric == "error_rate" else \
             finished.filter(pl.col("outcome") == "rate_limited").height
         return _rate_estimate(bad, finished.height, level)
+    if metric == "cost_per_conversation_usd":  # the mean over complete conversations, like cost per request
+        return _mean_estimate(conversations_mod.conversation_costs(conversations_mod.turns_of_frame(g)), level)
     if metric == "cost_per_request_usd":
         if summary.get(metric) is None:
             return _Estimate(None, None, None, 0, "unmeasured")
@@ -450,7 +453,8 @@ def decide(frame: pl.DataFrame, constraints: Sequence[Constraint] = (), objectiv
     groups = {key: g for key, g in rows.group_by(report.GROUP_COLS, maintain_order=True)} if rows.height else {}
     requests: dict[tuple[str, str, str], pl.DataFrame] = {}
     candidates = []
-    for summary in summary_mod.summarize_frame(frame):
+    turns = conversations_mod.turns_of_frame(frame)  # cost_per_conversation_usd, when the runs have conversations
+    for summary in conversations_mod.attach(summary_mod.summarize_frame(frame), turns):
         g = groups[(summary["model"], summary["provider_variant"], summary["endpoint"])]
         c = _candidate(summary, g, constraints, level)
         requests[(c.model, c.provider, c.endpoint)] = g

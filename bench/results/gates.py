@@ -23,7 +23,7 @@ GATE_METRICS = {
     "ttft_p50_ms", "ttft_p90_ms", "ttft_p95_ms", "ttft_p99_ms",
     "e2e_p50_ms", "e2e_p95_ms", "tpot_p50_ms", "decode_tps_p50",
     "error_rate", "rate_limited_rate", "cost_usd", "cost_per_request_usd",
-    "pass_rate", "n", "ok", "retries_429",
+    "pass_rate", "n", "ok", "retries_429", "cost_per_conversation_usd", "cache_discount_pct",
 }
 OPS = {
     ">": lambda a, b: a > b,

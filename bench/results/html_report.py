@@ -204,6 +204,28 @@ def chart_sections(store: Store, runs: list[RunRecord], charts: Charts) -> str:
     return "".join(out)
 
 
+def conversations_section(store: Store, runs: list[RunRecord], charts: Charts) -> str:
+    """Cost per conversation against the no-cache baseline, and cost and TTFT by turn
+    (bench.results.conversations); empty when no run has conversations."""
+    from bench.results import charts as c
+    from bench.results import conversations
+
+    turns = conversations.turn_rows(store, [r.run_id for r in runs])
+    if turns.is_empty():
+        return ""
+    rows = [[f"{r['model']} [{r['provider_variant']}]", fmt_int(r["conversations"]),
+             fmt_int(r["conversations_complete"]), fmt_usd(r["cost_per_conversation_usd"]),
+             fmt_usd(r["baseline_per_conversation_usd"]),
+             "" if r["cache_discount_pct"] is None else f"{r['cache_discount_pct']:.1f} %",
+             fmt_pct(r["cache_hit_rate"]), fmt_int(r["switches"])] for r in conversations.summarize(turns)]
+    head = ["model [provider]", "conversations", "complete", "USD / conversation", "no-cache baseline",
+            "cache saved", "cache hit rate", "switches"]
+    return ("<h2 id='conversations'>Conversations</h2>" + table(head, rows)
+            + charts.add(c.conversation_chart(conversations.turn_frame(turns)),
+                         "Baseline = the same tokens at list price with nothing cached; cache saved = "
+                         "1 − billed ÷ baseline. Switches: consecutive turns served by different providers."))
+
+
 def _frontier_table(points: pl.DataFrame) -> str:
     pts = points.sort(["on_frontier", "p50_ms"], descending=[True, False], nulls_last=True)
     rows = [[g, fmt_num(p), fmt_usd(cost), "on the frontier" if f else ""]
@@ -402,6 +424,8 @@ def build_report(store: Store, run_ids: Sequence[str], baseline: str | None = No
         banner = (f"<div class='banner simulated'>SIMULATED: {esc(which)} ran on the orbench sandbox, "
                   "a simulated OpenRouter. These numbers are not real providers' latency, cost or quality.</div>")
     parts = [metadata_section(runs, base), summary_section(store, runs), chart_sections(store, runs, charts)]
+    talk = conversations_section(store, runs, charts)
+    parts.append(talk)
     if base is not None:
         parts.append(baseline_section(store, runs, base))
     parts.append(failures_section(store, runs))
@@ -410,6 +434,7 @@ def build_report(store: Store, run_ids: Sequence[str], baseline: str | None = No
     nav = "".join(f"<a href='#{a}'>{t}</a>" for a, t in (
         ("runs", "Runs"), ("summary", "Summary"), ("latency", "Latency"), ("cost", "Cost"),
         ("frontier", "Frontier"), ("quality", "Quality"), ("timeline", "Timeline"),
+        *([("conversations", "Conversations")] if talk else []),
         *([("baseline", "Baseline")] if base else []), ("failures", "Failed answers")))
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

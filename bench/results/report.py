@@ -35,7 +35,7 @@ SHOW_COLUMNS = [
     "group", "n", "ok", "error_rate", "rate_limited_rate", "retries_429", "ttft_p50_ms", "ttft_p50_ci_lo_ms",
     "ttft_p50_ci_hi_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "decode_tps_p50",
     "e2e_p50_ms", "e2e_p95_ms", "prompt_tokens", "completion_tokens", "cost_usd",
-    "cost_per_request_usd", "billed_minus_list_usd", "pass_rate",
+    "cost_per_request_usd", "billed_minus_list_usd", "pass_rate", "cost_per_conversation_usd", "cache_discount_pct",
 ]
 """The summary fields a table shows (the JSON and CSV carry every field)."""
 
@@ -74,6 +74,10 @@ def summary_columns(summary: Sequence[Mapping[str, Any]]) -> list[Any]:
         Column("cost_per_request_usd", "$/req", usd, priority=13),
         Column("billed_minus_list_usd", "billed-list", usd, priority=13),
     ]
+    if any(r.get("cost_per_conversation_usd") is not None for r in summary):  # bench.results.conversations
+        cols += [Column("cost_per_conversation_usd", "$/conv", usd, priority=4),
+                 Column("cache_discount_pct", "cache saved %", num, priority=5),
+                 Column("switches", "switches", integer, priority=9)]
     if any(r.get("pass_rate") is not None for r in summary):
         cols.append(Column("pass_rate", "pass", rate, priority=2))
     return cols

@@ -131,9 +131,13 @@ def summarize(store: Any, f: Filters, *, by: str = "provider", total: bool = Fal
 
 
 def run_summary(store: Any, run_id: str, exclude_cold: bool = False) -> list[SummaryRow]:
-    """One run per model x provider variant x endpoint plus a TOTAL row last (the CLI's summary)."""
-    return summarize(store, Filters((run_id,)), by="target", total=True, exclude_cold=exclude_cold,
+    """One run per model x provider variant x endpoint plus a TOTAL row last (the CLI's summary);
+    a run with conversations also gets their fields (bench.results.conversations)."""
+    from bench.results import conversations
+
+    rows = summarize(store, Filters((run_id,)), by="target", total=True, exclude_cold=exclude_cold,
                      cis=("ttft_ms",), min_rows=EXACT_ONLY)
+    return conversations.attach(rows, conversations.turn_rows(store, [run_id]))
 
 
 def summarize_frame(frame: pl.DataFrame, *, by: str = "target", total: bool = False) -> list[SummaryRow]:

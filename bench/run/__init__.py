@@ -11,4 +11,4 @@ bench.records, bench.errors, bench.config, bench.local, bench.local_build. Never
 
 # The public modules: ``session.run_suite`` is the one door for running a suite (engine, plan,
 # budget and targets sit behind it); spec, state and runner name what its callers pass and see:
-__all__ = ["rescore", "runner", "session", "spec", "state", "sweep", "synthetic", "verify"]
+__all__ = ["conversation", "rescore", "runner", "session", "spec", "state", "sweep", "synthetic", "verify"]

@@ -25,7 +25,7 @@ from bench.api.ceiling import BOUND_DERIVATION, prompt_bound, request_ceiling
 from bench.errors import BudgetRefused
 from bench.quality.judge import JUDGE_MAX_TOKENS, JUDGE_SYSTEM
 from bench.records import ChatResult
-from bench.run import synthetic as synthetic_mod
+from bench.run import conversation as conversation_mod
 from bench.run.plan import PlannedRequest, Target
 from bench.run.spec import Prepared
 from bench.run.targets import endpoint_pricing
@@ -127,7 +127,8 @@ def price_plan(
 
 def item_ceiling(item: PlannedRequest, models: dict[str, Model], suite: Suite) -> tuple[Decimal | None, bool]:
     """(one attempt's worst case, whether it could be priced); a synthetic prompt not built yet
-    is priced at its byte bound (``bench.run.synthetic.bound_body``)."""
+    is priced at its byte bound, a conversation turn with its history at its bound
+    (``bench.run.conversation.bound_body``)."""
     pricing = _pricing_for(item.target, models, suite)
     max_tokens = item.max_tokens
     if max_tokens is None:
@@ -137,7 +138,7 @@ def item_ceiling(item: PlannedRequest, models: dict[str, Model], suite: Suite) -
         if item.target.endpoint != OPENROUTER and pricing is None:
             return Decimal(0), True  # a local server with no prices costs nothing
         return None, False
-    ceiling = request_ceiling(pricing, synthetic_mod.bound_body(item), max_tokens)
+    ceiling = request_ceiling(pricing, conversation_mod.bound_body(item), max_tokens)
     return ceiling, ceiling is not None
 
 
@@ -147,13 +148,15 @@ def judge_estimate(prep: Prepared) -> tuple[Decimal | None, str | None]:
     The answer's length is bounded by its max_tokens at 16 bytes a token for this
     estimate; during the run each call reserves its exact worst case before it is sent.
     """
-    cases = {c.case_id: c for c in prep.suite.expand_cases()}
+    cases = {c.case_id: c.checks for c in prep.suite.expand_cases()}
+    turns = {(c.id, k): checks for c in prep.suite.conversations for k, checks in enumerate(c.checks, 1)}
     total, calls = Decimal(0), 0
     for item in prep.plan:
-        case = cases.get(item.case_id)
-        if item.is_warmup or case is None:
+        turn = (item.conversation or {}).get("turn")
+        checks = cases.get(item.case_id) if turn is None else turns.get((item.case_id, turn))
+        if item.is_warmup or not checks:
             continue
-        for check in case.checks:
+        for check in checks:
             if check.kind != "judge":
                 continue
             model = check.arg.model or prep.suite.judge.model
@@ -178,7 +181,7 @@ def bound_lines(prep: Prepared) -> list[str]:
         if item.target.key in seen or item.is_warmup:
             continue
         seen.add(item.target.key)
-        bound = prompt_bound(synthetic_mod.bound_body(item))
+        bound = prompt_bound(conversation_mod.bound_body(item))
         images = f" + {bound.images} image(s)" if bound.images else ""
         cost = "unknown (no price)" if item.max_cost_usd is None else f"${item.max_cost_usd:.6f}"
         lines.append(f"  {item.target.model} [{item.target.variant}]: prompt <= {bound.tokens:,} tokens"

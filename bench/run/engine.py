@@ -27,13 +27,14 @@ from bench.errors import AuthError, BenchError, ConfigError, KeyWithheld, Networ
 from bench.quality import checks as checks_mod
 from bench.quality.judge import JudgeLedger, make_judge_fn
 from bench.records import ChatResult, RequestRow
+from bench.run import conversation as conversation_mod
 from bench.run import synthetic as synthetic_mod
 from bench.run.budget import Budget, bound_lines, item_ceiling, judge_estimate, price_fn, price_plan
 from bench.run.plan import CaseRequest, PlannedRequest, make_plan
 from bench.run.runner import Runner
 from bench.run.spec import Prepared as Prepared  # re-exported: the CLI and the dashboard name it as engine.Prepared
 from bench.run.spec import RunSpec as RunSpec
-from bench.run.state import Progress, RunOptions, RunState
+from bench.run.state import Progress, RequestHooks, RunOptions, RunState
 from bench.run.targets import (
     build_targets,
     close_clients,
@@ -120,9 +121,13 @@ async def _prepare(settings: Settings, suite: Suite, spec: RunSpec, client: Open
         raise ConfigError("the same model and provider variant is listed twice")
     # A suite of synthetic prompts alone has no case to warm up with: its probes are the warm-ups.
     plan = make_plan(targets, cases, suite.repeats, warmup=spec.warmup and suite.warmup) \
-        if cases or not suite.synthetic else []
-    synthetic_mod.extend_plan(plan, targets, suite.synthetic, seed=suite.seed, repeats=suite.repeats,
-                              generic=lambda t: generic_endpoint(suite, t, openrouter_api))
+        if cases or not (suite.synthetic or suite.conversations or suite.synthetic_conversations) else []
+    generic = functools.partial(generic_endpoint, suite, openrouter_api=openrouter_api)
+    synthetic_mod.extend_plan(plan, targets, [*suite.synthetic, *conversation_mod.probe_specs(
+        suite.synthetic_conversations)], seed=suite.seed, repeats=suite.repeats, generic=generic)
+    conversation_mod.extend_plan(plan, targets, suite.conversations, suite.synthetic_conversations,
+                                 cache=suite.cache, seed=suite.seed, repeats=suite.repeats, generic=generic,
+                                 warmup=spec.warmup and suite.warmup)
     if spec.requests_per_target is not None:  # trimmed before pricing: the judge's worst case too
         plan = fit_plan(plan, spec.requests_per_target)
     estimate, unpriced = price_plan(plan, models, suite)
@@ -206,7 +211,8 @@ def record_run(settings: Settings, store: Store, prep: Prepared, run_id: str | N
 def make_check_fn(prep: Prepared, clients: dict[str, OpenRouterClient],
                   ledger: JudgeLedger) -> Any:
     cases = {c.case_id: c for c in prep.suite.expand_cases()}
-    if not any(c.checks for c in cases.values()):
+    turn_checks = {(c.id, k): checks for c in prep.suite.conversations for k, checks in enumerate(c.checks, 1)}
+    if not any(c.checks for c in cases.values()) and not any(turn_checks.values()):
         return None
 
     def pricing_for(model: str) -> Pricing | None:
@@ -216,14 +222,15 @@ def make_check_fn(prep: Prepared, clients: dict[str, OpenRouterClient],
     judge_fn = make_judge_fn(clients[OPENROUTER], prep.suite.judge.model, ledger, pricing_for)
 
     async def check(item: PlannedRequest, row: RequestRow, res: ChatResult | None, money: Any) -> None:
-        case = cases.get(item.case_id)
-        if case is None or not case.checks:
+        case = cases.get(item.case_id) if item.conversation is None else None
+        checks = case.checks if case is not None else turn_checks.get((item.case_id, row.turn or 0), ())
+        if not checks:
             return
         outcome = await checks_mod.evaluate_row(
-            case.checks, output_text=row.output_text,
+            checks, output_text=row.output_text,
             tool_calls=res.tool_calls if res is not None else (),
             ttft_ms=row.ttft_ms, e2e_ms=row.e2e_ms, cost_usd=row.cost_usd, list_cost_usd=row.list_cost_usd,
-            completion_tokens=row.completion_tokens, threshold=case.pass_threshold,
+            completion_tokens=row.completion_tokens, threshold=case.pass_threshold if case is not None else 1.0,
             judge_fn=functools.partial(judge_fn, money=money),
         )
         row.passed, row.score = outcome.passed, outcome.score
@@ -323,18 +330,25 @@ async def _execute_locked(
     return run_id, state
 
 
-def _synthesizer(store: Store, prep: Prepared, run_id: str) -> synthetic_mod.Synthesizer | None:
-    """The builder of synthetic prompts, for a plan that has some; a resume's starts from the
-    probe answers earlier sessions stored, so it builds the same prompts."""
-    if not any(synthetic_mod.is_pending(p) for p in prep.plan):
+def _synthesizer(store: Store, prep: Prepared, run_id: str) -> RequestHooks | None:
+    """The hooks that build bodies just before sending: synthetic prompts (from their target's probe
+    answers) and conversation turns (from the answers before them). A resume's start from what
+    earlier sessions stored, so they build the same prompts and histories."""
+    synthetic = any(synthetic_mod.is_pending(p) for p in prep.plan)
+    turns = any(conversation_mod.is_pending(p) for p in prep.plan)
+    if not synthetic and not turns:
         return None
-    synth = synthetic_mod.Synthesizer(lambda item: item_ceiling(item, prep.models, prep.suite)[0])
+    reprice = lambda item: item_ceiling(item, prep.models, prep.suite)[0]  # noqa: E731
+    synth = synthetic_mod.Synthesizer(reprice)
+    talks = conversation_mod.Conversations(reprice, synth, synth.calibration)
     if prep.run_id is not None:
         run = store.get_run(run_id)
         plan = [PlannedRequest.from_json(d) for d in (run["plan"] if run is not None else None) or []]
-        rows = store.requests_frame(run_id, columns=synthetic_mod.PROBE_ROW_COLUMNS).to_dicts()
+        columns = tuple(dict.fromkeys((*synthetic_mod.PROBE_ROW_COLUMNS, *conversation_mod.ROW_COLUMNS)))
+        rows = store.requests_frame(run_id, columns=columns).to_dicts()
         synth.load(plan, rows)
-    return synth
+        talks.load(plan, rows)
+    return talks if turns else synth
 
 
 async def prepare_resume(settings: Settings, store: Store, run_ref: str, spec: RunSpec,

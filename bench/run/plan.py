@@ -48,6 +48,9 @@ class PlannedRequest:
     # A synthetic request (bench.run.synthetic): how to build its prompt once its target's probes
     # have answered; ``body`` holds no messages until then. Probes carry their word count here.
     synthetic: dict[str, Any] | None = None
+    # A turn of a conversation (bench.run.conversation): its conversation id, turn number (1-based)
+    # and what builds its messages from the turns before it; ``body`` has no messages until then.
+    conversation: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         t = asdict(self.target)
@@ -63,6 +66,7 @@ class PlannedRequest:
             "max_cost_usd": None if self.max_cost_usd is None else str(self.max_cost_usd),
             "is_probe": self.is_probe,
             "synthetic": self.synthetic,
+            "conversation": self.conversation,
         }
 
     @classmethod
@@ -89,6 +93,7 @@ class PlannedRequest:
             max_cost_usd=None if mc is None else Decimal(mc),
             is_probe=bool(d.get("is_probe", False)),
             synthetic=d.get("synthetic"),
+            conversation=d.get("conversation"),
         )
 
 

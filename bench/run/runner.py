@@ -29,6 +29,8 @@ from bench.api.ceiling import maybe_billed
 from bench.errors import AuthError, BenchError, InsufficientCredits, KeyWithheld, ProviderError
 from bench.records import FINISHED_OUTCOMES, ChatResult, RequestRow, derive_times
 from bench.run.budget import AttemptBook, Budget
+from bench.run.conversation import row_fields as conversation_row_fields
+from bench.run.conversation import units as conversation_units
 from bench.run.plan import PlannedRequest, Target
 from bench.run.state import ChatClient, PriceFn, Progress, RequestHooks, RowSink, RunOptions, RunState
 from bench.suites.model import CHARS_PER_TOKEN, OPENROUTER
@@ -155,17 +157,19 @@ class Runner:
                 self.prewarmed[endpoint] = 0
 
     async def _closed_loop(self, items: list[PlannedRequest]) -> None:
-        queue: asyncio.Queue[PlannedRequest] = asyncio.Queue()
-        for item in items:
-            queue.put_nowait(item)
+        # A conversation's turns are one unit, sent one after another (bench.run.conversation).
+        queue: asyncio.Queue[list[PlannedRequest]] = asyncio.Queue()
+        for unit in conversation_units(items):
+            queue.put_nowait(unit)
 
         async def worker() -> None:
             while True:
                 try:
-                    item = queue.get_nowait()
+                    unit = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                await self._guarded(item)
+                for item in unit:
+                    await self._guarded(item)
 
         workers = [asyncio.ensure_future(worker()) for _ in range(max(1, self.opt.concurrency))]
         await asyncio.gather(*workers, return_exceptions=False)
@@ -176,15 +180,16 @@ class Runner:
         pending: list[asyncio.Future[None]] = []
         loop = asyncio.get_running_loop()
         next_at = loop.time()
-        for item in items:
+        for unit in conversation_units(items):  # a conversation arrives once; its turns follow each other
             next_at += rng.expovariate(self.opt.rate or 1.0)
             delay = next_at - loop.time()
             if delay > 0 and not self.stopping:
                 await asyncio.sleep(delay)
 
-            async def go(it: PlannedRequest = item) -> None:
+            async def go(its: list[PlannedRequest] = unit) -> None:
                 async with sem:
-                    await self._guarded(it)
+                    for it in its:
+                        await self._guarded(it)
 
             pending.append(asyncio.ensure_future(go()))
         await asyncio.gather(*pending)
@@ -449,6 +454,7 @@ class Runner:
             max_cost_usd=item.max_cost_usd,
             is_probe=item.is_probe,
             session=self.opt.session,
+            **conversation_row_fields(item),
         )
 
     def _finish(self, row: RequestRow, outcome: str, error: str | None = None) -> None:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from bench.sandbox import conformance, sim
+from bench.sandbox import caching, conformance, sim
 from bench.sandbox.catalog import Catalog, Endpoint, Model
 from bench.sandbox.delivery import Delivery, Exchange, attempt_record
 from bench.sandbox.faults import Fault, error_payload, parse_fault, pick_fault, status_fault_error
@@ -78,6 +78,7 @@ class ChatService:
         self._ids = random.Random(os.urandom(16))  # generation ids are unique, not seeded
         self.delivery = Delivery(state, config.time_scale, self._upstream_id)
         self._slots = asyncio.Semaphore(config.max_concurrent) if config.max_concurrent else None
+        self.prompt_cache = caching.PromptCache()  # per endpoint, each family's rule (caching.py)
 
     async def handle(self, req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Serve one request (after a free slot, with ``max_concurrent``); False to drop the connection."""
@@ -128,11 +129,12 @@ class ChatService:
             endpoint = self.config.scenario.endpoint(model.id, endpoint)
             if self.config.scenario.degrades(model.id, endpoint, self._rng(fp, f"quality:{occurrence}")):
                 plan.content = sim.filler_tokens(self._rng(fp, "filler"), max(1, len(plan.content)))
+        cache = self.prompt_cache.use(model, endpoint, body)  # prefill is paid on the uncached part only
         ex = Exchange(
             req=req, body=body, gen_id=self._new_id(created), created=created, model=model,
             endpoint=endpoint, router=router, attempts=attempts, plan=plan,
-            prompt_tokens=prompt_tokens, fault=fault,
-            ttft_ms=sim.ttft_ms(endpoint, prompt_tokens, self._rng(fp, f"timing:{occurrence}")),
+            prompt_tokens=prompt_tokens, fault=fault, cache=cache,
+            ttft_ms=sim.ttft_ms(endpoint, prompt_tokens - cache.cached_tokens, self._rng(fp, f"timing:{occurrence}")),
         )
         conformance.adjust(ex, self.config.seed, fp, occurrence, self.config.answers)  # verify's demo
         return ex

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from bench.sandbox import sim
+from bench.sandbox.caching import CacheUse, cost_parts
 from bench.sandbox.catalog import Endpoint, Model
 from bench.sandbox.faults import (
     DEFAULT_AFTER_TOKENS,
@@ -46,6 +47,7 @@ class Exchange:
     prompt_tokens: int
     ttft_ms: float  # unscaled
     fault: Fault | None  # an active stream fault for this endpoint
+    cache: CacheUse | None = None  # what the prompt read from / wrote to the endpoint's cache
 
 
 @dataclass
@@ -273,7 +275,7 @@ class Delivery:
     ) -> dict[str, Any]:
         """Record the generation (tokens so far are billed) and return its ``usage`` object."""
         reasoning = min(progress.tokens, len(ex.plan.reasoning))
-        usage = usage_payload(ex.endpoint, ex.prompt_tokens, progress.tokens, reasoning)
+        usage = usage_payload(ex.endpoint, ex.prompt_tokens, progress.tokens, reasoning, ex.cache)
         arrival = ex.req.received_perf_ns
         if progress.first_perf_ns is not None:
             latency_ms = (progress.first_perf_ns - arrival) / 1e6
@@ -293,22 +295,25 @@ class Delivery:
             external_user=ex.body.get("user") if isinstance(ex.body.get("user"), str) else None,
             t_request_perf_ns=arrival, t_first_token_perf_ns=progress.first_perf_ns,
             t_first_token_unix_ns=progress.first_unix_ns, t_last_token_perf_ns=progress.last_perf_ns,
-            t_last_token_unix_ns=progress.last_unix_ns,
+            t_last_token_unix_ns=progress.last_unix_ns, cached_tokens=usage["prompt_tokens_details"]["cached_tokens"],
         ))
         return usage
 
 
 def usage_payload(endpoint: Endpoint, prompt_tokens: int, completion_tokens: int,
-                  reasoning_tokens: int) -> dict[str, Any]:
-    """The ``usage`` object (API.md 5.4) with ``cost`` = catalog price x tokens (Decimal)."""
-    prompt_cost, completion_cost, total = sim.cost_parts(endpoint, prompt_tokens, completion_tokens)
+                  reasoning_tokens: int, cache: CacheUse | None = None) -> dict[str, Any]:
+    """The ``usage`` object (API.md 5.4) with ``cost`` = catalog price x tokens (Decimal), cache
+    reads and writes at their own prices (bench.sandbox.caching)."""
+    prompt_cost, completion_cost, total = cost_parts(endpoint, prompt_tokens, completion_tokens, cache)
+    cached, written = (cache.cached_tokens, cache.cache_write_tokens) if cache is not None else (0, 0)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "cost": total,
         "is_byok": False,
-        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0, "audio_tokens": 0, "video_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written, "audio_tokens": 0,
+                                  "video_tokens": 0},
         "cost_details": {"upstream_inference_cost": total, "upstream_inference_prompt_cost": prompt_cost,
                          "upstream_inference_completions_cost": completion_cost},
         "completion_tokens_details": {"reasoning_tokens": reasoning_tokens, "image_tokens": 0, "audio_tokens": 0},

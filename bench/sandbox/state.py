@@ -49,6 +49,7 @@ class Generation:
     t_first_token_unix_ns: int | None = None
     t_last_token_perf_ns: int | None = None
     t_last_token_unix_ns: int | None = None
+    cached_tokens: int = 0  # read from the endpoint's prompt cache (bench.sandbox.caching)
 
     def to_api(self) -> dict[str, Any]:
         """The ``data`` object of ``GET /generation`` (API.md 4)."""
@@ -63,7 +64,7 @@ class Generation:
             "moderation_latency": None,
             "tokens_prompt": self.prompt_tokens, "tokens_completion": self.completion_tokens,
             "native_tokens_prompt": self.prompt_tokens, "native_tokens_completion": self.completion_tokens,
-            "native_tokens_reasoning": self.reasoning_tokens, "native_tokens_cached": 0,
+            "native_tokens_reasoning": self.reasoning_tokens, "native_tokens_cached": self.cached_tokens,
             "native_tokens_completion_images": None,
             "num_media_prompt": None, "num_media_completion": 0, "num_input_audio_prompt": None,
             "num_search_results": None, "num_fetches": None,

@@ -643,6 +643,55 @@ def m016_team_store(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+# requests_current as of m017: m015's view with the conversation columns and the cache-hit flag.
+_M017_REQUEST_COLUMNS = (*_M015_REQUEST_COLUMNS, "conversation_id", "turn")
+_M017_PLANNED = {**_M013_PLANNED, "conversation_id": "p.e->'conversation'->>'id'",
+                 "turn": "CAST(p.e->'conversation'->>'turn' AS BIGINT)"}
+
+
+@STEPS()
+def m017_conversations(con: duckdb.DuckDBPyConnection) -> None:
+    # Conversations (bench.run.conversation): every turn is a request row, and the conversation
+    # metrics (cost per conversation, cache hit rate and TTFT by turn, served-by switches) group
+    # them by conversation and order them by turn. A planned turn with no row yet gets both from
+    # the plan JSON. ``cache_hit`` (cached_tokens > 0, METRICS.md) is derived in the view, never
+    # stored, so it cannot disagree with the usage it comes from; NULL when usage had no count.
+    for table in ("requests", "superseded_requests"):
+        con.execute(f"ALTER TABLE {table} ADD COLUMN conversation_id VARCHAR")
+        con.execute(f"ALTER TABLE {table} ADD COLUMN turn BIGINT")
+    cols = ", ".join(f'r."{c}"' for c in _M017_REQUEST_COLUMNS)
+    planned = ", ".join(f'{_M017_PLANNED.get(c, "NULL")} AS "{c}"' for c in _M017_REQUEST_COLUMNS)
+    con.execute(
+        f"""
+        CREATE OR REPLACE VIEW requests_current AS
+        SELECT {cols},
+            true AS recorded,
+            coalesce(r.request_idx >= 0 AND r.request_idx < u.planned AND u.plan IS NOT NULL, false) AS in_plan,
+            coalesce(s.n, 0) AS superseded_sends,
+            (r.outcome IN {_M009_FINISHED} OR (r.outcome = 'cancelled' AND r.token_source = 'usage'))
+                AS is_settled,
+            NOT r.is_warmup AND r.outcome = 'ok' AS in_latency_stats,
+            r.cached_tokens > 0 AS cache_hit
+        FROM requests AS r
+        LEFT JOIN runs AS u ON u.run_id = r.run_id
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = r.run_id AND s.request_idx = r.request_idx
+        UNION ALL
+        SELECT {planned},
+            false AS recorded, true AS in_plan, coalesce(s.n, 0) AS superseded_sends,
+            false AS is_settled, false AS in_latency_stats, CAST(NULL AS BOOLEAN) AS cache_hit
+        FROM (
+            SELECT run_id, unnest(CAST(plan AS JSON[])) AS e FROM runs AS u
+            WHERE plan IS NOT NULL
+                AND planned > (SELECT count(*) FROM requests AS c WHERE c.run_id = u.run_id)
+        ) AS p
+        ANTI JOIN requests AS q ON q.run_id = p.run_id AND q.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = p.run_id AND s.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
+        """
+    )
+
+
 @STEPS()
 def m019_monitors(con: duckdb.DuckDBPyConnection) -> None:
     # A monitor (``orbench monitor``) runs one suite on a schedule; each tick is an ordinary run

@@ -163,6 +163,12 @@ def _substituted(at: At, tpl: _Template) -> str:
     return PLACEHOLDER.sub(replace_one, text)
 
 
+def substitute(at: At, owner: str, variables: Mapping[str, str]) -> str:
+    """One text field with its ``{name}`` placeholders filled, as a case's are (``owner`` names the case
+    or conversation in errors); used by ``bench.suites.conversations``."""
+    return _substituted(at, _Template(owner, variables))
+
+
 def _case_messages(
     at: At, f: Mapping[str, At], variables: _Template
 ) -> list[dict[str, Any]]:

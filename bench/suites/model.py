@@ -107,6 +107,41 @@ class SyntheticSpec:
     description: str | None = None
 
 
+CACHE_MODES = ("auto", "explicit", "off")
+"""``cache:``: auto = send nothing special (providers that cache by themselves do); explicit = add
+``cache_control`` breakpoints where a provider family needs them; off = ask for no caching at all."""
+REPLAY_MODES = ("live", "recorded")
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One item of ``conversations:`` (or one row of a conversation dataset): user turns sent one
+    after another, each with the answers to the turns before it (bench.run.conversation)."""
+
+    id: str
+    turns: tuple[str, ...]  # the user messages, in order
+    system: str | None = None
+    recorded: tuple[str | None, ...] = ()  # recorded assistant answers, per turn (replay: recorded)
+    replay: str = "live"  # live: the model's own answers are the history; recorded: the dataset's
+    checks: tuple[tuple[Check, ...], ...] = ()  # per turn; empty tuples where a turn has none
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class SyntheticConversationSpec:
+    """One item of ``synthetic_conversations:``: ``count`` conversations of ``turns`` turns on a shared
+    system prompt of ``system_tokens`` (in the target's own tokens, calibrated like ``synthetic:``)."""
+
+    id: str
+    system_tokens: int
+    turns: int
+    user_tokens: int
+    output_tokens: int
+    count: int = 1
+    temperature: float | None = None
+
+
 @dataclass(repr=False)
 class Suite:
     path: Path
@@ -124,6 +159,9 @@ class Suite:
     judge_models: dict[str, str] = field(default_factory=dict)  # judge model -> where named
     seed: int = 0  # seeds everything drawn at random (dataset samples, synthetic text)
     synthetic: tuple[SyntheticSpec, ...] = ()  # planned per target by bench.run.synthetic, not cases
+    conversations: tuple[Conversation, ...] = ()  # planned turn by turn by bench.run.conversation
+    synthetic_conversations: tuple[SyntheticConversationSpec, ...] = ()
+    cache: str = "auto"  # one of CACHE_MODES
     _expanded: tuple[tuple[Case, ...], list[ExpandedCase]] | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:  # not every case: a dataset brings 100,000 of them

@@ -37,7 +37,13 @@ Format (unknown keys are errors everywhere)::
       - {path: trivia.csv, prompt: "{question}", checks: [{icontains: "{answer}"}], sample: 50}
     synthetic:                       # prompts sized in each model's own tokens (bench.suites.synthetic)
       - {id: long-in, prompt_tokens: 1000, output_tokens: 200, count: 20}
-    cases:                           # cases, datasets and/or synthetic; ids unique across all
+    conversations:                   # multi-turn chats, turns sent in order (bench.suites.conversations)
+      - {id: chat, system: "...", turns: ["first question", "a follow-up"]}
+      - {dataset: chats.jsonl, turns_field: messages, replay: recorded}
+    synthetic_conversations:
+      - {id: long-chat, system_tokens: 2000, turns: 8, user_tokens: 100, output_tokens: 150, count: 10}
+    cache: auto                      # auto | explicit | off (prompt caching; see the README)
+    cases:                           # cases, datasets, synthetic and/or conversations; ids unique across all
       - id: capital
         prompt: "Capital of {country}?"    # or messages: [{role, content}, ...]
         system: "Answer briefly."
@@ -69,11 +75,11 @@ from bench.errors import SuiteError
 from bench.suites.cases import Shared, parse_case_checks, parse_cases, parse_vars, read_temperature, read_threshold
 from bench.suites.checks import DEFAULT_PASS_SCORE, did_you_mean
 from bench.suites.cursor import At, Source, compose, opt
-from bench.suites.model import OPENROUTER, Endpoint, JudgeSettings, Model, Suite, route_model
+from bench.suites.model import CACHE_MODES, OPENROUTER, Endpoint, JudgeSettings, Model, Suite, route_model
 
 _TOP_KEYS = ("name", "description", "models", "providers", "endpoints", "repeats", "warmup",
              "defaults", "vars", "checks", "pass_threshold", "judge", "seed", "cases",
-             "datasets", "synthetic")  # fmt: skip
+             "datasets", "synthetic", "conversations", "synthetic_conversations", "cache")  # fmt: skip
 _PROVIDER_KEYS = ("order", "only", "ignore", "allow_fallbacks", "require_parameters",
                   "data_collection", "zdr", "quantizations", "sort", "max_price",
                   "preferred_min_throughput", "preferred_max_latency",
@@ -130,11 +136,12 @@ def parse_suite(text: str, path: str | Path = "<suite>", *, seed: int | None = N
     data = compose(text, src)
     if data is None:
         raise src.error((), "the file is empty; expected a mapping with name, models and cases")
-    what = "a mapping with name, models and cases (or datasets, or synthetic)"
+    what = "a mapping with name, models and cases (or datasets, synthetic, conversations)"
     root = At(src, (), data)
     f = root.fields(_TOP_KEYS, ("name", "models"), what=what)
-    if not {"cases", "datasets", "synthetic"} & set(f):
-        raise root.fail("missing required key 'cases' (or 'datasets', or 'synthetic')")
+    if not {"cases", "datasets", "synthetic", "conversations", "synthetic_conversations"} & set(f):
+        raise root.fail("missing required key 'cases' (or 'datasets', 'synthetic', 'conversations' "
+                        "or 'synthetic_conversations')")
     name = f["name"].text()
     endpoints: dict[str, Endpoint] = opt(f, "endpoints", _parse_endpoints, {})
     judge = opt(f, "judge", _parse_judge_settings, JudgeSettings())
@@ -170,9 +177,26 @@ def parse_suite(text: str, path: str | Path = "<suite>", *, seed: int | None = N
         from bench.suites.synthetic import parse_synthetic  # here: it imports bench.suites.cases
 
         suite.synthetic = parse_synthetic(f["synthetic"], shared, taken)
+    _parse_conversation_keys(suite, f, shared, taken)
     suite.files, suite.judge_models = dict(sorted(src.files.items())), src.judge_models
     suite.content_hash = _content_hash(data, suite.files)
     return suite
+
+
+def _parse_conversation_keys(suite: Suite, f: Mapping[str, At], shared: Shared, taken: dict[str, str]) -> None:
+    """``conversations:``, ``synthetic_conversations:`` and ``cache:`` (bench.suites.conversations)."""
+    from bench.suites.conversations import parse_conversations, parse_synthetic_conversations
+
+    if "conversations" in f:
+        suite.conversations = parse_conversations(f["conversations"], shared, taken)
+    if "synthetic_conversations" in f:
+        suite.synthetic_conversations = parse_synthetic_conversations(f["synthetic_conversations"], shared, taken)
+    suite.cache = opt(f, "cache", _cache_mode, "auto")
+
+
+def _cache_mode(at: At) -> str:
+    # YAML 1.1 reads a bare `off` as false: that is the `off` the suite wrote.
+    return "off" if at.value is False else at.choice(CACHE_MODES)
 
 
 def validate_models(

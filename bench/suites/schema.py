@@ -159,6 +159,44 @@ def _synthetic() -> dict[str, Any]:
     return _obj(props, ["id", "prompt_tokens", "output_tokens"])
 
 
+def _conversation() -> dict[str, Any]:
+    """One ``conversations:`` item: inline turns, or a dataset of chats (bench.run.conversation)."""
+    checks = {"anyOf": [{"$ref": "#/$defs/checks"}, {"type": "array", "items": {"$ref": "#/$defs/checks"}}],
+              "description": "checks of the last turn, or one list of checks per turn"}
+    common = {"max_tokens": _POSITIVE_INT, "temperature": {"type": "number", "minimum": 0, "maximum": 2}}
+    inline = _obj({
+        "id": {**_TEXT, "description": "unique across cases, datasets, synthetic and conversations"},
+        "system": {**_TEXT, "description": "the system prompt; {name} placeholders as in cases"},
+        "turns": {"type": "array", "items": _TEXT, "minItems": 1, "maxItems": 1000,
+                  "description": "the user turns, sent one after another with the answers so far"},
+        "checks": checks, "vars": {"$ref": "#/$defs/vars"}, **common,
+    }, ["id", "turns"])
+    dataset = _obj({
+        "dataset": {"type": "string", "pattern": r"\.(jsonl|parquet)$",
+                    "description": "one conversation per row (ShareGPT-style), relative to the suite"},
+        "turns_field": {**_TEXT, "description": "the field holding the chat list; default messages"},
+        "replay": {"enum": ["live", "recorded"],
+                   "description": "recorded: send the recorded assistant turns instead of the model's own"},
+        "id": _TEXT, "sample": _POSITIVE_INT, "checks": {"$ref": "#/$defs/checks"}, **common,
+    }, ["dataset"])
+    return {"anyOf": [inline, dataset]}
+
+
+def _synthetic_conversation() -> dict[str, Any]:
+    """One ``synthetic_conversations:`` item: turns on a shared system prompt of a calibrated size."""
+    props = {
+        "id": _TEXT,
+        "system_tokens": {**_POSITIVE_INT, "maximum": 2_000_000,
+                          "description": "the shared prefix, in the target's tokens (calibrated like synthetic)"},
+        "turns": {**_POSITIVE_INT, "maximum": 1000},
+        "user_tokens": _POSITIVE_INT,
+        "output_tokens": {**_POSITIVE_INT, "description": "max_tokens of every turn"},
+        "count": {**_POSITIVE_INT, "description": "conversations per model x provider (and per repeat); default 1"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+    }
+    return _obj(props, ["id", "system_tokens", "turns", "user_tokens", "output_tokens"])
+
+
 def _provider() -> dict[str, Any]:
     percentiles = {"anyOf": [{"type": "number", "minimum": 0},
                              _obj({p: {"type": "number", "minimum": 0} for p in ("p50", "p75", "p90", "p99")})]}
@@ -204,9 +242,16 @@ def suite_schema() -> dict[str, Any]:
         "cases": {"type": "array", "items": {"$ref": "#/$defs/case"}, "minItems": 1},
         "datasets": {"type": "array", "items": {"$ref": "#/$defs/dataset"}, "minItems": 1},
         "synthetic": {"type": "array", "items": {"$ref": "#/$defs/synthetic"}, "minItems": 1},
+        "conversations": {"type": "array", "items": {"$ref": "#/$defs/conversation"}, "minItems": 1},
+        "synthetic_conversations": {"type": "array", "items": {"$ref": "#/$defs/synthetic_conversation"},
+                                    "minItems": 1},
+        "cache": {"enum": ["auto", "explicit", "off", False],
+                  "description": "prompt caching: auto (default), explicit (cache_control breakpoints), off "
+                               "(a bare YAML off reads as false, which means off)"},
     }
     defs = {
         "case": _case(), "dataset": _dataset(), "synthetic": _synthetic(), "provider": _provider(),
+        "conversation": _conversation(), "synthetic_conversation": _synthetic_conversation(),
         **_message_defs(), **_check_defs(),
         "vars": {"type": "object", "propertyNames": {"pattern": _IDENT},
                  "additionalProperties": {"type": ["string", "number"]},
@@ -218,7 +263,8 @@ def suite_schema() -> dict[str, Any]:
         "title": "orbench suite",
         "description": "A prompt suite for orbench: models x providers x cases x repeats.",
         **_obj(top, ["name", "models"],
-               anyOf=[{"required": ["cases"]}, {"required": ["datasets"]}, {"required": ["synthetic"]}]),
+               anyOf=[{"required": [k]} for k in ("cases", "datasets", "synthetic", "conversations",
+                                                   "synthetic_conversations")]),
         "$defs": defs,
     }
 

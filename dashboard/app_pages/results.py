@@ -65,6 +65,17 @@ st.dataframe(ui.summary_display(groups), hide_index=True, column_config=ui.SUMMA
 st.caption("Billed = cost OpenRouter reported; list = catalog price × tokens from the snapshot taken "
            "at run start. Per request = over requests sent (failed ones can be billed too).")
 
+with ui.store_errors():
+    conv_summary, conv_turns = data.conversation_stats(db, choice.run_ids)
+if conv_summary.height:
+    st.subheader("Conversations")
+    st.dataframe(ui.conversation_display(conv_summary), hide_index=True, key="table-conversations")
+    st.altair_chart(charts.conversation_chart(conv_turns), key="chart-conversations")
+    st.caption("Cost per conversation = billed cost of every turn of a complete conversation, averaged; "
+               "baseline = the same tokens at list price with nothing cached (computed, not run); "
+               "cache saved = 1 − billed ÷ baseline. Switches = consecutive turns served by different "
+               "providers (each provider keeps its own prompt cache).")
+
 st.subheader("Timeline of one run")
 labels = ui.run_labels(runs)
 run_id = st.selectbox("Run", list(choice.run_ids), format_func=labels.__getitem__, key="results-timeline-run")
