@@ -17,7 +17,7 @@ opens and what recovers after each tick and records it; ``orbench trends`` and t
 - Quality: the pass rate (ok rows with a check verdict) falls beyond the noise by the same test
   on 0/1 values (means) and by at least ``quality_effect``; it recovers when the latest tick's
   drop is under half of that.
-- Catalog (per-tick endpoint lists, m019 ``monitor_catalog``) and routing (the provider that
+- Catalog (per-tick endpoint lists, m018 ``monitor_catalog``) and routing (the provider that
   served a default-routed target) open on a change and recover when the old value is back, or
   when the new one has held for ``baseline_s`` (it is the new normal).
 

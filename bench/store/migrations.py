@@ -693,7 +693,7 @@ def m017_conversations(con: duckdb.DuckDBPyConnection) -> None:
 
 
 @STEPS()
-def m019_monitors(con: duckdb.DuckDBPyConnection) -> None:
+def m018_monitors(con: duckdb.DuckDBPyConnection) -> None:
     # A monitor (``orbench monitor``) runs one suite on a schedule; each tick is an ordinary run
     # tagged with the monitor's name and tick number (runs.monitor, runs.monitor_tick), so every
     # view of runs still works. The schedule and the incidents live here, not in the process, so

@@ -1,4 +1,4 @@
-"""Monitor state (m019): monitors, their ticks, incidents, alert deliveries and catalog snapshots.
+"""Monitor state (m018): monitors, their ticks, incidents, alert deliveries and catalog snapshots.
 
 The scheduler (bench.monitor) keeps everything a restart needs here and nowhere else: when
 the next tick is due, which tick is running (and its run), which incidents are open and
