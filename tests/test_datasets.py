@@ -137,7 +137,8 @@ def test_datasets_sample_is_seeded_and_without_replacement(tmp_path: Path) -> No
     ("datasets:\n  - {path: trivia.csv, prompt: x, checks: [{numeric: '{question}'}]}\n",
      "datasets[0].checks[0].numeric (line 4): trivia.csv row 0, column 'question':"),
     ("seed: -1\ndatasets:\n  - {path: trivia.csv, prompt: x}\n", "seed (line 3): expected an integer >= 0"),
-    ("description: no cases\n", "missing required key 'cases' (or 'datasets', or 'synthetic')"),
+    ("description: no cases\n",
+     "missing required key 'cases' (or 'datasets', 'synthetic', 'conversations' or 'synthetic_conversations')"),
 ])  # fmt: skip
 def test_datasets_bad_item_is_one_line_with_the_place(tmp_path: Path, body: str, expected: str) -> None:
     trivia_csv(tmp_path, 5)
