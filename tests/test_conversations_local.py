@@ -43,9 +43,10 @@ def run(tmp_path: Path, db: Path, mode: str) -> list[dict[str, Any]]:
 def test_llama_server_reuses_the_conversation_prefix_only_with_cache_prompt(cli_db: Path, tmp_path: Path) -> None:
     on = run(tmp_path, cli_db, "auto")
     assert [r["outcome"] for r in on] == ["ok"] * 4 and {r["completion_tokens"] for r in on} == {16}
-    # turn k reads at least turn k-1's whole prompt back from the slot's cache
+    # turn k reads turn k-1's prompt back from the slot's cache: nearly all of it, since llama.cpp may
+    # re-evaluate a few tokens at the end of the reused prefix (CI saw 339 of 344; the "off" run reads 0)
     for before, after in zip(on, on[1:]):
-        assert after["cached_tokens"] >= before["prompt_tokens"] - 1, (before, after)
+        assert after["cached_tokens"] >= 0.9 * before["prompt_tokens"], (before, after)
     off = run(tmp_path, cli_db, "off")
     assert [r["outcome"] for r in off] == ["ok"] * 4
     assert all(not r["cached_tokens"] for r in off), [r["cached_tokens"] for r in off]
