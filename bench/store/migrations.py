@@ -552,6 +552,44 @@ def m014_aggregate_summary_fields(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE run_aggregates ADD COLUMN {column} BIGINT")
 
 
+def _requests_current_view(con: duckdb.DuckDBPyConnection, columns: tuple[str, ...], planned: dict[str, str],
+                           cache_hit: bool) -> None:
+    """requests_current over ``columns`` (m015, m017): m013's view, frozen here so later steps
+    never change what an applied step built. ``cache_hit`` adds m017's derived flag."""
+    cols = ", ".join(f'r."{c}"' for c in columns)
+    from_plan = ", ".join(f'{planned.get(c, "NULL")} AS "{c}"' for c in columns)
+    hit = ", r.cached_tokens > 0 AS cache_hit" if cache_hit else ""
+    no_hit = ", CAST(NULL AS BOOLEAN) AS cache_hit" if cache_hit else ""
+    con.execute(
+        f"""
+        CREATE OR REPLACE VIEW requests_current AS
+        SELECT {cols},
+            true AS recorded,
+            coalesce(r.request_idx >= 0 AND r.request_idx < u.planned AND u.plan IS NOT NULL, false) AS in_plan,
+            coalesce(s.n, 0) AS superseded_sends,
+            (r.outcome IN {_M009_FINISHED} OR (r.outcome = 'cancelled' AND r.token_source = 'usage'))
+                AS is_settled,
+            NOT r.is_warmup AND r.outcome = 'ok' AS in_latency_stats{hit}
+        FROM requests AS r
+        LEFT JOIN runs AS u ON u.run_id = r.run_id
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = r.run_id AND s.request_idx = r.request_idx
+        UNION ALL
+        SELECT {from_plan},
+            false AS recorded, true AS in_plan, coalesce(s.n, 0) AS superseded_sends,
+            false AS is_settled, false AS in_latency_stats{no_hit}
+        FROM (
+            SELECT run_id, unnest(CAST(plan AS JSON[])) AS e FROM runs AS u
+            WHERE plan IS NOT NULL
+                AND planned > (SELECT count(*) FROM requests AS c WHERE c.run_id = u.run_id)
+        ) AS p
+        ANTI JOIN requests AS q ON q.run_id = p.run_id AND q.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
+        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
+            AS s ON s.run_id = p.run_id AND s.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
+        """
+    )
+
+
 # requests_current as of m015: m013's view with the retry_reasons column (frozen like m009's).
 _M015_REQUEST_COLUMNS = (*_M013_REQUEST_COLUMNS, "retry_reasons")
 
@@ -570,36 +608,7 @@ def m015_request_retry_reasons(con: duckdb.DuckDBPyConnection) -> None:
     # The catalog's web_search price was parsed but never snapshotted: one list of price fields now
     # (bench.records.PRICE_KEYS) for the parser and the snapshot.
     con.execute("ALTER TABLE catalog_prices ADD COLUMN web_search DECIMAL(38,18)")
-    cols = ", ".join(f'r."{c}"' for c in _M015_REQUEST_COLUMNS)
-    planned = ", ".join(f'{_M013_PLANNED.get(c, "NULL")} AS "{c}"' for c in _M015_REQUEST_COLUMNS)
-    con.execute(
-        f"""
-        CREATE OR REPLACE VIEW requests_current AS
-        SELECT {cols},
-            true AS recorded,
-            coalesce(r.request_idx >= 0 AND r.request_idx < u.planned AND u.plan IS NOT NULL, false) AS in_plan,
-            coalesce(s.n, 0) AS superseded_sends,
-            (r.outcome IN {_M009_FINISHED} OR (r.outcome = 'cancelled' AND r.token_source = 'usage'))
-                AS is_settled,
-            NOT r.is_warmup AND r.outcome = 'ok' AS in_latency_stats
-        FROM requests AS r
-        LEFT JOIN runs AS u ON u.run_id = r.run_id
-        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
-            AS s ON s.run_id = r.run_id AND s.request_idx = r.request_idx
-        UNION ALL
-        SELECT {planned},
-            false AS recorded, true AS in_plan, coalesce(s.n, 0) AS superseded_sends,
-            false AS is_settled, false AS in_latency_stats
-        FROM (
-            SELECT run_id, unnest(CAST(plan AS JSON[])) AS e FROM runs AS u
-            WHERE plan IS NOT NULL
-                AND planned > (SELECT count(*) FROM requests AS c WHERE c.run_id = u.run_id)
-        ) AS p
-        ANTI JOIN requests AS q ON q.run_id = p.run_id AND q.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
-        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
-            AS s ON s.run_id = p.run_id AND s.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
-        """
-    )
+    _requests_current_view(con, _M015_REQUEST_COLUMNS, _M013_PLANNED, cache_hit=False)
 
 
 @STEPS()
@@ -659,37 +668,7 @@ def m017_conversations(con: duckdb.DuckDBPyConnection) -> None:
     for table in ("requests", "superseded_requests"):
         con.execute(f"ALTER TABLE {table} ADD COLUMN conversation_id VARCHAR")
         con.execute(f"ALTER TABLE {table} ADD COLUMN turn BIGINT")
-    cols = ", ".join(f'r."{c}"' for c in _M017_REQUEST_COLUMNS)
-    planned = ", ".join(f'{_M017_PLANNED.get(c, "NULL")} AS "{c}"' for c in _M017_REQUEST_COLUMNS)
-    con.execute(
-        f"""
-        CREATE OR REPLACE VIEW requests_current AS
-        SELECT {cols},
-            true AS recorded,
-            coalesce(r.request_idx >= 0 AND r.request_idx < u.planned AND u.plan IS NOT NULL, false) AS in_plan,
-            coalesce(s.n, 0) AS superseded_sends,
-            (r.outcome IN {_M009_FINISHED} OR (r.outcome = 'cancelled' AND r.token_source = 'usage'))
-                AS is_settled,
-            NOT r.is_warmup AND r.outcome = 'ok' AS in_latency_stats,
-            r.cached_tokens > 0 AS cache_hit
-        FROM requests AS r
-        LEFT JOIN runs AS u ON u.run_id = r.run_id
-        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
-            AS s ON s.run_id = r.run_id AND s.request_idx = r.request_idx
-        UNION ALL
-        SELECT {planned},
-            false AS recorded, true AS in_plan, coalesce(s.n, 0) AS superseded_sends,
-            false AS is_settled, false AS in_latency_stats, CAST(NULL AS BOOLEAN) AS cache_hit
-        FROM (
-            SELECT run_id, unnest(CAST(plan AS JSON[])) AS e FROM runs AS u
-            WHERE plan IS NOT NULL
-                AND planned > (SELECT count(*) FROM requests AS c WHERE c.run_id = u.run_id)
-        ) AS p
-        ANTI JOIN requests AS q ON q.run_id = p.run_id AND q.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
-        LEFT JOIN (SELECT run_id, request_idx, count(*) AS n FROM superseded_requests GROUP BY run_id, request_idx)
-            AS s ON s.run_id = p.run_id AND s.request_idx = CAST(p.e->>'request_idx' AS BIGINT)
-        """
-    )
+    _requests_current_view(con, _M017_REQUEST_COLUMNS, _M017_PLANNED, cache_hit=True)
 
 
 @STEPS()
