@@ -237,6 +237,10 @@ def scenario_engine(levels: tuple[int, ...] = (64, 128), requests: int = 2000) -
         settings = Settings(base_url=sb.base_url, db_path=tmp / "db.duckdb", team_url=team_url)
         store = Store(settings.db_path)
         store.init()
+        if team_url:  # as `orbench run` does before its run: the plan checks the team store (and loads psycopg)
+            from bench.store.team.hooks import plan_lines
+
+            print(*plan_lines(settings))
         for conc in levels:
             spec = RunSpec(suite_path=suite, concurrency=conc, warmup=False)
             over: list[float] = []
@@ -263,12 +267,20 @@ def scenario_engine(levels: tuple[int, ...] = (64, 128), requests: int = 2000) -
             run_id = asyncio.run(go())
             wall = time.perf_counter() - t
             cpu = time.process_time() - cpu
+            flush = ""
+            if team_url:  # the run's last rows go up after it, from the pusher's thread (the CLI waits)
+                from bench.store.team.hooks import wait_pushes
+
+                t = time.perf_counter()
+                failures = wait_pushes(settings)
+                flush = f"; last push done {time.perf_counter() - t:.2f} s after the run {failures or ''}"
             n = store.requests_frame(run_id).height
             print(f"[engine{' --team' if team_url else ''}] full engine, concurrency {conc}, zero delay, "
                   f"50 tokens: {n} rows in "
                   f"{wall:.2f} s = {n / wall:.0f} requests/s incl. journal + DuckDB, client CPU {cpu:.2f} s; "
                   f"TTFT overhead vs the server's stamp p50 {pct(over, 50):.2f} ms, p99 {pct(over, 99):.2f} ms; "
-                  f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 400 MB)")
+                  f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 400 MB)"
+                  + flush)
     finally:
         sb.stop()
 

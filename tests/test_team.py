@@ -397,3 +397,40 @@ def test_team_monitor_ticks_reach_the_team_store_with_their_monitor_tag(
     assert pulled["monitor"].to_list() == ["watch", "watch"] and pulled["monitor_tick"].to_list() == [1, 2]
     for run_id in local["run_id"].to_list():
         assert pulled_requests(c, run_id) == pulled_requests(a, run_id)
+
+
+def test_team_a_silent_server_never_holds_up_the_run(tmp_path: Path) -> None:
+    """A team store that accepts the connection and never answers: the run ends while its pusher is
+    still waiting on it; waiting afterwards gives one redacted line, and every row is in the local file."""
+    import asyncio
+    import socket
+    import threading
+
+    from bench.config import Settings
+    from bench.run import session
+    from bench.run.spec import RunSpec
+    from bench.store.team.hooks import wait_pushes
+    from bench.suites.parse import load_suite
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever reads or writes
+    url = f"postgresql://bench:hunter2@127.0.0.1:{silent.getsockname()[1]}/orbench"
+    try:
+        with start_sandbox(time_scale=0.0) as sb:
+            settings = Settings(base_url=sb.base_url, db_path=tmp_path / "orbench.duckdb", team_url=url)
+            store = Store(settings.db_path)
+            store.init()
+            spec = RunSpec(suite_path=SMOKE, concurrency=4, warmup=False)
+            result = asyncio.run(session.run_suite(settings, load_suite(SMOKE), spec, store=store, env={}))
+
+            pushing = [t for t in threading.enumerate() if t.name == "orbench-team-push"]
+            assert pushing, "the run waited for its pusher"
+            failures = wait_pushes(settings)
+    finally:
+        silent.close()
+    assert len(failures) == 1 and "hunter2" not in failures[0], failures
+    assert result.run_id is not None
+    run = store.get_run(result.run_id)
+    assert run is not None and run.status == "finished"
+    assert store.requests_frame(result.run_id).height == len(result.prep.plan) == 12

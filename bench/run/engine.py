@@ -326,7 +326,7 @@ async def _execute_locked(
             finished_at=datetime.now(UTC), **extra,
         )
         store.build_aggregates_at_end(run_id)  # the dashboard's per-run aggregates (m011)
-        team_hooks.stop_pusher(pusher)  # what is left goes up now (or later, by `orbench team push`)
+        team_hooks.stop_pusher(pusher)  # what is left goes up from its thread; the CLI waits after the summary
     return run_id, state
 
 

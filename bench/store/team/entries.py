@@ -21,12 +21,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from bench.records import REQUEST_COLUMNS
 from bench.store import journal
-from bench.store.connection import DUCKDB_CONFIG
 
 ENTRY_SCHEMA = {"entry_key": pl.String, "kind": pl.String, "origin": pl.String, "run_id": pl.String,
                 "payload": pl.String}
@@ -48,8 +46,9 @@ def empty() -> pl.DataFrame:
 def request_keys(frame: pl.DataFrame) -> list[str]:
     """The entry key of each wire-frame row: ``req:RUN:IDX:SESSION:REV:OUTCOME:DIGEST``.
 
-    The digest (md5 of the fingerprint fields, in DuckDB: vectorised and stable across versions) is
-    a name, not a secret."""
+    The digest (the first 20 hex digits of the md5 of the fingerprint fields, as DuckDB's ``md5``
+    gives them, so keys already on a server stay the same) is a name, not a secret. hashlib, not a
+    DuckDB connection per call: a run's pusher computes these while the run goes."""
     parts = [pl.col(c).cast(pl.String).fill_null("~") for c in _FINGERPRINT]
     src = frame.select(
         head=pl.concat_str([pl.lit("req"), pl.col("run_id"), pl.col("request_idx").cast(pl.String),
@@ -57,14 +56,9 @@ def request_keys(frame: pl.DataFrame) -> list[str]:
                             pl.col("outcome").fill_null("~")], separator=":"),
         fp=pl.concat_str(parts, separator="|"),
     )
-    con = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
-    try:
-        con.register("_orbench_fp", src)
-        keys: list[str] = con.sql("SELECT head || ':' || left(md5(fp), 20) AS k FROM _orbench_fp").pl()[
-            "k"].to_list()
-    finally:
-        con.close()
-    return keys
+    md5 = hashlib.md5
+    return [f"{head}:{md5(fp.encode(), usedforsecurity=False).hexdigest()[:20]}"
+            for head, fp in zip(src["head"].to_list(), src["fp"].to_list(), strict=True)]
 
 
 def _decode_lines(lines: list[bytes]) -> tuple[pl.DataFrame, list[bytes]]:

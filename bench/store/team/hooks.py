@@ -51,11 +51,21 @@ def start_pusher(settings: Settings, store: Store, run_id: str) -> object | None
     return Pusher(store, team, run_id, origin_of(settings)).start()
 
 
-def stop_pusher(pusher: object | None) -> str | None:
-    """Push the rest once and stop; returns a one-line failure (then ``orbench team push`` catches up)."""
+def stop_pusher(pusher: object | None) -> None:
+    """The run ended: its pusher sends what is left from its own thread (the run does not wait)."""
     from bench.store.team.push import Pusher
 
-    return pusher.stop() if isinstance(pusher, Pusher) else None
+    if isinstance(pusher, Pusher):
+        pusher.stop()
+
+
+def wait_pushes(settings: Settings, timeout_s: float | None = 60.0) -> list[str]:
+    """Wait for the runs' last pushes (after a summary is out); their one-line failures."""
+    if team_of(settings) is None:
+        return []
+    from bench.store.team.push import wait_pushers
+
+    return wait_pushers(timeout_s)
 
 
 def push_run(settings: Settings, store: Store, run_id: str) -> str | None:
@@ -78,6 +88,7 @@ def unpushed_lines(settings: Settings, store: Store, run_id: str) -> list[str]:
     team = team_of(settings)
     if team is None:
         return []
+    wait_pushes(settings)
     from bench.store import journal
     from bench.store.team.push import pushed_offsets
 

@@ -8,12 +8,13 @@ crash, or eight machines at once, duplicate nothing and never deadlock. The book
 each journal is pushed) is written to the local DuckDB after the server committed: a crash in
 between only means the next push sends entries the server already has, and adds none.
 
-``Pusher`` is a run's background thread: it follows the journal every second while the run
+``Pusher`` is a run's background thread: it follows the journal every 2 s while the run
 goes, never blocks it, and reconnects after the server comes back.
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from dataclasses import dataclass, field
@@ -130,13 +131,20 @@ IN_FLIGHT_BOOKED = "cost_source = 'generation'"
 reconciles at its end (a full reconcile is ``orbench team push``'s, and ``orbench check`` pushes its run)."""
 
 
-def stored_rows(store: Store, run_ids: list[str], where: str = "true") -> pl.DataFrame:
-    """Request rows as a wire frame (money as text), for the entries of rows changed in place."""
+def _stored_rows_sql(where: str) -> str:
     cols = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' if c in _MONEY or c == "started_at" else f'"{c}"'
                      for c in REQUEST_COLUMNS)
-    frame = store.query(f"SELECT {cols} FROM requests WHERE list_contains($ids, run_id) AND ({where}) "
-                        "ORDER BY run_id, request_idx", {"ids": run_ids})
+    return (f"SELECT {cols} FROM requests WHERE list_contains($ids, run_id) AND ({where}) "
+            "ORDER BY run_id, request_idx")
+
+
+def _wire(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select([pl.col(c).cast(t) for c, t in journal.WIRE_SCHEMA.items()])
+
+
+def stored_rows(store: Store, run_ids: list[str], where: str = "true") -> pl.DataFrame:
+    """Request rows as a wire frame (money as text), for the entries of rows changed in place."""
+    return _wire(store.query(_stored_rows_sql(where), {"ids": run_ids}))
 
 
 def _server_request_keys(con: Any, run_ids: list[str]) -> set[str]:
@@ -206,22 +214,18 @@ def _row_entries_by_origin(rows: pl.DataFrame, origins: dict[str, Any], origin: 
 def _push_state(con: Any, store: Store, runs: pl.DataFrame, sent: set[str], origin: str,
                 result: PushResult) -> list[str]:
     """Run states, sweeps, catalog and credit snapshots not sent yet; returns the keys now on the server."""
-    batch = [entries.run_entries(runs, origin)]
     sweep_ids = [s for s in runs["sweep_id"].unique().to_list() if s is not None]
-    if sweep_ids:
-        batch.append(entries.sweep_entries(
-            store.query("SELECT * FROM sweeps WHERE list_contains($ids, sweep_id)", {"ids": sweep_ids}), origin))
-    for snap in [s for s in runs["catalog_snapshot_id"].unique().to_list() if s is not None]:
-        if entries.catalog_key(snap) in sent:
-            continue
-        header = store.query("SELECT * FROM catalog_snapshots WHERE snapshot_id = ?", [snap])
-        if header.height:
-            batch.append(entries.catalog_entries(header.row(0, named=True), store.catalog_prices(snap), origin))
-    if runs.height:
-        credits = store.query("SELECT * FROM credit_snapshots WHERE run_id IS NULL OR list_contains($ids, run_id)",
-                              {"ids": runs["run_id"].to_list()})
-        batch.append(entries.credit_entries(credits, origin, skip=sorted(sent)))
-    todo = pl.concat(batch).filter(~pl.col("entry_key").is_in(list(sent)))
+    snaps = [s for s in runs["catalog_snapshot_id"].unique().to_list()
+             if s is not None and entries.catalog_key(s) not in sent]
+    sweeps, headers, prices, credits = store.query_many([
+        ("SELECT * FROM sweeps WHERE list_contains($ids, sweep_id)", {"ids": sweep_ids}),
+        ("SELECT * FROM catalog_snapshots WHERE list_contains($ids, snapshot_id)", {"ids": snaps}),
+        ("SELECT * FROM catalog_prices WHERE list_contains($ids, snapshot_id) "
+         "ORDER BY snapshot_id, model_id, provider NULLS FIRST", {"ids": snaps}),
+        ("SELECT * FROM credit_snapshots WHERE run_id IS NULL OR list_contains($ids, run_id)",
+         {"ids": runs["run_id"].to_list()}),
+    ])
+    todo = state_batch(runs, sent, origin, sweeps, headers, prices, credits)
     for kind in todo["kind"].unique().sort().to_list():
         part = todo.filter(pl.col("kind") == kind)
         result.add(kind, part.height, 0)
@@ -230,41 +234,92 @@ def _push_state(con: Any, store: Store, runs: pl.DataFrame, sent: set[str], orig
     return todo["entry_key"].to_list()
 
 
+def state_batch(runs: pl.DataFrame, sent: set[str], origin: str, sweeps: pl.DataFrame, headers: pl.DataFrame,
+                prices: pl.DataFrame, credits: pl.DataFrame) -> pl.DataFrame:
+    """The entries of runs' rows, their sweeps, catalog snapshots (header + prices) and credit snapshots,
+    less the keys in ``sent``: the rows as read, no reads here."""
+    batch = [entries.run_entries(runs, origin), entries.sweep_entries(sweeps, origin)]
+    for header in headers.iter_rows(named=True):
+        snap = header["snapshot_id"]
+        if entries.catalog_key(snap) not in sent:
+            batch.append(entries.catalog_entries(header, prices.filter(pl.col("snapshot_id") == snap), origin))
+    if runs.height:
+        batch.append(entries.credit_entries(credits, origin, skip=sorted(sent)))
+    return pl.concat(batch).filter(~pl.col("entry_key").is_in(list(sent)))
+
+
 # -- the background pusher of a run -------------------------------------------------------
+
+
+_PENDING: set[Pusher] = set()
+_PENDING_LOCK = threading.Lock()
+_AT_EXIT: list[bool] = []
+EXIT_WAIT_S = 60.0
+"""How long a process that ends waits for its runs' last pushes (then ``orbench team push`` catches up)."""
+
+
+def wait_pushers(timeout_s: float | None = None) -> list[str]:
+    """Wait for the runs' pushers still finishing; returns their one-line failures."""
+    with _PENDING_LOCK:
+        pending = list(_PENDING)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    failures = []
+    for pusher in pending:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        error = pusher.wait(left)
+        if error:
+            failures.append(error)
+    return failures
 
 
 class Pusher:
     """Follows one run's journal into the team store while the run goes (``start``/``stop``).
 
-    Never raises into the run and never waits on the server from the run's thread: a server
-    that is down is retried every few seconds; whatever is left is pushed at ``stop``, or
-    later by ``orbench team push`` (``team status`` shows the lag).
+    Never raises into the run and never makes it wait on the server: it pushes from its own
+    thread, at once (the run's row, its catalog and credits) and then every ``interval_s``; a
+    server that is down is retried every few seconds. ``stop`` returns at once: the thread then
+    pushes what is left, while the caller reads its summary; ``wait`` (or ``wait_pushers``, which
+    an ending process calls too) waits for that. Whatever fails is left for ``orbench team push``
+    (``team status`` shows the lag).
     """
 
-    def __init__(self, store: Store, team: TeamDB, run_id: str, origin: str, *, interval_s: float = 1.0) -> None:
+    def __init__(self, store: Store, team: TeamDB, run_id: str, origin: str, *, interval_s: float = 2.0) -> None:
         self.store, self.team, self.run_id, self.origin = store, team, run_id, origin
         self.interval_s = interval_s
         self.error: str | None = None
         """The last failure, one redacted line (None while the server answers)."""
         self.pushed = 0
         self._offset: int | None = None
-        self._run_key: str | None = None
+        self._state_keys: list[str] = []
         self._con: Any = None
         self._retry_at = 0.0
-        self._next_state = 0.0  # when the run's row (status, heartbeat-free) goes up next
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="orbench-team-push", daemon=True)
 
     def start(self) -> Pusher:
+        with _PENDING_LOCK:
+            _PENDING.add(self)
+            if not _AT_EXIT:  # a process that ends still sends its runs' last rows (bounded)
+                _AT_EXIT.append(True)
+                atexit.register(wait_pushers, EXIT_WAIT_S)
         self._thread.start()
         return self
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        try:
             self.tick()
+            while not self._stop.wait(self.interval_s):
+                self.tick()
+            self._final()
+        finally:
+            with _PENDING_LOCK:
+                _PENDING.discard(self)
 
     def tick(self) -> None:
-        """One pass: new journal lines (and the run's state when it changed) to the server."""
+        """One pass: new journal lines (and the run's state when it changed) to the server.
+
+        The first pass is a whole ``push`` of the run (its catalog, credits, sweep, rows a resume
+        booked, the journal so far), so that ``stop`` has only the tail left."""
         if time.monotonic() < self._retry_at:
             return
         try:
@@ -272,23 +327,76 @@ class Pusher:
                 self._con = connect(self.team, timeout_s=2)
                 check_schema(self._con, self.team)
             if self._offset is None:
-                self._offset = pushed_offsets(self.store, self.team).get(self.run_id, 0)
-            path = journal.journal_path(self.store.journal_dir, self.run_id)
-            if time.monotonic() >= self._next_state:  # the run row first: readers see a run in progress
-                self._next_state = time.monotonic() + 5.0
-                send(self._con, entries.run_entries(local_runs(self.store, [self.run_id]), self.origin))
-            while True:
+                self._offset = self._first_pass(self._con)
+            else:
+                # One read per tick, not a chase to the end: a run journals faster than any slice goes
+                # up, and each pass has fixed costs (a decode, a transaction) the run's loop shares the
+                # GIL with. What arrives meanwhile goes next tick, or at stop.
+                path = journal.journal_path(self.store.journal_dir, self.run_id)
                 batch, end = entries.journal_entries(path, self._offset, self.origin)
-                if end == self._offset:
-                    break
-                self.pushed += send(self._con, batch)
-                self._offset = end
+                if end != self._offset:
+                    self.pushed += send(self._con, batch)
+                    self._offset = end
             self.error = None
         except Exception as exc:  # noqa: BLE001 - the run goes on; the journal keeps every row
             self.error = str(exc) if isinstance(exc, TeamUnreachable) else f"{type(exc).__name__}: {exc}"
             self.error = self.error.replace(self.team.url, self.team.redacted).splitlines()[0]
             self._drop_connection()
             self._retry_at = time.monotonic() + 2.0
+
+    def _first_pass(self, con: Any) -> int:
+        """Everything the run has so far (its row, catalog, credits, sweep, rows a resume booked, the
+        journal) from one read of the local file: while the run goes, the pusher opens the file this
+        once (each open waits its turn with the run's writer), then reads only the journal."""
+        q = {"id": self.run_id, "team": self.team.key}
+        of_run = "(SELECT {} FROM runs WHERE run_id = $id)"
+        runs, offset, sent, sweeps, headers, prices, credits, booked = self.store.query_many([
+            ("SELECT * FROM runs WHERE run_id = $id AND team_seq IS NULL", {"id": self.run_id}),
+            ("SELECT max(journal_bytes) AS b FROM _orbench_team_pushed WHERE team = $team AND run_id = $id", q),
+            ("SELECT entry_key FROM _orbench_team_sent WHERE team = $team AND (entry_key LIKE 'catalog:%' "
+             "OR entry_key LIKE 'credit:%')", {"team": self.team.key}),
+            (f"SELECT * FROM sweeps WHERE sweep_id = {of_run.format('sweep_id')}", {"id": self.run_id}),
+            (f"SELECT * FROM catalog_snapshots WHERE snapshot_id = {of_run.format('catalog_snapshot_id')}",
+             {"id": self.run_id}),
+            (f"SELECT * FROM catalog_prices WHERE snapshot_id = {of_run.format('catalog_snapshot_id')} "
+             "ORDER BY model_id, provider NULLS FIRST", {"id": self.run_id}),
+            ("SELECT * FROM credit_snapshots WHERE run_id IS NULL OR run_id = $id", {"id": self.run_id}),
+            (_stored_rows_sql(IN_FLIGHT_BOOKED), {"ids": [self.run_id]}),
+        ])
+        start = int(offset["b"][0]) if offset.height and offset["b"][0] is not None else 0
+        state = state_batch(runs, set(sent["entry_key"].to_list()), self.origin, sweeps, headers, prices, credits)
+        self.pushed += send(con, state)  # the run row first: readers see a run in progress
+        parts = []
+        if booked.height:  # rows a resume booked in place before this session
+            changed = entries.row_entries(_wire(booked), runs["origin"][0] if runs.height else self.origin)
+            have = _server_request_keys(con, [self.run_id])
+            parts.append(changed.filter(~pl.col("entry_key").is_in(list(have))))
+        path = journal.journal_path(self.store.journal_dir, self.run_id)
+        batch, end = entries.journal_entries(path, start, self.origin)
+        parts.append(batch)
+        self.pushed += send(con, pl.concat(parts))
+        self._state_keys = state["entry_key"].to_list()
+        return end
+
+    def _finish(self, con: Any, offset: int) -> None:
+        """The tail after a first pass: journal lines since, the run's final row, its credit snapshots
+        and rows booked in place, in one read of the local file and one server transaction (the run's
+        end waits on this, so it is kept to that)."""
+        path = journal.journal_path(self.store.journal_dir, self.run_id)
+        tail, end = entries.journal_entries(path, offset, self.origin)
+        runs, credits, booked = self.store.query_many([
+            ("SELECT * FROM runs WHERE run_id = $id", {"id": self.run_id}),
+            ("SELECT * FROM credit_snapshots WHERE run_id = $id", {"id": self.run_id}),
+            (_stored_rows_sql(IN_FLIGHT_BOOKED), {"ids": [self.run_id]}),
+        ])
+        state = pl.concat([entries.run_entries(runs, self.origin), entries.credit_entries(credits, self.origin)])
+        parts = [tail, state]
+        if booked.height:  # a resume's booked rows the server may lack (the first pass sent them unless it failed)
+            changed = entries.row_entries(_wire(booked), runs["origin"][0] if runs.height else self.origin)
+            have = _server_request_keys(con, [self.run_id])
+            parts.append(changed.filter(~pl.col("entry_key").is_in(list(have))))
+        self.pushed += send(con, pl.concat(parts))
+        record_pushed(self.store, self.team, {self.run_id: end}, self._state_keys + state["entry_key"].to_list())
 
     def _drop_connection(self) -> None:
         if self._con is not None:
@@ -298,26 +406,31 @@ class Pusher:
                 pass
             self._con = None
 
-    def stop(self) -> str | None:
-        """Stop following; push the rest (journal, run state, catalog) once; return the failure, if any."""
+    def stop(self) -> None:
+        """The run ended: push what is left (journal, run state, credits) from the thread; returns at once."""
         self._stop.set()
+
+    def wait(self, timeout_s: float | None = None) -> str | None:
+        """Wait for the last push; its failure (one line), if any."""
+        self._thread.join(timeout_s)
         if self._thread.is_alive():
-            self._thread.join()
+            return f"run {self.run_id}: still pushing to {self.team.redacted}; `orbench team push` completes it"
+        return self.error
+
+    def _final(self) -> None:
         self._retry_at = 0.0
-        try:
-            if self._offset:
-                record_pushed(self.store, self.team, {self.run_id: self._offset}, [])
-        except Exception:  # noqa: BLE001 - bookkeeping only: the push below resends, the server dedups
-            pass
         for _ in range(2):  # a connection from before a server restart is dead: once more on a new one
             try:
                 con = self._con or connect(self.team, timeout_s=2)
                 self._con = con
-                push(self.store, self.team, [self.run_id], origin=self.origin, con=con, reconcile=IN_FLIGHT_BOOKED)
+                if self._offset is None:  # no first pass (the server was down until now): all of it
+                    push(self.store, self.team, [self.run_id], origin=self.origin, con=con,
+                         reconcile=IN_FLIGHT_BOOKED)
+                else:
+                    self._finish(con, self._offset)
                 self.error = None
                 break
             except Exception as exc:  # noqa: BLE001 - left for `orbench team push`
                 self.error = (str(exc).replace(self.team.url, self.team.redacted).splitlines() or ["failed"])[0]
                 self._drop_connection()
         self._drop_connection()
-        return self.error
