@@ -637,3 +637,26 @@ def test_loopback_server_disconnect_without_response_is_retried() -> None:
         r = run(call(loopback_client(server), lambda c: c.chat(BODY)))
         assert len(server.bodies) == 2
     assert r.content == "ok" and r.attempts == 2
+
+
+def test_chat_requests_carry_the_client_headers_and_cookies_as_httpx_would() -> None:
+    """The chat fast path (URL and headers merged once) sends what httpx's own path sends: the key, the
+    attribution headers, a fresh Content-Length per body, and a cookie a response set (a load
+    balancer's sticky cookie), on the next chat request."""
+    answers = Recorder(sse_response(OK_STREAM, headers={"set-cookie": "lb=blue; Path=/"}), ok(), ok())
+
+    async def go(c: OpenRouterClient) -> None:
+        await c.chat(BODY)
+        await c.chat({**BODY, "messages": [{"role": "user", "content": "a longer prompt this time"}]})
+        await c.chat(BODY)
+
+    run(call(client_for(answers), go))
+    first, second, third = answers.requests
+    for req in answers.requests:
+        assert str(req.url) == f"{BASE.rstrip('/')}/chat/completions"
+        assert req.headers["authorization"] == f"Bearer {KEY}"
+        assert req.headers["accept"] == "text/event-stream" and req.headers["x-title"] == "orbench-tests"
+        assert int(req.headers["content-length"]) == len(req.content)
+    assert "cookie" not in first.headers
+    assert second.headers["cookie"] == "lb=blue" and third.headers["cookie"] == "lb=blue"
+    assert first.content != second.content
