@@ -312,12 +312,16 @@ def goodput_chart(points: pl.DataFrame, axis: str) -> alt.LayerChart | alt.Facet
 
 
 def trend_chart(series: pl.DataFrame, metric_label: str, incidents: pl.DataFrame,
-                marks: pl.DataFrame) -> alt.LayerChart | alt.FacetChart:
+                marks: pl.DataFrame, by_origin: bool = False) -> alt.LayerChart | alt.FacetChart:
     """One metric over time: per-tick median (line) with its 95 % interval (band), the rolling 72 h
-    median (dashed), incidents shaded (red while open: to the last tick) and price changes (rules)."""
-    frame = series.with_columns((pl.col("model") + " · " + pl.col("provider")).alias("target"))
+    median (dashed), incidents shaded (red while open: to the last tick) and price changes (rules).
+    ``by_origin`` (ticks from several origins: a team store): each origin is its own line, "model ·
+    provider @ origin"."""
+    several = by_origin and "origin" in series.columns
+    target = pl.col("model") + " · " + pl.col("provider")
+    frame = series.with_columns((target + " @ " + pl.col("origin") if several else target).alias("target"))
     x = alt.X("started_at:T", title=None)
-    color = alt.Color("target:N", title="model · provider",
+    color = alt.Color("target:N", title="model · provider @ origin" if several else "model · provider",
                       legend=alt.Legend(orient="bottom", columns=2, labelLimit=420))
     base = alt.Chart(frame)
     band = base.mark_area(opacity=0.18).encode(x=x, y=alt.Y("lo:Q", title=metric_label), y2="hi:Q", color=color)

@@ -602,8 +602,19 @@ TREND_METRICS = {"ttft_ms": "TTFT p50 (ms)", "e2e_ms": "e2e p50 (ms)", "decode_t
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def monitors(db: str) -> pl.DataFrame:
-    """Every monitor: name, suite, period, next tick, ticks, last tick."""
-    return store(db).list_monitors()
+    """Every monitor: name, suite, period, next tick, ticks, last tick. Monitors run on other machines
+    (their ticks pulled from the team store, no row in ``monitors`` here) are listed from their runs,
+    with no period or next tick."""
+    local = store(db).list_monitors()
+    remote = store(db).query(
+        "SELECT r.monitor AS name, any_value(r.suite_path) AS suite_path, CAST(NULL AS DOUBLE) AS every_s, "
+        "CAST(NULL AS TIMESTAMPTZ) AS next_tick_at, count(*) AS ticks, "
+        "max(coalesce(r.started_at, r.created_at)) AS last_tick_at FROM runs AS r "
+        "WHERE r.monitor IS NOT NULL AND list_contains($local, r.monitor) = false GROUP BY r.monitor",
+        {"local": local["name"].to_list()})
+    if remote.is_empty():
+        return local
+    return pl.concat([local, remote.select(local.columns)], how="vertical_relaxed").sort("name")
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Reading the monitor's ticks...")

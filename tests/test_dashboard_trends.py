@@ -86,3 +86,39 @@ def test_trends_page_without_monitors_says_how_to_start_one(tmp_path: Path) -> N
     assert not at.exception
     assert "no monitors yet" in at.info[0].value
     assert "orbench monitor" in at.code[0].value
+
+
+def test_trends_page_shows_a_pulled_monitor_per_origin(history: Path, tmp_path: Path) -> None:
+    """A team store's cache: monitor "fleet" has no row in ``monitors`` here (it runs elsewhere) and its
+    ticks come from two origins. It is listed from its runs, each origin is its own line, ?origin= keeps
+    one, and the page does not claim "nothing is degraded" for incidents it cannot see."""
+    import shutil
+
+    import duckdb
+
+    db = tmp_path / "team-cache.duckdb"
+    shutil.copy(history, db)
+    with duckdb.connect(str(db)) as con:
+        for origin in ("ci-eu-west", "ci-us-east"):
+            con.execute("INSERT INTO requests SELECT * REPLACE (run_id || $o AS run_id) FROM requests "
+                        "WHERE run_id IN (SELECT run_id FROM runs WHERE monitor = 'watch')", {"o": origin})
+            con.execute("INSERT INTO runs SELECT * REPLACE (run_id || $o AS run_id, 'fleet' AS monitor, $o AS origin) "
+                        "FROM runs WHERE monitor = 'watch'", {"o": origin})
+    at = _page(db, monitor="fleet")
+    assert not at.exception, at.exception
+    assert at.selectbox[0].options == ["fleet", "watch"] and at.selectbox[0].value == "fleet"
+    assert not at.success and "runs on another machine" in at.text[0].value
+    origins = at.multiselect(key="trends-origins")
+    assert origins.options == ["ci-eu-west", "ci-us-east"] and origins.value == []
+    _, tables = _charts(at)[0]
+    (series,) = [t for t in tables if "target" in t.column_names]
+    targets = set(series["target"].to_pylist())
+    assert "meta-llama/llama-3.3-70b-instruct · groq @ ci-us-east" in targets
+    assert {t.rsplit(" @ ", 1)[1] for t in targets} == {"ci-eu-west", "ci-us-east"}
+
+    at = _page(db, monitor="fleet", origin="ci-us-east")
+    assert not at.exception, at.exception
+    assert at.multiselect(key="trends-origins").value == ["ci-us-east"]
+    _, tables = _charts(at)[0]
+    (series,) = [t for t in tables if "target" in t.column_names]
+    assert {t.rsplit(" @ ", 1)[1] for t in series["target"].to_pylist()} == {"ci-us-east"}

@@ -397,6 +397,11 @@ def test_team_monitor_ticks_reach_the_team_store_with_their_monitor_tag(
     assert pulled["monitor"].to_list() == ["watch", "watch"] and pulled["monitor_tick"].to_list() == [1, 2]
     for run_id in local["run_id"].to_list():
         assert pulled_requests(c, run_id) == pulled_requests(a, run_id)
+    # trends --team: the monitor's own machine reports it; a reader is told where it runs, in one line
+    code, out, _ = cli("trends", "--team", url, "--json", db=a)
+    assert json.loads(out)["monitor"] == "watch"
+    code, _, err = cli("trends", "--team", url, "--monitor", "watch", db=c, check=False)
+    assert code == 1 and "runs on another machine (origin ci-eu-west)" in err and len(err.strip().splitlines()) == 2
 
 
 def test_team_a_silent_server_never_holds_up_the_run(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import click
 import polars as pl
 
-from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, origin_option
+from bench.cli.common import EXIT_GATE, api_options, api_settings, db_option, note, origin_option, team_options
 from bench.cli.run import ProgressPrinter
 from bench.config import parse_usd
 from bench.errors import ConfigError
@@ -217,21 +217,32 @@ def tick_cmd(target: str, every: str, name: str | None, budget_per_day: str | No
 @click.option("--monitor", "monitor", default=None, help="The monitor (default: the only one in the database).")
 @click.option("--since", default="7d", show_default=True, help="Incidents opened in this span (and any still open).")
 @click.option("--json", "as_json", is_flag=True, help="Print the trends JSON (baseline, latest, changes, incidents).")
+@team_options
 @db_option
 def trends_cmd(monitor: str | None, since: str, as_json: bool, db_path: str | None) -> None:
-    """Latest window vs baseline per model x provider x metric, beyond the noise or not, and the incidents."""
+    """Latest window vs baseline per model x provider x metric, beyond the noise or not, and the incidents.
+
+    With --team URL (or ORBENCH_TEAM_DB) the team's new entries are pulled first; a monitor run on
+    this machine and pushed with --team is then current there too."""
+    from bench.cli.results import open_store
+
     since_at = datetime.now(UTC) - timedelta(seconds=parse_duration(since, "--since"))
-    with api_settings(None, False, db_path) as settings:
-        store = Store(settings.db_path)
-        names = store.list_monitors()["name"].to_list()
-        if monitor is None:
-            if len(names) != 1:
-                raise ConfigError("--monitor: " + (f"choose one of {', '.join(names)}" if names
-                                                   else f"no monitor in {settings.db_path}"))
-            monitor = names[0]
-        elif monitor not in names:
-            raise ConfigError(f"--monitor {monitor!r}: no such monitor in {settings.db_path}")
-        result = trends.trends_json(store, monitor, since=since_at)
+    store = open_store(db_path)
+    names = store.list_monitors()["name"].to_list()
+    if monitor is None:
+        if len(names) != 1:
+            raise ConfigError("--monitor: " + (f"choose one of {', '.join(names)}" if names
+                                               else f"no monitor in {store.path}"))
+        monitor = names[0]
+    elif monitor not in names:
+        origins = store.query("SELECT DISTINCT origin FROM runs WHERE monitor = $m ORDER BY origin",
+                              {"m": monitor})["origin"].to_list()
+        if origins:  # pulled from the team store: its incidents live with the machine that runs it
+            raise ConfigError(f"--monitor {monitor!r}: runs on another machine (origin "
+                              f"{', '.join(map(str, origins))}); its windows and incidents are reported there, "
+                              "and the dashboard's Trends page shows its ticks per origin")
+        raise ConfigError(f"--monitor {monitor!r}: no such monitor in {store.path}")
+    result = trends.trends_json(store, monitor, since=since_at)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return

@@ -16,11 +16,12 @@ from bench.results.trends import SENT
 
 _SERIES = """
 WITH t AS (
-    SELECT r.run_id, r.monitor, r.monitor_tick AS tick, coalesce(r.started_at, r.created_at) AS started_at
+    SELECT r.run_id, r.monitor, r.monitor_tick AS tick, coalesce(r.started_at, r.created_at) AS started_at,
+           coalesce(r.origin, 'unknown') AS origin
     FROM runs AS r WHERE r.monitor IS NOT NULL AND ($monitor IS NULL OR r.monitor = $monitor)
       AND coalesce(r.started_at, r.created_at) >= $since
 ), g AS (
-    SELECT t.monitor, t.tick, t.started_at, q.model, q.provider_variant AS provider,
+    SELECT t.monitor, t.origin, t.tick, t.started_at, q.model, q.provider_variant AS provider,
            count(*) FILTER (WHERE q.outcome IN (SELECT unnest($sent))) AS n,
            count(*) FILTER (WHERE q.outcome = 'ok') AS n_ok,
            avg(CAST(q.passed AS DOUBLE)) FILTER (WHERE q.outcome = 'ok') AS pass_rate,
@@ -32,10 +33,10 @@ WITH t AS (
     WHERE NOT q.is_warmup
     GROUP BY ALL
 )
-SELECT monitor, tick, started_at, model, provider, n, n_ok, pass_rate,
+SELECT monitor, origin, tick, started_at, model, provider, n, n_ok, pass_rate,
        CASE WHEN n > 0 THEN 1 - n_ok / n END AS error_rate,
        {metrics}
-FROM g ORDER BY monitor, model, provider, tick
+FROM g ORDER BY monitor, origin, model, provider, tick
 """
 # The median's 95% interval by order statistics (normal approximation of the binomial ranks):
 # ranks n/2 -+ 0.98 sqrt(n), clamped to the list; the exact ranks of stats.order_statistic_ranks
@@ -50,28 +51,30 @@ SERIES_METRICS = (("ttft", "ttft_ms"), ("e2e", "e2e_ms"), ("tps", "decode_tps"))
 
 
 def tick_series(store: Any, monitor: str | None, since: datetime, rolling: str = "72h") -> pl.DataFrame:
-    """Per tick and model x provider: n, error rate, pass rate, and per metric the median with its
-    interval band plus the rolling median of the per-tick medians over ``rolling`` (long format:
-    one row per tick x target x metric)."""
+    """Per tick and model x provider x origin: n, error rate, pass rate, and per metric the median
+    with its interval band plus the rolling median of the per-tick medians over ``rolling`` (long
+    format: one row per tick x target x metric). ``origin`` is where the tick ran: one value on a
+    machine's own file, several on a team store's cache (the same monitor run from two regions)."""
     metrics = ",".join(_MEDIAN_BAND.format(col=col, name=name) for col, name in SERIES_METRICS)
     wide = store.query(_SERIES.format(metrics=metrics), {"monitor": monitor, "since": since, "sent": list(SENT)})
     if wide.is_empty():
-        return pl.DataFrame(schema={"monitor": pl.String, "tick": pl.Int32, "started_at": pl.Datetime("us", "UTC"),
-                                    "model": pl.String, "provider": pl.String, "metric": pl.String,
+        return pl.DataFrame(schema={"monitor": pl.String, "origin": pl.String, "tick": pl.Int32,
+                                    "started_at": pl.Datetime("us", "UTC"), "model": pl.String,
+                                    "provider": pl.String, "metric": pl.String,
                                     "p50": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "rolling_p50": pl.Float64,
                                     "n": pl.Int64, "error_rate": pl.Float64, "pass_rate": pl.Float64})
     parts = []
     for _, name in SERIES_METRICS:
         parts.append(wide.select(
-            "monitor", "tick", "started_at", "model", "provider", "n", "error_rate", "pass_rate",
+            "monitor", "origin", "tick", "started_at", "model", "provider", "n", "error_rate", "pass_rate",
             pl.lit(name).alias("metric"), pl.col(f"{name}_p50").cast(pl.Float64).alias("p50"),
             pl.col(f"{name}_lo").cast(pl.Float64).alias("lo"), pl.col(f"{name}_hi").cast(pl.Float64).alias("hi")))
-    long = pl.concat(parts).sort("monitor", "model", "provider", "metric", "started_at")
+    long = pl.concat(parts).sort("monitor", "origin", "model", "provider", "metric", "started_at")
     rolled = long.with_columns(
         pl.col("p50").rolling_median_by("started_at", window_size=rolling).over(
-            "monitor", "model", "provider", "metric").alias("rolling_p50"))
-    result: pl.DataFrame = rolled.select("monitor", "tick", "started_at", "model", "provider", "metric", "p50",
-                                         "lo", "hi", "rolling_p50", "n", "error_rate", "pass_rate")
+            "monitor", "origin", "model", "provider", "metric").alias("rolling_p50"))
+    result: pl.DataFrame = rolled.select("monitor", "origin", "tick", "started_at", "model", "provider", "metric",
+                                         "p50", "lo", "hi", "rolling_p50", "n", "error_rate", "pass_rate")
     return result
 
 

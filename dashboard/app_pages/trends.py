@@ -3,8 +3,9 @@
 Then one chart per metric: the per-tick median with its 95 % interval, the rolling 72 h median,
 incidents shaded and price changes marked. Figures come from ``bench.results.trend_series`` and
 the monitor's stored incidents, through ``data``; the view is in the URL
-(``?monitor=NAME&since=7d&model=...&provider=...``). The origin filter (regions side by side)
-needs the team store, which this database is not.
+(``?monitor=NAME&since=7d&model=...&provider=...&origin=...``). On a team store's cache the same
+monitor's ticks from several origins (regions) show side by side, one line per origin; incidents and
+price marks are recorded by the machine that runs the monitor, so a reader sees those of its own.
 """
 
 from __future__ import annotations
@@ -43,10 +44,16 @@ with ui.store_errors():
 st.subheader("Now")
 open_now = incidents.filter(pl.col("recovered_tick").is_null()) if not incidents.is_empty() else incidents
 last = row["last_tick_at"]
-st.caption(f"{row['ticks']} ticks · last {last:%Y-%m-%d %H:%M UTC} · next due "
-           f"{row['next_tick_at']:%H:%M:%S UTC} · suite `{row['suite_path']}`" if last and row["next_tick_at"]
-           else f"{row['ticks']} ticks · suite `{row['suite_path']}`")
-if open_now.is_empty():
+remote = row["every_s"] is None  # ticks pulled from the team store; the monitor runs elsewhere
+if remote:  # another machine's names: text, never Markdown
+    st.text(f"{row['ticks']} ticks from the team store · last {last:%Y-%m-%d %H:%M UTC} · suite "
+            f"{row['suite_path']}. This monitor runs on another machine, which records its incidents "
+            "and price marks; here: its ticks.")
+else:
+    st.caption(f"{row['ticks']} ticks · last {last:%Y-%m-%d %H:%M UTC} · next due "
+               f"{row['next_tick_at']:%H:%M:%S UTC} · suite `{row['suite_path']}`"
+               if last and row["next_tick_at"] else f"{row['ticks']} ticks · suite `{row['suite_path']}`")
+if open_now.is_empty() and not remote:
     st.success("Nothing is degraded or down: no open incident.", icon=":material/check_circle:")
 for inc in open_now.iter_rows(named=True):
     icon = ":material/error:" if inc["kind"] == "outage" else ":material/warning:"
@@ -54,22 +61,30 @@ for inc in open_now.iter_rows(named=True):
              f"open since tick {inc['opened_tick']} ({inc['opened_at']:%Y-%m-%d %H:%M UTC})", icon=icon)
 
 if series.is_empty():
-    st.info(f"No tick of {monitor!r} in the last {span}.")
+    st.info(f"No tick of “{ui.md_escape(monitor)}” in the last {span}.")
     st.stop()
 
 # -- filters and charts ----------------------------------------------------------------------------
-left, right = st.columns(2)
-with left:
+origins = sorted(series["origin"].unique().to_list())
+columns = st.columns(3 if len(origins) > 1 else 2)
+with columns[0]:
     models = ui.shared_multiselect("Models", sorted(series["model"].unique().to_list()), "model", "trends-models",
                                    placeholder="all models")
-with right:
+with columns[1]:
     providers = ui.shared_multiselect("Providers", sorted(series["provider"].unique().to_list()), "provider",
                                       "trends-providers", placeholder="all providers")
+picked_origins: list[str] = []
+if len(origins) > 1:  # a team store's cache: the same monitor run from several regions
+    with columns[2]:
+        picked_origins = ui.shared_multiselect("Origins", origins, "origin", "trends-origins",
+                                               placeholder="all origins")
 shown = series
 if models:
     shown = shown.filter(pl.col("model").is_in(models))
 if providers:
     shown = shown.filter(pl.col("provider").is_in(providers))
+if picked_origins:
+    shown = shown.filter(pl.col("origin").is_in(picked_origins))
 shaded = incidents
 if not shaded.is_empty() and (models or providers):
     shaded = shaded.filter((pl.col("model").is_in(models) if models else pl.lit(True))
@@ -78,7 +93,7 @@ if not shaded.is_empty() and (models or providers):
 for metric, label in data.TREND_METRICS.items():
     part = shown.filter(pl.col("metric") == metric)
     kinds = shaded.filter(pl.col("metric").is_in([metric, "error_rate"])) if not shaded.is_empty() else shaded
-    st.altair_chart(charts.trend_chart(part, label, kinds, marks), width="stretch", key=f"chart-trend-{metric}")
+    st.altair_chart(charts.trend_chart(part, label, kinds, marks, by_origin=len(origins) > 1), width="stretch", key=f"chart-trend-{metric}")
 st.caption("Line: the per-tick median, band: its 95 % interval (order statistics), dashed: the median of "
            "the per-tick medians over the 72 h before each tick. Red: outages and incidents of the metric "
            "(to the last tick while open). Purple rules: a listed price changed.")
