@@ -93,7 +93,8 @@ if not shaded.is_empty() and (models or providers):
 for metric, label in data.TREND_METRICS.items():
     part = shown.filter(pl.col("metric") == metric)
     kinds = shaded.filter(pl.col("metric").is_in([metric, "error_rate"])) if not shaded.is_empty() else shaded
-    st.altair_chart(charts.trend_chart(part, label, kinds, marks, by_origin=len(origins) > 1), width="stretch", key=f"chart-trend-{metric}")
+    st.altair_chart(charts.trend_chart(part, label, kinds, marks, by_origin=len(origins) > 1), width="stretch",
+                    key=f"chart-trend-{metric}")
 st.caption("Line: the per-tick median, band: its 95 % interval (order statistics), dashed: the median of "
            "the per-tick medians over the 72 h before each tick. Red: outages and incidents of the metric "
            "(to the last tick while open). Purple rules: a listed price changed.")
