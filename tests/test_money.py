@@ -350,6 +350,23 @@ def test_kill_9_while_a_judge_is_in_flight_books_its_worst_case_once(env: Path, 
     assert store.run_spend(run_id) - server.books.billed == cut[0]["judge_cost_usd"] - judge_usd
 
 
+def test_a_judge_retry_journals_its_worst_case_again_before_it_is_sent(env: Path, tmp_path: Path) -> None:
+    server = start_money_server(judge_fail_first=1)  # the judge's first attempt: 503, Retry-After 0
+    suite = write_suite(tmp_path, repeats=1, cases=1, judge=True)
+    code, _, err = invoke("run", str(suite), "--base-url", server.base_url, "--budget", "1")
+    assert code == 0, err
+    assert server.books.attempts == 3 and server.books.judge_calls == 1  # the answer, two judge attempts
+    store = Store(env)
+    run_id = store.resolve_run("latest")
+    lines = journal.read_rows(journal.journal_path(store.journal_dir, run_id))
+    on_the_wire = [r.judge_cost_usd for r in lines if r.judge_calls is None and r.judge_cost_usd]
+    assert len(on_the_wire) == 2 and on_the_wire[1] == 2 * on_the_wire[0], on_the_wire  # each attempt
+    row = store.requests_frame(run_id).to_dicts()[0]
+    assert row["judge_calls"] == 1 and row["passed"] and "worst case" not in row["check_detail"]
+    assert row["judge_cost_usd"] < on_the_wire[0]  # the worst case was replaced, not added to
+    assert store.run_spend(run_id) == server.books.billed  # the refused attempt is free: booked exactly
+
+
 def test_resume_books_the_real_cost_of_sends_a_crash_left_in_flight(env: Path, tmp_path: Path) -> None:
     # Billed when the stream starts: the sends cut short by the kill cost money.
     server = start_money_server(bill="start", ttft_s=0.05, token_gap_s=0.1)
