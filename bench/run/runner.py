@@ -91,6 +91,9 @@ class RowMoney:
         row.judge_prompt_tokens = (row.judge_prompt_tokens or 0) + (prompt_tokens or 0)
         row.judge_completion_tokens = (row.judge_completion_tokens or 0) + (completion_tokens or 0)
         self._booked_usd = (self._booked_usd or Decimal(0)) + spend
+        if cost_usd is None and spend:  # flagged until the checks' results replace it (a Ctrl-C keeps it)
+            self._detail = _judge_note(f"a judge call ended with no answer: its cost is booked at its "
+                                       f"worst case ${spend}")
         self._show()
         self.runner.progress.spent_usd = self.runner.budget.spent_usd
         self.runner._revise(row)
@@ -114,10 +117,14 @@ class RowMoney:
             return
         at_risk = sum(self._open.values(), Decimal(0))
         row.judge_cost_usd = (self._booked_usd or Decimal(0)) + at_risk
-        reason = (f"a judge call was sent and its answer not recorded: its cost is booked at its "
-                  f"worst case ${at_risk}" if at_risk else
-                  "a judge call was sent and its answer not recorded: its cost is unknown (no price)")
-        row.check_detail = json.dumps([{"kind": "judge", "passed": None, "score": None, "reason": reason}])
+        row.check_detail = _judge_note(
+            f"a judge call was sent and its answer not recorded: its cost is booked at its worst case ${at_risk}"
+            if at_risk else "a judge call was sent and its answer not recorded: its cost is unknown (no price)")
+
+
+def _judge_note(reason: str) -> str:
+    """``check_detail`` of a row whose judge cost is a worst case, not a measurement (METRICS: flagged)."""
+    return json.dumps([{"kind": "judge", "passed": None, "score": None, "reason": reason}])
 
 
 CheckFn = Callable[[PlannedRequest, RequestRow, ChatResult | None, RowMoney], Awaitable[None]]
