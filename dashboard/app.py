@@ -43,3 +43,4 @@ ui.banner(data.current_settings())
 ui.team_header(str(data.current_settings().db_path))  # with --team: pull every <= 10 s into the local cache
 ui.refresh_button()
 page.run()
+ui.warm_once()  # after the first page is out: the next page opens without Altair's and pandas' imports

@@ -32,6 +32,26 @@ from dashboard import data, jobs
 PROVIDER_BY_LABELS = {"variant": "routing variant (as asked)", "served": "served-by provider"}
 
 
+_WARM: list[bool] = []
+
+
+def warm_once() -> None:
+    """Load, once per dashboard process and after its first page is out, what chart and table pages
+    need the first time: Altair (~0.3 s), the Vega-Lite schema its first validation compiles, and
+    pandas, which ``st.dataframe`` imports for any frame (~0.25 s). The page a user opens next does
+    not pay for them. On the script's thread, not a background one: Altair and Streamlit look
+    pandas up in ``sys.modules``, where a half-imported module would break a page."""
+    if _WARM:
+        return
+    _WARM.append(True)
+    import importlib
+
+    import altair as alt
+
+    importlib.import_module("pandas")  # for its side effect: the module cache
+    alt.Chart(pl.DataFrame({"x": [1.0]})).mark_point().encode(x="x:Q").to_dict()
+
+
 def banner(settings: Settings) -> None:
     if settings.sandbox:
         st.warning(
