@@ -13,6 +13,7 @@ settable while it runs:
   ``finish_reason``, usage or ``[DONE]``;
 - ``generation_delay_s``: how long ``GET /generation`` takes;
 - ``judge_delay_s``: how long a non-streaming (judge) completion takes;
+- ``judge_fail_first``: refuse the next N judge calls with 503 and ``Retry-After: 0`` (not billed);
 - ``bytes_per_token``: how densely the model's "tokenizer" counts the prompt.
 """
 
@@ -54,6 +55,7 @@ class Books:
         self.truncate_after: int | None = None
         self.generation_delay_s = 0.0
         self.judge_delay_s = 0.0
+        self.judge_fail_first = 0
         self.bytes_per_token = 4.0
         self.bill = "end"
         self.attempts = 0  # chat requests received (streams and judge calls)
@@ -93,10 +95,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def _json(self, status: int, obj: Any) -> None:
+    def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -152,6 +156,12 @@ class Handler(BaseHTTPRequestHandler):
                 books.open_streams -= 1
 
     def _judge(self, books: Books, gen_id: str, cost: Decimal, usage: dict[str, Any]) -> None:
+        with books.lock:
+            refuse = books.judge_fail_first > 0
+            books.judge_fail_first -= refuse
+        if refuse:  # refused before any work: a provider does not bill it
+            self._json(503, {"error": {"code": 503, "message": "judge overloaded"}}, {"Retry-After": "0"})
+            return
         with books.lock:
             books.judges_open += 1
         try:

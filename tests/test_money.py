@@ -308,6 +308,9 @@ def test_fault_matrix_kill_or_interrupt_at_each_phase_then_resume(
             holder.communicate("", timeout=10)
     proc.communicate(timeout=60)
     time.sleep(0.2)
+    # A judge call the fault cut short is still billed when the server ends it (judge_delay_s later):
+    # compare the books after that, not before (on a quiet machine the resume used to win that race).
+    wait_for(lambda: server.books.judges_open == 0)
     # sent and never answered, or answered while the killed client had not yet journaled it
     in_flight = max(server.books.stream_requests - server.books.answers, unsettled_sends(env))
     assert proc.returncode in (-signal.SIGKILL, 130, 0), proc.returncode  # 0: it had finished
@@ -317,6 +320,51 @@ def test_fault_matrix_kill_or_interrupt_at_each_phase_then_resume(
     assert code == 0, err
     run_id = Store(env).resolve_run("latest")
     assert_books(server, env, run_id, planned=8, in_flight=in_flight, budget=budget)
+
+
+def test_kill_9_while_a_judge_is_in_flight_books_its_worst_case_once(env: Path, tmp_path: Path) -> None:
+    """The fault matrix's judge-kill-9 case with the window forced: the kill lands while a judge call
+    is on the wire, and the server bills that call after the process is gone."""
+    server = start_money_server(judge_delay_s=1.0)
+    suite = write_suite(tmp_path, repeats=2, cases=2, judge=True)  # 4 planned, 4 judge calls
+    budget = Decimal("0.05")
+    proc = spawn([str(suite), "--base-url", server.base_url, "--concurrency", "1",
+                  "--budget", str(budget)], env)
+    wait_for(lambda: server.books.judges_open >= 1 and server.books.judge_calls >= 1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    wait_for(lambda: server.books.judges_open == 0)  # the call the kill cut short is billed all the same
+    in_flight = max(server.books.stream_requests - server.books.answers, unsettled_sends(env))
+    server.books.judge_delay_s = 0.0
+    code, _, err = invoke("run", "--resume", "latest", "--base-url", server.base_url)
+    assert code == 0, err
+    store = Store(env)
+    run_id = store.resolve_run("latest")
+    assert_books(server, env, run_id, planned=4, in_flight=in_flight, budget=budget)
+    # Booked exactly once: an answered judge at its cost, the one cut short at its worst case (flagged).
+    judge_usd = max(server.books.generations.values())  # 200 tokens out: a judge costs more than an answer
+    rows = store.requests_frame(run_id).to_dicts()
+    cut = [r for r in rows if r["judge_cost_usd"] is not None and r["judge_cost_usd"] != judge_usd]
+    assert len(cut) == 1 and cut[0]["judge_cost_usd"] > judge_usd, [r["judge_cost_usd"] for r in rows]
+    assert "worst case" in (cut[0]["check_detail"] or ""), cut[0]["check_detail"]
+    assert store.run_spend(run_id) - server.books.billed == cut[0]["judge_cost_usd"] - judge_usd
+
+
+def test_a_judge_retry_journals_its_worst_case_again_before_it_is_sent(env: Path, tmp_path: Path) -> None:
+    server = start_money_server(judge_fail_first=1)  # the judge's first attempt: 503, Retry-After 0
+    suite = write_suite(tmp_path, repeats=1, cases=1, judge=True)
+    code, _, err = invoke("run", str(suite), "--base-url", server.base_url, "--budget", "1")
+    assert code == 0, err
+    assert server.books.attempts == 3 and server.books.judge_calls == 1  # the answer, two judge attempts
+    store = Store(env)
+    run_id = store.resolve_run("latest")
+    lines = journal.read_rows(journal.journal_path(store.journal_dir, run_id))
+    on_the_wire = [r.judge_cost_usd for r in lines if r.judge_calls is None and r.judge_cost_usd]
+    assert len(on_the_wire) == 2 and on_the_wire[1] == 2 * on_the_wire[0], on_the_wire  # each attempt
+    row = store.requests_frame(run_id).to_dicts()[0]
+    assert row["judge_calls"] == 1 and row["passed"] and "worst case" not in row["check_detail"]
+    assert row["judge_cost_usd"] < on_the_wire[0]  # the worst case was replaced, not added to
+    assert store.run_spend(run_id) == server.books.billed  # the refused attempt is free: booked exactly
 
 
 def test_resume_books_the_real_cost_of_sends_a_crash_left_in_flight(env: Path, tmp_path: Path) -> None:

@@ -61,8 +61,9 @@ def make_judge_fn(client: Any, default_model: str | None, ledger: JudgeLedger,
     """An async ``judge_fn(spec, answer, money=None) -> JudgeVerdict`` for the checks.
 
     With ``money`` (the runner's ``RowMoney``) each call reserves its worst case
-    against the run's budget before it is sent (retries reserve again) and books
-    what it cost on the scored row, journaled at once. A call the budget cannot
+    against the run's budget and journals it on the scored row before it is sent
+    (retries reserve and journal again), then books what it cost there, journaled
+    at once: a kill while the call is on the wire leaves its worst case on record. A call the budget cannot
     cover is not made: the check is recorded as not evaluated, with the reason.
     """
 
@@ -116,7 +117,7 @@ async def _judge_call(client: Any, body: dict[str, Any], book: Any, money: Any) 
         return await client.chat(body, stream=False, timeout_s=120)
 
     def before_retry(err: ProviderError) -> bool:
-        if not book.reserve():
+        if not money.reserve_retry(book):  # the retry's worst case is journaled before it goes out
             return False  # err is the final attempt: booked once when the call ends
         book.failed_attempt(maybe_billed(err))
         return True

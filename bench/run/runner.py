@@ -20,7 +20,7 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -46,25 +46,85 @@ class RowMoney:
 
     Each judge call reserves its worst case (retries again) and, when it ends, its
     cost is booked on the row (``judge_*`` columns) and journaled at once.
+
+    Like a benchmarked send's ``started`` line, the worst case is journaled *before*
+    the judge request goes out (its first attempt and every retry): the row's next
+    revision carries ``judge_cost_usd`` = booked judges + the worst case of the call on
+    the wire, and a ``check_detail`` that says so. A ``kill -9`` while the call is on the
+    wire (the provider bills it all the same) leaves that money on record; the row is
+    settled, so a resume neither judges it again nor loses it. When the call ends, the
+    next revision replaces the worst case with what it cost: booked once.
     """
 
     runner: Runner
     row: RequestRow
+    _booked_usd: Decimal | None = field(init=False)
+    _detail: str | None = field(init=False)
+    _open: dict[int, Decimal] = field(init=False, default_factory=dict)  # id(book) -> worst case on the wire
+
+    def __post_init__(self) -> None:
+        self._booked_usd = self.row.judge_cost_usd
+        self._detail = self.row.check_detail
 
     def reserve(self, ceiling_usd: Decimal | None) -> AttemptBook | None:
+        """Reserve a judge call's first attempt and journal its worst case; None if the budget says no."""
+        self._refuse_without_journal()
         book = AttemptBook(self.runner.budget, ceiling_usd)
-        return book if book.reserve() else None
+        if not book.reserve():
+            return None
+        self._journal_sent(book)
+        return book
+
+    def reserve_retry(self, book: AttemptBook) -> bool:
+        """Reserve a judge call's next attempt and journal it before it is sent; False if it does not fit."""
+        if self.runner.sink_failure() or not book.reserve():
+            return False
+        self._journal_sent(book)
+        return True
 
     def book(self, book: AttemptBook, cost_usd: Decimal | None, prompt_tokens: int | None,
              completion_tokens: int | None, *, billed: bool = True) -> None:
         spend = book.close(cost_usd, billed)
+        self._open.pop(id(book), None)
         row = self.row
         row.judge_calls = (row.judge_calls or 0) + 1
         row.judge_prompt_tokens = (row.judge_prompt_tokens or 0) + (prompt_tokens or 0)
         row.judge_completion_tokens = (row.judge_completion_tokens or 0) + (completion_tokens or 0)
-        row.judge_cost_usd = (row.judge_cost_usd or Decimal(0)) + spend
+        self._booked_usd = (self._booked_usd or Decimal(0)) + spend
+        if cost_usd is None and spend:  # flagged until the checks' results replace it (a Ctrl-C keeps it)
+            self._detail = _judge_note(f"a judge call ended with no answer: its cost is booked at its "
+                                       f"worst case ${spend}")
+        self._show()
         self.runner.progress.spent_usd = self.runner.budget.spent_usd
         self.runner._revise(row)
+
+    def _refuse_without_journal(self) -> None:
+        failure = self.runner.sink_failure()
+        if failure:  # its worst case could not be made durable first: not sent
+            raise BenchError(f"judge not called: {failure}")
+
+    def _journal_sent(self, book: AttemptBook) -> None:
+        """The revision that puts the call's worst case on record before the call is sent."""
+        self._open[id(book)] = book.reserved_usd  # every attempt so far at its worst case
+        self._show()
+        self.runner._revise(self.row)
+
+    def _show(self) -> None:
+        """The row as it stands: booked judges, plus (flagged) the worst case of calls on the wire."""
+        row = self.row
+        if not self._open:
+            row.judge_cost_usd, row.check_detail = self._booked_usd, self._detail
+            return
+        at_risk = sum(self._open.values(), Decimal(0))
+        row.judge_cost_usd = (self._booked_usd or Decimal(0)) + at_risk
+        row.check_detail = _judge_note(
+            f"a judge call was sent and its answer not recorded: its cost is booked at its worst case ${at_risk}"
+            if at_risk else "a judge call was sent and its answer not recorded: its cost is unknown (no price)")
+
+
+def _judge_note(reason: str) -> str:
+    """``check_detail`` of a row whose judge cost is a worst case, not a measurement (METRICS: flagged)."""
+    return json.dumps([{"kind": "judge", "passed": None, "score": None, "reason": reason}])
 
 
 CheckFn = Callable[[PlannedRequest, RequestRow, ChatResult | None, RowMoney], Awaitable[None]]
@@ -476,9 +536,14 @@ class Runner:
         self._check_sink()
         self._report()
 
+    def sink_failure(self) -> str | None:
+        """Why the journal cannot be written (a full disk), or None."""
+        failure = getattr(self.sink, "failure", None)
+        return str(failure) if failure else None
+
     def _check_sink(self) -> None:
         """The journal could not be written (a full disk): take no new requests."""
-        failure = getattr(self.sink, "failure", None)
+        failure = self.sink_failure()
         if failure:
             self._stop("failed", f"{failure}; resume with --resume once there is space")
 
