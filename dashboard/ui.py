@@ -338,8 +338,9 @@ def _team_status(db: str, team_key: str, label: str) -> None:
         n_runs, n_origins = data.team_counts(db)
     synced = info["synced_at"]
     ago = max(0, int((datetime.now(UTC) - synced).total_seconds())) if synced else None
-    st.caption(f":material/groups: team: {label}, {n_runs} runs from {n_origins} origins, "
-               f"synced {ago} s ago", help="Pulled into this dashboard's local DuckDB at least every "
+    origins = f"{n_origins} origin{'s' if n_origins != 1 else ''}"
+    st.caption(f":material/groups: team: {label}, {n_runs} runs from {origins}, synced {ago} s ago",
+               help="Pulled into this dashboard's local DuckDB at least every "
                f"{data.TEAM_SYNC_S} s; Refresh data pulls now.")
     for line in info["skipped"]:
         st.text(line)  # names another machine's origin and run: text, never Markdown

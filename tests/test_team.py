@@ -156,10 +156,14 @@ def test_team_eight_writers_push_twice_without_duplicates(team_db: tuple[Any, st
     dbs = [tmp_path / f"w{i}" / "orbench.duckdb" for i in range(8)]
     for i, db in enumerate(dbs):
         _seed(db, f"20261206-100000-{i:012x}", 250, f"writer-{i}")
+    import duckdb
+
+    with duckdb.connect(str(dbs[0])) as con:  # writer 0's run is from before origins (m016): it has none
+        con.execute("UPDATE runs SET origin = NULL")
     results: dict[str, list[int]] = {}
 
     def writer(db: Path) -> None:
-        res = push(Store(db), team, None, origin="x")
+        res = push(Store(db), team, None, origin="x" if db == dbs[0] else "y")
         results.setdefault(str(db), []).append(res.new.get("request", 0))
 
     for _ in range(2):  # push, then push everything again: every writer at once each time
@@ -177,6 +181,9 @@ def test_team_eight_writers_push_twice_without_duplicates(team_db: tuple[Any, st
         run_id = Store(db).latest_run_id()
         assert run_id is not None and pulled_requests(c, run_id) == pulled_requests(db, run_id)
     assert Store(c).query("SELECT count(*) AS n FROM requests")["n"][0] == 2000
+    origins = dict(Store(c).query("SELECT run_id, origin FROM runs").iter_rows())
+    assert origins["20261206-100000-000000000000"] == "x"  # no origin of its own: where it was pushed from
+    assert origins["20261206-100000-000000000001"] == "writer-1"
 
 
 def test_team_postgres_crash_mid_run_then_catch_up(team_db: tuple[Any, str], tmp_path: Path) -> None:

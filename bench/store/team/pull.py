@@ -221,6 +221,8 @@ def _runs(frame: pl.DataFrame, result: PullResult) -> list[dict[str, Any]]:
                 or not re.match(_SAFE_ID, str(row["run_id"])) or row.get("status") not in RUN_STATUSES):
             bad.append((row["_origin"], row.get("run_id")))
             continue
+        if not row.get("origin"):  # a run from before origins (m016): where its entry was pushed from
+            row["origin"] = row["_origin"]
         latest[row["run_id"]] = row  # entries come in seq order: the newest state wins
     for origin, run_id in bad:
         key = (str(origin), str(run_id or "-"))
