@@ -9,7 +9,8 @@ each journal is pushed) is written to the local DuckDB after the server committe
 between only means the next push sends entries the server already has, and adds none.
 
 ``Pusher`` is a run's background thread: it follows the journal every 2 s while the run
-goes, never blocks it, and reconnects after the server comes back.
+goes, never blocks it (not even at its end: the tail goes up while the summary prints), and
+reconnects after the server comes back.
 """
 
 from __future__ import annotations
@@ -318,8 +319,8 @@ class Pusher:
     def tick(self) -> None:
         """One pass: new journal lines (and the run's state when it changed) to the server.
 
-        The first pass is a whole ``push`` of the run (its catalog, credits, sweep, rows a resume
-        booked, the journal so far), so that ``stop`` has only the tail left."""
+        The first pass sends everything the run has so far (``_first_pass``: its row, catalog,
+        credits, sweep, rows a resume booked, the journal), so that the end has only the tail left."""
         if time.monotonic() < self._retry_at:
             return
         try:
