@@ -446,16 +446,17 @@ def conversation_stats(db: str, run_ids: tuple[str, ...]) -> tuple[pl.DataFrame,
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner="Deciding...")
 def decision(db: str, run_ids: tuple[str, ...], models: tuple[str, ...], providers: tuple[str, ...],
              cases: tuple[str, ...], provider_by: str, constraints: tuple[Any, ...],
-             objective: str, skip_failed_verify: bool = False) -> Any:
+             objective: str, skip_failed_verify: bool = False, by_origin: bool = False) -> Any:
     """``bench.results.decide.decide`` over the runs, narrowed to the picked models, providers and cases.
 
     ``constraints``: ``bench.results.decide.Constraint`` values. Candidates are always model x provider
     variant (as in ``orbench decide``); ``provider_by="served"`` only changes what the provider
-    filter matches. Returns a ``bench.results.decide.Decision``.
+    filter matches; ``by_origin``: model x provider x origin (``orbench decide --by-origin``). Returns a
+    ``bench.results.decide.Decision``.
     """
     from bench.results import decide
 
-    frame = decide.pooled_frame(store(db), run_ids)
+    frame = decide.pooled_frame(store(db), run_ids, by_origin)
     if frame.height:
         column = "provider_variant" if provider_by == "variant" else "provider"
         for col, picks in (("model", models), (column, providers), ("case_id", cases)):

@@ -205,7 +205,8 @@ def provider_by_picker(key: str, horizontal: bool = True) -> str:
 VIEW = "orbench-view"  # session_state: {URL parameter: [values]}, the picks every page shares
 URL_LISTS = ("run", "model", "provider", "case", "origin")  # repeated: ?run=A&run=B
 URL_VALUES = ("provider_by", "objective", "sweep", "monitor", "since",  # one value each: ?sweep=<sweep_id> (Load),
-              "verify", "vprovider", "dimension", "skip_failed")  # ?monitor=<name>&since=7d (Trends); Providers
+              "verify", "vprovider", "dimension", "skip_failed",  # ?monitor=<name>&since=7d (Trends); Providers
+              "by_origin")  # Decide: runs from several origins pooled or side by side
 URL_BOUNDS = ("min_", "max_")  # + a metric of bench.results.gates.GATE_METRICS: ?min_pass_rate=0.9
 URL_PARAMS = (*URL_LISTS, *URL_VALUES, "min_METRIC", "max_METRIC")
 

@@ -194,3 +194,29 @@ def test_filters_carry_across_pages_and_into_the_url(two_runs: tuple[Path, list[
     candidates = list(decide_table(at)["candidate"])
     assert candidates and all(c.startswith(f"{model} [") for c in candidates), candidates
     assert charts(at)
+
+
+def test_decide_runs_from_two_origins_side_by_side_match_the_cli(
+        two_runs: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs from two origins (a team store's cache): the page offers pooled or side by side (URL by_origin);
+    side by side it ranks model x provider x origin exactly as ``orbench decide --by-origin``."""
+    import shutil
+
+    import duckdb
+
+    db, runs = two_runs
+    copy = tmp_path / "orbench.duckdb"
+    shutil.copy(db, copy)
+    with duckdb.connect(str(copy)) as con:
+        con.execute("UPDATE runs SET origin = CASE WHEN run_id = $a THEN 'ci-eu-west' ELSE 'ci-us-east' END",
+                    {"a": runs[0]})
+    monkeypatch.setenv("ORBENCH_DB", str(copy))
+    at = open_app({"run": runs})
+    assert at.radio(key="decide-by-origin").value == "pooled"
+    pooled = list(decide_table(at)["candidate"])
+    at = open_app({"run": runs, "by_origin": "side by side"})
+    table = decide_table(at)
+    code, doc = cli_decide(copy, runs, "--by-origin")
+    assert list(table["candidate"]) == [f"{r['model']} [{r['provider']}] @ {r['origin']}" for r in doc["ranking"]]
+    assert len(table) > len(pooled) and {c.rsplit(" @ ", 1)[1] for c in table["candidate"]} == {
+        "ci-eu-west", "ci-us-east"}

@@ -178,3 +178,27 @@ def test_bad_constraints_are_one_line_naming_the_flag(cli_db: Path, args: list[s
     assert code == 1 and out == ""
     assert needle in err and len(err.strip().splitlines()) == 1
     assert not cli_db.exists()  # refused before any database is opened
+
+
+def test_decide_by_origin_puts_two_regions_side_by_side(tmp_path: Path) -> None:
+    """The same suite measured from two origins: pooled by default, one candidate per origin with
+    --by-origin (each its own n and an "origin" field), and the text names the origin."""
+    db = tmp_path / "orbench.duckdb"
+    with pytest.MonkeyPatch.context() as mp:
+        for k in list(os.environ):
+            if k.startswith(("OPENROUTER_", "ORBENCH_")):
+                mp.delenv(k)
+        with start_sandbox(time_scale=0.01) as sb:
+            eu = _run(sb.base_url, db, SUITES / "arithmetic.yaml", "--origin", "ci-eu-west")
+            us = _run(sb.base_url, db, SUITES / "arithmetic.yaml", "--origin", "ci-us-east")
+    _, pooled, _ = _decide(db, eu, us)
+    _, split, _ = _decide(db, eu, us, "--by-origin")
+    assert all("origin" not in r for r in pooled["ranking"])
+    assert len(split["ranking"]) == 2 * len(pooled["ranking"])
+    for r in pooled["ranking"]:
+        sides = [s for s in split["ranking"] if (s["model"], s["provider"]) == (r["model"], r["provider"])]
+        assert sorted(s["origin"] for s in sides) == ["ci-eu-west", "ci-us-east"]
+        assert sum(s["n"] for s in sides) == r["n"] and all(s["endpoint"] == r["endpoint"] for s in sides)
+    assert split["recommended"]["origin"] in ("ci-eu-west", "ci-us-east")
+    code, out, _ = invoke("decide", eu, us, "--by-origin", "--db", str(db))
+    assert code == 0 and " @ ci-us-east" in out and " @ ci-eu-west" in out

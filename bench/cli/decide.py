@@ -29,12 +29,15 @@ _METRICS = ", ".join(sorted(decide.GATE_METRICS))
 @click.option("--objective", type=click.Choice(list(decide.OBJECTIVES)), default="cost", show_default=True,
               help="Rank by lowest cost_per_request_usd, lowest e2e_p50_ms, or highest pass_rate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed of the gap test.")
+@click.option("--by-origin", is_flag=True,
+              help="One candidate per model x provider x origin: the same model measured from two regions "
+                   "side by side (JSON: an \"origin\" field on each).")
 @origin_filter_option
 @team_options
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 def decide_cmd(runs: tuple[str, ...], mins: tuple[str, ...], maxs: tuple[str, ...], objective: str,
-               seed: int, db_path: str | None, as_json: bool) -> None:
+               seed: int, db_path: str | None, as_json: bool, by_origin: bool) -> None:
     """Rank every model x provider of RUN(s) against --min/--max limits and recommend one.
 
     Several runs are pooled per model x provider. Each limit is judged on the metric's 95% interval:
@@ -44,7 +47,7 @@ def decide_cmd(runs: tuple[str, ...], mins: tuple[str, ...], maxs: tuple[str, ..
     constraints = decide.parse_constraints(mins, maxs)  # bad flags fail before the database is read
     store = open_store(db_path)
     run_ids = [store.resolve_run(r, origin_filter()) for r in runs]
-    decision = decide.decide_runs(store, run_ids, constraints, objective, seed=seed)
+    decision = decide.decide_runs(store, run_ids, constraints, objective, seed=seed, by_origin=by_origin)
     if as_json:
         click.echo(json.dumps(decision.to_dict(), indent=2))
     else:

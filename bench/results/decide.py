@@ -142,10 +142,16 @@ class Candidate:
     verdict: str
     results: tuple[ConstraintResult, ...]
     summary: Mapping[str, Any]  # its bench.results.summary row: every number shown comes from here
+    origin: str | None = None  # where it was measured, when the runs are grouped by origin (``--by-origin``)
 
     @property
     def label(self) -> str:
-        return f"{self.model} [{self.provider}]"
+        return f"{self.model} [{self.provider}]" + (f" @ {self.origin}" if self.origin else "")
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Its group in the pooled frame (the endpoint carries the origin when grouped by origin)."""
+        return self.model, self.provider, self.endpoint + (ORIGIN_SEP + self.origin if self.origin else "")
 
     def value(self, field: str) -> Any:
         return self.summary.get(field)
@@ -177,8 +183,10 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         """The ``orbench decide --json`` document (money as decimal strings, as in ``show --json``)."""
         def who(c: Candidate | None) -> dict[str, Any] | None:
-            return None if c is None else {"model": c.model, "provider": c.provider, "endpoint": c.endpoint,
-                                           "verdict": c.verdict}
+            if c is None:
+                return None
+            out = {"model": c.model, "provider": c.provider, "endpoint": c.endpoint, "verdict": c.verdict}
+            return {**out, "origin": c.origin} if c.origin else out
 
         gap = self.gap
         return {
@@ -204,6 +212,8 @@ def _candidate_dict(c: Candidate, objective_field: str) -> dict[str, Any]:
                              "limit": r.constraint.limit, "bound": r.constraint.bound, "method": r.method,
                              "samples": r.samples, "more_requests_needed": r.more_requests, "reason": r.reason,
                          } for r in c.results}}
+    if c.origin:
+        d["origin"] = c.origin
     for field in (objective_field, *_SHOWN_FIELDS):
         v = c.value(field)
         d[field] = str(v) if isinstance(v, Decimal) else v
@@ -457,17 +467,15 @@ def decide(frame: pl.DataFrame, constraints: Sequence[Constraint] = (), objectiv
     for summary in conversations_mod.attach(summary_mod.summarize_frame(frame), turns):
         g = groups[(summary["model"], summary["provider_variant"], summary["endpoint"])]
         c = _candidate(summary, g, constraints, level)
-        requests[(c.model, c.provider, c.endpoint)] = g
+        requests[c.key] = g
         candidates.append(c)
     ranking = tuple(sorted(candidates, key=_rank_key(objective)))
     recommended = ranking[0] if ranking and ranking[0].verdict == "meets" else None
     runner_up = ranking[1] if recommended and len(ranking) > 1 and ranking[1].verdict != "fails" else None
     gap = None
     if recommended and runner_up:
-        rec_vals, stat = _objective_values(objective, requests[(recommended.model, recommended.provider,
-                                                                recommended.endpoint)])
-        run_vals, _ = _objective_values(objective, requests[(runner_up.model, runner_up.provider,
-                                                             runner_up.endpoint)])
+        rec_vals, stat = _objective_values(objective, requests[recommended.key])
+        run_vals, _ = _objective_values(objective, requests[runner_up.key])
         gap = stats.compare(run_vals, rec_vals, level, seed=seed, stat=stat)
     run_ids = tuple(sorted(set(frame["run_id"].to_list()))) if frame.height else ()
     return Decision(objective, OBJECTIVES[objective], tuple(constraints), ranking, recommended, runner_up,
@@ -483,17 +491,32 @@ def _candidate(summary: Mapping[str, Any], g: pl.DataFrame, constraints: Sequenc
         results.append(judge(c, est, sent / est.samples if est.samples else 1.0, level))
     verdicts = {r.verdict for r in results}
     verdict = "fails" if "fails" in verdicts else "uncertain" if "uncertain" in verdicts else "meets"
-    return Candidate(summary["model"], summary["provider_variant"], summary["endpoint"] or "", verdict,
-                     tuple(results), summary)
+    endpoint, _, origin = (summary["endpoint"] or "").partition(ORIGIN_SEP)
+    return Candidate(summary["model"], summary["provider_variant"], endpoint, verdict, tuple(results), summary,
+                     origin or None)
 
 
-def pooled_frame(store: Store, run_ids: Sequence[str]) -> pl.DataFrame:
-    """The per-request rows of every run, concatenated (each keeps its run_id, so nothing collides)."""
-    frames = [store.requests_frame(r) for r in dict.fromkeys(run_ids)]
-    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+ORIGIN_SEP = " @ "
+"""Joins endpoint and origin in a pooled frame grouped by origin (``pooled_frame(by_origin=True)``)."""
+
+
+def pooled_frame(store: Store, run_ids: Sequence[str], by_origin: bool = False) -> pl.DataFrame:
+    """The per-request rows of every run, concatenated (each keeps its run_id, so nothing collides).
+
+    ``by_origin``: each row's endpoint also names where its run was measured, so the same model x
+    provider from two origins (regions) are two candidates, side by side."""
+    ids = list(dict.fromkeys(run_ids))
+    frames = [store.requests_frame(r) for r in ids]
+    frame = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+    if by_origin and frame.height:
+        origins = {r: (getattr(store.get_run(r), "origin", None) or "unknown") for r in ids}
+        frame = frame.with_columns(
+            (pl.col("endpoint").fill_null("") + ORIGIN_SEP
+             + pl.col("run_id").replace_strict(origins, return_dtype=pl.String)).alias("endpoint"))
+    return frame
 
 
 def decide_runs(store: Store, run_ids: Sequence[str], constraints: Sequence[Constraint] = (),
-                objective: str = "cost", *, level: float = 0.95, seed: int = 0) -> Decision:
-    """``decide`` over stored runs pooled per model x provider."""
-    return decide(pooled_frame(store, run_ids), constraints, objective, level=level, seed=seed)
+                objective: str = "cost", *, level: float = 0.95, seed: int = 0, by_origin: bool = False) -> Decision:
+    """``decide`` over stored runs pooled per model x provider (x origin, ``by_origin``)."""
+    return decide(pooled_frame(store, run_ids, by_origin), constraints, objective, level=level, seed=seed)

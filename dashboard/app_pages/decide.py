@@ -2,7 +2,8 @@
 
 Every number comes from ``bench.results.decide`` (the engine ``orbench decide`` uses) through
 ``data.decision``; the sentence and the Markdown from ``bench.results.decide_render``. The filters and
-the constraints are shared and in the URL (``?min_pass_rate=0.9&max_ttft_p95_ms=1500&objective=cost``).
+the constraints are shared and in the URL (``?min_pass_rate=0.9&max_ttft_p95_ms=1500&objective=cost``);
+runs from several origins can be pooled or side by side (``?by_origin=side by side``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,14 @@ objective = ui.shared_radio("Objective: rank what fits by", list(decide.OBJECTIV
                             format_func=lambda o: f"{o} ({decide.OBJECTIVES[o]})")
 skip_failed = ui.shared_radio("Providers that failed the last verify of their model (orbench verify)",
                               ["keep", "leave out"], "skip_failed", "decide-skip-failed", horizontal=True)
+picked = runs.filter(runs["run_id"].is_in(list(choice.run_ids)))
+by_origin = False
+if "origin" in picked.columns and picked["origin"].n_unique() > 1:  # e.g. two regions on a team store
+    by_origin = ui.shared_radio("Runs from several origins", ["pooled", "side by side"], "by_origin",
+                                "decide-by-origin", horizontal=True) == "side by side"
 with ui.store_errors():
     constraints = tuple(decide.parse_constraints(mins, maxs))
-    d = data.decision(db, *choice.args, constraints, objective, skip_failed == "leave out")
+    d = data.decision(db, *choice.args, constraints, objective, skip_failed == "leave out", by_origin)
 
 sentence = recommendation_sentence(d)
 if d.recommended is not None:
