@@ -268,3 +268,21 @@ def test_sandbox_scenario_file_errors_name_the_field(tmp_path: Path) -> None:
     bad.write_text("- {at_s: 1, model: m, error_rate: 2}\n")
     code, _, err = invoke("sandbox", "--scenario", str(bad), "--port", "0")
     assert code == 1 and "item 1: error_rate must be between 0 and 1" in err
+
+
+def test_monitor_catalog_incidents_for_a_removed_provider_and_a_deprecation(cli_db: Path, suite: Path) -> None:
+    """The sandbox lists together's endpoint for ticks 1 and 4-5 only (removed at 2, back at 4), and
+    announces the model's deprecation date from tick 3: a provider_removed incident opened at 2 and
+    recovered at 4, and one expiration_date incident opened at 3 with the date as evidence, still open."""
+    sb, clock = _sandbox([Change(at_s=2, until_s=4, model=MODEL, provider="together", unlisted=True),
+                          Change(at_s=3, model=MODEL, expiration_date="2027-03-01")])
+    with sb:
+        codes = [_tick(suite, sb.base_url, clock, n)[0] for n in range(1, 6)]
+    assert codes == [0, 3, 3, 0, 0]  # exit 3 at the ticks that opened an incident
+    inc = Store(cli_db).incidents("watch")
+    rows = sorted(inc.select("kind", "provider", "metric", "opened_tick", "recovered_tick").rows(),
+                  key=lambda r: (r[2], str(r[1])))
+    assert rows == [("catalog", None, "expiration_date", 3, None),
+                    ("catalog", "together", "provider_removed", 2, 4)], rows
+    evidence = json.loads(inc.filter(inc["metric"] == "expiration_date")["evidence"][0])
+    assert evidence["before"] is None and evidence["after"] == "2027-03-01"

@@ -216,8 +216,8 @@ def _incident_ticks(incidents: pl.DataFrame, kind: str, model: Any, provider: An
 def _open(incidents: pl.DataFrame, kind: str, model: Any, provider: Any, metric: Any) -> str | None:
     if incidents.is_empty():
         return None
-    part = incidents.filter((pl.col("kind") == kind) & (pl.col("model") == model) & (pl.col("provider") == provider)
-                            & pl.col("recovered_tick").is_null())
+    part = incidents.filter((pl.col("kind") == kind) & pl.col("model").eq_missing(model)
+                            & pl.col("provider").eq_missing(provider) & pl.col("recovered_tick").is_null())
     if metric is not None:
         part = part.filter(pl.col("metric") == metric)
     return None if part.is_empty() else str(part["incident_id"][0])
@@ -363,30 +363,42 @@ def _catalog_state(frame: pl.DataFrame, tick: int) -> dict[tuple[str, str], dict
 
 
 def catalog_diff(before: Mapping[tuple[str, str], Mapping[str, Any]],
-                 after: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[tuple[str, str, str, Any, Any]]:
-    """(model, provider, what, before, after) for every change between two endpoint lists."""
-    out: list[tuple[str, str, str, Any, Any]] = []
+                 after: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[tuple[str, str | None, str, Any, Any]]:
+    """(model, provider, what, before, after) for every change between two endpoint lists. A
+    deprecation date is the model's, not a provider's: one change per model, provider None."""
+    out: list[tuple[str, str | None, str, Any, Any]] = []
     for key in sorted(set(before) | set(after)):
         if key not in after:
             out.append((*key, "provider_removed", "listed", None))
         elif key not in before:
             out.append((*key, "provider_added", None, "listed"))
         else:
-            for f in _CATALOG_FIELDS:
+            for f in ("prompt", "completion"):
                 if before[key][f] != after[key][f]:
-                    out.append((*key, "expiration_date" if f == "expiration_date" else f"{f}_price",
-                                before[key][f], after[key][f]))
+                    out.append((*key, f"{f}_price", before[key][f], after[key][f]))
+    for model in sorted({m for m, _ in before} & {m for m, _ in after}):
+        was, now = _expiry(before, model), _expiry(after, model)
+        if was != now:
+            out.append((model, None, "expiration_date", was, now))
     return out
 
 
-def _catalog_value(state: Mapping[tuple[str, str], Mapping[str, Any]], model: str, provider: str,
+def _expiry(state: Mapping[tuple[str, str], Mapping[str, Any]], model: str) -> Any:
+    """The model's deprecation date as listed (the same on each of its endpoints' rows)."""
+    return next((row["expiration_date"] for (m, _), row in sorted(state.items()) if m == model
+                 and row["expiration_date"] is not None), None)
+
+
+def _catalog_value(state: Mapping[tuple[str, str], Mapping[str, Any]], model: str, provider: str | None,
                    what: str) -> Any:
-    row = state.get((model, provider))
+    if what == "expiration_date":
+        return _expiry(state, model)
+    row = state.get((model, provider)) if provider is not None else None
     if what in ("provider_removed", "provider_added"):
         return "listed" if row is not None else None
     if row is None:
         return None
-    return row["expiration_date" if what == "expiration_date" else what.removesuffix("_price")]
+    return row[what.removesuffix("_price")]
 
 
 def _catalog_decisions(history: History, tick: int, incidents: pl.DataFrame, rules: Rules) -> list[Decision]:
@@ -408,7 +420,11 @@ def _catalog_decisions(history: History, tick: int, incidents: pl.DataFrame, rul
                                      "why": "back" if value == before else "new normal"}, row["incident_id"]))
     if not earlier:
         return out
+    back = {(d.model, d.provider) for d in out if d.metric in ("provider_removed", "provider_added")
+            and d.evidence.get("why") == "back"}  # listed again (or gone again): that is the recovery
     for model, provider, what, before, after in catalog_diff(_catalog_state(frame, max(earlier)), now):
+        if what in ("provider_removed", "provider_added") and (model, provider) in back:
+            continue
         if _open(incidents, "catalog", model, provider, what) is None:
             out.append(Decision("open", "catalog", model, provider, what,
                                 {"what": what, "before": before, "after": after}))

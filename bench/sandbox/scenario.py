@@ -12,7 +12,10 @@ provider of the model). While a change is active:
 - ``quality_drop`` is the chance that the answer is replaced by filler (checks fail, as they
   would with a silently quantized model);
 - ``price_factor`` multiplies the provider's prices, both listed (``/models/{id}/endpoints``)
-  and billed.
+  and billed;
+- ``unlisted: true`` leaves the provider out of the model's endpoints listing (a provider removed
+  from the catalog; listed again when the change ends: added back);
+- ``expiration_date: YYYY-MM-DD`` is the model's deprecation date in ``/models`` (announced).
 
 The server reads the changes through ``Scenario.endpoint``/``fails``/``degrades``, which the
 chat service and the endpoints listing call; everything else of the sandbox is unchanged.
@@ -29,9 +32,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench.sandbox.catalog import Endpoint, Model
+from bench.sandbox.catalog import Catalog, Endpoint, Model
 
-_FIELDS = ("at_s", "until_s", "model", "provider", "latency_factor", "error_rate", "quality_drop", "price_factor")
+_FIELDS = ("at_s", "until_s", "model", "provider", "latency_factor", "error_rate", "quality_drop", "price_factor",
+           "unlisted", "expiration_date")
 _PRICE_KEYS = ("prompt", "completion", "request", "image", "internal_reasoning", "input_cache_read",
                "input_cache_write")
 
@@ -46,6 +50,8 @@ class Change:
     error_rate: float = 0.0
     quality_drop: float = 0.0
     price_factor: float = 1.0
+    unlisted: bool = False
+    expiration_date: str | None = None
 
     def applies(self, model_id: str, endpoint: Endpoint | None, elapsed_s: float) -> bool:
         if model_id != self.model or elapsed_s < self.at_s:
@@ -96,9 +102,19 @@ class Scenario:
             jitter_ms=endpoint.jitter_ms * latency, decode_tps=endpoint.decode_tps / latency, pricing=pricing)
 
     def model(self, model: Model) -> Model:
-        """The model with its endpoints as they are now (for the endpoints listing)."""
-        endpoints = tuple(self.endpoint(model.id, e) for e in model.endpoints)
-        return model if endpoints == model.endpoints else dataclasses.replace(model, endpoints=endpoints)
+        """The model as it is now (for the listings): its endpoints (less unlisted ones) and its
+        deprecation date."""
+        endpoints = tuple(self.endpoint(model.id, e) for e in model.endpoints
+                          if not any(c.unlisted for c in self.active(model.id, e)))
+        expiry = next((c.expiration_date for c in reversed(self.active(model.id, None)) if c.expiration_date), None)
+        api = model.api if expiry is None else {**model.api, "expiration_date": expiry}
+        if endpoints == model.endpoints and api is model.api:
+            return model
+        return dataclasses.replace(model, endpoints=endpoints, api=api)
+
+    def catalog(self, catalog: Catalog) -> Catalog:
+        """The catalog as it is now (for ``/models``): every model through ``model``."""
+        return Catalog({k: self.model(m) for k, m in catalog.models.items()}, catalog.account)
 
     def fails(self, model_id: str, endpoint: Endpoint, rng: random.Random) -> bool:
         """Does this attempt on this endpoint fail (``error_rate``)?"""
@@ -138,8 +154,25 @@ def parse_scenario(data: Any, where: str = "scenario") -> list[Change]:
         for name in ("latency_factor", "price_factor"):
             if values.get(name, 1.0) <= 0:
                 raise ValueError(f"{at}: {name} must be positive")
+        if item.get("unlisted") is not None:
+            if not isinstance(item["unlisted"], bool):
+                raise ValueError(f"{at}: unlisted must be true or false")
+            values["unlisted"] = item["unlisted"]
+        if item.get("expiration_date") is not None:
+            values["expiration_date"] = _date(item["expiration_date"], f"{at}: expiration_date")
         changes.append(Change(**values))
     return changes
+
+
+def _date(value: Any, where: str) -> str:
+    import datetime as dt
+
+    if isinstance(value, dt.date):  # YAML reads 2027-03-01 as a date
+        return value.isoformat()
+    try:
+        return dt.date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise ValueError(f"{where}: expected a date YYYY-MM-DD, got {value!r}") from None
 
 
 def _number(value: Any, where: str) -> float:

@@ -86,8 +86,10 @@ class SandboxApp:
         return req.keep_alive
 
     def _get(self, path: str, req: Request) -> tuple[int, dict[str, Any]]:
+        scenario = self.chat.config.scenario
         if path == "/models":
-            return 200, list_models(self.catalog, req.query, "/api/v1")
+            catalog = self.catalog if scenario is None else scenario.catalog(self.catalog)
+            return 200, list_models(catalog, req.query, "/api/v1")
         if path == "/models/count":
             return 200, {"data": {"count": list_models(self.catalog, req.query, "/api/v1")["total_count"]}}
         if path.startswith("/models/") and path.endswith("/endpoints"):
