@@ -119,6 +119,11 @@ def test_team_two_origins_at_once_and_a_third_folder_pulls_the_same_numbers(
     assert json.loads(cli("show", "latest", "--origin", "laptop-ana", "--json", db=c)[1])[0]["run_id"] == ids[1]
     code, _, err = cli("show", ids[0], "--origin", "laptop-ana", db=c, check=False)
     assert code == 1 and "from origin laptop-ana" in err
+    # the pull built the pulled runs' aggregates (m011), as their engines did at the end: same rows
+    builds = "SELECT run_id, rows FROM run_aggregate_builds WHERE run_id = $id"
+    for run_id, machine in zip(ids, (a, b), strict=True):
+        theirs = Store(machine).query(builds, {"id": run_id}).rows()
+        assert theirs and Store(c).query(builds, {"id": run_id}).rows() == theirs
     # incremental: nothing new crosses the wire the second time
     assert '"entries": 0' in cli("team", "pull", "--json", "--team", url, db=c)[1]
     # a pull on a measuring machine never overwrites its own run
