@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bench.api.transport import CLOSES_BEFORE_NO_REUSE
 from bench.records import RETRY_REASONS
 from bench.store.store import Store
 from tests._loopback import LoopbackServer, sse
@@ -44,19 +45,26 @@ def test_a_server_closing_every_kept_alive_connection_costs_no_backoff_and_each_
     run_id = json.loads(out)["run_id"]
     rows = sorted(Store(cli_db).requests_frame(run_id).to_dicts(), key=lambda r: r["t_start_ms"])
     assert len(rows) == 12 and {r["outcome"] for r in rows} == {"ok"}
-    for r in rows[1:]:
-        # every later request found its pooled connection closed (before or after sending) and
+    learned = 1 + CLOSES_BEFORE_NO_REUSE
+    for r in rows[1:learned]:
+        # the next requests found their pooled connection closed (before or after sending) and
         # went out on a fresh one: the row says so, and it is flagged cold
         reasons = (r["retry_reasons"] or "").split(",")
         assert reasons and set(reasons) <= set(RETRY_REASONS), r["retry_reasons"]
         assert r["conn_reused"] is False and r["connect_ms"] is not None
         assert r["attempts"] == 1 + reasons.count("dropped")
+    for r in rows[learned:]:
+        # then the transport knows this server closes its connections: no pooling, no race, no resend;
+        # each request opens its own connection, flagged cold as before
+        assert r["retry_reasons"] is None and r["attempts"] == 1, r
+        assert r["conn_reused"] is False and r["connect_ms"] is not None
     # concurrency 1: the next request starts when the previous one ends; a backoff (>= 0.25 s) would show
     gaps = [b["t_start_ms"] - (a["t_start_ms"] + a["e2e_ms"]) for a, b in zip(rows, rows[1:])]
     assert max(gaps) < 150, gaps
     total = next(g for g in json.loads(out)["groups"] if g["group"] == "TOTAL")
-    assert total["fresh_connections"] == 11
-    seen = {r["retry_reasons"] for r in rows[1:]}
+    # the first request used a prewarmed connection; every other one opened its own
+    assert total["fresh_connections"] == CLOSES_BEFORE_NO_REUSE and total["cold_connections"] == 11
+    seen = {r["retry_reasons"] for r in rows[1:learned]}
     if reason == "closed_idle":
         # the server's FIN races the next send: on a busy machine the poll before reuse can miss it,
         # and the send then dies unread (a reset, "dropped_unsent"); either way no retry, no backoff

@@ -70,7 +70,7 @@ class StampingProtocol(asyncio.StreamReaderProtocol):
 
 
 class Http1Connection:
-    __slots__ = ("reader", "writer", "origin", "protocol", "connect_ms", "fd")
+    __slots__ = ("reader", "writer", "origin", "protocol", "connect_ms", "fd", "served")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  origin: Origin, protocol: StampingProtocol, connect_ms: float) -> None:
@@ -79,6 +79,7 @@ class Http1Connection:
         self.origin = origin
         self.protocol = protocol
         self.connect_ms = connect_ms
+        self.served = False  # has answered a request (then pooled): see LeanTransport._peer_closed
         sock = writer.get_extra_info("socket")
         self.fd: int = sock.fileno() if sock is not None else -1
 

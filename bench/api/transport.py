@@ -29,6 +29,13 @@ polled (as urllib3 and httpcore do) and a readable idle socket is dropped
 that fails before any response byte raises ``DroppedConnection``, saying whether the
 server can have read the request; the client resends it at once on a fresh
 connection (``extensions={"orbench_fresh_connection": True}``).
+
+A server that closes every connection after its response, without saying so (llama.cpp's
+``llama-server`` sends ``Keep-Alive: timeout=5`` and then closes), would make every reuse a race
+between that poll and a send on a dead socket. After ``CLOSES_BEFORE_NO_REUSE`` pooled connections
+in a row are closed by the server with no successful reuse between, its connections are closed after
+each response instead of pooled (each request opens its own: ``orbench_conn_reused`` false, as it
+was); every ``REUSE_PROBE_EVERY``-th response is pooled again, to notice a server that keeps them now.
 """
 
 from __future__ import annotations
@@ -105,12 +112,18 @@ class CertificateError(httpx.ConnectError):
     """The server's TLS certificate is not trusted: the same on every attempt, so never retried."""
 
 
+CLOSES_BEFORE_NO_REUSE = 3
+REUSE_PROBE_EVERY = 32
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
     """``httpx.AsyncClient(transport=LeanTransport(...))``."""
 
     def __init__(self, max_connections: int | None = None, *, keepalive: bool = True,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self._idle: dict[Origin, list[Http1Connection]] = defaultdict(list)
+        self._peer_closes: dict[Origin, int] = defaultdict(int)  # pooled connections the server closed, in a row
+        self._unpooled: dict[Origin, int] = {}  # origins that close after each response -> responses since a probe
         self._slots = asyncio.Semaphore(max_connections) if max_connections else None
         self._keepalive = keepalive
         self._ssl = ssl_context
@@ -143,8 +156,30 @@ class LeanTransport(httpx.AsyncBaseTransport):
             if conn.usable() and not conn.dropped_by_peer():
                 return conn, dropped
             dropped += 1
+            if conn.served:
+                self._peer_closed(origin)
             conn.close()
         return None, dropped
+
+    def _peer_closed(self, origin: Origin) -> None:
+        """A connection that had served a response was closed by the server before its next use."""
+        self._peer_closes[origin] += 1
+        if self._peer_closes[origin] >= CLOSES_BEFORE_NO_REUSE:
+            self._unpooled.setdefault(origin, 0)
+
+    def _reused_ok(self, origin: Origin) -> None:
+        self._peer_closes[origin] = 0
+        self._unpooled.pop(origin, None)
+
+    def _pool_this(self, origin: Origin) -> bool:
+        """Pool a connection after its response (False for a server that closes them: see the module)."""
+        if origin not in self._unpooled:
+            return True
+        self._unpooled[origin] += 1
+        if self._unpooled[origin] >= REUSE_PROBE_EVERY:
+            self._unpooled[origin] = 0
+            return True
+        return False
 
     async def _open(self, origin: Origin, timeout: float | None,
                     request: httpx.Request | None = None) -> Http1Connection:
@@ -175,7 +210,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return Http1Connection(reader, writer, origin, protocol, connect_ms)
 
     def _give_back(self, conn: Http1Connection, reusable: bool) -> None:
-        if reusable and self._keepalive and conn.usable():
+        if reusable and self._keepalive and conn.usable() and self._pool_this(conn.origin):
+            conn.served = True
             self._idle[conn.origin].append(conn)
         else:
             conn.close()
@@ -232,12 +268,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 raise
             server_read = not (isinstance(exc, httpx.WriteError) or isinstance(exc.__context__, ConnectionResetError)
                                or conn.reset_by_peer())
+            self._peer_closed(origin)
             self._give_back(conn, False)
             raise DroppedConnection(f"the server closed a reused connection before answering ({exc})",
                                     request=request, server_read=server_read) from None
         except BaseException:
             self._give_back(conn, False)
             raise
+        if reused:
+            self._reused_ok(origin)
         stream = Http1Body(self, conn, request, framing)
         return httpx.Response(status, headers=headers, stream=stream, request=request,
                               extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason,

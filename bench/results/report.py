@@ -123,7 +123,7 @@ def summary_notes(summary: Sequence[Mapping[str, Any]], run: RunRecord | None = 
         how = ("left out of the latency percentiles" if total.get("cold_excluded")
                else "their TTFT includes the connect; orbench show --exclude-cold leaves them out")
         notes.append(f"note: {total['cold_connections']} ok requests opened a new connection "
-                     f"(the server closed one, or --cold-connections): {how}")
+                     f"(the server closed one, or closes each after its answer, or --cold-connections): {how}")
     if total and total.get("fresh_connections"):
         notes.append(f"note: {total['fresh_connections']} requests needed a fresh connection: the server had "
                      "closed their pooled one (resent at once, no backoff; retry_reasons in each row says how)")
