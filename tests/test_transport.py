@@ -24,6 +24,7 @@ class RawServer:
     def __init__(self, respond: Callable[[bytes], bytes | None], ssl_ctx: ssl.SSLContext | None = None) -> None:
         self.respond = respond
         self.connections = 0
+        self.close_after = False  # close every connection after its response, without a word (llama-server)
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
 
@@ -43,7 +44,7 @@ class RawServer:
                         return
                     writer.write(out)
                     await writer.drain()
-                    if b"connection: close" in out.lower():
+                    if b"connection: close" in out.lower() or self.close_after:
                         writer.close()
                         return
             except (asyncio.IncompleteReadError, ConnectionError):
@@ -407,3 +408,35 @@ def test_prewarm_counts_only_connections_that_opened() -> None:
 
 async def _no_prewarm_without_keepalive(port: int) -> int:
     return await LeanTransport(8, keepalive=False).prewarm(httpx.URL(f"http://127.0.0.1:{port}/"), 4)
+
+
+def test_a_server_that_closes_after_each_answer_is_learned_and_a_probe_notices_it_changed() -> None:
+    """3 pooled connections closed by the server in a row: the transport stops pooling to it (no poll,
+    no race, no resend: each request opens its own); when the server keeps connections again, the
+    next probe (every 32nd response pooled) is reused and pooling resumes."""
+    from bench.api.transport import CLOSES_BEFORE_NO_REUSE, REUSE_PROBE_EVERY
+
+    srv = RawServer(lambda req: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    srv.close_after = True
+    url = f"http://127.0.0.1:{srv.port}/"
+
+    async def go() -> list[tuple[bool, int]]:
+        out = []
+        async with httpx.AsyncClient(transport=LeanTransport(8), timeout=5.0) as c:
+            for i in range(6 + 2 * REUSE_PROBE_EVERY):
+                if i == 6:
+                    srv.close_after = False  # the server keeps its connections from now on
+                r = await c.get(url)
+                out.append((r.extensions["orbench_conn_reused"], r.extensions["orbench_closed_idle"]))
+                await asyncio.sleep(0.005 if i < 6 else 0)  # let the server's FIN arrive before the next poll
+        return out
+
+    seen = asyncio.run(go())
+    srv.stop()
+    # the first request connects; the next 3 find their pooled connection closed; then no pooling at all
+    assert seen[:1 + CLOSES_BEFORE_NO_REUSE] == [(False, 0)] + [(False, 1)] * CLOSES_BEFORE_NO_REUSE
+    assert seen[1 + CLOSES_BEFORE_NO_REUSE:6] == [(False, 0)] * (5 - CLOSES_BEFORE_NO_REUSE)
+    # the server keeps connections now: within one probe period a pooled one is reused, and stays
+    first_reuse = next(i for i, (reused, _) in enumerate(seen) if reused)
+    assert 6 < first_reuse <= 6 + REUSE_PROBE_EVERY + 1
+    assert all(reused for reused, _ in seen[first_reuse:])
