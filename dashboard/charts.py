@@ -329,7 +329,8 @@ def trend_chart(series: pl.DataFrame, metric_label: str, incidents: pl.DataFrame
         x=x, y="p50:Q", color=color,
         tooltip=["tick:Q", "target:N", alt.Tooltip("started_at:T", format="%Y-%m-%d %H:%M"),
                  alt.Tooltip("p50:Q", format=".1f"), alt.Tooltip("lo:Q", format=".1f"),
-                 alt.Tooltip("hi:Q", format=".1f"), alt.Tooltip("n:Q"), alt.Tooltip("error_rate:Q", format=".0%")])
+                 alt.Tooltip("hi:Q", format=".1f"), alt.Tooltip("n:Q"), alt.Tooltip("error_rate:Q", format=".0%"),
+                 *([alt.Tooltip("ticks:Q", title="ticks in this point")] if "ticks" in frame.columns else [])])
     rolling = base.mark_line(strokeDash=[6, 3], opacity=0.8).encode(x=x, y="rolling_p50:Q", color=color)
     layers: list[alt.Chart] = [band, line, rolling]
     if not incidents.is_empty() and not frame.is_empty():

@@ -15,6 +15,7 @@ Authorization header; with no key the simulated sandbox is started in-process
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import stat
 from collections.abc import Awaitable, Callable
@@ -628,7 +629,33 @@ def trend_series(db: str, monitor: str, span_s: float) -> pl.DataFrame:
 
     now = datetime.now(UTC)
     frame = trend_series.tick_series(store(db), monitor, now - timedelta(seconds=span_s + 72 * 3600))
-    return frame.filter(pl.col("started_at") >= now - timedelta(seconds=span_s))
+    return bucketed(frame.filter(pl.col("started_at") >= now - timedelta(seconds=span_s)), span_s)
+
+
+TREND_POINTS = 720
+"""Most points per line a Trends chart draws: a year of 30-minute ticks is 17,520 per line, more than
+a browser draws smoothly and more than a chart 1,000 pixels wide can show."""
+_TREND_KEYS = ("monitor", "origin", "model", "provider", "metric")
+
+
+def bucketed(series: pl.DataFrame, span_s: float, points: int = TREND_POINTS) -> pl.DataFrame:
+    """``series`` with at most ``points`` rows per line: consecutive ticks in time buckets of
+    ``span_s / points`` (rounded up to a minute) when there are more. A bucket's point is the median of
+    its per-tick medians; its band runs from the lowest to the highest per-tick interval bound; ``n``
+    sums the requests, error and pass rates are weighted by them; ``ticks`` counts the ticks (1: none)."""
+    series = series.with_columns(pl.lit(1, dtype=pl.UInt32).alias("ticks"))
+    if series.is_empty() or series.group_by(_TREND_KEYS).len()["len"].max() <= points:  # type: ignore[operator]
+        return series
+    every = f"{max(60, math.ceil(span_s / points / 60) * 60)}s"
+    n = pl.col("n").cast(pl.Float64)
+    out = series.sort([*_TREND_KEYS, "started_at"]).group_by_dynamic(
+        "started_at", every=every, group_by=list(_TREND_KEYS), start_by="datapoint").agg(
+        pl.col("tick").first(), pl.col("p50").median(), pl.col("lo").min(), pl.col("hi").max(),
+        pl.col("rolling_p50").median(), pl.col("n").sum(),
+        ((pl.col("error_rate") * n).sum() / n.sum()).alias("error_rate"),
+        ((pl.col("pass_rate") * n).sum() / n.sum()).alias("pass_rate"),
+        pl.len().cast(pl.UInt32).alias("ticks"))
+    return out.select(series.columns)
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)

@@ -122,3 +122,26 @@ def test_trends_page_shows_a_pulled_monitor_per_origin(history: Path, tmp_path: 
     _, tables = _charts(at)[0]
     (series,) = [t for t in tables if "target" in t.column_names]
     assert {t.rsplit(" @ ", 1)[1] for t in series["target"].to_pylist()} == {"ci-us-east"}
+
+
+def test_trends_page_long_span_draws_buckets_of_ticks(tmp_path: Path) -> None:
+    """800 ticks (400 h) on a 30d span: more than a chart draws, so each line has at most TREND_POINTS
+    points, each a bucket of consecutive ticks (tooltip: how many), and the caption says so; on 7d
+    (336 ticks) every tick is a point."""
+    from dashboard.data import TREND_POINTS
+
+    db = tmp_path / "long.duckdb"
+    seed_history.seed(db, 800, per_target=2)
+    at = _page(db, since="30d")
+    assert not at.exception, at.exception
+    _, tables = _charts(at)[0]
+    (series,) = [t for t in tables if "target" in t.column_names]
+    per_target = {t: series["target"].to_pylist().count(t) for t in set(series["target"].to_pylist())}
+    assert per_target and max(per_target.values()) <= TREND_POINTS
+    assert max(series["ticks"].to_pylist()) == 2 and sum(series["ticks"].to_pylist()) == 800 * len(per_target)
+    assert any("each point is a bucket of up to 2 consecutive ticks" in c.value for c in at.caption)
+    at = _page(db, since="7d")
+    _, tables = _charts(at)[0]
+    (series,) = [t for t in tables if "target" in t.column_names]
+    assert set(series["ticks"].to_pylist()) == {1}
+    assert not any("bucket" in c.value for c in at.caption)

@@ -98,6 +98,12 @@ for metric, label in data.TREND_METRICS.items():
 st.caption("Line: the per-tick median, band: its 95 % interval (order statistics), dashed: the median of "
            "the per-tick medians over the 72 h before each tick. Red: outages and incidents of the metric "
            "(to the last tick while open). Purple rules: a listed price changed.")
+most = int(shown["ticks"].max() or 1) if not shown.is_empty() else 1  # type: ignore[arg-type]
+if most > 1:
+    st.caption(f"{span} is more ticks than a chart can show: each point is a bucket of up to "
+               f"{most} consecutive ticks, the median of their per-tick medians, its band from "
+               "their lowest to their highest interval bound (hover: how many ticks). `orbench trends` and "
+               "shorter spans use every tick.")
 
 st.subheader("Incidents")
 if incidents.is_empty():
