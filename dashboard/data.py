@@ -660,8 +660,9 @@ def bucketed(series: pl.DataFrame, span_s: float, points: int = TREND_POINTS) ->
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)
 def monitor_incidents(db: str, monitor: str) -> pl.DataFrame:
-    """The monitor's incidents as stored (open ones have no recovered_at)."""
-    return store(db).incidents(monitor)
+    """The monitor's incidents as stored (open ones have no recovered_at), with those pulled from the team
+    store (``origin`` set: another machine's monitor recorded them)."""
+    return store(db).incidents(monitor, pulled=True)
 
 
 @st.cache_data(ttl=RESULTS_TTL_S, show_spinner=False)

@@ -56,7 +56,7 @@ def _charts(at: AppTest) -> list[tuple[dict, list[pa.Table]]]:
 def test_trends_page_opens_on_now_with_the_open_incident(history: Path) -> None:
     at = _page(history)
     assert not at.exception, at.exception
-    errors = [e.value for e in at.error]
+    errors = [e.value.replace("\\", "") for e in at.error]  # names are Markdown-escaped (another machine's)
     assert len(errors) == 1 and "**catalog** on meta-llama/llama-3.3-70b-instruct · together" in errors[0]
     assert at.query_params["monitor"] == "watch" and at.query_params["since"] == "7d"
     charts = _charts(at)
@@ -107,7 +107,8 @@ def test_trends_page_shows_a_pulled_monitor_per_origin(history: Path, tmp_path: 
     at = _page(db, monitor="fleet")
     assert not at.exception, at.exception
     assert at.selectbox[0].options == ["fleet", "watch"] and at.selectbox[0].value == "fleet"
-    assert not at.success and "runs on another machine" in at.text[0].value
+    assert "runs on another machine" in at.text[0].value
+    assert [s.value for s in at.success] == ["Nothing is degraded or down: no open incident on the team store."]
     origins = at.multiselect(key="trends-origins")
     assert origins.options == ["ci-eu-west", "ci-us-east"] and origins.value == []
     _, tables = _charts(at)[0]

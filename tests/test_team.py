@@ -451,3 +451,36 @@ def test_team_a_silent_server_never_holds_up_the_run(tmp_path: Path) -> None:
     run = store.get_run(result.run_id)
     assert run is not None and run.status == "finished"
     assert store.requests_frame(result.run_id).height == len(result.prep.plan) == 12
+
+
+def test_team_monitor_incidents_reach_a_reader_and_never_steer_its_own_monitors(
+        team_db: tuple[Any, str], tmp_path: Path) -> None:
+    """A monitor's incident goes up with a full push (a tick pushes its own), opened then recovered; a
+    reader pulls its newest state with the origin that recorded it, and shows it with pulled=True, while
+    its own monitors' view (what their ticks decide on) stays without it."""
+    from datetime import UTC, datetime
+
+    from bench.store.team.pull import pull
+    from bench.store.team.push import push
+    from bench.store.team.schema import init_schema
+
+    cluster, name = team_db
+    team = parse_team_url(cluster.url(name))
+    init_schema(team)
+    a, c = Store(tmp_path / "a" / "orbench.duckdb"), Store(tmp_path / "c" / "orbench.duckdb")
+    a.init()
+    a.open_incident("inc-0123456789ab", "watch", kind="latency", model="m/x", provider="groq", metric="ttft_ms",
+                    tick=5, at=datetime(2026, 12, 6, 10, tzinfo=UTC), evidence={"change": 0.6})
+    assert push(a, team, None, origin="ci-eu-west").new.get("incident") == 1
+    pull(c, team)
+    got = c.incidents("watch", pulled=True)
+    assert got.select("incident_id", "origin", "opened_tick", "recovered_tick").rows() == [
+        ("inc-0123456789ab", "ci-eu-west", 5, None)]
+    assert c.incidents("watch").is_empty()  # the reader's own monitors never see it as theirs
+    a.recover_incident("inc-0123456789ab", tick=7, at=datetime(2026, 12, 6, 11, tzinfo=UTC), evidence={"back": 1})
+    assert push(a, team, None, origin="ci-eu-west").new.get("incident") == 1  # the new state, once
+    assert push(a, team, None, origin="ci-eu-west").new.get("incident", 0) == 0
+    pull(c, team)
+    got = c.incidents("watch", pulled=True)
+    assert got.select("incident_id", "origin", "recovered_tick").rows() == [("inc-0123456789ab", "ci-eu-west", 7)]
+    assert json.loads(got["evidence"][0]) == {"change": 0.6}

@@ -34,6 +34,7 @@ from bench.run.session import SessionHooks, SessionResult
 from bench.run.spec import Prepared, RunSpec
 from bench.run.state import Progress
 from bench.store.store import Store
+from bench.store.team import hooks as team_hooks
 from bench.suites.model import OPENROUTER
 from bench.suites.parse import load_suite
 
@@ -145,6 +146,9 @@ async def run_tick(settings: Settings, store: Store, cfg: MonitorConfig, *, env:
         result.recovered = [d for d in decisions if d.action == "recover"]
         if webhook_url:
             alerts.deliver_pending(store, cfg.name, tick, webhook_url, note)
+        failure = team_hooks.push_incidents(settings, store, cfg.name)  # --team: where dashboards read them
+        if failure:
+            note(f"monitor {cfg.name}: incidents not on the team store yet: {failure}")
         store.end_tick(cfg.name, tick, result.status, result.note)
     if result.status in ("finished", "failed", "skipped"):
         store.set_next_tick(cfg.name, next_tick_at(started, cfg))

@@ -754,6 +754,13 @@ def m018_monitors(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN monitor_tick INTEGER")
 
 
+@STEPS()
+def m019_pulled_incidents(con: duckdb.DuckDBPyConnection) -> None:
+    """Incidents pulled from the team store, next to this machine's own: ``origin`` names the machine
+    whose monitor recorded them (NULL: this machine's; its monitors decide on those only)."""
+    con.execute("ALTER TABLE monitor_incidents ADD COLUMN origin VARCHAR")
+
+
 MIGRATIONS: list[Migration] = STEPS.steps
 
 

@@ -130,12 +130,15 @@ class MonitorTables(StoreBase):
                     "WHERE incident_id = ? AND recovered_tick IS NULL",
                     [tick, at, json.dumps(evidence, default=str), incident_id])
 
-    def incidents(self, monitor: str | None = None, *, open_only: bool = False) -> pl.DataFrame:
-        """Incidents, oldest first (evidence as JSON text)."""
+    def incidents(self, monitor: str | None = None, *, open_only: bool = False, pulled: bool = False
+                  ) -> pl.DataFrame:
+        """This machine's incidents, oldest first (evidence as JSON text); ``pulled``: with those pulled
+        from the team store (``origin`` set: another machine's monitor recorded them)."""
         return self._read(
             "SELECT * FROM monitor_incidents WHERE ($monitor IS NULL OR monitor = $monitor) "
-            "AND (NOT $open_only OR recovered_tick IS NULL) ORDER BY opened_at, incident_id",
-            {"monitor": monitor, "open_only": open_only})
+            "AND (NOT $open_only OR recovered_tick IS NULL) AND ($pulled OR origin IS NULL) "
+            "ORDER BY opened_at, incident_id",
+            {"monitor": monitor, "open_only": open_only, "pulled": pulled})
 
     # -- alert deliveries ----------------------------------------------------------------
 

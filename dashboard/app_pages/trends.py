@@ -47,18 +47,21 @@ last = row["last_tick_at"]
 remote = row["every_s"] is None  # ticks pulled from the team store; the monitor runs elsewhere
 if remote:  # another machine's names: text, never Markdown
     st.text(f"{row['ticks']} ticks from the team store · last {last:%Y-%m-%d %H:%M UTC} · suite "
-            f"{row['suite_path']}. This monitor runs on another machine, which records its incidents "
-            "and price marks; here: its ticks.")
+            f"{row['suite_path']}. This monitor runs on another machine: its incidents are as that machine "
+            "last pushed them (price marks stay there).")
 else:
     st.caption(f"{row['ticks']} ticks · last {last:%Y-%m-%d %H:%M UTC} · next due "
                f"{row['next_tick_at']:%H:%M:%S UTC} · suite `{row['suite_path']}`"
                if last and row["next_tick_at"] else f"{row['ticks']} ticks · suite `{row['suite_path']}`")
-if open_now.is_empty() and not remote:
-    st.success("Nothing is degraded or down: no open incident.", icon=":material/check_circle:")
+if open_now.is_empty():
+    st.success("Nothing is degraded or down: no open incident" + (" on the team store." if remote else "."),
+               icon=":material/check_circle:")
 for inc in open_now.iter_rows(named=True):
     icon = ":material/error:" if inc["kind"] == "outage" else ":material/warning:"
-    st.error(f"**{inc['kind']}** on {inc['model'] or 'catalog'} · {inc['provider']} ({inc['metric']}), "
-             f"open since tick {inc['opened_tick']} ({inc['opened_at']:%Y-%m-%d %H:%M UTC})", icon=icon)
+    where = f" · seen from {ui.md_escape(inc['origin'])}" if inc.get("origin") else ""
+    st.error(f"**{inc['kind']}** on {ui.md_escape(inc['model'] or 'catalog')} · {ui.md_escape(inc['provider'])} "
+             f"({inc['metric']}), open since tick {inc['opened_tick']} ({inc['opened_at']:%Y-%m-%d %H:%M UTC})"
+             f"{where}", icon=icon)
 
 if series.is_empty():
     st.info(f"No tick of “{ui.md_escape(monitor)}” in the last {span}.")
@@ -110,5 +113,5 @@ if incidents.is_empty():
     st.caption("None recorded.")
 else:
     st.dataframe(incidents.select("kind", "model", "provider", "metric", "opened_tick", "recovered_tick",
-                                  "opened_at", "recovered_at", "evidence").sort("opened_at", descending=True),
+                                  "opened_at", "recovered_at", "origin", "evidence").sort("opened_at", descending=True),
                  hide_index=True, key="table-trends-incidents")

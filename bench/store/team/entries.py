@@ -9,7 +9,8 @@ pushing idempotent: the same fact always gets the same key, whichever path sends
   a change in place touches, so a re-scored row is a new entry and an unchanged one is not.
 - ``run``: the run's row (every status change is a new entry; the newest ``seq`` wins).
 - ``sweep``, ``catalog`` (a snapshot's header) + ``prices`` (its prices, keyed by content, so
-  an unchanged catalog is not sent again), ``credit``.
+  an unchanged catalog is not sent again), ``credit``;
+- ``incident``: a monitor's incident, each state (opened, recovered) a new entry.
 """
 
 from __future__ import annotations
@@ -135,6 +136,17 @@ def sweep_entries(sweeps: pl.DataFrame, origin: str) -> pl.DataFrame:
         payload = _payload(row)
         out.append({"entry_key": f"sweep:{row['sweep_id']}:{digest(payload)}", "kind": "sweep",
                     "origin": origin, "run_id": None, "payload": payload})
+    return pl.DataFrame(out, schema=ENTRY_SCHEMA) if out else empty()
+
+
+def incident_entries(incidents: pl.DataFrame, origin: str) -> pl.DataFrame:
+    """A monitor's incidents (``orbench monitor --team``): each state of one (opened, recovered) is an
+    entry; the newest ``seq`` wins. ``origin``: the machine whose monitor recorded it."""
+    out = []
+    for row in incidents.iter_rows(named=True):
+        payload = _payload({**row, "origin": row.get("origin") or origin})
+        out.append({"entry_key": f"incident:{row['incident_id']}:{digest(payload)}", "kind": "incident",
+                    "origin": row.get("origin") or origin, "run_id": None, "payload": payload})
     return pl.DataFrame(out, schema=ENTRY_SCHEMA) if out else empty()
 
 

@@ -83,6 +83,21 @@ def push_run(settings: Settings, store: Store, run_id: str) -> str | None:
     return None
 
 
+def push_incidents(settings: Settings, store: Store, monitor: str) -> str | None:
+    """After a monitor's tick: its incidents to the team store, if any; returns a one-line failure."""
+    team = team_of(settings)
+    if team is None:
+        return None
+    from bench.store.team.push import push_incidents as push_them
+    from bench.store.team.schema import TeamUnreachable
+
+    try:
+        push_them(store, team, monitor, origin=origin_of(settings))
+    except TeamUnreachable as exc:
+        return f"{exc}; `orbench team push` sends them later"
+    return None
+
+
 def unpushed_lines(settings: Settings, store: Store, run_id: str) -> list[str]:
     """After a run: a line when some of its rows are not on the team store yet (local check, no network)."""
     team = team_of(settings)

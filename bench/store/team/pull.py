@@ -145,12 +145,14 @@ def _apply(store: Store, team: TeamDB, con: Any, frame: pl.DataFrame, result: Pu
     runs = _runs(frame.filter(pl.col("kind") == "run"), result)
     sweeps = _json_rows(frame.filter(pl.col("kind") == "sweep"), "sweep_id", result)
     credits = _json_rows(frame.filter(pl.col("kind") == "credit"), None, result)
+    incidents = _json_rows(frame.filter(pl.col("kind") == "incident"), "incident_id", result)
     catalogs = _catalogs(con, frame, result)
     result.touched.update(r for r in frame["run_id"].unique().to_list() if r is not None)
     with store.transaction() as db:
         result.requests += merge_rows(db, requests, newer_wins=True)
         result.runs += _upsert_runs(db, runs)
         _upsert_sweeps(db, sweeps)
+        _upsert_incidents(db, incidents)
         _insert_catalogs(db, catalogs)
         _insert_credits(db, team, credits)
         db.execute("DELETE FROM _orbench_team_pulled WHERE team = ?", [team.key])
@@ -292,6 +294,22 @@ def _upsert_sweeps(db: duckdb.DuckDBPyConnection, sweeps: list[dict[str, Any]]) 
                "(SELECT sweep_id FROM runs WHERE team_seq IS NULL AND sweep_id IS NOT NULL)", [ids])
     have = {r[0] for r in db.execute("SELECT sweep_id FROM sweeps WHERE list_contains(?, sweep_id)", [ids]).fetchall()}
     _insert_json(db, "sweeps", [s for s in latest.values() if s["sweep_id"] not in have])
+
+
+def _upsert_incidents(db: duckdb.DuckDBPyConnection, incidents: list[dict[str, Any]]) -> None:
+    """Another machine's monitor incidents (their newest state), with the origin that recorded them.
+    This machine's own incidents (origin NULL) are never replaced: its monitors decide on those."""
+    latest = {}
+    for row in incidents:  # in seq order: the newest state wins
+        row["origin"] = row.get("origin") or row["_origin"]
+        latest[row["incident_id"]] = row
+    if not latest:
+        return
+    ids = list(latest)
+    db.execute("DELETE FROM monitor_incidents WHERE list_contains(?, incident_id) AND origin IS NOT NULL", [ids])
+    mine = {r[0] for r in db.execute("SELECT incident_id FROM monitor_incidents WHERE list_contains(?, incident_id)",
+                                     [ids]).fetchall()}
+    _insert_json(db, "monitor_incidents", [r for i, r in latest.items() if i not in mine])
 
 
 def _catalogs(con: Any, frame: pl.DataFrame, result: PullResult) -> list[tuple[dict[str, Any], list[Any]]]:

@@ -202,8 +202,29 @@ def _push(con: Any, store: Store, team: TeamDB, run_ids: list[str] | None, origi
             result.add("request", changed.height, send(con, changed))
     sent = sent_keys(store, team)
     keys = _push_state(con, store, runs, sent, origin, result)
+    if run_ids is None:  # everything: the monitors' incidents too (a tick pushes its own, push_incidents)
+        incidents = entries.incident_entries(store.incidents(), origin).filter(~pl.col("entry_key").is_in(list(sent)))
+        result.add("incident", incidents.height, send(con, incidents) if incidents.height else 0)
+        keys += incidents["entry_key"].to_list()
     record_pushed(store, team, done, keys)
     return result
+
+
+def push_incidents(store: Store, team: TeamDB, monitor: str, *, origin: str) -> int:
+    """A monitor's incidents (after its tick decided), those the server does not have; returns how many."""
+    todo = entries.incident_entries(store.incidents(monitor), origin)
+    sent = sent_keys(store, team)
+    todo = todo.filter(~pl.col("entry_key").is_in(list(sent)))
+    if todo.is_empty():
+        return 0
+    con = connect(team, timeout_s=2)
+    try:
+        check_schema(con, team)
+        new = send(con, todo)
+    finally:
+        con.close()
+    record_pushed(store, team, {}, todo["entry_key"].to_list())
+    return new
 
 
 def _row_entries_by_origin(rows: pl.DataFrame, origins: dict[str, Any], origin: str) -> pl.DataFrame:
