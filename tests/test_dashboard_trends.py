@@ -146,3 +146,20 @@ def test_trends_page_long_span_draws_buckets_of_ticks(tmp_path: Path) -> None:
     (series,) = [t for t in tables if "target" in t.column_names]
     assert set(series["ticks"].to_pylist()) == {1}
     assert not any("bucket" in c.value for c in at.caption)
+
+
+def test_trends_page_reads_a_file_from_before_m019(history: Path, tmp_path: Path) -> None:
+    """The dashboard reads, it does not migrate: on a file written before pulled incidents had an origin
+    (m019), the page shows its incidents as before instead of a database error."""
+    import shutil
+
+    import duckdb
+
+    old = tmp_path / "old.duckdb"
+    shutil.copy(history, old)
+    with duckdb.connect(str(old)) as con:
+        con.execute("ALTER TABLE monitor_incidents DROP COLUMN origin")
+    at = _page(old)
+    assert not at.exception, at.exception
+    errors = [e.value.replace("\\", "") for e in at.error]
+    assert len(errors) == 1 and "**catalog** on meta-llama/llama-3.3-70b-instruct · together" in errors[0]

@@ -134,11 +134,14 @@ class MonitorTables(StoreBase):
                   ) -> pl.DataFrame:
         """This machine's incidents, oldest first (evidence as JSON text); ``pulled``: with those pulled
         from the team store (``origin`` set: another machine's monitor recorded them)."""
-        return self._read(
-            "SELECT * FROM monitor_incidents WHERE ($monitor IS NULL OR monitor = $monitor) "
-            "AND (NOT $open_only OR recovered_tick IS NULL) AND ($pulled OR origin IS NULL) "
-            "ORDER BY opened_at, incident_id",
-            {"monitor": monitor, "open_only": open_only, "pulled": pulled})
+        params = {"monitor": monitor, "open_only": open_only}
+        where = ("WHERE ($monitor IS NULL OR monitor = $monitor) AND (NOT $open_only OR recovered_tick IS NULL)")
+        try:
+            return self._read(f"SELECT * FROM monitor_incidents {where} AND ($pulled OR origin IS NULL) "
+                              "ORDER BY opened_at, incident_id", {**params, "pulled": pulled})
+        except duckdb.BinderException:  # a file from before m019 (a reader does not migrate): none pulled
+            return self._read(f"SELECT *, CAST(NULL AS VARCHAR) AS origin FROM monitor_incidents {where} "
+                              "ORDER BY opened_at, incident_id", params)
 
     # -- alert deliveries ----------------------------------------------------------------
 
