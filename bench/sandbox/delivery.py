@@ -60,8 +60,10 @@ class Progress:
     last_perf_ns: int | None = None
     last_unix_ns: int | None = None
 
-    def stamp(self) -> None:
-        perf, unix = time.perf_counter_ns(), time.time_ns()
+    def stamp(self, perf: int | None = None, unix: int | None = None) -> None:
+        """Record output sent at ``perf``/``unix`` (default: now)."""
+        perf = time.perf_counter_ns() if perf is None else perf
+        unix = time.time_ns() if unix is None else unix
         if self.first_perf_ns is None:
             self.first_perf_ns, self.first_unix_ns = perf, unix
         self.last_perf_ns, self.last_unix_ns = perf, unix
@@ -339,11 +341,16 @@ async def _wait_until(out: ChunkedStream, deadline: float) -> bool:
 
 
 async def _flush(out: ChunkedStream, progress: Progress, stamp: bool) -> bool:
-    """Send what is queued; stamp the server clocks when it carried output tokens."""
+    """Send what is queued; stamp the server clocks when it carried output tokens.
+
+    The stamp is read just before the write, not after it: once the bytes are in the kernel the
+    client (another process or thread) may read them before this thread runs again, and a server
+    stamp later than the client's would make a client's measured overhead negative."""
+    perf, unix = time.perf_counter_ns(), time.time_ns()
     if not out.flush():
         return False
     if stamp:
-        progress.stamp()
+        progress.stamp(perf, unix)
     await out.drain()
     return True
 
