@@ -509,7 +509,8 @@ def pooled_frame(store: Store, run_ids: Sequence[str], by_origin: bool = False) 
     frames = [store.requests_frame(r) for r in ids]
     frame = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
     if by_origin and frame.height:
-        origins = {r: (getattr(store.get_run(r), "origin", None) or "unknown") for r in ids}
+        found = store.query("SELECT run_id, origin FROM runs WHERE list_contains($ids, run_id)", {"ids": ids})
+        origins = {r: (o or "unknown") for r, o in found.iter_rows()}  # one read, not one per run
         frame = frame.with_columns(
             (pl.col("endpoint").fill_null("") + ORIGIN_SEP
              + pl.col("run_id").replace_strict(origins, return_dtype=pl.String)).alias("endpoint"))

@@ -99,7 +99,8 @@ def push_incidents(settings: Settings, store: Store, monitor: str) -> str | None
 
 
 def unpushed_lines(settings: Settings, store: Store, run_id: str) -> list[str]:
-    """After a run: a line when some of its rows are not on the team store yet (local check, no network)."""
+    """After a run: a line when some of its rows are not on the team store yet. It first waits for the
+    run's pusher to finish its last push (``wait_pushes``), then checks locally, without the network."""
     team = team_of(settings)
     if team is None:
         return []
